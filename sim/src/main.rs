@@ -1,0 +1,2 @@
+//! The shoal simulator: runs whole clusters deterministically from a seed.
+fn main() {}

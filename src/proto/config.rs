@@ -1,0 +1,135 @@
+//! Every tunable of the core in one place, with defaults and validation.
+//!
+//! A limit on everything: key and value sizes, siblings per key, requests in
+//! flight. `Config::validate` refuses values that would make the node unsafe
+//! or unable to work, naming the setting.
+
+use super::types::NodeId;
+use std::time::Duration;
+
+/// Settings of one node's core. Cluster-wide settings (replication, vnodes)
+/// must be equal on every node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// N: how many distinct nodes hold each key.
+    pub replication: usize,
+    /// Virtual nodes (ring tokens) per node.
+    pub vnodes: u32,
+    /// Deadline of a client request that does not carry its own.
+    pub request_timeout: Duration,
+    /// How long a node waits for one replica to answer a forwarded write
+    /// before it tries the next one.
+    pub forward_attempt_timeout: Duration,
+    /// Largest key accepted, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value accepted, in bytes.
+    pub max_value_bytes: usize,
+    /// Most siblings a key may hold; a put that would exceed it fails.
+    pub max_siblings: usize,
+    /// Most operations this node coordinates at once; more get `Busy`.
+    pub max_requests_in_flight: usize,
+    /// The node's id when its store holds none yet (fresh or wiped disk).
+    /// `None` draws one from the node's RNG.
+    pub node_id: Option<NodeId>,
+    /// Bug injection for the simulator: never bump the dot epoch, so a node
+    /// that restarts or loses its disk reissues dots. Never set in production.
+    pub debug_skip_epoch_bump: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            replication: 3,
+            vnodes: 256,
+            request_timeout: Duration::from_secs(2),
+            forward_attempt_timeout: Duration::from_millis(500),
+            max_key_bytes: 4 * 1024,
+            max_value_bytes: 1024 * 1024,
+            max_siblings: 64,
+            max_requests_in_flight: 10_000,
+            node_id: None,
+            debug_skip_epoch_bump: false,
+        }
+    }
+}
+
+/// A setting that cannot be used. Nothing was started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}`: {reason}")]
+pub struct ConfigError {
+    /// The setting's name, as in the config file.
+    pub setting: &'static str,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+impl Config {
+    /// Checks every setting; the first bad one is named in the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let checks: [(bool, &'static str, &'static str); 8] = [
+            (
+                (1..=16).contains(&self.replication),
+                "replication",
+                "must be between 1 and 16",
+            ),
+            (
+                (1..=4096).contains(&self.vnodes),
+                "vnodes",
+                "must be between 1 and 4096",
+            ),
+            (
+                !self.request_timeout.is_zero(),
+                "request_timeout",
+                "must be greater than zero",
+            ),
+            (
+                !self.forward_attempt_timeout.is_zero(),
+                "forward_attempt_timeout",
+                "must be greater than zero",
+            ),
+            (
+                (1..=65_535).contains(&self.max_key_bytes),
+                "max_key_bytes",
+                "must be between 1 and 65535",
+            ),
+            (
+                (1..=64 * 1024 * 1024).contains(&self.max_value_bytes),
+                "max_value_bytes",
+                "must be between 1 and 64 MiB",
+            ),
+            (
+                (1..=1024).contains(&self.max_siblings),
+                "max_siblings",
+                "must be between 1 and 1024",
+            ),
+            (
+                self.max_requests_in_flight >= 1,
+                "max_requests_in_flight",
+                "must be at least 1",
+            ),
+        ];
+        match checks.into_iter().find(|(ok, _, _)| !ok) {
+            Some((_, setting, reason)) => Err(ConfigError { setting, reason }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_replication_is_refused_by_name() {
+        let config = Config {
+            replication: 0,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().unwrap_err().setting, "replication");
+    }
+}

@@ -1,0 +1,538 @@
+//! Client operations in flight: quorum reads and writes coordinated by this
+//! node, writes it forwards to a replica, and the replica side of the
+//! protocol it serves for peers.
+//!
+//! A **get** asks every replica in the key's preference list (this node
+//! answers itself at once if it is one), merges the states that come back
+//! and answers after R successes. A **put** or **delete** must be coordinated
+//! by a replica, because the dot it issues is derived from the replica's own
+//! state of the key: the coordinator applies the write locally, sends its new
+//! state to the other replicas and answers after W acknowledgements
+//! (itself included). A node outside the preference list forwards the write
+//! to the replicas in order, moving on when one does not answer in time.
+//! Every operation has a deadline; past it, the client hears how many
+//! replicas answered of how many were needed.
+
+use super::message::{
+    ClientRequest, ClientResponse, Context, Operation as OpName, PeerMessage, RequestError, Value,
+};
+use super::quorum::{Access, QuorumTracker};
+use super::store::{Store, StoreError};
+use super::types::{NodeId, Time};
+use super::version::Versioned;
+use super::{ClientId, Node, Output};
+use std::time::Duration;
+
+/// Who is waiting for an operation's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// A client connected to this node.
+    Client(ClientId),
+    /// A peer that forwarded a client's write here.
+    Peer {
+        /// The forwarding node.
+        node: NodeId,
+        /// Its request id, echoed in the `ForwardReply`.
+        request: u64,
+    },
+}
+
+/// One operation this node is coordinating.
+#[derive(Debug)]
+pub struct Operation {
+    requester: Requester,
+    deadline: Time,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Read {
+        request: ClientRequest,
+        tracker: QuorumTracker,
+        merged: Versioned,
+    },
+    Write {
+        request: ClientRequest,
+        tracker: QuorumTracker,
+        /// The coordinator's state after the write: sent to the replicas.
+        object: Versioned,
+    },
+    Forward {
+        request: ClientRequest,
+        candidates: Vec<NodeId>,
+        tried: usize,
+        attempt_deadline: Time,
+    },
+}
+
+impl<S: Store> Node<S> {
+    /// Starts coordinating `request` for `requester`.
+    pub(super) fn start(&mut self, now: Time, requester: Requester, request: ClientRequest) {
+        self.stats.requests += 1;
+        match self.admit(&request) {
+            Ok(replicas) => {
+                let timeout = request
+                    .timeout_ms()
+                    .map(|ms| Duration::from_millis(u64::from(ms)))
+                    .unwrap_or(self.config.request_timeout);
+                let id = self.fresh_request_id();
+                let deadline = now + timeout;
+                let outcome = match request {
+                    ClientRequest::Get { .. } => self.start_read(request, replicas),
+                    _ if replicas.contains(&self.id()) => self.start_write(now, request, replicas),
+                    _ if matches!(requester, Requester::Peer { .. }) => {
+                        Err(RequestError::NotReplica { node: self.id() })
+                    }
+                    _ => Ok(self.start_forward(now, deadline, request, replicas)),
+                };
+                match outcome {
+                    Ok(kind) => {
+                        self.operations.insert(
+                            id,
+                            Operation {
+                                requester,
+                                deadline,
+                                kind,
+                            },
+                        );
+                        self.set_timer(deadline, id);
+                        self.send_requests(id);
+                        self.check_done(id);
+                    }
+                    Err(error) => self.respond(requester, ClientResponse::Failed(error)),
+                }
+            }
+            Err(error) => self.respond(requester, ClientResponse::Failed(error)),
+        }
+    }
+
+    /// Checks limits and finds the key's replicas; nothing changes on error.
+    fn admit(&self, request: &ClientRequest) -> Result<Vec<NodeId>, RequestError> {
+        let key = request.key();
+        if key.is_empty() || key.len() > self.config.max_key_bytes {
+            return Err(RequestError::BadKeySize {
+                size: key.len(),
+                max: self.config.max_key_bytes,
+            });
+        }
+        if let ClientRequest::Put { value, .. } = request
+            && value.len() > self.config.max_value_bytes
+        {
+            return Err(RequestError::ValueTooLarge {
+                size: value.len(),
+                max: self.config.max_value_bytes,
+            });
+        }
+        if self.operations.len() >= self.config.max_requests_in_flight {
+            return Err(RequestError::Busy {
+                max: self.config.max_requests_in_flight,
+            });
+        }
+        self.required(request)?;
+        let replicas = self.ring.preference_list(key, self.config.replication);
+        if replicas.is_empty() {
+            return Err(RequestError::NoReplicas);
+        }
+        Ok(replicas)
+    }
+
+    fn required(&self, request: &ClientRequest) -> Result<usize, RequestError> {
+        let access = match request {
+            ClientRequest::Get { .. } => Access::Read,
+            _ => Access::Write,
+        };
+        let consistency = request.consistency();
+        consistency
+            .required(access, self.config.replication)
+            .map_err(|e| RequestError::ImpossibleConsistency {
+                consistency,
+                required: e.required,
+                replication: e.replication,
+            })
+    }
+
+    fn start_read(&mut self, request: ClientRequest, replicas: Vec<NodeId>) -> Result<Kind, RequestError> {
+        let mut tracker = QuorumTracker::new(self.required(&request)?, replicas);
+        let mut merged = Versioned::new();
+        if tracker.replicas().contains(&self.id()) {
+            match self.store.get(request.key()) {
+                Ok(local) => {
+                    merged = local.unwrap_or_default();
+                    tracker.succeed(self.id());
+                }
+                Err(_) => tracker.fail(self.id()),
+            }
+        }
+        Ok(Kind::Read {
+            request,
+            tracker,
+            merged,
+        })
+    }
+
+    fn start_write(
+        &mut self,
+        now: Time,
+        request: ClientRequest,
+        replicas: Vec<NodeId>,
+    ) -> Result<Kind, RequestError> {
+        let mut tracker = QuorumTracker::new(self.required(&request)?, replicas);
+        let object = self
+            .apply_local_write(now, &request)
+            .map_err(|error| self.storage_failed(error))??;
+        tracker.succeed(self.id());
+        Ok(Kind::Write {
+            request,
+            tracker,
+            object,
+        })
+    }
+
+    /// Applies a client write to the local state of its key and stores it.
+    /// The outer error is storage; the inner a refused write (nothing stored).
+    fn apply_local_write(
+        &mut self,
+        now: Time,
+        request: &ClientRequest,
+    ) -> Result<Result<Versioned, RequestError>, StoreError> {
+        let (context, value) = match request {
+            ClientRequest::Put { value, context, .. } => (context, Some(value.clone())),
+            ClientRequest::Delete { context, .. } => (context, None),
+            ClientRequest::Get { .. } => unreachable!("a get is not a write"),
+        };
+        let mut object = self.store.get(request.key())?.unwrap_or_default();
+        let written = object.write(
+            self.actor,
+            context.version_vector(),
+            value,
+            now.as_millis(),
+            self.config.max_siblings,
+        );
+        if let Err(e) = written {
+            return Ok(Err(RequestError::TooManySiblings {
+                count: e.count,
+                max: e.max,
+            }));
+        }
+        self.store.put(request.key(), &object)?;
+        Ok(Ok(object))
+    }
+
+    fn storage_failed(&self, error: StoreError) -> RequestError {
+        RequestError::StorageFailed {
+            node: self.id(),
+            reason: error.to_string(),
+        }
+    }
+
+    fn start_forward(
+        &mut self,
+        now: Time,
+        deadline: Time,
+        request: ClientRequest,
+        candidates: Vec<NodeId>,
+    ) -> Kind {
+        self.stats.forwards += 1;
+        let remaining = u32::try_from(deadline.saturating_since(now).as_millis()).unwrap_or(u32::MAX);
+        Kind::Forward {
+            request: request.with_timeout_ms(remaining),
+            candidates,
+            tried: 0,
+            attempt_deadline: deadline.min(now + self.config.forward_attempt_timeout),
+        }
+    }
+
+    /// Sends an operation's first round of peer messages.
+    fn send_requests(&mut self, id: u64) {
+        let me = self.id();
+        let Some(operation) = self.operations.get(&id) else {
+            return;
+        };
+        let messages: Vec<(NodeId, PeerMessage)> = match &operation.kind {
+            Kind::Read { request, tracker, .. } => tracker
+                .replicas()
+                .iter()
+                .filter(|&&n| n != me)
+                .map(|&n| {
+                    let key = request.key().to_vec();
+                    (n, PeerMessage::ReplicaGet { request: id, key })
+                })
+                .collect(),
+            Kind::Write {
+                request,
+                tracker,
+                object,
+            } => tracker
+                .replicas()
+                .iter()
+                .filter(|&&n| n != me)
+                .map(|&n| {
+                    let key = request.key().to_vec();
+                    let object = object.clone();
+                    (
+                        n,
+                        PeerMessage::ReplicaPut {
+                            request: id,
+                            key,
+                            object,
+                        },
+                    )
+                })
+                .collect(),
+            &Kind::Forward { attempt_deadline, .. } => {
+                self.set_timer(attempt_deadline, id);
+                self.forward_attempt(id);
+                return;
+            }
+        };
+        for (to, message) in messages {
+            self.send(to, message);
+        }
+    }
+
+    /// Sends a forwarded write to the next candidate, with the time left.
+    fn forward_attempt(&mut self, id: u64) {
+        let Some(Operation {
+            kind:
+                Kind::Forward {
+                    request,
+                    candidates,
+                    tried,
+                    ..
+                },
+            ..
+        }) = self.operations.get(&id)
+        else {
+            return;
+        };
+        let Some(&to) = candidates.get(*tried) else {
+            return;
+        };
+        let message = PeerMessage::Forward {
+            request: id,
+            client: request.clone(),
+        };
+        self.send(to, message);
+    }
+
+    /// Answers and ends the operation if its quorum is met or lost.
+    fn check_done(&mut self, id: u64) {
+        let Some(operation) = self.operations.get(&id) else {
+            return;
+        };
+        let response = match &operation.kind {
+            Kind::Read { tracker, merged, .. } if tracker.is_met() => Some(found(merged)),
+            Kind::Write { tracker, object, .. } if tracker.is_met() => Some(ClientResponse::Written {
+                context: Context(object.clock().clone()),
+            }),
+            Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. }
+                if tracker.is_lost() =>
+            {
+                Some(quorum_not_met(request, tracker))
+            }
+            _ => None,
+        };
+        if let Some(response) = response {
+            self.finish(id, response);
+        }
+    }
+
+    /// Removes the operation and sends its answer.
+    fn finish(&mut self, id: u64, response: ClientResponse) {
+        if let Some(operation) = self.operations.remove(&id) {
+            self.timers.remove(&(operation.deadline, id));
+            if let Kind::Forward { attempt_deadline, .. } = operation.kind {
+                self.timers.remove(&(attempt_deadline, id));
+            }
+            if matches!(
+                response,
+                ClientResponse::Failed(RequestError::QuorumNotMet { .. })
+            ) {
+                self.stats.quorum_failures += 1;
+            }
+            self.respond(operation.requester, response);
+        }
+    }
+
+    fn respond(&mut self, requester: Requester, response: ClientResponse) {
+        match requester {
+            Requester::Client(client) => self.outputs.push_back(Output::Reply { client, response }),
+            Requester::Peer { node, request } => {
+                self.send(node, PeerMessage::ForwardReply { request, response })
+            }
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, now: Time, id: u64) {
+        let Some(operation) = self.operations.get_mut(&id) else {
+            return;
+        };
+        if now >= operation.deadline {
+            let response = match &operation.kind {
+                Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. } => {
+                    quorum_not_met(request, tracker)
+                }
+                Kind::Forward { tried, .. } => {
+                    ClientResponse::Failed(RequestError::ForwardFailed { tried: tried + 1 })
+                }
+            };
+            self.finish(id, response);
+            return;
+        }
+        let deadline = operation.deadline;
+        if let Kind::Forward { attempt_deadline, .. } = operation.kind
+            && now >= attempt_deadline
+        {
+            self.next_forward_candidate(now, id, deadline);
+        }
+    }
+
+    /// Moves a forwarded write on to the next replica, if any is left.
+    fn next_forward_candidate(&mut self, now: Time, id: u64, deadline: Time) {
+        let attempt_timeout = self.config.forward_attempt_timeout;
+        let Some(Operation {
+            kind:
+                Kind::Forward {
+                    request,
+                    candidates,
+                    tried,
+                    attempt_deadline,
+                },
+            ..
+        }) = self.operations.get_mut(&id)
+        else {
+            return;
+        };
+        if *tried + 1 >= candidates.len() {
+            return; // Nobody else to try: wait for a late answer until the deadline.
+        }
+        *tried += 1;
+        *attempt_deadline = deadline.min(now + attempt_timeout);
+        let remaining = deadline.saturating_since(now).as_millis();
+        *request = request
+            .clone()
+            .with_timeout_ms(u32::try_from(remaining).unwrap_or(u32::MAX));
+        let at = *attempt_deadline;
+        self.set_timer(at, id);
+        self.forward_attempt(id);
+    }
+
+    pub(super) fn on_peer_message(&mut self, now: Time, from: NodeId, message: PeerMessage) {
+        match message {
+            PeerMessage::ReplicaGet { request, key } => {
+                self.stats.replica_ops += 1;
+                let result = self
+                    .store
+                    .get(&key)
+                    .map(Option::unwrap_or_default)
+                    .map_err(replica_error);
+                self.send(from, PeerMessage::ReplicaGetReply { request, result });
+            }
+            PeerMessage::ReplicaPut { request, key, object } => {
+                self.stats.replica_ops += 1;
+                let result = self.merge_local(&key, &object).map_err(replica_error);
+                self.send(from, PeerMessage::ReplicaPutReply { request, result });
+            }
+            PeerMessage::ReplicaGetReply { request, result } => {
+                if let Some(Operation {
+                    kind: Kind::Read { tracker, merged, .. },
+                    ..
+                }) = self.operations.get_mut(&request)
+                {
+                    match result {
+                        Ok(object) if tracker.replicas().contains(&from) => {
+                            merged.merge_from(&object);
+                            tracker.succeed(from);
+                        }
+                        Ok(_) => {}
+                        Err(_) => tracker.fail(from),
+                    }
+                    self.check_done(request);
+                }
+            }
+            PeerMessage::ReplicaPutReply { request, result } => {
+                if let Some(Operation {
+                    kind: Kind::Write { tracker, .. },
+                    ..
+                }) = self.operations.get_mut(&request)
+                {
+                    match result {
+                        Ok(()) => tracker.succeed(from),
+                        Err(_) => tracker.fail(from),
+                    }
+                    self.check_done(request);
+                }
+            }
+            PeerMessage::Forward { request, client } => {
+                self.start(now, Requester::Peer { node: from, request }, client);
+            }
+            PeerMessage::ForwardReply { request, response } => {
+                self.on_forward_reply(now, from, request, response)
+            }
+        }
+    }
+
+    fn on_forward_reply(&mut self, now: Time, from: NodeId, id: u64, response: ClientResponse) {
+        let Some(Operation {
+            kind: Kind::Forward {
+                candidates, tried, ..
+            },
+            deadline,
+            ..
+        }) = self.operations.get(&id)
+        else {
+            return;
+        };
+        if candidates.get(*tried) != Some(&from) && !candidates[..*tried].contains(&from) {
+            return; // Not from a node this write was sent to.
+        }
+        let deadline = *deadline;
+        if matches!(response, ClientResponse::Failed(RequestError::NotReplica { .. }))
+            && *tried + 1 < candidates.len()
+        {
+            self.next_forward_candidate(now, id, deadline);
+            return;
+        }
+        self.finish(id, response);
+    }
+
+    /// Merges a peer's state of `key` into the local one and stores it.
+    fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+        let mut local = self.store.get(key)?.unwrap_or_default();
+        if local.merge_from(object) {
+            self.store.put(key, &local)?;
+        }
+        Ok(())
+    }
+}
+
+fn replica_error(error: StoreError) -> super::message::ReplicaError {
+    super::message::ReplicaError {
+        reason: error.to_string(),
+    }
+}
+
+fn found(merged: &Versioned) -> ClientResponse {
+    ClientResponse::Found {
+        values: merged
+            .values()
+            .map(|s| Value {
+                value: s.value.clone().expect("values() yields live siblings"),
+                timestamp_ms: s.timestamp_ms,
+            })
+            .collect(),
+        context: Context(merged.clock().clone()),
+    }
+}
+
+fn quorum_not_met(request: &ClientRequest, tracker: &QuorumTracker) -> ClientResponse {
+    let operation: OpName = request.operation();
+    ClientResponse::Failed(RequestError::QuorumNotMet {
+        operation,
+        consistency: request.consistency(),
+        succeeded: tracker.succeeded(),
+        required: tracker.required(),
+        replicas: tracker.replicas().len(),
+    })
+}

@@ -1,0 +1,390 @@
+//! Every message that crosses the wire: client requests and responses, and
+//! the replica protocol between peers.
+//!
+//! Messages are encoded as MessagePack arrays (compact; a field added breaks
+//! old readers), so any change to a message's shape must bump
+//! [`PROTOCOL_VERSION`]. The frame layer (`net::frame`) writes the version in
+//! front of every body and refuses versions it does not speak before decoding
+//! anything else.
+
+use super::quorum::Consistency;
+use super::types::NodeId;
+use super::version::{VersionVector, Versioned};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The wire protocol this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The causal context a read returns and a write passes back: everything the
+/// reader had seen. Opaque to clients; printable as hex for the CLI.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context(pub(crate) VersionVector);
+
+impl Context {
+    /// The empty context: a write with it supersedes nothing.
+    pub fn empty() -> Context {
+        Context::default()
+    }
+
+    /// Whether it covers nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The version vector inside.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.0
+    }
+}
+
+impl fmt::Display for Context {
+    /// Lower-case hex of the MessagePack encoding.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = rmp_serde::to_vec(&self.0).map_err(|_| fmt::Error)?;
+        bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+/// A context string that is not one this build printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed context: expected the hex string a get printed")]
+pub struct MalformedContext;
+
+impl std::str::FromStr for Context {
+    type Err = MalformedContext;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Ok(Context::empty());
+        }
+        if s.len() % 2 != 0 || !s.is_ascii() {
+            return Err(MalformedContext);
+        }
+        let bytes = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| MalformedContext)?;
+        rmp_serde::from_slice(&bytes)
+            .map(Context)
+            .map_err(|_| MalformedContext)
+    }
+}
+
+/// Which kind of client operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operation {
+    /// Read a key.
+    Get,
+    /// Write a value.
+    Put,
+    /// Write a tombstone.
+    Delete,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Get => "get",
+            Operation::Put => "put",
+            Operation::Delete => "delete",
+        })
+    }
+}
+
+/// A client's request to any node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Read every sibling of `key`.
+    Get {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// How many replicas must answer.
+        consistency: Consistency,
+        /// Deadline in milliseconds from arrival; the node's default if none.
+        timeout_ms: Option<u32>,
+    },
+    /// Write `value`, superseding what `context` saw.
+    Put {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The value.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        /// The context of the read this write follows, or empty.
+        context: Context,
+        /// How many replicas must acknowledge.
+        consistency: Consistency,
+        /// Deadline in milliseconds from arrival; the node's default if none.
+        timeout_ms: Option<u32>,
+    },
+    /// Delete `key`: a tombstone superseding what `context` saw.
+    Delete {
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The context of the read this delete follows.
+        context: Context,
+        /// How many replicas must acknowledge.
+        consistency: Consistency,
+        /// Deadline in milliseconds from arrival; the node's default if none.
+        timeout_ms: Option<u32>,
+    },
+}
+
+impl ClientRequest {
+    /// The request's key.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            ClientRequest::Get { key, .. }
+            | ClientRequest::Put { key, .. }
+            | ClientRequest::Delete { key, .. } => key,
+        }
+    }
+
+    /// Which operation it is.
+    pub fn operation(&self) -> Operation {
+        match self {
+            ClientRequest::Get { .. } => Operation::Get,
+            ClientRequest::Put { .. } => Operation::Put,
+            ClientRequest::Delete { .. } => Operation::Delete,
+        }
+    }
+
+    /// The requested consistency.
+    pub fn consistency(&self) -> Consistency {
+        match self {
+            ClientRequest::Get { consistency, .. }
+            | ClientRequest::Put { consistency, .. }
+            | ClientRequest::Delete { consistency, .. } => *consistency,
+        }
+    }
+
+    /// The requested deadline, if any.
+    pub fn timeout_ms(&self) -> Option<u32> {
+        match self {
+            ClientRequest::Get { timeout_ms, .. }
+            | ClientRequest::Put { timeout_ms, .. }
+            | ClientRequest::Delete { timeout_ms, .. } => *timeout_ms,
+        }
+    }
+
+    fn timeout_ms_mut(&mut self) -> &mut Option<u32> {
+        match self {
+            ClientRequest::Get { timeout_ms, .. }
+            | ClientRequest::Put { timeout_ms, .. }
+            | ClientRequest::Delete { timeout_ms, .. } => timeout_ms,
+        }
+    }
+
+    /// The same request with a new deadline (used when forwarding).
+    pub fn with_timeout_ms(mut self, ms: u32) -> ClientRequest {
+        *self.timeout_ms_mut() = Some(ms);
+        self
+    }
+}
+
+/// One live value of a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Value {
+    /// The bytes written.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    /// The coordinator's wall clock at the write, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+}
+
+/// A node's answer to a client request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// A get's result: every sibling (none if the key is absent or deleted)
+    /// and the context to pass to a following write.
+    Found {
+        /// Concurrent values, oldest dot first.
+        values: Vec<Value>,
+        /// What this read saw.
+        context: Context,
+    },
+    /// A put or delete reached its write quorum.
+    Written {
+        /// The key's context after the write, on its coordinator.
+        context: Context,
+    },
+    /// The request failed; see the error for what happened to state.
+    Failed(RequestError),
+}
+
+/// Why a request failed, and what happened to state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// Too few replicas answered before the deadline. A failed write may
+    /// still have reached `succeeded` replicas; it is not rolled back.
+    #[error(
+        "{operation} failed: {succeeded} of {replicas} replicas answered, {required} needed ({consistency})"
+    )]
+    QuorumNotMet {
+        /// The operation.
+        operation: Operation,
+        /// The consistency asked for.
+        consistency: Consistency,
+        /// Replicas that answered in time.
+        succeeded: usize,
+        /// Replicas that had to answer.
+        required: usize,
+        /// Replicas asked.
+        replicas: usize,
+    },
+    /// The consistency needs more replicas than a key has. Nothing changed.
+    #[error("consistency {consistency} needs {required} replicas but keys have {replication}")]
+    ImpossibleConsistency {
+        /// The consistency asked for.
+        consistency: Consistency,
+        /// Replicas it needs.
+        required: usize,
+        /// N.
+        replication: usize,
+    },
+    /// The key is empty or longer than the limit. Nothing changed.
+    #[error("key of {size} bytes is outside the allowed 1..={max}")]
+    BadKeySize {
+        /// The key's length.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value is longer than the limit. Nothing changed.
+    #[error("value of {size} bytes exceeds the limit of {max}")]
+    ValueTooLarge {
+        /// The value's length.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The write would leave too many siblings; read, resolve and write
+    /// with the context. Nothing changed.
+    #[error("the write would leave {count} siblings, more than the limit of {max}")]
+    TooManySiblings {
+        /// Siblings the write would have left.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The node is coordinating as many requests as it allows. Nothing
+    /// changed; retry later or elsewhere.
+    #[error("node busy: {max} requests already in flight")]
+    Busy {
+        /// The limit.
+        max: usize,
+    },
+    /// The node knows no replicas for the key (the ring is empty). Nothing
+    /// changed.
+    #[error("no replicas known for this key")]
+    NoReplicas,
+    /// A forwarded write reached a node that is not one of the key's
+    /// replicas (the two nodes' rings differ). Nothing changed.
+    #[error("node {node} is not a replica of this key")]
+    NotReplica {
+        /// The node that refused.
+        node: NodeId,
+    },
+    /// No replica could coordinate the write before the deadline. The write
+    /// may have been applied by a replica whose answer was lost.
+    #[error("write could not be forwarded: no replica of {tried} tried answered in time")]
+    ForwardFailed {
+        /// Replicas tried.
+        tried: usize,
+    },
+    /// The coordinator's storage failed. Nothing was acknowledged.
+    #[error("storage failed on node {node}: {reason}")]
+    StorageFailed {
+        /// The node whose storage failed.
+        node: NodeId,
+        /// The storage engine's description.
+        reason: String,
+    },
+}
+
+/// A replica's storage failed while serving a peer. Nothing changed there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("replica storage failed: {reason}")]
+pub struct ReplicaError {
+    /// The storage engine's description.
+    pub reason: String,
+}
+
+/// The replica protocol between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Coordinator -> replica: send your state of `key`.
+    ReplicaGet {
+        /// Correlates the reply.
+        request: u64,
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
+    /// Replica -> coordinator: the replica's state (empty if absent).
+    ReplicaGetReply {
+        /// The `ReplicaGet` answered.
+        request: u64,
+        /// The state, or why it could not be read.
+        result: Result<Versioned, ReplicaError>,
+    },
+    /// Coordinator -> replica: merge this state of `key` into yours.
+    ReplicaPut {
+        /// Correlates the reply.
+        request: u64,
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The coordinator's state after the write.
+        object: Versioned,
+    },
+    /// Replica -> coordinator: merged and stored.
+    ReplicaPutReply {
+        /// The `ReplicaPut` answered.
+        request: u64,
+        /// Success, or why it could not be stored.
+        result: Result<(), ReplicaError>,
+    },
+    /// Non-replica -> replica: coordinate this client write for me.
+    Forward {
+        /// Correlates the reply.
+        request: u64,
+        /// The client's request, deadline adjusted.
+        client: ClientRequest,
+    },
+    /// Replica -> forwarding node: the response to relay to the client.
+    ForwardReply {
+        /// The `Forward` answered.
+        request: u64,
+        /// The coordinator's response.
+        response: ClientResponse,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_round_trips_through_its_text_form() {
+        let mut object = Versioned::new();
+        let actor = super::super::version::Actor {
+            node: NodeId(7),
+            epoch: 3,
+        };
+        object
+            .write(actor, &VersionVector::new(), Some(b"v".to_vec()), 1, 8)
+            .unwrap();
+        let context = Context(object.clock().clone());
+        let text = context.to_string();
+        assert_eq!(text.parse::<Context>(), Ok(context));
+        assert_eq!("".parse::<Context>(), Ok(Context::empty()));
+        assert_eq!("zz".parse::<Context>(), Err(MalformedContext));
+        assert_eq!("c1".parse::<Context>(), Err(MalformedContext));
+    }
+}

@@ -1,0 +1,234 @@
+//! Consistency levels and a pure tracker of replica answers.
+
+use super::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// How many replicas must answer a request, chosen per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// One replica.
+    One,
+    /// Two replicas.
+    Two,
+    /// A majority of the N replicas: N/2 + 1.
+    Quorum,
+    /// All N replicas.
+    All,
+    /// Explicit read (`r`) and write (`w`) quorums.
+    Custom {
+        /// Replicas that must answer a read.
+        r: u8,
+        /// Replicas that must acknowledge a write.
+        w: u8,
+    },
+}
+
+/// Whether a request reads or writes; picks `r` or `w` of a consistency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Access {
+    /// A get.
+    Read,
+    /// A put or delete.
+    Write,
+}
+
+/// A consistency level asks for more replicas than a key has, or for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("consistency {consistency} needs {required} replicas but keys have {replication}")]
+pub struct ImpossibleConsistency {
+    /// What the request asked for.
+    pub consistency: Consistency,
+    /// Replicas it needs.
+    pub required: usize,
+    /// N.
+    pub replication: usize,
+}
+
+impl Consistency {
+    /// The number of replicas that must answer `access` when keys live on
+    /// `replication` nodes.
+    pub fn required(self, access: Access, replication: usize) -> Result<usize, ImpossibleConsistency> {
+        let required = match (self, access) {
+            (Consistency::One, _) => 1,
+            (Consistency::Two, _) => 2,
+            (Consistency::Quorum, _) => replication / 2 + 1,
+            (Consistency::All, _) => replication,
+            (Consistency::Custom { r, .. }, Access::Read) => usize::from(r),
+            (Consistency::Custom { w, .. }, Access::Write) => usize::from(w),
+        };
+        if required == 0 || required > replication {
+            return Err(ImpossibleConsistency {
+                consistency: self,
+                required,
+                replication,
+            });
+        }
+        Ok(required)
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Consistency::One => f.write_str("one"),
+            Consistency::Two => f.write_str("two"),
+            Consistency::Quorum => f.write_str("quorum"),
+            Consistency::All => f.write_str("all"),
+            Consistency::Custom { r, w } => write!(f, "{r},{w}"),
+        }
+    }
+}
+
+/// Parses `one`, `two`, `quorum`, `all` or `R,W` (e.g. `2,1`).
+impl std::str::FromStr for Consistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "one" => Ok(Consistency::One),
+            "two" => Ok(Consistency::Two),
+            "quorum" => Ok(Consistency::Quorum),
+            "all" => Ok(Consistency::All),
+            other => {
+                let parse = |p: &str| p.trim().parse::<u8>().ok();
+                match other.split_once(',').map(|(r, w)| (parse(r), parse(w))) {
+                    Some((Some(r), Some(w))) => Ok(Consistency::Custom { r, w }),
+                    _ => Err(format!(
+                        "unknown consistency `{s}`: use one, two, quorum, all or R,W such as 2,1"
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Tracks which of a request's replicas answered, well or badly.
+#[derive(Clone, Debug)]
+pub struct QuorumTracker {
+    required: usize,
+    replicas: Vec<NodeId>,
+    succeeded: BTreeSet<NodeId>,
+    failed: BTreeSet<NodeId>,
+}
+
+impl QuorumTracker {
+    /// A tracker needing `required` successes among `replicas`.
+    pub fn new(required: usize, replicas: Vec<NodeId>) -> QuorumTracker {
+        QuorumTracker {
+            required,
+            replicas,
+            succeeded: BTreeSet::new(),
+            failed: BTreeSet::new(),
+        }
+    }
+
+    /// Records a success; answers from non-replicas and repeats are ignored.
+    pub fn succeed(&mut self, node: NodeId) {
+        if self.replicas.contains(&node) && !self.failed.contains(&node) {
+            self.succeeded.insert(node);
+        }
+    }
+
+    /// Records a failure; a replica that already succeeded stays succeeded.
+    pub fn fail(&mut self, node: NodeId) {
+        if self.replicas.contains(&node) && !self.succeeded.contains(&node) {
+            self.failed.insert(node);
+        }
+    }
+
+    /// Whether enough replicas succeeded.
+    pub fn is_met(&self) -> bool {
+        self.succeeded.len() >= self.required
+    }
+
+    /// Whether so many failed that the quorum can no longer be met.
+    pub fn is_lost(&self) -> bool {
+        self.replicas.len() - self.failed.len() < self.required
+    }
+
+    /// Whether every replica answered.
+    pub fn is_complete(&self) -> bool {
+        self.succeeded.len() + self.failed.len() == self.replicas.len()
+    }
+
+    /// Successes so far.
+    pub fn succeeded(&self) -> usize {
+        self.succeeded.len()
+    }
+
+    /// Successes needed.
+    pub fn required(&self) -> usize {
+        self.required
+    }
+
+    /// The replicas asked.
+    pub fn replicas(&self) -> &[NodeId] {
+        &self.replicas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_map_to_replica_counts() {
+        let n = 3;
+        assert_eq!(Consistency::One.required(Access::Read, n), Ok(1));
+        assert_eq!(Consistency::Two.required(Access::Write, n), Ok(2));
+        assert_eq!(Consistency::Quorum.required(Access::Read, 5), Ok(3));
+        assert_eq!(Consistency::All.required(Access::Write, n), Ok(3));
+        let custom = Consistency::Custom { r: 1, w: 3 };
+        assert_eq!(custom.required(Access::Read, n), Ok(1));
+        assert_eq!(custom.required(Access::Write, n), Ok(3));
+    }
+
+    #[test]
+    fn impossible_levels_are_refused() {
+        assert!(Consistency::Two.required(Access::Read, 1).is_err());
+        assert!(
+            Consistency::Custom { r: 0, w: 1 }
+                .required(Access::Read, 3)
+                .is_err()
+        );
+        assert!(
+            Consistency::Custom { r: 1, w: 4 }
+                .required(Access::Write, 3)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn consistency_parses_names_and_pairs() {
+        assert_eq!("QUORUM".parse(), Ok(Consistency::Quorum));
+        assert_eq!("2,1".parse(), Ok(Consistency::Custom { r: 2, w: 1 }));
+        assert!("most".parse::<Consistency>().is_err());
+        for c in [
+            Consistency::One,
+            Consistency::All,
+            Consistency::Custom { r: 3, w: 2 },
+        ] {
+            assert_eq!(c.to_string().parse(), Ok(c));
+        }
+    }
+
+    #[test]
+    fn tracker_counts_distinct_replicas_only() {
+        let (a, b, c, x) = (NodeId(1), NodeId(2), NodeId(3), NodeId(9));
+        let mut t = QuorumTracker::new(2, vec![a, b, c]);
+        t.succeed(a);
+        t.succeed(a);
+        t.succeed(x);
+        assert!(!t.is_met());
+        t.fail(b);
+        assert!(!t.is_lost());
+        t.fail(c);
+        assert!(t.is_lost() && t.is_complete());
+        let mut t = QuorumTracker::new(2, vec![a, b, c]);
+        t.succeed(a);
+        t.succeed(c);
+        assert!(t.is_met() && !t.is_complete());
+    }
+}

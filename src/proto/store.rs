@@ -1,0 +1,337 @@
+//! The one dependency the core calls directly: a synchronous key -> state
+//! store, plus the node's metadata (id, epoch, format version).
+//!
+//! Implementations: [`MemStore`] here (tests, simulator) and the on-disk
+//! store in `crate::storage`. Both pass the same contract suite. Records
+//! are encoded with [`encode_record`]: a format byte, a crc32 of the body and
+//! the MessagePack body, so a corrupted record is detected, never served.
+
+use super::types::NodeId;
+use super::version::Versioned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The on-disk format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The first byte of every stored record.
+const RECORD_FORMAT: u8 = 1;
+
+/// Who this node is; persisted durably before the node serves anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMeta {
+    /// The node's stable id.
+    pub node_id: NodeId,
+    /// The dot epoch of the current (or last) run.
+    pub epoch: u64,
+    /// The on-disk format of the data.
+    pub format_version: u32,
+}
+
+/// A storage failure. Each variant says what happened to state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The storage engine failed (I/O, full disk, lock). The operation may
+    /// not have been applied.
+    #[error("storage engine failed: {source}")]
+    Engine {
+        /// The engine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored record failed its checksum or could not be decoded. It was
+    /// not served.
+    #[error("corrupt record for key {key:?}: {reason}")]
+    Corrupt {
+        /// The key whose record is damaged.
+        key: Vec<u8>,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The data directory was written by an incompatible build. Nothing was
+    /// read or written.
+    #[error("data has format version {found}, this build reads version {supported}")]
+    UnsupportedFormat {
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+}
+
+/// Keys and their states, plus node metadata. Writes are visible to reads at
+/// once; `sync` makes everything written so far survive power loss.
+pub trait Store {
+    /// The state of `key`, if stored.
+    fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError>;
+    /// Stores `object` as the state of `key`, replacing what was there.
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError>;
+    /// Forgets `key` entirely (tombstone garbage collection).
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// Up to `limit` entries with key >= `from`, in key order.
+    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError>;
+    /// The node's metadata, if any was saved.
+    fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError>;
+    /// Saves the node's metadata durably before returning.
+    fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError>;
+    /// Makes every write so far durable.
+    fn sync(&mut self) -> Result<(), StoreError>;
+}
+
+/// Encodes a key's state for storage: format byte, crc32 (little-endian) of
+/// the body, MessagePack body.
+pub fn encode_record(object: &Versioned) -> Vec<u8> {
+    let body = rmp_serde::to_vec(object).expect("a Versioned always encodes");
+    let mut record = Vec::with_capacity(5 + body.len());
+    record.push(RECORD_FORMAT);
+    record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    record.extend_from_slice(&body);
+    record
+}
+
+/// Decodes a stored record of `key`, checking its format and checksum.
+pub fn decode_record(key: &[u8], record: &[u8]) -> Result<Versioned, StoreError> {
+    let corrupt = |reason| StoreError::Corrupt {
+        key: key.to_vec(),
+        reason,
+    };
+    let (&format, rest) = record.split_first().ok_or_else(|| corrupt("empty record"))?;
+    if format != RECORD_FORMAT {
+        return Err(corrupt("unknown record format"));
+    }
+    if rest.len() < 4 {
+        return Err(corrupt("record shorter than its header"));
+    }
+    let (crc, body) = rest.split_at(4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    rmp_serde::from_slice(body).map_err(|_| corrupt("undecodable body"))
+}
+
+/// Encodes node metadata (named fields, so later builds can add some).
+pub fn encode_meta(meta: &NodeMeta) -> Vec<u8> {
+    rmp_serde::to_vec_named(meta).expect("NodeMeta always encodes")
+}
+
+/// Decodes node metadata and checks its format version.
+pub fn decode_meta(bytes: &[u8]) -> Result<NodeMeta, StoreError> {
+    let meta: NodeMeta = rmp_serde::from_slice(bytes).map_err(|_| StoreError::Corrupt {
+        key: b"meta".to_vec(),
+        reason: "undecodable node metadata",
+    })?;
+    if meta.format_version != FORMAT_VERSION {
+        return Err(StoreError::UnsupportedFormat {
+            found: meta.format_version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(meta)
+}
+
+/// An in-memory store. Everything is "durable" until the simulator models
+/// otherwise; clones share nothing.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    data: BTreeMap<Vec<u8>, Vec<u8>>,
+    meta: Option<NodeMeta>,
+}
+
+impl MemStore {
+    /// An empty store, as on a fresh disk.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// How many keys are stored.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+impl Store for MemStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
+        self.data
+            .get(key)
+            .map(|record| decode_record(key, record))
+            .transpose()
+    }
+
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+        self.data.insert(key.to_vec(), encode_record(object));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.data.remove(key);
+        Ok(())
+    }
+
+    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+        self.data
+            .range(from.to_vec()..)
+            .take(limit)
+            .map(|(k, r)| Ok((k.clone(), decode_record(k, r)?)))
+            .collect()
+    }
+
+    fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError> {
+        Ok(self.meta)
+    }
+
+    fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError> {
+        self.meta = Some(*meta);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The contract every [`Store`] passes; run against each implementation.
+#[cfg(test)]
+pub(crate) mod contract {
+    use super::*;
+    use crate::proto::version::{Actor, VersionVector};
+
+    pub(crate) fn object(value: &[u8]) -> Versioned {
+        let mut v = Versioned::new();
+        let actor = Actor {
+            node: NodeId(1),
+            epoch: 1,
+        };
+        v.write(actor, &VersionVector::new(), Some(value.to_vec()), 5, 8)
+            .unwrap();
+        v
+    }
+
+    /// Runs every contract check on stores made by `fresh`.
+    pub(crate) fn run<S: Store>(mut fresh: impl FnMut() -> S) {
+        absent_key_reads_as_none(&mut fresh());
+        put_then_get_returns_it_and_replaces(&mut fresh());
+        remove_forgets_the_key(&mut fresh());
+        scan_is_ordered_bounded_and_starts_at_from(&mut fresh());
+        meta_round_trips(&mut fresh());
+        empty_and_binary_keys_are_kept_apart(&mut fresh());
+    }
+
+    fn absent_key_reads_as_none(s: &mut impl Store) {
+        assert!(s.get(b"nope").unwrap().is_none());
+        assert!(s.load_meta().unwrap().is_none());
+    }
+
+    fn put_then_get_returns_it_and_replaces(s: &mut impl Store) {
+        s.put(b"k", &object(b"one")).unwrap();
+        assert_eq!(s.get(b"k").unwrap(), Some(object(b"one")));
+        s.put(b"k", &object(b"two")).unwrap();
+        assert_eq!(s.get(b"k").unwrap(), Some(object(b"two")));
+        s.sync().unwrap();
+    }
+
+    fn remove_forgets_the_key(s: &mut impl Store) {
+        s.put(b"k", &object(b"one")).unwrap();
+        s.remove(b"k").unwrap();
+        assert!(s.get(b"k").unwrap().is_none());
+        s.remove(b"never-there").unwrap();
+    }
+
+    fn scan_is_ordered_bounded_and_starts_at_from(s: &mut impl Store) {
+        for k in [&b"c"[..], b"a", b"b", b"d"] {
+            s.put(k, &object(k)).unwrap();
+        }
+        let keys = |v: Vec<(Vec<u8>, Versioned)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(s.scan(b"", 10).unwrap()),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
+        assert_eq!(keys(s.scan(b"b", 2).unwrap()), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(s.scan(b"e", 10).unwrap().len(), 0);
+        let (_, first) = &s.scan(b"a", 1).unwrap()[0];
+        assert_eq!(*first, object(b"a"));
+    }
+
+    fn meta_round_trips(s: &mut impl Store) {
+        let meta = NodeMeta {
+            node_id: NodeId(42),
+            epoch: 7,
+            format_version: FORMAT_VERSION,
+        };
+        s.save_meta(&meta).unwrap();
+        assert_eq!(s.load_meta().unwrap(), Some(meta));
+        let bumped = NodeMeta { epoch: 8, ..meta };
+        s.save_meta(&bumped).unwrap();
+        assert_eq!(s.load_meta().unwrap(), Some(bumped));
+    }
+
+    fn empty_and_binary_keys_are_kept_apart(s: &mut impl Store) {
+        s.put(b"", &object(b"empty")).unwrap();
+        s.put(&[0, 255, 0], &object(b"binary")).unwrap();
+        assert_eq!(s.get(b"").unwrap(), Some(object(b"empty")));
+        assert_eq!(s.get(&[0, 255, 0]).unwrap(), Some(object(b"binary")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_store_passes_the_store_contract() {
+        contract::run(MemStore::new);
+    }
+
+    #[test]
+    fn record_round_trips_and_detects_every_single_bit_flip() {
+        let object = contract::object(b"payload");
+        let record = encode_record(&object);
+        assert_eq!(decode_record(b"k", &record).unwrap(), object);
+        for byte in 0..record.len() {
+            for bit in 0..8 {
+                let mut bad = record.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(
+                    matches!(decode_record(b"k", &bad), Err(StoreError::Corrupt { .. })),
+                    "flip of bit {bit} in byte {byte} went unnoticed"
+                );
+            }
+        }
+        assert!(decode_record(b"k", &record[..3]).is_err());
+        assert!(decode_record(b"k", &[]).is_err());
+    }
+
+    #[test]
+    fn meta_of_another_format_is_refused() {
+        let meta = NodeMeta {
+            node_id: NodeId(1),
+            epoch: 1,
+            format_version: FORMAT_VERSION + 1,
+        };
+        assert!(matches!(
+            decode_meta(&encode_meta(&meta)),
+            Err(StoreError::UnsupportedFormat { .. })
+        ));
+    }
+
+    /// Bytes written by format 1: later builds must keep reading them.
+    const FORMAT_1_FIXTURE: &str = "012cf99cb392819201010191939301010105c40766697874757265";
+
+    #[test]
+    fn reads_a_format_1_record_fixture() {
+        let bytes: Vec<u8> = (0..FORMAT_1_FIXTURE.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&FORMAT_1_FIXTURE[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(decode_record(b"k", &bytes).unwrap(), contract::object(b"fixture"));
+        assert_eq!(
+            encode_record(&contract::object(b"fixture")),
+            bytes,
+            "format 1 changed: bump RECORD_FORMAT"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! Causality: dots, version vectors and the sibling set of a key.
+//!
+//! Every write is tagged with a **dot** `(node, epoch, counter)` issued by the
+//! coordinating replica. The pair `(node, epoch)` is an **actor**; an actor's
+//! dots for one key are issued in order 1, 2, 3.., so a version vector
+//! (actor -> highest counter) names exactly the set of dots it covers.
+//!
+//! A key's state is a [`Versioned`]: a causal context (`clock`, everything this
+//! state has seen) and the **siblings** not superseded, each with its dot.
+//! This is the dotted-version-vector object of Riak 2.0 / Almeida et al.:
+//!
+//! * a write with context C replaces exactly the siblings whose dots C covers
+//!   and adds one sibling with a fresh dot; siblings C has not seen stay;
+//! * two writes without each other's context become siblings;
+//! * [`Versioned::merge`] keeps a sibling if the other side holds it too or
+//!   has not seen its dot. Merge is **commutative, associative and
+//!   idempotent** (checked by property tests), so replicas may exchange state
+//!   in any order, any number of times. Siblings are identified by dot, so a
+//!   sibling met twice is kept once.
+//!
+//! The epoch is bumped and persisted on every start of a node (and drawn at
+//! random for a fresh or wiped disk), so a node that lost writes never issues
+//! a dot again with a counter it used before (Riak's kv679).
+
+use super::types::NodeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One incarnation of a node: it issues dots under this name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Actor {
+    /// The issuing node.
+    pub node: NodeId,
+    /// The node's start epoch.
+    pub epoch: u64,
+}
+
+/// The unique name of one write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dot {
+    /// The issuing node.
+    pub node: NodeId,
+    /// The node's start epoch when it issued the dot.
+    pub epoch: u64,
+    /// The actor's counter for this key.
+    pub counter: u64,
+}
+
+impl Dot {
+    /// The actor that issued this dot.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            node: self.node,
+            epoch: self.epoch,
+        }
+    }
+}
+
+/// Actor -> highest counter seen; covers every dot up to that counter.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionVector(BTreeMap<Actor, u64>);
+
+impl VersionVector {
+    /// The empty vector: has seen nothing.
+    pub fn new() -> VersionVector {
+        VersionVector::default()
+    }
+
+    /// Whether `dot` is covered, i.e. the holder has seen it.
+    pub fn covers(&self, dot: &Dot) -> bool {
+        self.counter(dot.actor()) >= dot.counter
+    }
+
+    /// The highest counter seen from `actor` (0 if none).
+    pub fn counter(&self, actor: Actor) -> u64 {
+        self.0.get(&actor).copied().unwrap_or(0)
+    }
+
+    /// Records `dot` as seen.
+    pub fn add(&mut self, dot: &Dot) {
+        let entry = self.0.entry(dot.actor()).or_insert(0);
+        *entry = (*entry).max(dot.counter);
+    }
+
+    /// Pointwise maximum.
+    pub fn merge(&mut self, other: &VersionVector) {
+        for (&actor, &counter) in &other.0 {
+            let entry = self.0.entry(actor).or_insert(0);
+            *entry = (*entry).max(counter);
+        }
+    }
+
+    /// Whether this vector has seen everything `other` has.
+    pub fn descends(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|(&a, &c)| self.counter(a) >= c)
+    }
+
+    /// Whether nothing has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many actors are tracked.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// One value of a key (or a tombstone) and the dot of the write that made it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    /// The write's unique name.
+    pub dot: Dot,
+    /// The coordinator's wall clock when it accepted the write, in
+    /// milliseconds since the Unix epoch: for a client's "newest wins".
+    pub timestamp_ms: u64,
+    /// The value; `None` is a tombstone left by a delete.
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+}
+
+/// Everything a replica knows of one key: its causal context and siblings.
+///
+/// Invariants: siblings are sorted by dot, their dots are distinct, and every
+/// sibling's dot is covered by `clock`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    clock: VersionVector,
+    siblings: Vec<Sibling>,
+}
+
+/// A write would leave more siblings than allowed. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the write would leave {count} siblings, more than the limit of {max}")]
+pub struct TooManySiblings {
+    /// Siblings the write would have left.
+    pub count: usize,
+    /// The configured limit.
+    pub max: usize,
+}
+
+impl Versioned {
+    /// The state of a key nobody wrote.
+    pub fn new() -> Versioned {
+        Versioned::default()
+    }
+
+    /// Everything this state has seen; the context a client gets on read.
+    pub fn clock(&self) -> &VersionVector {
+        &self.clock
+    }
+
+    /// The siblings not superseded, sorted by dot (tombstones included).
+    pub fn siblings(&self) -> &[Sibling] {
+        &self.siblings
+    }
+
+    /// The live values (not tombstones).
+    pub fn values(&self) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(|s| s.value.is_some())
+    }
+
+    /// Whether no sibling holds a value (never written, or deleted).
+    pub fn is_deleted(&self) -> bool {
+        self.values().next().is_none()
+    }
+
+    /// Applies a client write coordinated by `actor`: removes the siblings
+    /// `context` covers, adds `value` (or a tombstone) under a fresh dot and
+    /// returns that dot. The caller must be a replica holding this key's
+    /// latest local state, so the counter is fresh for `actor`.
+    pub fn write(
+        &mut self,
+        actor: Actor,
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        timestamp_ms: u64,
+        max_siblings: usize,
+    ) -> Result<Dot, TooManySiblings> {
+        let kept = self.siblings.iter().filter(|s| !context.covers(&s.dot)).count();
+        if kept + 1 > max_siblings {
+            return Err(TooManySiblings {
+                count: kept + 1,
+                max: max_siblings,
+            });
+        }
+        let dot = Dot {
+            node: actor.node,
+            epoch: actor.epoch,
+            counter: self.clock.counter(actor) + 1,
+        };
+        self.siblings.retain(|s| !context.covers(&s.dot));
+        self.clock.merge(context);
+        self.clock.add(&dot);
+        let sibling = Sibling {
+            dot,
+            timestamp_ms,
+            value,
+        };
+        let at = self.siblings.partition_point(|s| s.dot < dot);
+        self.siblings.insert(at, sibling);
+        Ok(dot)
+    }
+
+    /// The join of two states; see the module doc for the laws it obeys.
+    pub fn merge(&self, other: &Versioned) -> Versioned {
+        let mut siblings: Vec<Sibling> = Vec::with_capacity(self.siblings.len());
+        let (mut a, mut b) = (self.siblings.iter().peekable(), other.siblings.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(x), Some(y)) if x.dot == y.dot => {
+                    b.next();
+                    a.next().cloned()
+                }
+                (Some(x), Some(y)) if x.dot < y.dot => {
+                    a.next().filter(|s| !other.clock.covers(&s.dot)).cloned()
+                }
+                (Some(_), None) => a.next().filter(|s| !other.clock.covers(&s.dot)).cloned(),
+                _ => b.next().filter(|s| !self.clock.covers(&s.dot)).cloned(),
+            };
+            siblings.extend(next);
+        }
+        let mut clock = self.clock.clone();
+        clock.merge(&other.clock);
+        Versioned { clock, siblings }
+    }
+
+    /// Merges `other` into `self`; returns whether `self` changed.
+    pub fn merge_from(&mut self, other: &Versioned) -> bool {
+        let merged = self.merge(other);
+        let changed = merged != *self;
+        *self = merged;
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MAX: usize = 64;
+
+    fn actor(n: u64) -> Actor {
+        Actor {
+            node: NodeId(n),
+            epoch: 1,
+        }
+    }
+
+    fn values(v: &Versioned) -> Vec<&[u8]> {
+        v.values().map(|s| s.value.as_deref().unwrap()).collect()
+    }
+
+    #[test]
+    fn concurrent_writes_without_context_become_siblings() {
+        let mut v = Versioned::new();
+        let empty = VersionVector::new();
+        v.write(actor(1), &empty, Some(b"a".to_vec()), 1, MAX).unwrap();
+        v.write(actor(1), &empty, Some(b"b".to_vec()), 2, MAX).unwrap();
+        assert_eq!(values(&v), vec![&b"a"[..], b"b"]);
+    }
+
+    #[test]
+    fn write_with_context_replaces_exactly_the_siblings_it_saw() {
+        let mut v = Versioned::new();
+        let empty = VersionVector::new();
+        v.write(actor(1), &empty, Some(b"a".to_vec()), 1, MAX).unwrap();
+        v.write(actor(1), &empty, Some(b"b".to_vec()), 2, MAX).unwrap();
+        let seen = v.clock().clone();
+        // A write the reader did not see arrives before the reader's write.
+        v.write(actor(1), &empty, Some(b"c".to_vec()), 3, MAX).unwrap();
+        v.write(actor(1), &seen, Some(b"d".to_vec()), 4, MAX).unwrap();
+        assert_eq!(values(&v), vec![&b"c"[..], b"d"]);
+    }
+
+    #[test]
+    fn writes_at_different_replicas_merge_as_siblings() {
+        let empty = VersionVector::new();
+        let mut x = Versioned::new();
+        let mut y = Versioned::new();
+        x.write(actor(1), &empty, Some(b"x".to_vec()), 1, MAX).unwrap();
+        y.write(actor(2), &empty, Some(b"y".to_vec()), 1, MAX).unwrap();
+        let merged = x.merge(&y);
+        assert_eq!(values(&merged), vec![&b"x"[..], b"y"]);
+        // A write at actor 2 with the merged context supersedes both.
+        let mut z = y.merge(&x);
+        z.write(actor(2), merged.clock(), Some(b"z".to_vec()), 2, MAX)
+            .unwrap();
+        assert_eq!(values(&z.merge(&x).merge(&y)), vec![&b"z"[..]]);
+    }
+
+    #[test]
+    fn identical_siblings_are_kept_once() {
+        let mut v = Versioned::new();
+        v.write(actor(1), &VersionVector::new(), Some(b"a".to_vec()), 1, MAX)
+            .unwrap();
+        let twice = v.merge(&v.clone());
+        assert_eq!(twice.siblings().len(), 1);
+        assert_eq!(twice, v);
+    }
+
+    #[test]
+    fn a_delete_leaves_a_tombstone_that_supersedes_what_it_saw() {
+        let mut v = Versioned::new();
+        v.write(actor(1), &VersionVector::new(), Some(b"a".to_vec()), 1, MAX)
+            .unwrap();
+        let old = v.clone();
+        v.write(actor(1), &old.clock().clone(), None, 2, MAX).unwrap();
+        assert!(v.is_deleted());
+        assert_eq!(v.siblings().len(), 1, "the tombstone");
+        assert!(v.merge(&old).is_deleted(), "the old value does not come back");
+    }
+
+    #[test]
+    fn sibling_limit_refuses_the_write_and_changes_nothing() {
+        let mut v = Versioned::new();
+        let empty = VersionVector::new();
+        v.write(actor(1), &empty, Some(b"a".to_vec()), 1, 2).unwrap();
+        v.write(actor(1), &empty, Some(b"b".to_vec()), 1, 2).unwrap();
+        let before = v.clone();
+        let err = v.write(actor(1), &empty, Some(b"c".to_vec()), 1, 2).unwrap_err();
+        assert_eq!(err, TooManySiblings { count: 3, max: 2 });
+        assert_eq!(v, before);
+        // Superseding them is still allowed.
+        let ctx = v.clock().clone();
+        v.write(actor(1), &ctx, Some(b"d".to_vec()), 1, 2).unwrap();
+    }
+
+    /// A random history: writes at random replicas with contexts taken from
+    /// random earlier states, and merges between replicas. Returns the
+    /// replicas' states, which are all reachable (so satisfy the invariants).
+    fn history(ops: &[(u8, u8, u8, bool)]) -> Vec<Versioned> {
+        let mut replicas = vec![Versioned::new(); 3];
+        let mut seen: Vec<VersionVector> = vec![VersionVector::new()];
+        for (i, &(at, ctx, other, merge)) in ops.iter().enumerate() {
+            let at = usize::from(at) % 3;
+            if merge {
+                let other = replicas[usize::from(other) % 3].clone();
+                replicas[at].merge_from(&other);
+            } else {
+                let context = seen[usize::from(ctx) % seen.len()].clone();
+                let value = if i % 7 == 0 { None } else { Some(vec![i as u8]) };
+                replicas[at]
+                    .write(actor(at as u64), &context, value, i as u64, 1024)
+                    .unwrap();
+            }
+            seen.push(replicas[at].clock().clone());
+        }
+        replicas
+    }
+
+    fn ops() -> impl Strategy<Value = Vec<(u8, u8, u8, bool)>> {
+        proptest::collection::vec(any::<(u8, u8, u8, bool)>(), 0..40)
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(ops in ops()) {
+            let r = history(&ops);
+            prop_assert_eq!(r[0].merge(&r[1]), r[1].merge(&r[0]));
+        }
+
+        #[test]
+        fn merge_is_associative(ops in ops()) {
+            let r = history(&ops);
+            prop_assert_eq!(r[0].merge(&r[1]).merge(&r[2]), r[0].merge(&r[1].merge(&r[2])));
+        }
+
+        #[test]
+        fn merge_is_idempotent(ops in ops()) {
+            let r = history(&ops);
+            prop_assert_eq!(r[0].merge(&r[0]), r[0].clone());
+            let m = r[0].merge(&r[1]);
+            prop_assert_eq!(m.merge(&r[1]), m);
+        }
+
+        #[test]
+        fn merge_never_invents_a_sibling(ops in ops()) {
+            let r = history(&ops);
+            let m = r[0].merge(&r[1]);
+            for s in m.siblings() {
+                prop_assert!(r[0].siblings().contains(s) || r[1].siblings().contains(s));
+            }
+            prop_assert!(m.clock().descends(r[0].clock()) && m.clock().descends(r[1].clock()));
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The core's distributed behaviour on a virtual-time cluster of 3-5 nodes.
+
+use shoal::proto::harness::Cluster;
+use shoal::proto::message::Operation;
+use shoal::proto::{ClientResponse, Config, Consistency, Context, NodeId, RequestError, Value};
+
+const KEY: &[u8] = b"user:42";
+
+fn cluster(size: usize) -> Cluster {
+    Cluster::new(size, Config::default(), 7)
+}
+
+fn values(response: &ClientResponse) -> Vec<Vec<u8>> {
+    match response {
+        ClientResponse::Found { values, .. } => values.iter().map(|v: &Value| v.value.clone()).collect(),
+        other => panic!("expected a read result, got {other:?}"),
+    }
+}
+
+fn context(response: &ClientResponse) -> Context {
+    match response {
+        ClientResponse::Found { context, .. } | ClientResponse::Written { context } => context.clone(),
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn assert_written(response: &ClientResponse) {
+    assert!(
+        matches!(response, ClientResponse::Written { .. }),
+        "write failed: {response:?}"
+    );
+}
+
+fn first_replica(c: &Cluster) -> NodeId {
+    c.replicas(KEY)[0]
+}
+
+#[test]
+fn put_with_w2_then_get_with_r2_returns_the_value() {
+    let mut c = cluster(3);
+    let two = Consistency::Custom { r: 2, w: 2 };
+    let at = first_replica(&c);
+    assert_written(&c.put(at, KEY, b"hello", Context::empty(), two));
+    for node in c.node_ids() {
+        assert_eq!(values(&c.get(node, KEY, two)), vec![b"hello".to_vec()]);
+    }
+}
+
+#[test]
+fn quorum_writes_and_reads_survive_one_replica_unreachable_and_all_fails() {
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[2]);
+    let at = replicas[0];
+    assert_written(&c.put(at, KEY, b"v1", Context::empty(), Consistency::Quorum));
+    assert_eq!(
+        values(&c.get(replicas[1], KEY, Consistency::Quorum)),
+        vec![b"v1".to_vec()]
+    );
+
+    let error = c.put(at, KEY, b"v2", Context::empty(), Consistency::All);
+    assert_eq!(
+        error,
+        ClientResponse::Failed(RequestError::QuorumNotMet {
+            operation: Operation::Put,
+            consistency: Consistency::All,
+            succeeded: 2,
+            required: 3,
+            replicas: 3,
+        })
+    );
+    let read = c.get(at, KEY, Consistency::All);
+    let ClientResponse::Failed(error) = read else {
+        panic!("ALL read succeeded with a replica cut off: {read:?}")
+    };
+    assert_eq!(
+        error.to_string(),
+        "get failed: 2 of 3 replicas answered, 3 needed (all)"
+    );
+}
+
+#[test]
+fn quorum_failure_is_reported_at_the_deadline_not_before() {
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    let start = c.now();
+    c.cut_off(replicas[1]);
+    c.cut_off(replicas[2]);
+    let response = c.get(replicas[0], KEY, Consistency::Quorum);
+    assert!(matches!(
+        response,
+        ClientResponse::Failed(RequestError::QuorumNotMet { succeeded: 1, .. })
+    ));
+    let waited = c.now().saturating_since(start);
+    assert_eq!(waited, Config::default().request_timeout);
+}
+
+#[test]
+fn concurrent_puts_without_context_come_back_as_two_siblings() {
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    assert_written(&c.put(replicas[0], KEY, b"from-a", Context::empty(), Consistency::Quorum));
+    assert_written(&c.put(replicas[1], KEY, b"from-b", Context::empty(), Consistency::Quorum));
+    let mut got = values(&c.get(replicas[2], KEY, Consistency::All));
+    got.sort();
+    assert_eq!(got, vec![b"from-a".to_vec(), b"from-b".to_vec()]);
+}
+
+#[test]
+fn a_put_with_the_context_of_a_get_replaces_both_siblings() {
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    c.put(replicas[0], KEY, b"from-a", Context::empty(), Consistency::All);
+    c.put(replicas[1], KEY, b"from-b", Context::empty(), Consistency::All);
+    let read = c.get(replicas[2], KEY, Consistency::Quorum);
+    assert_eq!(values(&read).len(), 2);
+    assert_written(&c.put(replicas[2], KEY, b"resolved", context(&read), Consistency::Quorum));
+    assert_eq!(
+        values(&c.get(replicas[0], KEY, Consistency::All)),
+        vec![b"resolved".to_vec()]
+    );
+}
+
+#[test]
+fn a_write_that_missed_a_sibling_keeps_it() {
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    c.put(replicas[0], KEY, b"first", Context::empty(), Consistency::All);
+    let read = c.get(replicas[0], KEY, Consistency::All);
+    c.put(replicas[1], KEY, b"unseen", Context::empty(), Consistency::All);
+    c.put(replicas[2], KEY, b"second", context(&read), Consistency::All);
+    let mut got = values(&c.get(replicas[0], KEY, Consistency::All));
+    got.sort();
+    assert_eq!(got, vec![b"second".to_vec(), b"unseen".to_vec()]);
+}
+
+#[test]
+fn a_non_replica_forwards_writes_to_a_replica() {
+    let mut c = cluster(5);
+    let outsider = c.non_replica(KEY).expect("5 nodes, 3 replicas");
+    assert_written(&c.put(outsider, KEY, b"forwarded", Context::empty(), Consistency::Quorum));
+    assert_eq!(c.node(outsider).stats().forwards, 1);
+    assert!(c.node(outsider).store().is_empty(), "the outsider stored nothing");
+    assert_eq!(
+        values(&c.get(outsider, KEY, Consistency::All)),
+        vec![b"forwarded".to_vec()]
+    );
+}
+
+#[test]
+fn a_forwarded_write_moves_on_when_the_first_replica_is_unreachable() {
+    let mut c = cluster(5);
+    let outsider = c.non_replica(KEY).unwrap();
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[0]);
+    assert_written(&c.put(outsider, KEY, b"v", Context::empty(), Consistency::Quorum));
+    c.reconnect(replicas[0]);
+    c.settle();
+    let read = c.get(replicas[1], KEY, Consistency::Custom { r: 2, w: 2 });
+    assert_eq!(values(&read), vec![b"v".to_vec()]);
+}
+
+#[test]
+fn a_forwarded_write_fails_with_a_clear_error_when_no_replica_answers() {
+    let mut c = cluster(5);
+    let outsider = c.non_replica(KEY).unwrap();
+    for replica in c.replicas(KEY) {
+        c.cut_off(replica);
+    }
+    let response = c.put(outsider, KEY, b"v", Context::empty(), Consistency::One);
+    assert_eq!(
+        response,
+        ClientResponse::Failed(RequestError::ForwardFailed { tried: 3 })
+    );
+}
+
+#[test]
+fn delete_hides_the_value_and_a_later_put_with_its_context_brings_a_new_one() {
+    let mut c = cluster(3);
+    let at = first_replica(&c);
+    c.put(at, KEY, b"v", Context::empty(), Consistency::Quorum);
+    let read = c.get(at, KEY, Consistency::Quorum);
+    assert_written(&c.delete(at, KEY, context(&read), Consistency::Quorum));
+    let after = c.get(at, KEY, Consistency::All);
+    assert!(values(&after).is_empty(), "deleted key still readable");
+    assert!(!context(&after).is_empty(), "the tombstone's context is returned");
+    assert_written(&c.put(at, KEY, b"again", context(&after), Consistency::Quorum));
+    assert_eq!(values(&c.get(at, KEY, Consistency::All)), vec![b"again".to_vec()]);
+}
+
+#[test]
+fn impossible_consistency_and_oversized_input_are_refused_without_storing() {
+    let mut c = cluster(3);
+    let at = first_replica(&c);
+    let response = c.put(
+        at,
+        KEY,
+        b"v",
+        Context::empty(),
+        Consistency::Custom { r: 1, w: 4 },
+    );
+    assert!(matches!(
+        response,
+        ClientResponse::Failed(RequestError::ImpossibleConsistency {
+            required: 4,
+            replication: 3,
+            ..
+        })
+    ));
+    let big = vec![0u8; Config::default().max_value_bytes + 1];
+    let response = c.put(at, KEY, &big, Context::empty(), Consistency::One);
+    assert!(matches!(
+        response,
+        ClientResponse::Failed(RequestError::ValueTooLarge { .. })
+    ));
+    let response = c.get(at, b"", Consistency::One);
+    assert!(matches!(
+        response,
+        ClientResponse::Failed(RequestError::BadKeySize { size: 0, .. })
+    ));
+    assert!(c.node(at).store().is_empty());
+}
+
+#[test]
+fn too_many_siblings_fails_the_put_and_stores_nothing_new() {
+    let config = Config {
+        max_siblings: 2,
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 1);
+    let at = first_replica(&c);
+    c.put(at, KEY, b"a", Context::empty(), Consistency::All);
+    c.put(at, KEY, b"b", Context::empty(), Consistency::All);
+    let response = c.put(at, KEY, b"c", Context::empty(), Consistency::All);
+    assert_eq!(
+        response,
+        ClientResponse::Failed(RequestError::TooManySiblings { count: 3, max: 2 })
+    );
+    assert_eq!(values(&c.get(at, KEY, Consistency::All)).len(), 2);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let run = |seed| {
+        let mut c = Cluster::new(4, Config::default(), seed);
+        let ids = c.node_ids();
+        for (i, &node) in ids.iter().enumerate() {
+            c.put(
+                node,
+                format!("k{i}").as_bytes(),
+                b"v",
+                Context::empty(),
+                Consistency::Quorum,
+            );
+        }
+        (ids, c.now(), c.delivered())
+    };
+    assert_eq!(run(3), run(3));
+    assert_ne!(run(3).0, run(4).0);
+}
+
+#[test]
+fn every_start_bumps_the_epoch() {
+    use shoal::proto::{MemStore, Node};
+    let first = Node::new(Config::default(), MemStore::new(), 1).unwrap();
+    let store = first.store().clone();
+    let second = Node::new(Config::default(), store, 2).unwrap();
+    assert_eq!(first.id(), second.id());
+    assert_eq!(second.epoch(), first.epoch() + 1);
+    let wiped = Node::new(Config::default(), MemStore::new(), 1).unwrap();
+    let wiped_other_seed = Node::new(Config::default(), MemStore::new(), 3).unwrap();
+    assert_ne!(
+        wiped.epoch() >> 32,
+        wiped_other_seed.epoch() >> 32,
+        "fresh disks draw fresh epoch ranges"
+    );
+}
