@@ -88,7 +88,7 @@ impl Config {
                 "must be greater than zero",
             ),
             (
-                (1..=65_535).contains(&self.max_key_bytes),
+                (1..=super::store::MAX_STORE_KEY).contains(&self.max_key_bytes),
                 "max_key_bytes",
                 "must be between 1 and 65535",
             ),

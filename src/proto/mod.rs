@@ -32,6 +32,7 @@ pub use message::{ClientRequest, ClientResponse, Context, PeerMessage, RequestEr
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
 pub use types::{NodeId, Time};
+pub use version::Versioned;
 
 use coordinator::Operation;
 use rand::rngs::StdRng;

@@ -59,8 +59,14 @@ pub enum StoreError {
     },
 }
 
+/// Longest key a store must accept; `Config::max_key_bytes` may not exceed it.
+pub const MAX_STORE_KEY: usize = 65_535;
+
 /// Keys and their states, plus node metadata. Writes are visible to reads at
 /// once; `sync` makes everything written so far survive power loss.
+///
+/// Keys are 1..=[`MAX_STORE_KEY`] bytes: the coordinator refuses others
+/// before they reach a store, so a store may treat them as a bug.
 pub trait Store {
     /// The state of `key`, if stored.
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError>;
@@ -218,7 +224,7 @@ pub(crate) mod contract {
         remove_forgets_the_key(&mut fresh());
         scan_is_ordered_bounded_and_starts_at_from(&mut fresh());
         meta_round_trips(&mut fresh());
-        empty_and_binary_keys_are_kept_apart(&mut fresh());
+        binary_and_longest_keys_are_kept_apart(&mut fresh());
     }
 
     fn absent_key_reads_as_none(s: &mut impl Store) {
@@ -269,10 +275,13 @@ pub(crate) mod contract {
         assert_eq!(s.load_meta().unwrap(), Some(bumped));
     }
 
-    fn empty_and_binary_keys_are_kept_apart(s: &mut impl Store) {
-        s.put(b"", &object(b"empty")).unwrap();
+    fn binary_and_longest_keys_are_kept_apart(s: &mut impl Store) {
+        let longest = vec![7u8; MAX_STORE_KEY];
+        s.put(&longest, &object(b"longest")).unwrap();
+        s.put(&[0], &object(b"zero")).unwrap();
         s.put(&[0, 255, 0], &object(b"binary")).unwrap();
-        assert_eq!(s.get(b"").unwrap(), Some(object(b"empty")));
+        assert_eq!(s.get(&longest).unwrap(), Some(object(b"longest")));
+        assert_eq!(s.get(&[0]).unwrap(), Some(object(b"zero")));
         assert_eq!(s.get(&[0, 255, 0]).unwrap(), Some(object(b"binary")));
     }
 }

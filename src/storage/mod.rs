@@ -1,1 +1,203 @@
-//! Storage.
+//! The on-disk [`Store`]: fjall, with one keyspace for key states and one
+//! for node metadata.
+//!
+//! Every write reaches the operating system before it returns (it survives
+//! a crash of the process); [`Store::sync`] makes everything written so far
+//! survive power loss. Node metadata is synced on every save, so a new dot
+//! epoch is durable before the node serves a request. Records carry a
+//! format byte and a crc32 (see `proto::store::encode_record`): a damaged
+//! record is reported, never served.
+
+use crate::proto::store::{FORMAT_VERSION, decode_meta, decode_record, encode_meta, encode_record};
+use crate::proto::{NodeMeta, Store, StoreError, Versioned};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::path::Path;
+
+const META_KEY: &[u8] = b"node";
+const FORMAT_FILE: &str = "SHOAL_FORMAT";
+
+/// A data directory opened with fjall.
+pub struct FjallStore {
+    db: Database,
+    data: Keyspace,
+    meta: Keyspace,
+}
+
+fn engine(error: fjall::Error) -> StoreError {
+    StoreError::Engine {
+        source: Box::new(error),
+    }
+}
+
+impl FjallStore {
+    /// Opens (or creates) the data directory at `path`. Fails if another
+    /// process holds it or it was written by an incompatible format.
+    pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
+        check_format_marker(path)?;
+        let db = Database::builder(path).open().map_err(engine)?;
+        let data = db
+            .keyspace("data", KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        let meta = db
+            .keyspace("meta", KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        Ok(FjallStore { db, data, meta })
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+}
+
+/// Refuses a directory written by another on-disk format before fjall
+/// touches it, and marks a new directory with ours.
+fn check_format_marker(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Engine { source: Box::new(e) };
+    std::fs::create_dir_all(path).map_err(io)?;
+    let marker = path.join(FORMAT_FILE);
+    match std::fs::read_to_string(&marker) {
+        Ok(text) => {
+            let found = text.trim().parse::<u32>().map_err(|_| StoreError::Corrupt {
+                key: FORMAT_FILE.as_bytes().to_vec(),
+                reason: "format marker is not a number",
+            })?;
+            if found != FORMAT_VERSION {
+                return Err(StoreError::UnsupportedFormat {
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&marker, format!("{FORMAT_VERSION}\n")).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+impl Store for FjallStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
+        match self.data.get(key).map_err(engine)? {
+            Some(record) => decode_record(key, &record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+        self.data.insert(key, encode_record(object)).map_err(engine)
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.data.remove(key).map_err(engine)
+    }
+
+    fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+        self.data
+            .range(from..)
+            .take(limit)
+            .map(|guard| {
+                let (key, record) = guard.into_inner().map_err(engine)?;
+                let object = decode_record(&key, &record)?;
+                Ok((key.to_vec(), object))
+            })
+            .collect()
+    }
+
+    fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError> {
+        match self.meta.get(META_KEY).map_err(engine)? {
+            Some(bytes) => decode_meta(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError> {
+        self.meta.insert(META_KEY, encode_meta(meta)).map_err(engine)?;
+        self.sync()
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::store::contract;
+    use crate::proto::{Config, Node, NodeId};
+
+    #[test]
+    fn fjall_store_passes_the_store_contract() {
+        let dirs: std::cell::RefCell<Vec<tempfile::TempDir>> = Default::default();
+        contract::run(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = FjallStore::open(dir.path()).unwrap();
+            dirs.borrow_mut().push(dir);
+            store
+        });
+    }
+
+    #[test]
+    fn reopening_returns_everything_written_before_a_clean_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = NodeMeta {
+            node_id: NodeId(9),
+            epoch: 4,
+            format_version: FORMAT_VERSION,
+        };
+        {
+            let mut store = FjallStore::open(dir.path()).unwrap();
+            for i in 0..500u32 {
+                store
+                    .put(&i.to_be_bytes(), &contract::object(&i.to_le_bytes()))
+                    .unwrap();
+            }
+            store.remove(&7u32.to_be_bytes()).unwrap();
+            store.save_meta(&meta).unwrap();
+        }
+        let store = FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.load_meta().unwrap(), Some(meta));
+        assert!(store.get(&7u32.to_be_bytes()).unwrap().is_none());
+        let all = store.scan(b"", 1000).unwrap();
+        assert_eq!(all.len(), 499);
+        for (key, object) in all {
+            let i = u32::from_be_bytes(key.try_into().unwrap());
+            assert_eq!(object, contract::object(&i.to_le_bytes()));
+        }
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = FjallStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            FjallStore::open(dir.path()),
+            Err(StoreError::Engine { .. })
+        ));
+    }
+
+    #[test]
+    fn a_directory_of_another_format_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FORMAT_FILE), "99\n").unwrap();
+        assert!(matches!(
+            FjallStore::open(dir.path()),
+            Err(StoreError::UnsupportedFormat { found: 99, .. })
+        ));
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 1, "nothing else was created");
+    }
+
+    #[test]
+    fn a_node_restarted_on_the_same_directory_keeps_its_id_and_bumps_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, epoch) = {
+            let node = Node::new(Config::default(), FjallStore::open(dir.path()).unwrap(), 1).unwrap();
+            (node.id(), node.epoch())
+        };
+        let node = Node::new(Config::default(), FjallStore::open(dir.path()).unwrap(), 2).unwrap();
+        assert_eq!((node.id(), node.epoch()), (id, epoch + 1));
+    }
+}
