@@ -1,6 +1,6 @@
 //! The core must stay free of I/O so the simulator can run it: this test
 //! fails if any file under src/proto names an async runtime, the network or
-//! storage crates, a clock, or the global RNG.
+//! storage crates, sockets, a clock, or the global RNG.
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +14,10 @@ const FORBIDDEN: &[&str] = &[
     "rand::rng",
     "thread_rng",
     "std::thread",
-    "std::net",
     "std::fs",
+    "UdpSocket",
+    "TcpStream",
+    "TcpListener",
 ];
 
 /// Whether `line` names `word` as a whole path or identifier: `rand::rng`

@@ -152,8 +152,20 @@ impl<S: Store> Node<S> {
             })
     }
 
+    /// A tracker for `replicas` in which those believed down have already
+    /// failed: the request neither waits for nor sends to them.
+    fn tracker(&self, request: &ClientRequest, replicas: Vec<NodeId>) -> Result<QuorumTracker, RequestError> {
+        let mut tracker = QuorumTracker::new(self.required(request)?, replicas);
+        for &node in &tracker.replicas().to_vec() {
+            if !self.is_up(node) {
+                tracker.fail(node);
+            }
+        }
+        Ok(tracker)
+    }
+
     fn start_read(&mut self, request: ClientRequest, replicas: Vec<NodeId>) -> Result<Kind, RequestError> {
-        let mut tracker = QuorumTracker::new(self.required(&request)?, replicas);
+        let mut tracker = self.tracker(&request, replicas)?;
         let mut merged = Versioned::new();
         if tracker.replicas().contains(&self.id()) {
             match self.store.get(request.key()) {
@@ -177,7 +189,7 @@ impl<S: Store> Node<S> {
         request: ClientRequest,
         replicas: Vec<NodeId>,
     ) -> Result<Kind, RequestError> {
-        let mut tracker = QuorumTracker::new(self.required(&request)?, replicas);
+        let mut tracker = self.tracker(&request, replicas)?;
         let object = self
             .apply_local_write(now, &request)
             .map_err(|error| self.storage_failed(error))??;
@@ -253,7 +265,7 @@ impl<S: Store> Node<S> {
             Kind::Read { request, tracker, .. } => tracker
                 .replicas()
                 .iter()
-                .filter(|&&n| n != me)
+                .filter(|&&n| n != me && self.is_up(n))
                 .map(|&n| {
                     let key = request.key().to_vec();
                     (n, PeerMessage::ReplicaGet { request: id, key })
@@ -326,8 +338,10 @@ impl<S: Store> Node<S> {
             Kind::Write { tracker, object, .. } if tracker.is_met() => Some(ClientResponse::Written {
                 context: Context(object.clock().clone()),
             }),
+            // Lost, and every live replica has answered: fail now, with a
+            // true count, instead of waiting for the deadline.
             Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. }
-                if tracker.is_lost() =>
+                if tracker.is_lost() && tracker.is_complete() =>
             {
                 Some(quorum_not_met(request, tracker))
             }
@@ -470,6 +484,7 @@ impl<S: Store> Node<S> {
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
             }
+            PeerMessage::MemberStates { states } => self.on_member_states(&states),
         }
     }
 

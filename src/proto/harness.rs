@@ -12,6 +12,7 @@ use super::store::MemStore;
 use super::types::{NodeId, Time};
 use super::{ClientId, Config, Node, Output};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 /// Upper bound of events processed while waiting for one reply; a request
@@ -23,7 +24,13 @@ const MAX_EVENTS_PER_REQUEST: usize = 100_000;
 struct InFlight {
     from: NodeId,
     to: NodeId,
-    message: PeerMessage,
+    packet: Packet,
+}
+
+#[derive(Debug)]
+enum Packet {
+    Peer(PeerMessage),
+    Gossip(Vec<u8>),
 }
 
 /// N core nodes, a router and a virtual clock.
@@ -37,6 +44,7 @@ pub struct Cluster {
     replies: BTreeMap<ClientId, ClientResponse>,
     next_client: u64,
     delivered: u64,
+    addrs: BTreeMap<SocketAddr, NodeId>,
 }
 
 impl Cluster {
@@ -61,11 +69,49 @@ impl Cluster {
             replies: BTreeMap::new(),
             next_client: 1,
             delivered: 0,
+            addrs: BTreeMap::new(),
         };
         for node in cluster.nodes.values_mut() {
             node.set_members(ids.iter().copied());
         }
         cluster
+    }
+
+    /// `size` nodes that find each other by SWIM gossip: each gets a
+    /// virtual address (no socket is ever opened) and all but the first
+    /// join through the first. Run the cluster a few virtual seconds
+    /// ([`Cluster::run_for`]) for membership to converge.
+    pub fn with_membership(size: usize, config: Config, seed: u64) -> Cluster {
+        let mut cluster = Cluster::new(size, config, seed);
+        let ids = cluster.node_ids();
+        let addr = |i: usize| SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + i as u16));
+        for (i, &id) in ids.iter().enumerate() {
+            cluster.addrs.insert(addr(i), id);
+        }
+        let now = cluster.now;
+        for (i, &id) in ids.iter().enumerate() {
+            let seeds: Vec<SocketAddr> = if i == 0 { vec![] } else { vec![addr(0)] };
+            let node = cluster.node_mut(id);
+            node.set_members([]);
+            node.start_membership(now, addr(i), &seeds);
+            cluster.drain(id);
+        }
+        cluster
+    }
+
+    /// Runs every event due in the next `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.next_event_time().is_some_and(|at| at <= until) {
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn next_event_time(&self) -> Option<Time> {
+        let message = self.queue.keys().next().map(|&(at, _)| at);
+        let timer = self.nodes.values().filter_map(|n| n.poll_timeout()).min();
+        message.into_iter().chain(timer).min()
     }
 
     /// The nodes' ids, sorted.
@@ -88,10 +134,15 @@ impl Cluster {
         self.delivered
     }
 
-    /// The preference list of `key`, as the nodes see it.
+    /// The preference list of `key`, as the first node sees it.
     pub fn replicas(&self, key: &[u8]) -> Vec<NodeId> {
         let any = self.nodes.values().next().expect("a cluster has nodes");
         any.ring().preference_list(key, any.config().replication)
+    }
+
+    /// Every node, for inspection.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node<MemStore>> {
+        self.nodes.values()
     }
 
     /// A node that is not a replica of `key`, if the cluster has one.
@@ -132,7 +183,8 @@ impl Cluster {
     }
 
     /// Runs until no message is in flight and no timer is due; returns the
-    /// number of events processed.
+    /// number of events processed. (A cluster with membership never
+    /// settles: use [`Cluster::run_for`].)
     pub fn settle(&mut self) -> usize {
         let mut events = 0;
         while self.step() {
@@ -218,11 +270,14 @@ impl Cluster {
         match (next_message, next_timer) {
             (Some(at), timer) if timer.is_none_or(|(t, _)| at <= t) => {
                 let (&key, _) = self.queue.iter().next().expect("a queued message");
-                let InFlight { from, to, message } = self.queue.remove(&key).expect("present");
+                let InFlight { from, to, packet } = self.queue.remove(&key).expect("present");
                 self.now = self.now.max(at);
                 self.delivered += 1;
                 let now = self.now;
-                self.node_mut(to).handle_peer_message(now, from, message);
+                match packet {
+                    Packet::Peer(message) => self.node_mut(to).handle_peer_message(now, from, message),
+                    Packet::Gossip(data) => self.node_mut(to).handle_gossip(now, &data),
+                }
                 self.drain(to);
                 true
             }
@@ -238,26 +293,30 @@ impl Cluster {
         }
     }
 
+    /// Queues a packet for delivery after the latency, unless it crosses a cut.
+    fn route(&mut self, from: NodeId, to: NodeId, packet: Packet) {
+        if self.cut_off.contains(&from) || self.cut_off.contains(&to) {
+            return;
+        }
+        self.sequence += 1;
+        let at = self.now + self.latency;
+        self.queue
+            .insert((at, self.sequence), InFlight { from, to, packet });
+    }
+
     /// Routes everything `id` wants sent; drops what crosses a cut.
     fn drain(&mut self, id: NodeId) {
         while let Some(output) = self.node_mut(id).poll_output() {
             match output {
-                Output::Send { to, message } => {
-                    if self.cut_off.contains(&id) || self.cut_off.contains(&to) {
-                        continue;
-                    }
-                    self.sequence += 1;
-                    let at = self.now + self.latency;
-                    let message = InFlight {
-                        from: id,
-                        to,
-                        message,
-                    };
-                    self.queue.insert((at, self.sequence), message);
+                Output::Send { to, message } => self.route(id, to, Packet::Peer(message)),
+                Output::Gossip { to, data } => {
+                    let to = *self.addrs.get(&to).expect("gossip goes to a node's address");
+                    self.route(id, to, Packet::Gossip(data));
                 }
                 Output::Reply { client, response } => {
                     self.replies.insert(client, response);
                 }
+                Output::AdminReply { .. } => unreachable!("the harness sends no admin requests"),
             }
         }
     }

@@ -7,11 +7,13 @@
 //! front of every body and refuses versions it does not speak before decoding
 //! anything else.
 
+use super::membership::{MemberState, NodeStatus};
 use super::quorum::Consistency;
 use super::types::NodeId;
 use super::version::{VersionVector, Versioned};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::SocketAddr;
 
 /// The wire protocol this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -184,6 +186,115 @@ impl ClientRequest {
         *self.timeout_ms_mut() = Some(ms);
         self
     }
+}
+
+/// An operator's request to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// The node's view of the cluster and its counters.
+    Status,
+    /// Leave the cluster: the node marks itself left, tells the others and
+    /// stops.
+    Leave,
+    /// Forget a dead node: it no longer owns ranges.
+    RemoveNode {
+        /// The node to remove.
+        node: NodeId,
+    },
+}
+
+/// What a client sends on a request stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// A get, put or delete.
+    Data(ClientRequest),
+    /// An operator request.
+    Admin(AdminRequest),
+}
+
+/// One member as a node sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberReport {
+    /// The node.
+    pub node: NodeId,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its generation (bumped on every start).
+    pub generation: u64,
+    /// Its ring status.
+    pub status: NodeStatus,
+    /// Whether the failure detector considers it alive.
+    pub up: bool,
+    /// Its share of the ring as first replica (0 if it owns none).
+    pub ownership: f64,
+}
+
+/// Counters of one node since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Client requests this node coordinated or forwarded.
+    pub requests: u64,
+    /// Requests that failed for lack of replicas' answers.
+    pub quorum_failures: u64,
+    /// Writes this node forwarded because it is not a replica.
+    pub forwards: u64,
+    /// Replica reads and writes served for peers.
+    pub replica_ops: u64,
+}
+
+/// A node's answer to [`AdminRequest::Status`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The answering node.
+    pub node: NodeId,
+    /// Its generation.
+    pub generation: u64,
+    /// Every member it knows, itself included, by node id.
+    pub members: Vec<MemberReport>,
+    /// Its counters.
+    pub stats: Stats,
+    /// Operations it is coordinating now.
+    pub in_flight: usize,
+    /// N.
+    pub replication: usize,
+}
+
+/// A node's answer to an [`AdminRequest`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    /// The status asked for.
+    Status(StatusReport),
+    /// The request was carried out.
+    Done,
+    /// The request was refused; nothing changed.
+    Refused {
+        /// Why.
+        reason: AdminError,
+    },
+}
+
+/// Why an admin request was refused. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The node does not know the member named.
+    #[error("unknown node {node}")]
+    UnknownNode {
+        /// The node named.
+        node: NodeId,
+    },
+    /// A node cannot remove itself; use leave.
+    #[error("a node cannot remove itself; ask it to leave instead")]
+    RemoveSelf,
+    /// The node to remove is alive; ask it to leave instead.
+    #[error("node {node} is alive; ask it to leave instead")]
+    NodeAlive {
+        /// The node named.
+        node: NodeId,
+    },
+    /// This node runs without membership (a test cluster).
+    #[error("this node runs without membership")]
+    NoMembership,
 }
 
 /// One live value of a key.
@@ -363,6 +474,11 @@ pub enum PeerMessage {
         request: u64,
         /// The coordinator's response.
         response: ClientResponse,
+    },
+    /// Ring metadata: every member state the sender knows.
+    MemberStates {
+        /// The states.
+        states: Vec<MemberState>,
     },
 }
 

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod harness;
+pub mod membership;
 pub mod message;
 pub mod quorum;
 pub mod ring;
@@ -28,17 +29,23 @@ pub mod types;
 pub mod version;
 
 pub use config::{Config, ConfigError};
-pub use message::{ClientRequest, ClientResponse, Context, PeerMessage, RequestError, Value};
+pub use message::{
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage, Request, RequestError,
+    Stats, StatusReport, Value,
+};
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
 pub use types::{NodeId, Time};
 pub use version::Versioned;
 
 use coordinator::Operation;
+use membership::{Effect, MemberState, Membership, NodeStatus, PeerId, STATE_SYNC_INTERVAL};
+use message::{AdminError, MemberReport};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use ring::Ring;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
 use version::Actor;
 
 /// Identifies one client request to the driver that submitted it; the
@@ -47,7 +54,7 @@ use version::Actor;
 pub struct ClientId(pub u64);
 
 /// What the node asks its driver to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Send `message` to the peer `to`. Delivery may fail; the core copes.
     Send {
@@ -63,19 +70,20 @@ pub enum Output {
         /// The answer.
         response: ClientResponse,
     },
-}
-
-/// Counters for `shoal status` and metrics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Client requests this node coordinated or forwarded.
-    pub requests: u64,
-    /// Requests that failed for lack of replicas' answers.
-    pub quorum_failures: u64,
-    /// Writes this node forwarded because it is not a replica.
-    pub forwards: u64,
-    /// Replica reads and writes served for peers.
-    pub replica_ops: u64,
+    /// Answer the admin request `client`.
+    AdminReply {
+        /// The request being answered.
+        client: ClientId,
+        /// The answer.
+        response: AdminResponse,
+    },
+    /// Send a SWIM packet to an address (unreliable delivery is fine).
+    Gossip {
+        /// The destination.
+        to: SocketAddr,
+        /// The packet.
+        data: Vec<u8>,
+    },
 }
 
 /// The node could not start. Nothing was served.
@@ -98,6 +106,9 @@ pub struct Node<S: Store> {
     #[allow(dead_code)] // drawn from by membership (foca) and repair jitter
     rng: StdRng,
     ring: Ring,
+    /// `None` in a static test cluster whose ring is set by hand.
+    membership: Option<Membership>,
+    next_state_sync: Option<Time>,
     next_request: u64,
     operations: BTreeMap<u64, Operation>,
     timers: BTreeSet<(Time, u64)>,
@@ -142,6 +153,8 @@ impl<S: Store> Node<S> {
             actor,
             store,
             rng,
+            membership: None,
+            next_state_sync: None,
             next_request: 1,
             operations: BTreeMap::new(),
             timers: BTreeSet::new(),
@@ -185,9 +198,179 @@ impl<S: Store> Node<S> {
         self.operations.len()
     }
 
-    /// Replaces the set of nodes that own data.
+    /// Replaces the set of nodes that own data (a static cluster, without
+    /// gossip).
     pub fn set_members(&mut self, members: impl IntoIterator<Item = NodeId>) {
         self.ring.set_nodes(members);
+    }
+
+    /// Starts SWIM membership as a node listening on `addr` and announces it
+    /// to `seeds` (none for the first node). The ring then follows the
+    /// gossiped member states.
+    pub fn start_membership(&mut self, now: Time, addr: SocketAddr, seeds: &[SocketAddr]) {
+        let me = PeerId {
+            node: self.id(),
+            addr,
+            generation: self.epoch(),
+        };
+        let rng = StdRng::seed_from_u64(self.rng.random());
+        let mut membership = Membership::new(me, NodeStatus::Normal, rng, 16);
+        let mut effects = Vec::new();
+        membership.join(now, seeds, &mut effects);
+        self.membership = Some(membership);
+        self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
+        self.recompute_ring();
+        self.apply_effects(effects);
+    }
+
+    /// A SWIM packet arrived.
+    pub fn handle_gossip(&mut self, now: Time, data: &[u8]) {
+        let mut effects = Vec::new();
+        if let Some(membership) = &mut self.membership {
+            membership.handle_packet(now, data, &mut effects);
+        }
+        self.apply_effects(effects);
+    }
+
+    /// The membership view, if gossip runs.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
+    }
+
+    /// Where `node` listens, if known.
+    pub fn addr_of(&self, node: NodeId) -> Option<SocketAddr> {
+        self.membership.as_ref().and_then(|m| m.addr_of(node))
+    }
+
+    /// Whether `node` is believed alive (always, without membership).
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.membership.as_ref().is_none_or(|m| m.is_up(node))
+    }
+
+    /// An operator request arrived; the answer comes out as
+    /// [`Output::AdminReply`].
+    pub fn handle_admin_request(&mut self, now: Time, client: ClientId, request: AdminRequest) {
+        let response = match request {
+            AdminRequest::Status => AdminResponse::Status(self.status_report()),
+            AdminRequest::Leave => self.leave(now),
+            AdminRequest::RemoveNode { node } => self.remove_node(node),
+        };
+        self.outputs.push_back(Output::AdminReply { client, response });
+    }
+
+    /// Marks this node left, tells every live member, and leaves SWIM.
+    fn leave(&mut self, now: Time) -> AdminResponse {
+        let me = self.id();
+        let Some(membership) = &mut self.membership else {
+            return refused(AdminError::NoMembership);
+        };
+        membership.set_status(me, NodeStatus::Left);
+        let mut effects: Vec<Effect> = membership
+            .up_members()
+            .map(|p| Effect::SyncStates { to: p.node })
+            .collect();
+        membership.leave(now, &mut effects);
+        effects.push(Effect::Changed);
+        self.apply_effects(effects);
+        AdminResponse::Done
+    }
+
+    /// Marks a dead node left so it no longer owns ranges.
+    fn remove_node(&mut self, node: NodeId) -> AdminResponse {
+        let me = self.id();
+        let Some(membership) = &mut self.membership else {
+            return refused(AdminError::NoMembership);
+        };
+        if node == me {
+            return refused(AdminError::RemoveSelf);
+        }
+        if membership.is_up(node) {
+            return refused(AdminError::NodeAlive { node });
+        }
+        if !membership.set_status(node, NodeStatus::Left) {
+            return refused(AdminError::UnknownNode { node });
+        }
+        let mut effects: Vec<Effect> = membership
+            .up_members()
+            .map(|p| Effect::SyncStates { to: p.node })
+            .collect();
+        effects.push(Effect::Changed);
+        self.apply_effects(effects);
+        AdminResponse::Done
+    }
+
+    /// This node's view of the cluster.
+    pub fn status_report(&self) -> StatusReport {
+        let ownership = self.ring.ownership();
+        let members = self
+            .membership
+            .iter()
+            .flat_map(|m| m.states())
+            .map(|state| MemberReport {
+                node: state.node,
+                addr: state.addr,
+                generation: state.generation,
+                status: state.status,
+                up: self.is_up(state.node),
+                ownership: ownership.get(&state.node).copied().unwrap_or(0.0),
+            })
+            .collect();
+        StatusReport {
+            node: self.id(),
+            generation: self.epoch(),
+            members,
+            stats: self.stats,
+            in_flight: self.operations.len(),
+            replication: self.config.replication,
+        }
+    }
+
+    fn apply_effects(&mut self, effects: Vec<Effect>) {
+        let mut changed = false;
+        for effect in effects {
+            match effect {
+                Effect::Gossip { to, data } => self.outputs.push_back(Output::Gossip { to, data }),
+                Effect::SyncStates { to } => self.sync_states_to(to),
+                Effect::Changed => changed = true,
+            }
+        }
+        if changed {
+            self.recompute_ring();
+        }
+    }
+
+    fn sync_states_to(&mut self, to: NodeId) {
+        if let Some(membership) = &self.membership {
+            let states: Vec<MemberState> = membership.states().copied().collect();
+            self.send(to, PeerMessage::MemberStates { states });
+        }
+    }
+
+    pub(crate) fn on_member_states(&mut self, states: &[MemberState]) {
+        if let Some(membership) = &mut self.membership
+            && membership.merge_states(states)
+        {
+            self.recompute_ring();
+        }
+    }
+
+    fn recompute_ring(&mut self) {
+        if let Some(membership) = &self.membership {
+            self.ring.set_nodes(membership.ring_members());
+        }
+    }
+
+    /// Pushes our member states to one random live member.
+    fn periodic_state_sync(&mut self, now: Time) {
+        self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
+        let Some(membership) = &self.membership else {
+            return;
+        };
+        let up: Vec<NodeId> = membership.up_members().map(|p| p.node).collect();
+        if !up.is_empty() {
+            let to = up[self.rng.random_range(0..up.len())];
+            self.sync_states_to(to);
+        }
     }
 
     /// A client request arrived. Its answer comes out as [`Output::Reply`]
@@ -210,11 +393,24 @@ impl<S: Store> Node<S> {
             self.timers.remove(&(at, id));
             self.on_timer(now, id);
         }
+        let mut effects = Vec::new();
+        if let Some(membership) = &mut self.membership {
+            membership.handle_timeout(now, &mut effects);
+        }
+        self.apply_effects(effects);
+        if self.next_state_sync.is_some_and(|at| at <= now) {
+            self.periodic_state_sync(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.first().map(|&(at, _)| at)
+        let operations = self.timers.first().map(|&(at, _)| at);
+        let membership = self.membership.as_ref().and_then(Membership::poll_timeout);
+        [operations, membership, self.next_state_sync]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next thing to do, in order.
@@ -230,9 +426,18 @@ impl<S: Store> Node<S> {
         self.timers.insert((at, operation));
     }
 
+    /// Mutable access to the store (the driver syncs it for group commit).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     fn fresh_request_id(&mut self) -> u64 {
         let id = self.next_request;
         self.next_request += 1;
         id
     }
+}
+
+fn refused(reason: AdminError) -> AdminResponse {
+    AdminResponse::Refused { reason }
 }
