@@ -6,13 +6,18 @@
 //!   the coordinator, the `Store` trait. Driven by `now` and inputs; yields
 //!   outputs. Everything distributed lives here so the simulator can run it.
 //! * [`storage`] — the on-disk `Store` (fjall): data and node metadata.
-//! * [`net`] — wire framing: length, crc32, MessagePack body, size limits.
+//! * [`net`] — wire framing (length, crc32, MessagePack body, size limits),
+//!   frames on QUIC streams, and mutual TLS from the cluster CA.
+//! * [`node`] — the production driver: the core on QUIC and fjall.
+//! * [`client`] — the client library, with a consistency level per request.
 //!
-//! The production driver (QUIC, gossip), the client library and the
-//! simulator (`sim/`) are built on these.
+//! The simulator (`sim/`) drives the same core on virtual time.
 
+pub mod client;
 pub mod net;
+pub mod node;
 pub mod proto;
 pub mod storage;
 
+pub use client::{Client, ClientError, Credentials, ReadResult};
 pub use proto::{Consistency, Context};

@@ -1,5 +1,6 @@
-//! Networking: the wire framing every peer and client message uses.
-//!
-//! The QUIC transport and TLS come with the production driver.
+//! Networking: wire framing, frames on QUIC streams, and mutual TLS from
+//! the cluster CA.
 
 pub mod frame;
+pub mod stream;
+pub mod tls;

@@ -212,6 +212,22 @@ pub enum Request {
     Admin(AdminRequest),
 }
 
+/// What a node answers on a request stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The answer to [`Request::Data`].
+    Data(ClientResponse),
+    /// The answer to [`Request::Admin`].
+    Admin(AdminResponse),
+}
+
+/// The first frame on a peer's message stream: who is sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHello {
+    /// The sending node.
+    pub node: NodeId,
+}
+
 /// One member as a node sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberReport {
@@ -257,6 +273,8 @@ pub struct StatusReport {
     pub in_flight: usize,
     /// N.
     pub replication: usize,
+    /// Virtual nodes per node (clients compute the same ring).
+    pub vnodes: u32,
 }
 
 /// A node's answer to an [`AdminRequest`].

@@ -31,7 +31,7 @@ pub mod version;
 pub use config::{Config, ConfigError};
 pub use message::{
     AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage, Request, RequestError,
-    Stats, StatusReport, Value,
+    Response, Stats, StatusReport, Value,
 };
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
@@ -223,6 +223,17 @@ impl<S: Store> Node<S> {
         self.apply_effects(effects);
     }
 
+    /// Leaves SWIM without changing this node's ring status (a graceful
+    /// stop): peers mark it down at once rather than after the failure
+    /// detector's timeout, and it rejoins with a new generation on restart.
+    pub fn stop_gossip(&mut self, now: Time) {
+        let mut effects = Vec::new();
+        if let Some(membership) = &mut self.membership {
+            membership.leave(now, &mut effects);
+        }
+        self.apply_effects(effects);
+    }
+
     /// A SWIM packet arrived.
     pub fn handle_gossip(&mut self, now: Time, data: &[u8]) {
         let mut effects = Vec::new();
@@ -322,6 +333,7 @@ impl<S: Store> Node<S> {
             stats: self.stats,
             in_flight: self.operations.len(),
             replication: self.config.replication,
+            vnodes: self.config.vnodes,
         }
     }
 

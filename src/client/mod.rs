@@ -1,0 +1,426 @@
+//! The client library: talk to a shoal cluster with a consistency level per
+//! request.
+//!
+//! A [`Client`] connects to any of the seed nodes, learns the ring from it,
+//! and sends each request straight to a live replica of the key (falling
+//! back to other nodes, which forward, when replicas are unreachable). A
+//! read returns every sibling and an opaque [`Context`]; pass the context
+//! back with the next write of that key so it replaces what you read.
+//!
+//! ```no_run
+//! use shoal::client::{Client, Credentials};
+//! use shoal::{Consistency, Context};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let credentials = Credentials::from_cluster_dir("cluster".as_ref())?;
+//! let client = Client::connect(&["127.0.0.1:7101".parse()?], credentials).await?;
+//! client.put("user:1", "ada", &Context::empty(), Consistency::Quorum).await?;
+//! let read = client.get("user:1", Consistency::Quorum).await?;
+//! for value in &read.values {
+//!     println!("{}", String::from_utf8_lossy(&value.value));
+//! }
+//! // Replace what we read (all its siblings) with one value.
+//! client.put("user:1", "ada lovelace", &read.context, Consistency::Quorum).await?;
+//! # Ok(()) }
+//! ```
+
+use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
+pub use crate::net::tls::Credentials;
+use crate::net::tls::{SERVER_NAME, TlsError, transport_config};
+use crate::proto::membership::NodeStatus;
+use crate::proto::message::{AdminError, MemberReport};
+use crate::proto::ring::Ring;
+use crate::proto::{
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, NodeId, Request,
+    RequestError, Response, StatusReport, Value,
+};
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No node could be reached. Nothing was sent, or nothing answered.
+    #[error("no shoal node reachable (tried {tried}): {last}")]
+    Unreachable {
+        /// Nodes tried.
+        tried: usize,
+        /// The last failure.
+        last: String,
+    },
+    /// The cluster answered with an error; see it for what happened.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The node refused an admin request. Nothing changed.
+    #[error("refused: {reason}")]
+    Admin {
+        /// Why.
+        reason: AdminError,
+    },
+    /// A node answered with something this client cannot read.
+    #[error("bad answer from {addr}: {source}")]
+    Protocol {
+        /// The node.
+        addr: SocketAddr,
+        /// The decoding error.
+        #[source]
+        source: FrameError,
+    },
+    /// A node answered with a response of the wrong kind.
+    #[error("unexpected answer: {answer}")]
+    Unexpected {
+        /// The answer, for the error report.
+        answer: String,
+    },
+    /// The credentials or local endpoint could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The local UDP socket could not be opened.
+    #[error("cannot open a local socket: {source}")]
+    Socket {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A read's result: the concurrent values (none if the key is absent or
+/// deleted) and the context to pass to the next write of the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    /// The siblings.
+    pub values: Vec<Value>,
+    /// What this read saw.
+    pub context: Context,
+}
+
+/// Client settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// How long one attempt at one node may take (connect + answer).
+    pub attempt_timeout: Duration,
+    /// How often the ring is refreshed from a node.
+    pub ring_refresh: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            attempt_timeout: Duration::from_secs(5),
+            ring_refresh: Duration::from_secs(10),
+        }
+    }
+}
+
+struct View {
+    ring: Ring,
+    replication: usize,
+    members: HashMap<NodeId, MemberReport>,
+    refreshed: Option<Instant>,
+}
+
+/// A connection to a shoal cluster. Cheap to share behind an `Arc`; every
+/// method takes `&self`.
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    seeds: Vec<SocketAddr>,
+    options: ClientOptions,
+    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    view: Mutex<View>,
+}
+
+/// An attempt's failure: either the node was unreachable (try another) or
+/// it answered (final).
+enum Attempt {
+    Unreachable(String),
+    Final(ClientError),
+}
+
+impl Client {
+    /// Connects to the cluster through `seeds` and learns its ring.
+    pub async fn connect(seeds: &[SocketAddr], credentials: Credentials) -> Result<Client, ClientError> {
+        Client::connect_with(seeds, credentials, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect`] with explicit options.
+    pub async fn connect_with(
+        seeds: &[SocketAddr],
+        credentials: Credentials,
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let transport = transport_config(1024);
+        let config = credentials.client_config(transport)?;
+        let bind = local_bind(seeds);
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|source| ClientError::Socket { source })?;
+        endpoint.set_default_client_config(config);
+        let client = Client {
+            endpoint,
+            seeds: seeds.to_vec(),
+            options,
+            connections: Mutex::new(HashMap::new()),
+            view: Mutex::new(View {
+                ring: Ring::new(1),
+                replication: 0,
+                members: HashMap::new(),
+                refreshed: None,
+            }),
+        };
+        client.refresh_ring().await?;
+        Ok(client)
+    }
+
+    /// Reads every sibling of `key`.
+    pub async fn get(
+        &self,
+        key: impl AsRef<[u8]>,
+        consistency: Consistency,
+    ) -> Result<ReadResult, ClientError> {
+        let key = key.as_ref().to_vec();
+        let request = ClientRequest::Get {
+            key,
+            consistency,
+            timeout_ms: None,
+        };
+        match self.data_request(request).await? {
+            ClientResponse::Found { values, context } => Ok(ReadResult { values, context }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Writes `value`, replacing what `context` saw (use
+    /// [`Context::empty`] for a blind write). Returns the key's new context.
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        context: &Context,
+        consistency: Consistency,
+    ) -> Result<Context, ClientError> {
+        let request = ClientRequest::Put {
+            key: key.as_ref().to_vec(),
+            value: value.as_ref().to_vec(),
+            context: context.clone(),
+            consistency,
+            timeout_ms: None,
+        };
+        written(self.data_request(request).await?)
+    }
+
+    /// Deletes `key`: what `context` saw is replaced by a tombstone.
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: &Context,
+        consistency: Consistency,
+    ) -> Result<Context, ClientError> {
+        let request = ClientRequest::Delete {
+            key: key.as_ref().to_vec(),
+            context: context.clone(),
+            consistency,
+            timeout_ms: None,
+        };
+        written(self.data_request(request).await?)
+    }
+
+    /// The status report of the node at `addr`.
+    pub async fn status_of(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {
+        match self.admin(addr, AdminRequest::Status).await? {
+            AdminResponse::Status(report) => Ok(report),
+            other => Err(ClientError::Unexpected {
+                answer: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Sends an admin request to the node at `addr`.
+    pub async fn admin(&self, addr: SocketAddr, request: AdminRequest) -> Result<AdminResponse, ClientError> {
+        let response = self
+            .attempt(addr, &Request::Admin(request))
+            .await
+            .map_err(|e| match e {
+                Attempt::Unreachable(last) => ClientError::Unreachable { tried: 1, last },
+                Attempt::Final(e) => e,
+            })?;
+        match response {
+            Response::Admin(AdminResponse::Refused { reason }) => Err(ClientError::Admin { reason }),
+            Response::Admin(response) => Ok(response),
+            Response::Data(other) => Err(unexpected(other)),
+        }
+    }
+
+    /// Re-reads the ring from the first node that answers.
+    pub async fn refresh_ring(&self) -> Result<(), ClientError> {
+        let mut candidates = self.seeds.clone();
+        candidates.extend(
+            self.view
+                .lock()
+                .await
+                .members
+                .values()
+                .filter(|m| m.up)
+                .map(|m| m.addr),
+        );
+        candidates.dedup();
+        let mut last = String::from("no seeds given");
+        for addr in &candidates {
+            match self.status_of(*addr).await {
+                Ok(report) => {
+                    self.install(report).await;
+                    return Ok(());
+                }
+                Err(ClientError::Unreachable { last: why, .. }) => last = why,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(ClientError::Unreachable {
+            tried: candidates.len(),
+            last,
+        })
+    }
+
+    async fn install(&self, report: StatusReport) {
+        let mut view = self.view.lock().await;
+        let owners = report
+            .members
+            .iter()
+            .filter(|m| matches!(m.status, NodeStatus::Normal | NodeStatus::Leaving))
+            .map(|m| m.node);
+        view.ring = Ring::with_nodes(report.vnodes.max(1), owners);
+        view.replication = report.replication;
+        view.members = report.members.into_iter().map(|m| (m.node, m)).collect();
+        view.refreshed = Some(Instant::now());
+    }
+
+    /// Nodes to try for `key`: live replicas in preference order, then the
+    /// other live nodes, then the seeds.
+    async fn candidates(&self, key: &[u8]) -> Vec<SocketAddr> {
+        let stale = {
+            let view = self.view.lock().await;
+            view.refreshed
+                .is_none_or(|at| at.elapsed() > self.options.ring_refresh)
+        };
+        if stale {
+            // A failed refresh keeps the old view; the request will tell.
+            let _ = self.refresh_ring().await;
+        }
+        let view = self.view.lock().await;
+        let mut order: Vec<SocketAddr> = Vec::new();
+        let replicas = view.ring.preference_list(key, view.replication);
+        let live = |node: &NodeId| view.members.get(node).filter(|m| m.up).map(|m| m.addr);
+        order.extend(replicas.iter().filter_map(live));
+        order.extend(
+            view.ring
+                .nodes()
+                .iter()
+                .filter(|n| !replicas.contains(n))
+                .filter_map(live),
+        );
+        order.extend(self.seeds.iter().copied());
+        let mut seen = std::collections::HashSet::new();
+        order.retain(|addr| seen.insert(*addr));
+        order
+    }
+
+    async fn data_request(&self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
+        let candidates = self.candidates(request.key()).await;
+        let request = Request::Data(request);
+        let mut last = String::from("no nodes known");
+        for &addr in &candidates {
+            match self.attempt(addr, &request).await {
+                Ok(Response::Data(ClientResponse::Failed(error))) => return Err(error.into()),
+                Ok(Response::Data(response)) => return Ok(response),
+                Ok(Response::Admin(other)) => {
+                    return Err(ClientError::Unexpected {
+                        answer: format!("{other:?}"),
+                    });
+                }
+                Err(Attempt::Final(error)) => return Err(error),
+                Err(Attempt::Unreachable(why)) => {
+                    self.connections.lock().await.remove(&addr);
+                    last = format!("{addr}: {why}");
+                }
+            }
+        }
+        Err(ClientError::Unreachable {
+            tried: candidates.len(),
+            last,
+        })
+    }
+
+    /// One request to one node, bounded by the attempt timeout.
+    async fn attempt(&self, addr: SocketAddr, request: &Request) -> Result<Response, Attempt> {
+        let exchange = async {
+            let connection = self.connection(addr).await?;
+            let (mut send, mut recv) = connection
+                .open_bi()
+                .await
+                .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+            send.write_all(&encode(request))
+                .await
+                .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+            let _ = send.finish();
+            let bytes = recv
+                .read_to_end(DEFAULT_MAX_FRAME + 16)
+                .await
+                .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+            decode_exact::<Response>(&bytes, DEFAULT_MAX_FRAME)
+                .map_err(|source| Attempt::Final(ClientError::Protocol { addr, source }))
+        };
+        match tokio::time::timeout(self.options.attempt_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Attempt::Unreachable(format!(
+                "no answer within {:?}",
+                self.options.attempt_timeout
+            ))),
+        }
+    }
+
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, Attempt> {
+        if let Some(connection) = self.connections.lock().await.get(&addr)
+            && connection.close_reason().is_none()
+        {
+            return Ok(connection.clone());
+        }
+        let connecting = self
+            .endpoint
+            .connect(addr, SERVER_NAME)
+            .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+        let connection = connecting
+            .await
+            .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+        self.connections.lock().await.insert(addr, connection.clone());
+        Ok(connection)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.endpoint.close(0u32.into(), b"client closing");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Loopback seeds get a loopback socket, so tests never leave the host.
+fn local_bind(seeds: &[SocketAddr]) -> SocketAddr {
+    match seeds.first() {
+        Some(SocketAddr::V4(a)) if a.ip().is_loopback() => (Ipv4Addr::LOCALHOST, 0).into(),
+        Some(SocketAddr::V6(a)) if a.ip().is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
+        Some(SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        _ => (Ipv4Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+fn written(response: ClientResponse) -> Result<Context, ClientError> {
+    match response {
+        ClientResponse::Written { context } => Ok(context),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(response: ClientResponse) -> ClientError {
+    ClientError::Unexpected {
+        answer: format!("{response:?}"),
+    }
+}

@@ -1,0 +1,463 @@
+//! The production driver: the core on real sockets and a real disk.
+//!
+//! One task owns the [`Node`] and loops: it waits for the next event (a
+//! client request, a peer message, a SWIM packet), the next timer, or
+//! shutdown; feeds the core; and carries out its outputs. Events that
+//! arrived together are fed as one batch, so with `fsync` durability one
+//! fsync covers the whole batch (group commit) before any of its
+//! acknowledgements leave.
+//!
+//! Around it: an accept loop (request streams from clients, message streams
+//! and SWIM datagrams from peers) and one outgoing link per peer, each with
+//! a bounded queue: a peer that cannot keep up loses messages, which the
+//! core tolerates, rather than growing memory without bound.
+
+mod link;
+
+use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
+use crate::net::stream::{read_frame, write_frame};
+use crate::net::tls::{Credentials, TlsError, transport_config};
+use crate::proto::message::PeerHello;
+use crate::proto::{
+    AdminRequest, AdminResponse, ClientId, Config, Node, NodeId, Output, PeerMessage, Request, Response,
+    StartError, Store, StoreError, Time,
+};
+use crate::storage::FjallStore;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// When a write is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// Once it reached the operating system (survives a process crash).
+    #[default]
+    Buffer,
+    /// Once it was fsynced (survives power loss); fsyncs are batched.
+    Fsync,
+}
+
+/// Everything needed to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The UDP address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// The cluster directory holding the CA.
+    pub cluster_dir: PathBuf,
+    /// Nodes to join through; empty for the first node.
+    pub seeds: Vec<SocketAddr>,
+    /// When writes are acknowledged.
+    pub durability: Durability,
+    /// The core's settings.
+    pub config: Config,
+}
+
+/// The node could not start or failed while running.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The cluster directory or certificates are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The data directory could not be opened.
+    #[error("data directory: {0}")]
+    Store(#[from] StoreError),
+    /// The core refused to start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Most events fed to the core before its outputs are carried out.
+const MAX_BATCH: usize = 512;
+/// Most events queued for the core; senders wait beyond it.
+const EVENT_QUEUE: usize = 16_384;
+/// Most request streams open at once on one connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// How long a graceful stop waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Event {
+    Request {
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Peer {
+        from: NodeId,
+        message: PeerMessage,
+    },
+    Gossip {
+        data: Bytes,
+    },
+}
+
+/// A running node.
+pub struct NodeHandle {
+    addr: SocketAddr,
+    id: NodeId,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<Result<(), StoreError>>,
+}
+
+impl NodeHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its node id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Stops gracefully: stops accepting, finishes requests in flight,
+    /// persists, and leaves the gossip. Returns once it has stopped.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        let _ = self.shutdown.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the node stops by itself (after a `leave`) or is shut
+    /// down.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
+    /// A trigger that stops the node gracefully, usable from elsewhere.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts a node and returns once it listens.
+pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
+    let credentials = Credentials::from_cluster_dir(&options.cluster_dir)?;
+    let store = FjallStore::open(&options.data_dir)?;
+    let mut node = Node::new(options.config.clone(), store, rand::random())?;
+    let transport = transport_config(MAX_STREAMS_PER_CONNECTION);
+    let server = credentials.server_config(transport.clone())?;
+    let client = credentials.client_config(transport)?;
+    let mut endpoint = quinn::Endpoint::server(server, options.listen).map_err(|source| NodeError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    endpoint.set_default_client_config(client);
+    let addr = endpoint.local_addr().map_err(|source| NodeError::Bind {
+        addr: options.listen,
+        source,
+    })?;
+    let clock = Clock::new();
+    node.start_membership(clock.now(), addr, &options.seeds);
+    let id = node.id();
+    tracing::info!(node = %id, %addr, epoch = node.epoch(), "node started");
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx));
+    let driver = Driver {
+        node,
+        clock,
+        endpoint,
+        links: HashMap::new(),
+        pending: HashMap::new(),
+        next_client: 1,
+        durability: options.durability,
+        leaving: false,
+    };
+    let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
+    Ok(NodeHandle {
+        addr,
+        id,
+        shutdown,
+        task,
+    })
+}
+
+/// The core's notion of now: the wall clock at start plus monotonic time
+/// since, so it never goes backwards.
+struct Clock {
+    wall_at_start: u64,
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        Clock {
+            wall_at_start: u64::try_from(wall.as_micros()).unwrap_or(u64::MAX),
+            start: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Time {
+        let elapsed = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        Time::from_micros(self.wall_at_start.saturating_add(elapsed))
+    }
+
+    fn instant_of(&self, at: Time) -> tokio::time::Instant {
+        let offset = at.as_micros().saturating_sub(self.wall_at_start);
+        tokio::time::Instant::from_std(self.start + Duration::from_micros(offset))
+    }
+}
+
+enum Reply {
+    Data(oneshot::Sender<Response>),
+    Admin {
+        reply: oneshot::Sender<Response>,
+        leave: bool,
+    },
+}
+
+struct Driver {
+    node: Node<FjallStore>,
+    clock: Clock,
+    endpoint: quinn::Endpoint,
+    links: HashMap<SocketAddr, link::Link>,
+    pending: HashMap<ClientId, Reply>,
+    next_client: u64,
+    durability: Durability,
+    leaving: bool,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut shutdown: watch::Receiver<bool>,
+        accept: JoinHandle<()>,
+    ) -> Result<(), StoreError> {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while !self.leaving {
+            let timer = self.node.poll_timeout().map(|at| self.clock.instant_of(at));
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                received = events.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        break;
+                    }
+                    self.feed(batch.drain(..))?;
+                }
+                _ = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
+            }
+            self.flush_outputs();
+        }
+        self.stop(&mut events, accept).await
+    }
+
+    /// Feeds a batch of events, then makes its writes durable if needed.
+    fn feed(&mut self, batch: impl Iterator<Item = Event>) -> Result<(), StoreError> {
+        let mut wrote = false;
+        for event in batch {
+            let now = self.clock.now();
+            match event {
+                Event::Request { request, reply } => {
+                    let client = ClientId(self.next_client);
+                    self.next_client += 1;
+                    match request {
+                        Request::Data(request) => {
+                            wrote |= !matches!(request, crate::proto::ClientRequest::Get { .. });
+                            self.pending.insert(client, Reply::Data(reply));
+                            self.node.handle_client_request(now, client, request);
+                        }
+                        Request::Admin(request) => {
+                            let leave = request == AdminRequest::Leave;
+                            self.pending.insert(client, Reply::Admin { reply, leave });
+                            self.node.handle_admin_request(now, client, request);
+                        }
+                    }
+                }
+                Event::Peer { from, message } => {
+                    wrote |= matches!(message, PeerMessage::ReplicaPut { .. });
+                    self.node.handle_peer_message(now, from, message);
+                }
+                Event::Gossip { data } => self.node.handle_gossip(now, &data),
+            }
+        }
+        if wrote && self.durability == Durability::Fsync {
+            self.node.store_mut().sync()?;
+        }
+        Ok(())
+    }
+
+    fn flush_outputs(&mut self) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Send { to, message } => match self.node.addr_of(to) {
+                    Some(addr) => self.link(addr).send_message(message),
+                    None => tracing::debug!(node = %to, "no address known; message dropped"),
+                },
+                Output::Gossip { to, data } => self.link(to).send_gossip(Bytes::from(data)),
+                Output::Reply { client, response } => self.reply(client, Response::Data(response)),
+                Output::AdminReply { client, response } => {
+                    let done = matches!(response, AdminResponse::Done);
+                    if let Some(Reply::Admin { leave: true, .. }) = self.pending.get(&client) {
+                        self.leaving |= done;
+                    }
+                    self.reply(client, Response::Admin(response));
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, client: ClientId, response: Response) {
+        if let Some(Reply::Data(reply) | Reply::Admin { reply, .. }) = self.pending.remove(&client) {
+            // The client may have gone; nothing to do then.
+            let _ = reply.send(response);
+        }
+    }
+
+    fn link(&mut self, addr: SocketAddr) -> &link::Link {
+        let endpoint = &self.endpoint;
+        let me = self.node.id();
+        self.links
+            .entry(addr)
+            .or_insert_with(|| link::Link::spawn(endpoint.clone(), addr, me))
+    }
+
+    /// Graceful stop: no new connections, requests in flight finished,
+    /// everything persisted, SWIM left.
+    async fn stop(
+        mut self,
+        events: &mut mpsc::Receiver<Event>,
+        accept: JoinHandle<()>,
+    ) -> Result<(), StoreError> {
+        self.endpoint.set_server_config(None);
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        let mut batch = Vec::new();
+        while self.node.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            let timer = self.node.poll_timeout().map(|at| self.clock.instant_of(at));
+            tokio::select! {
+                received = events.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 { break; }
+                    self.feed(batch.drain(..))?;
+                }
+                _ = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+            self.flush_outputs();
+        }
+        self.node.store_mut().sync()?;
+        self.node.stop_gossip(self.clock.now());
+        self.flush_outputs();
+        // Let the goodbye packets leave before the endpoint closes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        accept.abort();
+        self.links.clear();
+        self.endpoint.close(0u32.into(), b"node stopping");
+        // Release the UDP port before returning, so a restart can bind it.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        tracing::info!(node = %self.node.id(), "node stopped");
+        Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, events: mpsc::Sender<Event>) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(serve_connection(incoming, events.clone()));
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, events: mpsc::Sender<Event>) {
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::debug!(%error, "handshake refused");
+            return;
+        }
+    };
+    tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
+    tokio::spawn(serve_peer_streams(connection.clone(), events.clone()));
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        tokio::spawn(serve_request(send, recv, events.clone()));
+    }
+}
+
+async fn serve_datagrams(connection: quinn::Connection, events: mpsc::Sender<Event>) {
+    while let Ok(data) = connection.read_datagram().await {
+        if events.send(Event::Gossip { data }).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_peer_streams(connection: quinn::Connection, events: mpsc::Sender<Event>) {
+    while let Ok(mut recv) = connection.accept_uni().await {
+        let events = events.clone();
+        tokio::spawn(async move {
+            let from = match read_frame::<PeerHello>(&mut recv, DEFAULT_MAX_FRAME).await {
+                Ok(Some(hello)) => hello.node,
+                _ => return,
+            };
+            loop {
+                match read_frame::<PeerMessage>(&mut recv, DEFAULT_MAX_FRAME).await {
+                    Ok(Some(message)) => {
+                        if events.send(Event::Peer { from, message }).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(error) => {
+                        log_bad_frame(&error, "peer stream");
+                        let _ = recv.stop(1u32.into());
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_request(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    events: mpsc::Sender<Event>,
+) {
+    let request = match read_frame::<Request>(&mut recv, DEFAULT_MAX_FRAME).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return,
+        Err(error) => {
+            log_bad_frame(&error, "request stream");
+            let _ = send.reset(1u32.into());
+            return;
+        }
+    };
+    let (reply, response) = oneshot::channel();
+    if events.send(Event::Request { request, reply }).await.is_err() {
+        return;
+    }
+    if let Ok(response) = response.await
+        && write_frame(&mut send, &response).await.is_ok()
+    {
+        let _ = send.finish();
+        // Wait for the client to read the answer before dropping the stream.
+        let _ = send.stopped().await;
+    }
+}
+
+fn log_bad_frame(error: &FrameError, place: &str) {
+    tracing::warn!(%error, place, "bad frame; stream closed");
+}
