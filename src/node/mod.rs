@@ -458,6 +458,11 @@ async fn serve_request(
     }
 }
 
+/// A stream that ended because its connection closed is routine; a frame
+/// that failed to decode is worth a warning.
 fn log_bad_frame(error: &FrameError, place: &str) {
-    tracing::warn!(%error, place, "bad frame; stream closed");
+    match error {
+        FrameError::Io { .. } => tracing::debug!(%error, place, "stream ended"),
+        _ => tracing::warn!(%error, place, "bad frame; stream closed"),
+    }
 }

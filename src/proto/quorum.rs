@@ -72,12 +72,13 @@ impl Consistency {
 
 impl fmt::Display for Consistency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad` honours width and alignment, as in `{:>6}`.
         match self {
-            Consistency::One => f.write_str("one"),
-            Consistency::Two => f.write_str("two"),
-            Consistency::Quorum => f.write_str("quorum"),
-            Consistency::All => f.write_str("all"),
-            Consistency::Custom { r, w } => write!(f, "{r},{w}"),
+            Consistency::One => f.pad("one"),
+            Consistency::Two => f.pad("two"),
+            Consistency::Quorum => f.pad("quorum"),
+            Consistency::All => f.pad("all"),
+            Consistency::Custom { r, w } => f.pad(&format!("{r},{w}")),
         }
     }
 }
@@ -212,6 +213,16 @@ mod tests {
         ] {
             assert_eq!(c.to_string().parse(), Ok(c));
         }
+    }
+
+    #[test]
+    fn consistency_display_honours_width() {
+        let shown = format!(
+            "{:>6}|{:<4}|",
+            Consistency::All,
+            Consistency::Custom { r: 2, w: 1 }
+        );
+        assert_eq!(shown, "   all|2,1 |");
     }
 
     #[test]

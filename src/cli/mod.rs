@@ -1,0 +1,299 @@
+//! Command definitions and their implementations.
+
+mod demo;
+mod output;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use shoal::node::{Durability, NodeOptions};
+use shoal::proto::{AdminRequest, Config, NodeId};
+use shoal::{Client, Consistency, Context, Credentials};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// shoal: a leaderless, Dynamo-style replicated key-value store.
+///
+/// Every key lives on N nodes; every request picks its own consistency.
+/// Start with `shoal demo`, or `shoal cluster init` and `shoal node start`.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a 3-node cluster on loopback with a demo workload, print the
+    /// commands to use it, and keep it running until Ctrl-C.
+    Demo(demo::DemoArgs),
+    /// Manage the cluster's certificate authority.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Start, leave or remove nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Show a node's view of the cluster: members, state, ring share, counters.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a value. Pass the context of a previous get to replace what it saw.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Read every sibling of a key and the context to write it back with.
+    Get {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+        /// How many replicas must answer: one, two, quorum, all, or R,W.
+        #[arg(long, default_value = "quorum")]
+        consistency: Consistency,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a key (a tombstone replacing what the context saw).
+    Delete {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Create a cluster CA in DIR. Nodes and clients given DIR trust each
+    /// other and nobody else. Refuses to overwrite an existing CA.
+    Init {
+        /// The cluster directory to create.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Run a node in the foreground until Ctrl-C, SIGTERM or `node leave`.
+    Start(Box<StartArgs>),
+    /// Ask a node to leave the cluster; it stops once it has left.
+    Leave {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Forget a dead node: it no longer owns any range.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        /// The dead node's id (hex, as `shoal status` shows it).
+        node_id: String,
+    },
+}
+
+/// Which node to talk to and with which credentials.
+#[derive(Args)]
+struct Target {
+    /// A node's address.
+    #[arg(long, env = "SHOAL_NODE", default_value = "127.0.0.1:7101")]
+    node: SocketAddr,
+    /// The cluster directory (from `shoal cluster init`).
+    #[arg(long, env = "SHOAL_CLUSTER_DIR")]
+    cluster_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    #[command(flatten)]
+    target: Target,
+    /// How many replicas must acknowledge: one, two, quorum, all, or R,W.
+    #[arg(long, default_value = "quorum")]
+    consistency: Consistency,
+    /// The context printed by a previous get; empty for a blind write.
+    #[arg(long, default_value = "")]
+    context: Context,
+}
+
+#[derive(Args)]
+struct StartArgs {
+    /// The data directory (created if missing).
+    #[arg(long)]
+    data: PathBuf,
+    /// The UDP address to listen on, for peers and clients.
+    #[arg(long, default_value = "127.0.0.1:7101")]
+    listen: SocketAddr,
+    /// The cluster directory (from `shoal cluster init`).
+    #[arg(long, env = "SHOAL_CLUSTER_DIR")]
+    cluster_dir: PathBuf,
+    /// A node of the cluster to join through (repeatable). None: start a new cluster.
+    #[arg(long = "seed")]
+    seeds: Vec<SocketAddr>,
+    /// When writes are acknowledged: buffer (reached the OS) or fsync (on disk, batched).
+    #[arg(long, value_enum, default_value_t = Durability::Buffer)]
+    durability: Durability,
+    /// N: replicas per key. Must be the same on every node.
+    #[arg(long, default_value_t = Config::default().replication)]
+    replication: usize,
+    /// Default request deadline in milliseconds.
+    #[arg(long, default_value_t = Config::default().request_timeout.as_millis() as u64)]
+    request_timeout_ms: u64,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(dispatch(cli.command))
+}
+
+async fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Cluster(ClusterCommand::Init { dir }) => {
+            shoal::net::tls::init_cluster_dir(&dir)?;
+            println!("cluster CA written to {}", dir.display());
+            Ok(())
+        }
+        Command::Node(NodeCommand::Start(args)) => start_node(*args).await,
+        Command::Node(NodeCommand::Leave { target }) => {
+            let client = connect(&target).await?;
+            client.admin(target.node, AdminRequest::Leave).await?;
+            println!("node at {} left the cluster", target.node);
+            Ok(())
+        }
+        Command::Node(NodeCommand::Remove { target, node_id }) => {
+            let node: NodeId = node_id
+                .parse()
+                .with_context(|| format!("`{node_id}` is not a node id (16 hex digits)"))?;
+            let client = connect(&target).await?;
+            client
+                .admin(target.node, AdminRequest::RemoveNode { node })
+                .await?;
+            println!("node {node} removed");
+            Ok(())
+        }
+        Command::Status { target, json } => {
+            let client = connect(&target).await?;
+            let report = client.status_of(target.node).await?;
+            let mut counters = Vec::new();
+            for member in report.members.iter().filter(|m| m.up) {
+                counters.push((
+                    member.node,
+                    client.status_of(member.addr).await.ok().map(|r| r.stats),
+                ));
+            }
+            output::status(&report, &counters, json)
+        }
+        Command::Put { key, value, write } => {
+            let client = connect(&write.target).await?;
+            let context = client
+                .put(&key, &value, &write.context, write.consistency)
+                .await?;
+            println!("ok");
+            println!("context: {context}");
+            Ok(())
+        }
+        Command::Get {
+            key,
+            target,
+            consistency,
+            json,
+        } => {
+            let client = connect(&target).await?;
+            let read = client.get(&key, consistency).await?;
+            output::read(&read, json)
+        }
+        Command::Delete { key, write } => {
+            let client = connect(&write.target).await?;
+            client.delete(&key, &write.context, write.consistency).await?;
+            println!("ok");
+            Ok(())
+        }
+    }
+}
+
+async fn connect(target: &Target) -> Result<Client> {
+    let credentials = Credentials::from_cluster_dir(&target.cluster_dir)?;
+    Ok(Client::connect(&[target.node], credentials).await?)
+}
+
+async fn start_node(args: StartArgs) -> Result<()> {
+    init_logging();
+    let config = Config {
+        replication: args.replication,
+        request_timeout: std::time::Duration::from_millis(args.request_timeout_ms),
+        ..Config::default()
+    };
+    config.validate()?;
+    let options = NodeOptions {
+        data_dir: args.data,
+        listen: args.listen,
+        cluster_dir: args.cluster_dir,
+        seeds: args.seeds,
+        durability: args.durability,
+        config,
+    };
+    let node = shoal::node::start(options).await?;
+    println!("node {} listening on {}", node.id(), node.addr());
+    let stopper = node.stopper();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stopper.send(true);
+    });
+    node.wait().await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Logs warnings only (the demo prints its own story).
+pub(crate) fn init_logging_quiet() {
+    init_logging_at("warn");
+}
+
+/// Logs at info unless `RUST_LOG` says otherwise.
+pub(crate) fn init_logging() {
+    init_logging_at("info");
+}
+
+fn init_logging_at(default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

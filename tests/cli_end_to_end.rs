@@ -1,0 +1,234 @@
+//! The `shoal` binary drives a real 3-process cluster end to end: cluster
+//! init, node start with a seed, put / get / delete / status, leave, and a
+//! graceful stop on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// A node process, killed if the test ends early.
+struct NodeProcess {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NodeProcess {
+    fn start(dir: &Path, name: &str, seed: Option<&str>) -> NodeProcess {
+        let mut command = Command::new(SHOAL);
+        command
+            .args(["node", "start", "--listen", "127.0.0.1:0", "--data"])
+            .arg(dir.join(name))
+            .arg("--cluster-dir")
+            .arg(dir.join("cluster"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(seed) = seed {
+            command.args(["--seed", seed]);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "node <id> listening on <addr>"
+        let addr = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(line.contains("listening on"), "unexpected first line: {line:?}");
+        NodeProcess { child, addr }
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not exit within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn shoal(dir: &Path, node: &str, args: &[&str]) -> Output {
+    Command::new(SHOAL)
+        .args(args)
+        .env("SHOAL_CLUSTER_DIR", dir.join("cluster"))
+        .env("SHOAL_NODE", node)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn wait_for_members(dir: &Path, node: &str, up: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = shoal(dir, node, &["status"]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).matches("  up  ").count() == up {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster did not reach {up} live members"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn the_cli_drives_a_three_process_cluster_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = Command::new(SHOAL)
+        .args(["cluster", "init", "--dir"])
+        .arg(dir.path().join("cluster"))
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let again = Command::new(SHOAL)
+        .args(["cluster", "init", "--dir"])
+        .arg(dir.path().join("cluster"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "re-init must refuse to overwrite the CA"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr).lines().count(),
+        1,
+        "one-line error"
+    );
+
+    let first = NodeProcess::start(dir.path(), "n1", None);
+    let second = NodeProcess::start(dir.path(), "n2", Some(&first.addr));
+    let mut third = NodeProcess::start(dir.path(), "n3", Some(&first.addr));
+    let node = first.addr.clone();
+    wait_for_members(dir.path(), &node, 3);
+
+    let put = stdout(&shoal(
+        dir.path(),
+        &node,
+        &["put", "greeting", "hello", "--consistency", "all"],
+    ));
+    assert!(put.starts_with("ok\ncontext: "), "{put}");
+    let get = stdout(&shoal(
+        dir.path(),
+        &second.addr,
+        &["get", "greeting", "--consistency", "2,2"],
+    ));
+    let mut lines = get.lines();
+    assert_eq!(lines.next(), Some("hello"));
+    let context = lines
+        .next()
+        .unwrap()
+        .strip_prefix("context: ")
+        .unwrap()
+        .to_string();
+
+    // Two blind writes become siblings; a write with their context resolves them.
+    stdout(&shoal(
+        dir.path(),
+        &node,
+        &["put", "color", "red", "--consistency", "all"],
+    ));
+    stdout(&shoal(
+        dir.path(),
+        &node,
+        &["put", "color", "blue", "--consistency", "all"],
+    ));
+    let get = stdout(&shoal(
+        dir.path(),
+        &node,
+        &["get", "color", "--consistency", "all"],
+    ));
+    assert!(
+        get.contains("red\n") && get.contains("blue\n") && get.contains("2 siblings"),
+        "{get}"
+    );
+    let color_context = get
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("context: ")
+        .unwrap()
+        .to_string();
+    let args = [
+        "put",
+        "color",
+        "purple",
+        "--context",
+        &color_context,
+        "--consistency",
+        "all",
+    ];
+    stdout(&shoal(dir.path(), &node, &args));
+    let get = stdout(&shoal(
+        dir.path(),
+        &node,
+        &["get", "color", "--consistency", "all"],
+    ));
+    assert!(get.starts_with("purple\ncontext: "), "{get}");
+
+    let args = [
+        "delete",
+        "greeting",
+        "--context",
+        &context,
+        "--consistency",
+        "all",
+    ];
+    stdout(&shoal(dir.path(), &node, &args));
+    let get = stdout(&shoal(
+        dir.path(),
+        &node,
+        &["get", "greeting", "--consistency", "all"],
+    ));
+    assert!(get.starts_with("(not found)"), "{get}");
+
+    let status = stdout(&shoal(dir.path(), &node, &["status"]));
+    assert_eq!(status.matches("normal").count(), 3, "{status}");
+    let json = stdout(&shoal(dir.path(), &node, &["status", "--json"]));
+    assert!(json.contains("\"members\""), "{json}");
+
+    let bad = shoal(
+        dir.path(),
+        &node,
+        &["get", "x", "--context", "zz", "--consistency", "9,9"],
+    );
+    assert!(!bad.status.success());
+
+    // The third node leaves and its process exits 0.
+    let left = shoal(dir.path(), &third.addr, &["node", "leave"]);
+    assert!(left.status.success(), "{}", String::from_utf8_lossy(&left.stderr));
+    assert!(third.wait_exit(Duration::from_secs(15)).success());
+    let status = stdout(&shoal(dir.path(), &node, &["status"]));
+    assert!(status.contains("left"), "{status}");
+
+    // SIGTERM stops a node gracefully with exit code 0.
+    let mut second = second;
+    let term = Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(second.wait_exit(Duration::from_secs(15)).success());
+    drop(first);
+}
