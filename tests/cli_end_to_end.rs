@@ -232,3 +232,53 @@ fn the_cli_drives_a_three_process_cluster_end_to_end() {
     assert!(second.wait_exit(Duration::from_secs(15)).success());
     drop(first);
 }
+
+#[test]
+fn after_a_sigkill_quorum_still_works_and_all_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = Command::new(SHOAL)
+        .args(["cluster", "init", "--dir"])
+        .arg(dir.path().join("cluster"))
+        .output();
+    assert!(init.unwrap().status.success());
+    let first = NodeProcess::start(dir.path(), "n1", None);
+    let _second = NodeProcess::start(dir.path(), "n2", Some(&first.addr));
+    let mut third = NodeProcess::start(dir.path(), "n3", Some(&first.addr));
+    let node = first.addr.clone();
+    wait_for_members(dir.path(), &node, 3);
+    stdout(&shoal(
+        dir.path(),
+        &node,
+        &["put", "k", "before", "--consistency", "all"],
+    ));
+
+    // No goodbye: only the failure detector can notice.
+    third.child.kill().unwrap();
+    third.child.wait().unwrap();
+    let killed_at = Instant::now();
+    wait_for_members(dir.path(), &node, 2);
+    let detected = killed_at.elapsed();
+    assert!(
+        detected < Duration::from_secs(15),
+        "failure detection took {detected:?}"
+    );
+
+    stdout(&shoal(
+        dir.path(),
+        &node,
+        &["put", "k2", "during", "--consistency", "quorum"],
+    ));
+    let get = stdout(&shoal(
+        dir.path(),
+        &node,
+        &["get", "k", "--consistency", "quorum"],
+    ));
+    assert!(get.starts_with("before\n"), "{get}");
+    let all = shoal(dir.path(), &node, &["get", "k", "--consistency", "all"]);
+    assert_eq!(all.status.code(), Some(1));
+    let error = String::from_utf8_lossy(&all.stderr);
+    assert_eq!(
+        error.trim(),
+        "error: get failed: 2 of 3 replicas answered, 3 needed (all)"
+    );
+}

@@ -14,6 +14,7 @@ pub struct TestCluster {
     pub dir: TempDir,
     pub nodes: Vec<Option<NodeHandle>>,
     pub addrs: Vec<SocketAddr>,
+    pub durability: Durability,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -35,19 +36,25 @@ impl TestCluster {
             listen,
             cluster_dir: self.cluster_dir(),
             seeds,
-            durability: Durability::Buffer,
+            durability: self.durability,
             config: Config::default(),
         }
     }
 
     /// `size` nodes; all but the first join through the first.
     pub async fn start(size: usize) -> TestCluster {
+        TestCluster::start_with(size, Durability::Buffer).await
+    }
+
+    /// [`TestCluster::start`] with a durability setting.
+    pub async fn start_with(size: usize, durability: Durability) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         shoal::net::tls::init_cluster_dir(&dir.path().join("cluster")).unwrap();
         let mut cluster = TestCluster {
             dir,
             nodes: Vec::new(),
             addrs: Vec::new(),
+            durability,
         };
         for i in 0..size {
             let seeds = cluster.addrs.first().copied().into_iter().collect();
