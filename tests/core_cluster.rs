@@ -19,7 +19,7 @@ fn values(response: &ClientResponse) -> Vec<Vec<u8>> {
 
 fn context(response: &ClientResponse) -> Context {
     match response {
-        ClientResponse::Found { context, .. } | ClientResponse::Written { context } => context.clone(),
+        ClientResponse::Found { context, .. } | ClientResponse::Written { context, .. } => context.clone(),
         other => panic!("expected success, got {other:?}"),
     }
 }
@@ -274,4 +274,38 @@ fn every_start_bumps_the_epoch() {
         wiped_other_seed.epoch() >> 32,
         "fresh disks draw fresh epoch ranges"
     );
+}
+
+#[test]
+fn a_read_repairs_a_replica_that_missed_a_write() {
+    use shoal::proto::Store;
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[2]);
+    assert_written(&c.put(replicas[0], KEY, b"v", Context::empty(), Consistency::Quorum));
+    c.settle();
+    c.reconnect(replicas[2]);
+    assert!(
+        c.node(replicas[2]).store().get(KEY).unwrap().is_none(),
+        "it missed the write"
+    );
+
+    // A read at ONE answers from the coordinator, then repairs in the background.
+    assert_eq!(
+        values(&c.get(replicas[0], KEY, Consistency::One)),
+        vec![b"v".to_vec()]
+    );
+    c.settle();
+    let repaired = c.node(replicas[2]).store().get(KEY).unwrap().expect("repaired");
+    let source = c.node(replicas[0]).store().get(KEY).unwrap().unwrap();
+    assert_eq!(
+        repaired, source,
+        "the stale replica now holds exactly the merged state"
+    );
+    assert_eq!(c.node(replicas[0]).stats().read_repairs, 1);
+
+    // Replicas in agreement are left alone.
+    c.get(replicas[1], KEY, Consistency::All);
+    c.settle();
+    assert_eq!(c.node(replicas[1]).stats().read_repairs, 0);
 }

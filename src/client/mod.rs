@@ -414,7 +414,7 @@ fn local_bind(seeds: &[SocketAddr]) -> SocketAddr {
 
 fn written(response: ClientResponse) -> Result<Context, ClientError> {
     match response {
-        ClientResponse::Written { context } => Ok(context),
+        ClientResponse::Written { context, .. } => Ok(context),
         other => Err(unexpected(other)),
     }
 }

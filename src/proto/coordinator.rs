@@ -19,8 +19,9 @@ use super::message::{
 use super::quorum::{Access, QuorumTracker};
 use super::store::{Store, StoreError};
 use super::types::{NodeId, Time};
-use super::version::Versioned;
+use super::version::{Dot, Versioned};
 use super::{ClientId, Node, Output};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Who is waiting for an operation's answer.
@@ -51,12 +52,18 @@ enum Kind {
         request: ClientRequest,
         tracker: QuorumTracker,
         merged: Versioned,
+        /// What each replica answered, for read repair.
+        states: BTreeMap<NodeId, Versioned>,
+        /// The client has its answer; the operation stays to repair.
+        answered: bool,
     },
     Write {
         request: ClientRequest,
         tracker: QuorumTracker,
         /// The coordinator's state after the write: sent to the replicas.
         object: Versioned,
+        /// The write's dot.
+        dot: Dot,
     },
     Forward {
         request: ClientRequest,
@@ -167,10 +174,12 @@ impl<S: Store> Node<S> {
     fn start_read(&mut self, request: ClientRequest, replicas: Vec<NodeId>) -> Result<Kind, RequestError> {
         let mut tracker = self.tracker(&request, replicas)?;
         let mut merged = Versioned::new();
+        let mut states = BTreeMap::new();
         if tracker.replicas().contains(&self.id()) {
             match self.store.get(request.key()) {
                 Ok(local) => {
                     merged = local.unwrap_or_default();
+                    states.insert(self.id(), merged.clone());
                     tracker.succeed(self.id());
                 }
                 Err(_) => tracker.fail(self.id()),
@@ -180,6 +189,8 @@ impl<S: Store> Node<S> {
             request,
             tracker,
             merged,
+            states,
+            answered: false,
         })
     }
 
@@ -190,7 +201,7 @@ impl<S: Store> Node<S> {
         replicas: Vec<NodeId>,
     ) -> Result<Kind, RequestError> {
         let mut tracker = self.tracker(&request, replicas)?;
-        let object = self
+        let (object, dot) = self
             .apply_local_write(now, &request)
             .map_err(|error| self.storage_failed(error))??;
         tracker.succeed(self.id());
@@ -198,6 +209,7 @@ impl<S: Store> Node<S> {
             request,
             tracker,
             object,
+            dot,
         })
     }
 
@@ -207,7 +219,7 @@ impl<S: Store> Node<S> {
         &mut self,
         now: Time,
         request: &ClientRequest,
-    ) -> Result<Result<Versioned, RequestError>, StoreError> {
+    ) -> Result<Result<(Versioned, Dot), RequestError>, StoreError> {
         let (context, value) = match request {
             ClientRequest::Put { value, context, .. } => (context, Some(value.clone())),
             ClientRequest::Delete { context, .. } => (context, None),
@@ -221,14 +233,17 @@ impl<S: Store> Node<S> {
             now.as_millis(),
             self.config.max_siblings,
         );
-        if let Err(e) = written {
-            return Ok(Err(RequestError::TooManySiblings {
-                count: e.count,
-                max: e.max,
-            }));
-        }
+        let dot = match written {
+            Ok(dot) => dot,
+            Err(e) => {
+                return Ok(Err(RequestError::TooManySiblings {
+                    count: e.count,
+                    max: e.max,
+                }));
+            }
+        };
         self.store.put(request.key(), &object)?;
-        Ok(Ok(object))
+        Ok(Ok((object, dot)))
     }
 
     fn storage_failed(&self, error: StoreError) -> RequestError {
@@ -275,6 +290,7 @@ impl<S: Store> Node<S> {
                 request,
                 tracker,
                 object,
+                ..
             } => tracker
                 .replicas()
                 .iter()
@@ -334,9 +350,40 @@ impl<S: Store> Node<S> {
             return;
         };
         let response = match &operation.kind {
-            Kind::Read { tracker, merged, .. } if tracker.is_met() => Some(found(merged)),
-            Kind::Write { tracker, object, .. } if tracker.is_met() => Some(ClientResponse::Written {
+            Kind::Read {
+                answered: true,
+                tracker,
+                ..
+            } => {
+                if tracker.is_complete() {
+                    self.read_repair(id);
+                }
+                return;
+            }
+            Kind::Read { tracker, merged, .. } if tracker.is_met() => {
+                let response = found(merged);
+                let requester = operation.requester;
+                if let Some(Operation {
+                    kind: Kind::Read {
+                        answered, tracker, ..
+                    },
+                    ..
+                }) = self.operations.get_mut(&id)
+                {
+                    *answered = true;
+                    let complete = tracker.is_complete();
+                    self.respond(requester, response);
+                    if complete {
+                        self.read_repair(id);
+                    }
+                }
+                return;
+            }
+            Kind::Write {
+                tracker, object, dot, ..
+            } if tracker.is_met() => Some(ClientResponse::Written {
                 context: Context(object.clock().clone()),
+                dot: *dot,
             }),
             // Lost, and every live replica has answered: fail now, with a
             // true count, instead of waiting for the deadline.
@@ -349,6 +396,47 @@ impl<S: Store> Node<S> {
         };
         if let Some(response) = response {
             self.finish(id, response);
+        }
+    }
+
+    /// Ends an answered read: writes the merged state back to every
+    /// replica that answered with something else. The merged state holds
+    /// only siblings some replica had, so nothing is invented.
+    fn read_repair(&mut self, id: u64) {
+        let Some(operation) = self.operations.remove(&id) else {
+            return;
+        };
+        self.timers.remove(&(operation.deadline, id));
+        let Kind::Read {
+            request,
+            merged,
+            states,
+            ..
+        } = operation.kind
+        else {
+            unreachable!("only reads are repaired")
+        };
+        for (node, state) in states {
+            if state == merged {
+                continue;
+            }
+            self.stats.read_repairs += 1;
+            if node == self.id() {
+                // A failed local repair is retried by the next read.
+                let _ = self.merge_local(request.key(), &merged);
+            } else {
+                let key = request.key().to_vec();
+                let object = merged.clone();
+                // Request id 0 is never an operation's: the ack is dropped.
+                self.send(
+                    node,
+                    PeerMessage::ReplicaPut {
+                        request: 0,
+                        key,
+                        object,
+                    },
+                );
+            }
         }
     }
 
@@ -383,6 +471,10 @@ impl<S: Store> Node<S> {
             return;
         };
         if now >= operation.deadline {
+            if let Kind::Read { answered: true, .. } = operation.kind {
+                self.read_repair(id);
+                return;
+            }
             let response = match &operation.kind {
                 Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. } => {
                     quorum_not_met(request, tracker)
@@ -450,13 +542,20 @@ impl<S: Store> Node<S> {
             }
             PeerMessage::ReplicaGetReply { request, result } => {
                 if let Some(Operation {
-                    kind: Kind::Read { tracker, merged, .. },
+                    kind:
+                        Kind::Read {
+                            tracker,
+                            merged,
+                            states,
+                            ..
+                        },
                     ..
                 }) = self.operations.get_mut(&request)
                 {
                     match result {
-                        Ok(object) if tracker.replicas().contains(&from) => {
+                        Ok(object) if tracker.replicas().contains(&from) && !states.contains_key(&from) => {
                             merged.merge_from(&object);
+                            states.insert(from, object);
                             tracker.succeed(from);
                         }
                         Ok(_) => {}

@@ -10,7 +10,7 @@
 use super::membership::{MemberState, NodeStatus};
 use super::quorum::Consistency;
 use super::types::NodeId;
-use super::version::{VersionVector, Versioned};
+use super::version::{Dot, VersionVector, Versioned};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -256,6 +256,8 @@ pub struct Stats {
     pub forwards: u64,
     /// Replica reads and writes served for peers.
     pub replica_ops: u64,
+    /// Stale replicas a read wrote the merged state back to.
+    pub read_repairs: u64,
 }
 
 /// A node's answer to [`AdminRequest::Status`].
@@ -340,6 +342,8 @@ pub enum ClientResponse {
     Written {
         /// The key's context after the write, on its coordinator.
         context: Context,
+        /// The write's unique version id.
+        dot: Dot,
     },
     /// The request failed; see the error for what happened to state.
     Failed(RequestError),

@@ -438,6 +438,11 @@ impl<S: Store> Node<S> {
         self.timers.insert((at, operation));
     }
 
+    /// Stops the node and hands back its store (the simulator's crash).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// Mutable access to the store (the driver syncs it for group commit).
     pub fn store_mut(&mut self) -> &mut S {
         &mut self.store
