@@ -73,3 +73,32 @@ fn a_reconnected_node_is_marked_up_again() {
     assert!(c.node(ids[0]).is_up(ids[1]), "node did not come back");
     assert!(c.node(ids[1]).is_up(ids[0]));
 }
+
+#[test]
+fn a_forwarded_write_moves_on_from_a_replica_marked_down() {
+    let mut c = converged(5);
+    let outsider = c.non_replica(KEY).unwrap();
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[0]);
+    c.run_for(Duration::from_secs(8));
+    assert!(!c.node(outsider).is_up(replicas[0]));
+    let put = c.put(outsider, KEY, b"v", Context::empty(), Consistency::Quorum);
+    assert!(matches!(put, ClientResponse::Written { .. }), "{put:?}");
+}
+
+#[test]
+fn a_node_that_does_not_know_the_ring_yet_refuses_clients() {
+    // Right after start, before any peer sent the ring: refuse rather than
+    // act as the only replica of every key.
+    let c = Cluster::with_membership(3, Config::default(), 5);
+    let late = c.node_ids()[2];
+    assert!(!c.node(late).is_ready());
+    let mut c = c;
+    let response = c.get(late, KEY, Consistency::One);
+    assert!(
+        matches!(response, ClientResponse::Failed(RequestError::NotReady { .. })),
+        "{response:?}"
+    );
+    c.run_for(Duration::from_secs(3));
+    assert!(c.node(late).is_ready());
+}

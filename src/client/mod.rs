@@ -132,10 +132,14 @@ pub struct Client {
     view: Mutex<View>,
 }
 
-/// An attempt's failure: either the node was unreachable (try another) or
-/// it answered (final).
+/// An attempt's failure.
 enum Attempt {
-    Unreachable(String),
+    /// The request never left: safe to send elsewhere.
+    NotSent(String),
+    /// It was sent but no answer came: a write may have been applied, so
+    /// only reads are retried elsewhere.
+    NoAnswer(String),
+    /// The node answered; final.
     Final(ClientError),
 }
 
@@ -241,7 +245,9 @@ impl Client {
             .attempt(addr, &Request::Admin(request))
             .await
             .map_err(|e| match e {
-                Attempt::Unreachable(last) => ClientError::Unreachable { tried: 1, last },
+                Attempt::NotSent(last) | Attempt::NoAnswer(last) => {
+                    ClientError::Unreachable { tried: 1, last }
+                }
                 Attempt::Final(e) => e,
             })?;
         match response {
@@ -324,12 +330,19 @@ impl Client {
         order
     }
 
+    /// Sends a request to the key's replicas in turn. Moves on when a node
+    /// is unreachable or not ready; a write that was sent but unanswered is
+    /// not sent again (it may have been applied).
     async fn data_request(&self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
         let candidates = self.candidates(request.key()).await;
+        let is_read = matches!(request, ClientRequest::Get { .. });
         let request = Request::Data(request);
         let mut last = String::from("no nodes known");
-        for &addr in &candidates {
+        for (tried, &addr) in candidates.iter().enumerate() {
             match self.attempt(addr, &request).await {
+                Ok(Response::Data(ClientResponse::Failed(RequestError::NotReady { .. }))) => {
+                    last = format!("{addr}: still learning the ring");
+                }
                 Ok(Response::Data(ClientResponse::Failed(error))) => return Err(error.into()),
                 Ok(Response::Data(response)) => return Ok(response),
                 Ok(Response::Admin(other)) => {
@@ -338,7 +351,14 @@ impl Client {
                     });
                 }
                 Err(Attempt::Final(error)) => return Err(error),
-                Err(Attempt::Unreachable(why)) => {
+                Err(Attempt::NoAnswer(why)) if !is_read => {
+                    self.connections.lock().await.remove(&addr);
+                    return Err(ClientError::Unreachable {
+                        tried: tried + 1,
+                        last: format!("{addr}: {why} (the write may have been applied)"),
+                    });
+                }
+                Err(Attempt::NotSent(why) | Attempt::NoAnswer(why)) => {
                     self.connections.lock().await.remove(&addr);
                     last = format!("{addr}: {why}");
                 }
@@ -350,31 +370,35 @@ impl Client {
         })
     }
 
-    /// One request to one node, bounded by the attempt timeout.
+    /// One request to one node: connecting and answering each bounded by
+    /// the attempt timeout.
     async fn attempt(&self, addr: SocketAddr, request: &Request) -> Result<Response, Attempt> {
-        let exchange = async {
+        let timeout = self.options.attempt_timeout;
+        let opened = async {
             let connection = self.connection(addr).await?;
-            let (mut send, mut recv) = connection
+            connection
                 .open_bi()
                 .await
-                .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+                .map_err(|e| Attempt::NotSent(e.to_string()))
+        };
+        let (mut send, mut recv) = tokio::time::timeout(timeout, opened)
+            .await
+            .map_err(|_| Attempt::NotSent(format!("could not connect within {timeout:?}")))??;
+        let exchange = async {
             send.write_all(&encode(request))
                 .await
-                .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+                .map_err(|e| Attempt::NoAnswer(e.to_string()))?;
             let _ = send.finish();
             let bytes = recv
                 .read_to_end(DEFAULT_MAX_FRAME + 16)
                 .await
-                .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+                .map_err(|e| Attempt::NoAnswer(e.to_string()))?;
             decode_exact::<Response>(&bytes, DEFAULT_MAX_FRAME)
                 .map_err(|source| Attempt::Final(ClientError::Protocol { addr, source }))
         };
-        match tokio::time::timeout(self.options.attempt_timeout, exchange).await {
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(Attempt::Unreachable(format!(
-                "no answer within {:?}",
-                self.options.attempt_timeout
-            ))),
+            Err(_) => Err(Attempt::NoAnswer(format!("no answer within {timeout:?}"))),
         }
     }
 
@@ -387,10 +411,8 @@ impl Client {
         let connecting = self
             .endpoint
             .connect(addr, SERVER_NAME)
-            .map_err(|e| Attempt::Unreachable(e.to_string()))?;
-        let connection = connecting
-            .await
-            .map_err(|e| Attempt::Unreachable(e.to_string()))?;
+            .map_err(|e| Attempt::NotSent(e.to_string()))?;
+        let connection = connecting.await.map_err(|e| Attempt::NotSent(e.to_string()))?;
         self.connections.lock().await.insert(addr, connection.clone());
         Ok(connection)
     }

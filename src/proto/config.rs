@@ -17,9 +17,6 @@ pub struct Config {
     pub vnodes: u32,
     /// Deadline of a client request that does not carry its own.
     pub request_timeout: Duration,
-    /// How long a node waits for one replica to answer a forwarded write
-    /// before it tries the next one.
-    pub forward_attempt_timeout: Duration,
     /// Largest key accepted, in bytes.
     pub max_key_bytes: usize,
     /// Largest value accepted, in bytes.
@@ -42,7 +39,6 @@ impl Default for Config {
             replication: 3,
             vnodes: 256,
             request_timeout: Duration::from_secs(2),
-            forward_attempt_timeout: Duration::from_millis(500),
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
             max_siblings: 64,
@@ -66,7 +62,7 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 8] = [
+        let checks: [(bool, &'static str, &'static str); 7] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -80,11 +76,6 @@ impl Config {
             (
                 !self.request_timeout.is_zero(),
                 "request_timeout",
-                "must be greater than zero",
-            ),
-            (
-                !self.forward_attempt_timeout.is_zero(),
-                "forward_attempt_timeout",
                 "must be greater than zero",
             ),
             (

@@ -9,7 +9,9 @@
 //! state of the key: the coordinator applies the write locally, sends its new
 //! state to the other replicas and answers after W acknowledgements
 //! (itself included). A node outside the preference list forwards the write
-//! to the replicas in order, moving on when one does not answer in time.
+//! to one live replica, and to another only if that one refuses it: a
+//! replica that stays silent may have applied the write, and a second
+//! coordinator would apply it again as a second version.
 //! Every operation has a deadline; past it, the client hears how many
 //! replicas answered of how many were needed.
 
@@ -23,6 +25,9 @@ use super::version::{Dot, Versioned};
 use super::{ClientId, Node, Output};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Longest a forwarded request is remembered for deduplication.
+const MAX_FORWARD_MEMORY: Duration = Duration::from_secs(60);
 
 /// Who is waiting for an operation's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +74,6 @@ enum Kind {
         request: ClientRequest,
         candidates: Vec<NodeId>,
         tried: usize,
-        attempt_deadline: Time,
     },
 }
 
@@ -116,6 +120,9 @@ impl<S: Store> Node<S> {
 
     /// Checks limits and finds the key's replicas; nothing changes on error.
     fn admit(&self, request: &ClientRequest) -> Result<Vec<NodeId>, RequestError> {
+        if !self.is_ready() {
+            return Err(RequestError::NotReady { node: self.id() });
+        }
         let key = request.key();
         if key.is_empty() || key.len() > self.config.max_key_bytes {
             return Err(RequestError::BadKeySize {
@@ -258,15 +265,16 @@ impl<S: Store> Node<S> {
         now: Time,
         deadline: Time,
         request: ClientRequest,
-        candidates: Vec<NodeId>,
+        mut candidates: Vec<NodeId>,
     ) -> Kind {
         self.stats.forwards += 1;
+        // Live replicas first, in preference order: the write goes to one.
+        candidates.sort_by_key(|&n| !self.is_up(n));
         let remaining = u32::try_from(deadline.saturating_since(now).as_millis()).unwrap_or(u32::MAX);
         Kind::Forward {
             request: request.with_timeout_ms(remaining),
             candidates,
             tried: 0,
-            attempt_deadline: deadline.min(now + self.config.forward_attempt_timeout),
         }
     }
 
@@ -308,8 +316,7 @@ impl<S: Store> Node<S> {
                     )
                 })
                 .collect(),
-            &Kind::Forward { attempt_deadline, .. } => {
-                self.set_timer(attempt_deadline, id);
+            Kind::Forward { .. } => {
                 self.forward_attempt(id);
                 return;
             }
@@ -444,9 +451,6 @@ impl<S: Store> Node<S> {
     fn finish(&mut self, id: u64, response: ClientResponse) {
         if let Some(operation) = self.operations.remove(&id) {
             self.timers.remove(&(operation.deadline, id));
-            if let Kind::Forward { attempt_deadline, .. } = operation.kind {
-                self.timers.remove(&(attempt_deadline, id));
-            }
             if matches!(
                 response,
                 ClientResponse::Failed(RequestError::QuorumNotMet { .. })
@@ -466,44 +470,39 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// An operation's deadline: an unanswered one fails with what it got;
+    /// an answered read repairs with the replies it has.
     pub(super) fn on_timer(&mut self, now: Time, id: u64) {
-        let Some(operation) = self.operations.get_mut(&id) else {
+        let Some(operation) = self.operations.get(&id) else {
             return;
         };
-        if now >= operation.deadline {
-            if let Kind::Read { answered: true, .. } = operation.kind {
+        if now < operation.deadline {
+            return;
+        }
+        let response = match &operation.kind {
+            Kind::Read { answered: true, .. } => {
                 self.read_repair(id);
                 return;
             }
-            let response = match &operation.kind {
-                Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. } => {
-                    quorum_not_met(request, tracker)
-                }
-                Kind::Forward { tried, .. } => {
-                    ClientResponse::Failed(RequestError::ForwardFailed { tried: tried + 1 })
-                }
-            };
-            self.finish(id, response);
-            return;
-        }
-        let deadline = operation.deadline;
-        if let Kind::Forward { attempt_deadline, .. } = operation.kind
-            && now >= attempt_deadline
-        {
-            self.next_forward_candidate(now, id, deadline);
-        }
+            Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. } => {
+                quorum_not_met(request, tracker)
+            }
+            Kind::Forward { tried, .. } => {
+                ClientResponse::Failed(RequestError::ForwardFailed { tried: tried + 1 })
+            }
+        };
+        self.finish(id, response);
     }
 
-    /// Moves a forwarded write on to the next replica, if any is left.
+    /// Moves a forwarded write on to the next replica after an explicit
+    /// refusal (nothing was applied there), if any replica is left.
     fn next_forward_candidate(&mut self, now: Time, id: u64, deadline: Time) {
-        let attempt_timeout = self.config.forward_attempt_timeout;
         let Some(Operation {
             kind:
                 Kind::Forward {
                     request,
                     candidates,
                     tried,
-                    attempt_deadline,
                 },
             ..
         }) = self.operations.get_mut(&id)
@@ -511,16 +510,13 @@ impl<S: Store> Node<S> {
             return;
         };
         if *tried + 1 >= candidates.len() {
-            return; // Nobody else to try: wait for a late answer until the deadline.
+            return; // Nobody else to try: the deadline will answer.
         }
         *tried += 1;
-        *attempt_deadline = deadline.min(now + attempt_timeout);
         let remaining = deadline.saturating_since(now).as_millis();
         *request = request
             .clone()
             .with_timeout_ms(u32::try_from(remaining).unwrap_or(u32::MAX));
-        let at = *attempt_deadline;
-        self.set_timer(at, id);
         self.forward_attempt(id);
     }
 
@@ -578,13 +574,44 @@ impl<S: Store> Node<S> {
                 }
             }
             PeerMessage::Forward { request, client } => {
-                self.start(now, Requester::Peer { node: from, request }, client);
+                if self.first_time_forwarded(now, from, request, &client) {
+                    self.start(now, Requester::Peer { node: from, request }, client);
+                }
             }
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
             }
-            PeerMessage::MemberStates { states } => self.on_member_states(&states),
+            PeerMessage::MemberStates { states, ready } => self.on_member_states(&states, ready),
         }
+    }
+
+    /// Whether this forwarded write is new; a duplicate (the network
+    /// repeated it) is dropped, since applying it again would make a second
+    /// version of one client write. Entries live until the write's deadline.
+    fn first_time_forwarded(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        request: u64,
+        client: &ClientRequest,
+    ) -> bool {
+        while let Some(&(at, node, id)) = self.forwards_expiry.first()
+            && at <= now
+        {
+            self.forwards_expiry.remove(&(at, node, id));
+            self.forwards_seen.remove(&(node, id));
+        }
+        if self.forwards_seen.contains_key(&(from, request)) {
+            return false;
+        }
+        let timeout = client
+            .timeout_ms()
+            .map(|ms| Duration::from_millis(u64::from(ms)))
+            .unwrap_or(self.config.request_timeout);
+        let expires = now + timeout.min(MAX_FORWARD_MEMORY);
+        self.forwards_seen.insert((from, request), expires);
+        self.forwards_expiry.insert((expires, from, request));
+        true
     }
 
     fn on_forward_reply(&mut self, now: Time, from: NodeId, id: u64, response: ClientResponse) {
@@ -602,9 +629,11 @@ impl<S: Store> Node<S> {
             return; // Not from a node this write was sent to.
         }
         let deadline = *deadline;
-        if matches!(response, ClientResponse::Failed(RequestError::NotReplica { .. }))
-            && *tried + 1 < candidates.len()
-        {
+        let refused = matches!(
+            response,
+            ClientResponse::Failed(RequestError::NotReplica { .. } | RequestError::NotReady { .. })
+        );
+        if refused && *tried + 1 < candidates.len() {
             self.next_forward_candidate(now, id, deadline);
             return;
         }

@@ -329,6 +329,11 @@ impl Membership {
         self.drain(now, effects);
     }
 
+    /// This node's generation.
+    pub fn generation(&self) -> u64 {
+        self.me.generation
+    }
+
     /// Every known member's state, by node id.
     pub fn states(&self) -> impl Iterator<Item = &MemberState> {
         self.states.values()

@@ -40,6 +40,12 @@ impl Context {
     }
 }
 
+impl From<VersionVector> for Context {
+    fn from(clock: VersionVector) -> Context {
+        Context(clock)
+    }
+}
+
 impl fmt::Display for Context {
     /// Lower-case hex of the MessagePack encoding.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -423,6 +429,13 @@ pub enum RequestError {
         /// The node that refused.
         node: NodeId,
     },
+    /// The node has just started and does not know the ring yet. Nothing
+    /// changed; try another node.
+    #[error("node {node} is still learning the ring; try another node")]
+    NotReady {
+        /// The node that refused.
+        node: NodeId,
+    },
     /// No replica could coordinate the write before the deadline. The write
     /// may have been applied by a replica whose answer was lost.
     #[error("write could not be forwarded: no replica of {tried} tried answered in time")]
@@ -501,6 +514,9 @@ pub enum PeerMessage {
     MemberStates {
         /// The states.
         states: Vec<MemberState>,
+        /// Whether the sender knows the ring itself (a node that just
+        /// started may not yet).
+        ready: bool,
     },
 }
 

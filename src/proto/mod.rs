@@ -48,6 +48,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use version::Actor;
 
+/// The store record holding the ring's member states.
+const MEMBERS_STATE: &str = "members";
+
 /// Identifies one client request to the driver that submitted it; the
 /// driver picks the numbers and the node echoes them in [`Output::Reply`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -109,6 +112,12 @@ pub struct Node<S: Store> {
     /// `None` in a static test cluster whose ring is set by hand.
     membership: Option<Membership>,
     next_state_sync: Option<Time>,
+    /// Forwarded writes seen, by (forwarder, its request id), until their
+    /// deadline: a repeat must not be applied twice.
+    forwards_seen: BTreeMap<(NodeId, u64), Time>,
+    forwards_expiry: BTreeSet<(Time, NodeId, u64)>,
+    /// Whether the ring is known (always, without membership).
+    ready: bool,
     next_request: u64,
     operations: BTreeMap<u64, Operation>,
     timers: BTreeSet<(Time, u64)>,
@@ -143,6 +152,9 @@ impl<S: Store> Node<S> {
             },
         };
         store.save_meta(&meta)?;
+        // A random start, so a restarted node's request ids do not repeat
+        // ones peers may still remember (forward deduplication).
+        let next_request = (rng.random::<u64>() >> 1).max(1);
         let actor = Actor {
             node: meta.node_id,
             epoch: meta.epoch,
@@ -155,7 +167,10 @@ impl<S: Store> Node<S> {
             rng,
             membership: None,
             next_state_sync: None,
-            next_request: 1,
+            forwards_seen: BTreeMap::new(),
+            forwards_expiry: BTreeSet::new(),
+            ready: true,
+            next_request,
             operations: BTreeMap::new(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
@@ -207,17 +222,37 @@ impl<S: Store> Node<S> {
     /// Starts SWIM membership as a node listening on `addr` and announces it
     /// to `seeds` (none for the first node). The ring then follows the
     /// gossiped member states.
+    ///
+    /// The node's generation is its start time: it grows across restarts
+    /// even when the disk was lost (unlike the epoch, which a wiped disk
+    /// draws afresh), so a restarted node always supersedes its old
+    /// identity. A node given seeds serves clients only once a peer has
+    /// sent it the ring; until then it answers `NotReady`.
     pub fn start_membership(&mut self, now: Time, addr: SocketAddr, seeds: &[SocketAddr]) {
         let me = PeerId {
             node: self.id(),
             addr,
-            generation: self.epoch(),
+            generation: now.as_micros(),
         };
+        self.ready = seeds.iter().all(|&s| s == addr);
         let rng = StdRng::seed_from_u64(self.rng.random());
         let mut membership = Membership::new(me, NodeStatus::Normal, rng, 16);
+        // The ring as this node knew it before a restart: it is ready at
+        // once, even if every other node restarted too.
+        let known: Vec<MemberState> = self
+            .store
+            .load_state(MEMBERS_STATE)
+            .ok()
+            .flatten()
+            .and_then(|bytes| rmp_serde::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let others: Vec<MemberState> = known.into_iter().filter(|s| s.node != me.node).collect();
+        self.ready |= !others.is_empty();
+        membership.merge_states(&others);
         let mut effects = Vec::new();
         membership.join(now, seeds, &mut effects);
         self.membership = Some(membership);
+        self.persist_members();
         self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
         self.recompute_ring();
         self.apply_effects(effects);
@@ -283,6 +318,7 @@ impl<S: Store> Node<S> {
         membership.leave(now, &mut effects);
         effects.push(Effect::Changed);
         self.apply_effects(effects);
+        self.persist_members();
         AdminResponse::Done
     }
 
@@ -307,6 +343,7 @@ impl<S: Store> Node<S> {
             .collect();
         effects.push(Effect::Changed);
         self.apply_effects(effects);
+        self.persist_members();
         AdminResponse::Done
     }
 
@@ -328,7 +365,7 @@ impl<S: Store> Node<S> {
             .collect();
         StatusReport {
             node: self.id(),
-            generation: self.epoch(),
+            generation: self.membership.as_ref().map_or(self.epoch(), |m| m.generation()),
             members,
             stats: self.stats,
             in_flight: self.operations.len(),
@@ -354,16 +391,40 @@ impl<S: Store> Node<S> {
     fn sync_states_to(&mut self, to: NodeId) {
         if let Some(membership) = &self.membership {
             let states: Vec<MemberState> = membership.states().copied().collect();
-            self.send(to, PeerMessage::MemberStates { states });
+            let ready = self.ready;
+            self.send(to, PeerMessage::MemberStates { states, ready });
         }
     }
 
-    pub(crate) fn on_member_states(&mut self, states: &[MemberState]) {
+    /// Merges a peer's member states. States from a peer that knows the
+    /// ring make this node ready; a peer that is itself still starting may
+    /// know only part of the ring.
+    pub(crate) fn on_member_states(&mut self, states: &[MemberState], sender_ready: bool) {
+        let was_ready = self.ready;
+        self.ready |= sender_ready;
         if let Some(membership) = &mut self.membership
-            && membership.merge_states(states)
+            && (membership.merge_states(states) || self.ready != was_ready)
         {
             self.recompute_ring();
+            self.persist_members();
         }
+    }
+
+    /// Saves the member states, once they are worth restarting from.
+    fn persist_members(&mut self) {
+        let (true, Some(membership)) = (self.ready, &self.membership) else {
+            return;
+        };
+        let states: Vec<MemberState> = membership.states().copied().collect();
+        let bytes = rmp_serde::to_vec(&states).expect("member states encode");
+        // Best effort: losing this only means learning the ring from a
+        // peer after the next restart.
+        let _ = self.store.save_state(MEMBERS_STATE, &bytes);
+    }
+
+    /// Whether the node knows the ring and serves client requests.
+    pub fn is_ready(&self) -> bool {
+        self.ready
     }
 
     fn recompute_ring(&mut self) {

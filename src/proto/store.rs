@@ -82,6 +82,10 @@ pub trait Store {
     fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError>;
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
+    /// A small named record of node state (such as the ring's members).
+    fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Saves a named record of node state, replacing the previous one.
+    fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
 }
 
 /// Encodes a key's state for storage: format byte, crc32 (little-endian) of
@@ -141,6 +145,7 @@ pub fn decode_meta(bytes: &[u8]) -> Result<NodeMeta, StoreError> {
 pub struct MemStore {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
     meta: Option<NodeMeta>,
+    states: BTreeMap<String, Vec<u8>>,
 }
 
 impl MemStore {
@@ -198,6 +203,15 @@ impl Store for MemStore {
     fn sync(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.states.get(name).cloned())
+    }
+
+    fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.states.insert(name.to_string(), bytes.to_vec());
+        Ok(())
+    }
 }
 
 /// The contract every [`Store`] passes; run against each implementation.
@@ -225,6 +239,16 @@ pub(crate) mod contract {
         scan_is_ordered_bounded_and_starts_at_from(&mut fresh());
         meta_round_trips(&mut fresh());
         binary_and_longest_keys_are_kept_apart(&mut fresh());
+        named_states_round_trip_apart_from_data(&mut fresh());
+    }
+
+    fn named_states_round_trip_apart_from_data(s: &mut impl Store) {
+        assert!(s.load_state("members").unwrap().is_none());
+        s.save_state("members", b"one").unwrap();
+        s.save_state("members", b"two").unwrap();
+        s.save_state("other", b"x").unwrap();
+        assert_eq!(s.load_state("members").unwrap().as_deref(), Some(&b"two"[..]));
+        assert!(s.scan(b"", 10).unwrap().is_empty(), "states are not data");
     }
 
     fn absent_key_reads_as_none(s: &mut impl Store) {

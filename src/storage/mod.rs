@@ -120,6 +120,20 @@ impl Store for FjallStore {
     fn sync(&mut self) -> Result<(), StoreError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine)
     }
+
+    fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self.meta.get(state_key(name)).map_err(engine)?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(state_key(name), bytes).map_err(engine)
+    }
+}
+
+/// Named states live beside the node record in the meta keyspace.
+fn state_key(name: &str) -> Vec<u8> {
+    [b"state/".as_slice(), name.as_bytes()].concat()
 }
 
 #[cfg(test)]

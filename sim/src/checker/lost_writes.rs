@@ -1,0 +1,54 @@
+//! No acknowledged write is lost: after healing, each one is still a
+//! sibling of its key (with its own value) or was superseded by a write
+//! whose context covered it. Concurrent acknowledged writes therefore both
+//! survive, as siblings.
+
+use super::{Violation, describe, durable, merged_final};
+use crate::history::{Kind, Outcome};
+use crate::world::RunResult;
+
+/// This checker's name.
+pub const NAME: &str = "no acknowledged write lost";
+
+/// Runs the check.
+pub fn check(run: &RunResult) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (index, op) in run.history.ops.iter().enumerate() {
+        let Outcome::Written { dot } = op.outcome else {
+            continue;
+        };
+        if !durable(run, op) {
+            continue;
+        }
+        let merged = merged_final(run, &op.key);
+        let expected = match &op.kind {
+            Kind::Put { value } => Some(value.clone()),
+            _ => None,
+        };
+        match merged.siblings().iter().find(|s| s.dot == dot) {
+            Some(sibling) if sibling.value == expected => {}
+            Some(sibling) => violations.push(Violation {
+                checker: NAME,
+                detail: format!(
+                    "{}: its dot {dot:?} now holds another value {:?}",
+                    describe(index, op),
+                    sibling.value.as_deref().map(String::from_utf8_lossy)
+                ),
+            }),
+            None => {
+                let superseded = run
+                    .history
+                    .ops
+                    .iter()
+                    .any(|w| w.is_write() && w.key == op.key && w.context.covers(&dot));
+                if !superseded {
+                    violations.push(Violation {
+                        checker: NAME,
+                        detail: format!("{} is gone and no write superseded it", describe(index, op)),
+                    });
+                }
+            }
+        }
+    }
+    violations
+}

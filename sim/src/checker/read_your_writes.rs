@@ -1,0 +1,47 @@
+//! With strict quorums and R + W > N, a read that starts after a write was
+//! acknowledged sees it or a descendant: the read's context covers the
+//! write's dot. Runs with `--r/--w` claim their setting is strict, so the
+//! check holds them to it (that is how a wrong setting is caught).
+
+use super::{Violation, describe, wiped_replicas};
+use crate::history::{Outcome, Phase};
+use crate::world::{RunResult, required};
+use shoal::proto::quorum::Access;
+
+/// This checker's name.
+pub const NAME: &str = "reads see acknowledged writes (R+W>N)";
+
+/// Runs the check.
+pub fn check(run: &RunResult) -> Vec<Violation> {
+    let n = run.replication;
+    let mut violations = Vec::new();
+    let ops = &run.history.ops;
+    for (wi, write) in ops.iter().enumerate() {
+        let (Outcome::Written { dot }, Some(acked)) = (&write.outcome, write.completed) else {
+            continue;
+        };
+        let w = required(write.consistency, Access::Write, n);
+        for (ri, read) in ops.iter().enumerate() {
+            let Outcome::Read { context, .. } = &read.outcome else {
+                continue;
+            };
+            if read.key != write.key || read.invoked <= acked {
+                continue;
+            }
+            let r = required(read.consistency, Access::Read, n);
+            let claimed_strict = run.options.forced_rw.is_some() || r + w > n || read.phase == Phase::Heal;
+            // A wiped replica forgets what it acknowledged; until a wiped
+            // node rebuilds before serving, quorums cannot intersect on it.
+            if !claimed_strict || wiped_replicas(run, write, read.completed) > 0 {
+                continue;
+            }
+            if !context.covers(dot) {
+                violations.push(Violation {
+                    checker: NAME,
+                    detail: format!("{} did not see {}", describe(ri, read), describe(wi, write)),
+                });
+            }
+        }
+    }
+    violations
+}

@@ -1,0 +1,82 @@
+//! A deleted key never comes back: what an acknowledged delete superseded
+//! (the siblings its context covered) is never read again by a strict read
+//! that starts after the delete, and is on no replica after healing.
+
+use super::{Violation, describe, durable, merged_final, wiped_replicas};
+use crate::history::{Kind, Outcome};
+use crate::world::{RunResult, required};
+use shoal::proto::quorum::Access;
+use shoal::proto::version::Dot;
+use std::collections::BTreeMap;
+
+/// This checker's name.
+pub const NAME: &str = "deleted values stay deleted";
+
+/// Runs the check.
+pub fn check(run: &RunResult) -> Vec<Violation> {
+    let n = run.replication;
+    let ops = &run.history.ops;
+    // The dot of each value an acknowledged put wrote.
+    let dot_of: BTreeMap<&[u8], Dot> = ops
+        .iter()
+        .filter_map(|op| match (&op.kind, &op.outcome) {
+            (Kind::Put { value }, Outcome::Written { dot }) => Some((value.as_slice(), *dot)),
+            _ => None,
+        })
+        .collect();
+    let mut violations = Vec::new();
+    for (di, delete) in ops.iter().enumerate() {
+        let (Kind::Delete, Outcome::Written { .. }, Some(acked)) =
+            (&delete.kind, &delete.outcome, delete.completed)
+        else {
+            continue;
+        };
+        if !durable(run, delete) {
+            continue;
+        }
+        for sibling in merged_final(run, &delete.key).siblings() {
+            if delete.context.covers(&sibling.dot) {
+                violations.push(Violation {
+                    checker: NAME,
+                    detail: format!(
+                        "{} superseded {:?}, which is back after healing",
+                        describe(di, delete),
+                        sibling.dot
+                    ),
+                });
+            }
+        }
+        let w = required(delete.consistency, Access::Write, n);
+        for (ri, read) in ops.iter().enumerate() {
+            let Outcome::Read { values, .. } = &read.outcome else {
+                continue;
+            };
+            let r = required(read.consistency, Access::Read, n);
+            let strict = run.options.forced_rw.is_some() || r + w > n;
+            if read.key != delete.key
+                || read.invoked <= acked
+                || !strict
+                || wiped_replicas(run, delete, read.completed) > 0
+            {
+                continue;
+            }
+            for value in values {
+                if dot_of
+                    .get(value.as_slice())
+                    .is_some_and(|dot| delete.context.covers(dot))
+                {
+                    violations.push(Violation {
+                        checker: NAME,
+                        detail: format!(
+                            "{} returned {:?}, deleted by {}",
+                            describe(ri, read),
+                            String::from_utf8_lossy(value),
+                            describe(di, delete)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    violations
+}

@@ -1,0 +1,99 @@
+//! Every client operation: what was asked, when, and what came back.
+
+use shoal::proto::version::{Dot, VersionVector};
+use shoal::proto::{Consistency, Time};
+
+/// Which phase an operation belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Faults are on.
+    Fault,
+    /// Faults are healed; every request must complete.
+    Heal,
+}
+
+/// What the client asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A read.
+    Get,
+    /// A write of a value unique to this operation.
+    Put {
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// A delete.
+    Delete,
+}
+
+/// How it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not finished yet.
+    Pending,
+    /// A read's values and context.
+    Read {
+        /// The values returned.
+        values: Vec<Vec<u8>>,
+        /// The context returned.
+        context: VersionVector,
+    },
+    /// A write's dot and the coordinator's context after it.
+    Written {
+        /// Its dot.
+        dot: Dot,
+    },
+    /// The cluster answered with an error (the write may still have been
+    /// applied somewhere).
+    Failed {
+        /// The error.
+        error: String,
+    },
+    /// No answer before the client gave up (the write may have been applied).
+    TimedOut,
+}
+
+/// One operation.
+#[derive(Clone, Debug)]
+pub struct Op {
+    /// Which client.
+    pub client: usize,
+    /// Its key.
+    pub key: Vec<u8>,
+    /// What it asked.
+    pub kind: Kind,
+    /// At which level.
+    pub consistency: Consistency,
+    /// The context a write carried (empty for reads).
+    pub context: VersionVector,
+    /// Which phase.
+    pub phase: Phase,
+    /// Global simulated time of invocation.
+    pub invoked: Time,
+    /// Global simulated time of completion.
+    pub completed: Option<Time>,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+impl Op {
+    /// Whether this is a write (put or delete).
+    pub fn is_write(&self) -> bool {
+        !matches!(self.kind, Kind::Get)
+    }
+
+    /// The acknowledged write's dot.
+    pub fn written_dot(&self) -> Option<Dot> {
+        match self.outcome {
+            Outcome::Written { dot } => Some(dot),
+            _ => None,
+        }
+    }
+}
+
+/// All operations of a run, in invocation order.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// The operations; an operation's index is its id.
+    pub ops: Vec<Op>,
+}

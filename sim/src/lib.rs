@@ -1,0 +1,216 @@
+//! shoal's deterministic simulator: whole clusters of the production core
+//! on one thread, one virtual clock and one seeded RNG, with faults and
+//! checkers. Same seed and options, same run (the trace hash proves it).
+
+pub mod checker;
+pub mod disk;
+pub mod history;
+pub mod options;
+pub mod world;
+
+use checker::{CHECKERS, Violation};
+use history::{Kind, Outcome, Phase};
+use options::{Fault, FaultSet, Options};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use world::{FaultCounts, World};
+
+/// The outcome of one run.
+pub struct Report {
+    /// What was run.
+    pub options: Options,
+    /// Broken promises, by checker.
+    pub violations: Vec<Violation>,
+    /// Hash of every event, in order.
+    pub trace_hash: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Simulated time.
+    pub simulated: Duration,
+    /// Wall time.
+    pub wall: Duration,
+    /// Operations by kind and outcome.
+    pub ops: OpCounts,
+    /// Faults injected.
+    pub faults: FaultCounts,
+}
+
+/// Operations by outcome.
+#[derive(Clone, Debug, Default)]
+pub struct OpCounts {
+    /// Fault-phase operations.
+    pub total: usize,
+    /// Succeeded.
+    pub ok: usize,
+    /// Refused by the cluster.
+    pub failed: usize,
+    /// Unanswered.
+    pub timed_out: usize,
+    /// Heal-phase reads that succeeded, of all.
+    pub heal_ok: (usize, usize),
+    /// Gets, puts and deletes.
+    pub by_kind: [usize; 3],
+}
+
+/// Runs one seed and checks it.
+pub fn run(options: Options) -> Report {
+    let started = Instant::now();
+    let result = World::new(options.clone()).run();
+    let violations = CHECKERS.iter().flat_map(|(_, check)| check(&result)).collect();
+    let mut ops = OpCounts::default();
+    for op in &result.history.ops {
+        let ok = matches!(op.outcome, Outcome::Read { .. } | Outcome::Written { .. });
+        if op.phase == Phase::Heal {
+            ops.heal_ok.1 += 1;
+            ops.heal_ok.0 += usize::from(ok);
+            continue;
+        }
+        ops.total += 1;
+        ops.by_kind[match op.kind {
+            Kind::Get => 0,
+            Kind::Put { .. } => 1,
+            Kind::Delete => 2,
+        }] += 1;
+        match op.outcome {
+            Outcome::Failed { .. } => ops.failed += 1,
+            Outcome::TimedOut | Outcome::Pending => ops.timed_out += 1,
+            _ => ops.ok += 1,
+        }
+    }
+    Report {
+        options,
+        violations,
+        trace_hash: result.trace_hash,
+        events: result.events,
+        simulated: result.simulated,
+        wall: started.elapsed(),
+        ops,
+        faults: result.faults,
+    }
+}
+
+impl Report {
+    /// Whether every checker passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The one-screen summary.
+    pub fn summary(&self) -> String {
+        let o = &self.options;
+        let mut out = String::new();
+        let mode = if o.swarm { " (swarm)" } else { "" };
+        let _ = writeln!(
+            out,
+            "seed {}  nodes {}  ops {}  duration {}s  faults {}{mode}",
+            o.seed,
+            o.nodes,
+            o.ops,
+            o.duration.as_secs(),
+            o.faults
+        );
+        if let Some((r, w)) = o.forced_rw {
+            let _ = writeln!(out, "forced consistency: R={r} W={w}");
+        }
+        if o.skip_epoch_bump {
+            let _ = writeln!(out, "BUG INJECTED: dot epochs are not bumped");
+        }
+        let p = &self.ops;
+        let _ = writeln!(
+            out,
+            "ops: {} done ({} get, {} put, {} delete): {} ok, {} refused, {} unanswered; heal reads {}/{} ok",
+            p.total,
+            p.by_kind[0],
+            p.by_kind[1],
+            p.by_kind[2],
+            p.ok,
+            p.failed,
+            p.timed_out,
+            p.heal_ok.0,
+            p.heal_ok.1
+        );
+        let f = &self.faults;
+        let _ = writeln!(
+            out,
+            "faults: {} lost, {} blocked, {} duplicated, {} reordered, {} delayed; {} partitions, {} crashes, {} wipes",
+            f.lost, f.blocked, f.duplicated, f.reordered, f.delayed, f.partitions, f.crashes, f.wipes
+        );
+        for (name, _) in CHECKERS {
+            let found = self.violations.iter().filter(|v| v.checker == name).count();
+            let mark = if found == 0 {
+                "ok  ".to_string()
+            } else {
+                format!("FAIL ({found})")
+            };
+            let _ = writeln!(out, "  {mark:<10} {name}");
+        }
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        let _ = writeln!(
+            out,
+            "simulated {:.0} s in {:.2} s wall ({:.0} simulated s per wall s), {} events, trace {:016x}",
+            self.simulated.as_secs_f64(),
+            wall,
+            self.simulated.as_secs_f64() / wall,
+            self.events,
+            self.trace_hash
+        );
+        out
+    }
+
+    /// The violations, a few per checker, and the command to reproduce.
+    pub fn failure_details(&self) -> String {
+        let mut out = String::new();
+        for (name, _) in CHECKERS {
+            for v in self.violations.iter().filter(|v| v.checker == name).take(5) {
+                let _ = writeln!(out, "  [{}] {}", v.checker, v.detail);
+            }
+        }
+        let _ = writeln!(out, "reproduce: {}", self.options.command());
+        out
+    }
+}
+
+/// Cuts a failing run down: drops fault classes that are not needed to
+/// fail, then halves operations and duration while it still fails.
+pub fn shrink(options: &Options, mut log: impl FnMut(&str)) -> Options {
+    let fails = |o: &Options| !run(o.clone()).passed();
+    let mut best = options.clone();
+    best.swarm = false;
+    let faults: Vec<Fault> = best.faults.0.iter().copied().collect();
+    for fault in faults {
+        let mut candidate = best.clone();
+        candidate.faults.0.remove(&fault);
+        if fails(&candidate) {
+            log(&format!("  still fails without {}", fault.name()));
+            best = candidate;
+        }
+    }
+    while best.ops > 10 {
+        let candidate = Options {
+            ops: best.ops / 2,
+            ..best.clone()
+        };
+        if !fails(&candidate) {
+            break;
+        }
+        log(&format!("  still fails with {} ops", candidate.ops));
+        best = candidate;
+    }
+    while best.duration > Duration::from_secs(20) {
+        let candidate = Options {
+            duration: best.duration / 2,
+            ..best.clone()
+        };
+        if !fails(&candidate) {
+            break;
+        }
+        log(&format!("  still fails in {} s", candidate.duration.as_secs()));
+        best = candidate;
+    }
+    best
+}
+
+/// The fault classes as a set, for callers building options by hand.
+pub fn faults(list: &str) -> Result<FaultSet, String> {
+    list.parse()
+}

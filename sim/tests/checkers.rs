@@ -1,0 +1,151 @@
+//! Each checker fails on a run that breaks its promise (synthetic runs).
+
+use shoal::proto::version::{Actor, VersionVector};
+use shoal::proto::{Consistency, NodeId, Time, Versioned};
+use shoal_sim::checker::{self, Violation};
+use shoal_sim::history::{History, Kind, Op, Outcome, Phase};
+use shoal_sim::options::{Options, Plan};
+use shoal_sim::world::{FaultCounts, RunResult};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const KEY: &[u8] = b"key0";
+
+fn run_with(ops: Vec<Op>, states: Vec<Versioned>) -> RunResult {
+    let nodes = [NodeId(1), NodeId(2), NodeId(3)];
+    RunResult {
+        options: Options::new(1, &Plan::default()),
+        history: History { ops },
+        final_states: BTreeMap::from([(KEY.to_vec(), nodes.iter().copied().zip(states).collect())]),
+        dot_conflicts: Vec::new(),
+        wipes: Vec::new(),
+        faults: FaultCounts::default(),
+        trace_hash: 0,
+        events: 0,
+        simulated: Duration::ZERO,
+        replication: 3,
+        replicas: BTreeMap::from([(KEY.to_vec(), nodes.to_vec())]),
+    }
+}
+
+fn op(kind: Kind, at: u64, outcome: Outcome) -> Op {
+    Op {
+        client: 0,
+        key: KEY.to_vec(),
+        kind,
+        consistency: Consistency::Quorum,
+        context: VersionVector::new(),
+        phase: Phase::Fault,
+        invoked: Time::from_micros(at),
+        completed: Some(Time::from_micros(at + 10)),
+        outcome,
+    }
+}
+
+fn written(value: &[u8]) -> (Versioned, Op) {
+    let mut state = Versioned::new();
+    let actor = Actor {
+        node: NodeId(1),
+        epoch: 1,
+    };
+    let dot = state
+        .write(actor, &VersionVector::new(), Some(value.to_vec()), 1, 8)
+        .unwrap();
+    let op = op(
+        Kind::Put {
+            value: value.to_vec(),
+        },
+        100,
+        Outcome::Written { dot },
+    );
+    (state, op)
+}
+
+fn names(violations: &[Violation]) -> Vec<&'static str> {
+    violations.iter().map(|v| v.checker).collect()
+}
+
+#[test]
+fn a_correct_run_passes_every_checker() {
+    let (state, put) = written(b"v");
+    let run = run_with(vec![put], vec![state.clone(), state.clone(), state]);
+    for (name, check) in checker::CHECKERS {
+        assert!(check(&run).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn a_lost_acknowledged_write_is_caught() {
+    let (_, put) = written(b"v");
+    let run = run_with(vec![put], vec![Versioned::new(); 3]);
+    assert_eq!(
+        names(&checker::lost_writes::check(&run)),
+        vec![checker::lost_writes::NAME]
+    );
+}
+
+#[test]
+fn a_fabricated_value_is_caught() {
+    let (state, put) = written(b"v");
+    let read = op(
+        Kind::Get,
+        200,
+        Outcome::Read {
+            values: vec![b"never written".to_vec()],
+            context: state.clock().clone(),
+        },
+    );
+    let run = run_with(vec![put, read], vec![state.clone(), state.clone(), state]);
+    assert_eq!(
+        names(&checker::fabrication::check(&run)),
+        vec![checker::fabrication::NAME]
+    );
+}
+
+#[test]
+fn a_stale_strict_read_is_caught() {
+    let (state, put) = written(b"v");
+    let read = op(
+        Kind::Get,
+        200,
+        Outcome::Read {
+            values: vec![],
+            context: VersionVector::new(),
+        },
+    );
+    let run = run_with(vec![put, read], vec![state.clone(), state.clone(), state]);
+    assert_eq!(
+        names(&checker::read_your_writes::check(&run)),
+        vec![checker::read_your_writes::NAME]
+    );
+}
+
+#[test]
+fn diverged_replicas_and_a_failed_heal_read_are_caught() {
+    let (state, put) = written(b"v");
+    let mut heal = op(Kind::Get, 300, Outcome::TimedOut);
+    heal.phase = Phase::Heal;
+    let run = run_with(vec![put, heal], vec![state.clone(), state, Versioned::new()]);
+    assert_eq!(
+        checker::convergence::check(&run).len(),
+        2,
+        "one liveness, one divergence"
+    );
+}
+
+#[test]
+fn a_value_back_after_its_delete_is_caught() {
+    let (state, put) = written(b"v");
+    let mut delete = op(Kind::Delete, 200, Outcome::Pending);
+    delete.context = state.clock().clone();
+    let mut after = state.clone();
+    let actor = Actor {
+        node: NodeId(2),
+        epoch: 1,
+    };
+    let dot = after.write(actor, &delete.context, None, 2, 8).unwrap();
+    delete.outcome = Outcome::Written { dot };
+    // Every replica still holds the deleted value: it came back.
+    let run = run_with(vec![put, delete], vec![state.clone(), state.clone(), state]);
+    assert!(names(&checker::resurrection::check(&run)).contains(&checker::resurrection::NAME));
+}
