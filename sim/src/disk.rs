@@ -1,7 +1,7 @@
 //! A node's disk in memory: writes land in a pending layer and become
 //! durable on `sync`; a crash (power loss) drops what was pending.
 
-use shoal::proto::store::{decode_record, encode_record};
+use shoal::proto::store::{DigestEntry, decode_record, digests_of, encode_record};
 use shoal::proto::{NodeMeta, Store, StoreError, Versioned};
 use std::collections::BTreeMap;
 
@@ -73,6 +73,16 @@ impl Store for SimStore {
     fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError> {
         self.meta = Some(*meta);
         Ok(())
+    }
+
+    fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
+        let all = self.all();
+        Ok(digests_of(
+            all.iter().map(|(k, v)| (k.as_slice(), v.clone())),
+            first,
+            last,
+            limit,
+        ))
     }
 
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -115,6 +115,9 @@ impl Report {
         if o.skip_epoch_bump {
             let _ = writeln!(out, "BUG INJECTED: dot epochs are not bumped");
         }
+        if !o.read_repair {
+            let _ = writeln!(out, "read repair off: convergence by anti-entropy alone");
+        }
         let p = &self.ops;
         let _ = writeln!(
             out,

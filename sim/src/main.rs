@@ -39,6 +39,9 @@ struct Cli {
     /// Bug injection: never bump dot epochs (the unique-dot checker must fail).
     #[arg(long)]
     debug_skip_epoch_bump: bool,
+    /// Turn read repair off: replicas must converge by anti-entropy alone.
+    #[arg(long)]
+    no_read_repair: bool,
     /// On failure, cut the run down to a smaller failing one.
     #[arg(long)]
     shrink: bool,
@@ -66,6 +69,7 @@ fn main() {
         faults: cli.faults.clone(),
         forced_rw: cli.r.zip(cli.w),
         skip_epoch_bump: cli.debug_skip_epoch_bump,
+        read_repair: !cli.no_read_repair,
     };
     if plan.nodes < 3 || plan.ops == 0 || plan.duration.is_zero() {
         eprintln!("error: need --nodes >= 3, --ops >= 1 and --duration >= 1");

@@ -151,6 +151,9 @@ pub struct Options {
     pub forced_rw: Option<(u8, u8)>,
     /// Bug injection: never bump dot epochs.
     pub skip_epoch_bump: bool,
+    /// Whether reads repair stale replicas (off: convergence must come
+    /// from anti-entropy alone).
+    pub read_repair: bool,
     /// Concurrent clients.
     pub clients: usize,
     /// Distinct keys (a small key space makes conflicts likely).
@@ -172,6 +175,8 @@ pub struct Plan {
     pub forced_rw: Option<(u8, u8)>,
     /// `--debug-skip-epoch-bump`.
     pub skip_epoch_bump: bool,
+    /// `--no-read-repair` clears it.
+    pub read_repair: bool,
 }
 
 impl Default for Plan {
@@ -183,6 +188,7 @@ impl Default for Plan {
             faults: None,
             forced_rw: None,
             skip_epoch_bump: false,
+            read_repair: true,
         }
     }
 }
@@ -214,6 +220,7 @@ impl Options {
             rates,
             forced_rw: plan.forced_rw,
             skip_epoch_bump: plan.skip_epoch_bump,
+            read_repair: plan.read_repair,
             clients: 4,
             keys: 8,
         }
@@ -234,6 +241,9 @@ impl Options {
         }
         if self.skip_epoch_bump {
             command.push_str(" --debug-skip-epoch-bump");
+        }
+        if !self.read_repair {
+            command.push_str(" --no-read-repair");
         }
         command
     }

@@ -27,8 +27,9 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// Quiet time after healing before the checker reads.
 pub const SETTLE: Duration = Duration::from_secs(20);
-/// Time after the checker's reads before states are compared.
-pub const CONVERGE: Duration = Duration::from_secs(10);
+/// Time after the checker's reads before states are compared: enough for
+/// every pair of 5 nodes to run anti-entropy at the default interval.
+pub const CONVERGE: Duration = Duration::from_secs(40);
 /// Simulated start: a fixed, realistic wall-clock time.
 const EPOCH: Time = Time::from_micros(1_790_000_000_000_000);
 /// Client <-> node latency (clients are never partitioned).
@@ -210,6 +211,7 @@ impl World {
         let mut rng = StdRng::seed_from_u64(options.seed);
         let config = Config {
             debug_skip_epoch_bump: options.skip_epoch_bump,
+            read_repair: options.read_repair,
             ..Config::default()
         };
         let skew_max = i64::try_from(options.rates.skew_max.as_micros()).unwrap_or(i64::MAX);

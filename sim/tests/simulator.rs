@@ -12,6 +12,7 @@ fn plan(faults: &str, seconds: u64, ops: usize) -> Plan {
         faults: Some(faults.parse::<FaultSet>().unwrap()),
         forced_rw: None,
         skip_epoch_bump: false,
+        read_repair: true,
     }
 }
 
@@ -131,4 +132,21 @@ fn shrinking_keeps_the_failure_and_drops_what_it_does_not_need() {
         smaller.faults.has(shoal_sim::options::Fault::Partition),
         "partitions are what break R=1,W=1"
     );
+}
+
+#[test]
+fn without_read_repair_anti_entropy_alone_converges_replicas() {
+    let plan = Plan {
+        read_repair: false,
+        ..plan("all", 120, 300)
+    };
+    for seed in 1..=4 {
+        let report = shoal_sim::run(Options::new(seed, &plan));
+        assert!(
+            report.passed(),
+            "{}{}",
+            report.summary(),
+            report.failure_details()
+        );
+    }
 }

@@ -25,6 +25,12 @@ pub struct Config {
     pub max_siblings: usize,
     /// Most operations this node coordinates at once; more get `Busy`.
     pub max_requests_in_flight: usize,
+    /// How often a node starts an anti-entropy exchange with a random peer.
+    pub anti_entropy_interval: Duration,
+    /// Most states one anti-entropy message carries (bounds bandwidth).
+    pub anti_entropy_max_states: usize,
+    /// Whether reads write merged states back to stale replicas.
+    pub read_repair: bool,
     /// The node's id when its store holds none yet (fresh or wiped disk).
     /// `None` draws one from the node's RNG.
     pub node_id: Option<NodeId>,
@@ -43,6 +49,9 @@ impl Default for Config {
             max_value_bytes: 1024 * 1024,
             max_siblings: 64,
             max_requests_in_flight: 10_000,
+            anti_entropy_interval: Duration::from_secs(10),
+            anti_entropy_max_states: 256,
+            read_repair: true,
             node_id: None,
             debug_skip_epoch_bump: false,
         }
@@ -62,7 +71,7 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 7] = [
+        let checks: [(bool, &'static str, &'static str); 9] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -81,7 +90,7 @@ impl Config {
             (
                 (1..=super::store::MAX_STORE_KEY).contains(&self.max_key_bytes),
                 "max_key_bytes",
-                "must be between 1 and 65535",
+                "must be between 1 and 65000",
             ),
             (
                 (1..=64 * 1024 * 1024).contains(&self.max_value_bytes),
@@ -92,6 +101,16 @@ impl Config {
                 (1..=1024).contains(&self.max_siblings),
                 "max_siblings",
                 "must be between 1 and 1024",
+            ),
+            (
+                self.anti_entropy_interval >= Duration::from_millis(100),
+                "anti_entropy_interval",
+                "must be at least 100 ms",
+            ),
+            (
+                (1..=65_536).contains(&self.anti_entropy_max_states),
+                "anti_entropy_max_states",
+                "must be between 1 and 65536",
             ),
             (
                 self.max_requests_in_flight >= 1,

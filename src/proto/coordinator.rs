@@ -232,7 +232,8 @@ impl<S: Store> Node<S> {
             ClientRequest::Delete { context, .. } => (context, None),
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let mut object = self.store.get(request.key())?.unwrap_or_default();
+        let stored = self.store.get(request.key())?;
+        let mut object = stored.clone().unwrap_or_default();
         let written = object.write(
             self.actor,
             context.version_vector(),
@@ -249,7 +250,7 @@ impl<S: Store> Node<S> {
                 }));
             }
         };
-        self.store.put(request.key(), &object)?;
+        self.store_put(request.key(), stored.as_ref(), &object)?;
         Ok(Ok((object, dot)))
     }
 
@@ -423,6 +424,9 @@ impl<S: Store> Node<S> {
         else {
             unreachable!("only reads are repaired")
         };
+        if !self.config.read_repair {
+            return;
+        }
         for (node, state) in states {
             if state == merged {
                 continue;
@@ -533,7 +537,7 @@ impl<S: Store> Node<S> {
             }
             PeerMessage::ReplicaPut { request, key, object } => {
                 self.stats.replica_ops += 1;
-                let result = self.merge_local(&key, &object).map_err(replica_error);
+                let result = self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
             PeerMessage::ReplicaGetReply { request, result } => {
@@ -582,6 +586,9 @@ impl<S: Store> Node<S> {
                 self.on_forward_reply(now, from, request, response)
             }
             PeerMessage::MemberStates { states, ready } => self.on_member_states(&states, ready),
+            PeerMessage::AeSummaries { intervals } => self.on_ae_summaries(from, intervals),
+            PeerMessage::AeKeys { first, last, entries } => self.on_ae_keys(from, first, last, entries),
+            PeerMessage::AeStates { states, want } => self.on_ae_states(from, states, want),
         }
     }
 
@@ -640,13 +647,15 @@ impl<S: Store> Node<S> {
         self.finish(id, response);
     }
 
-    /// Merges a peer's state of `key` into the local one and stores it.
-    fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
-        let mut local = self.store.get(key)?.unwrap_or_default();
-        if local.merge_from(object) {
-            self.store.put(key, &local)?;
+    /// Merges a peer's state of `key` into ours; true if ours changed.
+    pub(super) fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<bool, StoreError> {
+        let stored = self.store.get(key)?;
+        let mut local = stored.clone().unwrap_or_default();
+        let changed = local.merge_from(object);
+        if changed {
+            self.store_put(key, stored.as_ref(), &local)?;
         }
-        Ok(())
+        Ok(changed)
     }
 }
 

@@ -51,10 +51,17 @@ impl Cluster {
     /// `size` nodes with `config`, all members of the ring, RNGs derived
     /// from `seed`; messages take 1 ms.
     pub fn new(size: usize, config: Config, seed: u64) -> Cluster {
-        let nodes: BTreeMap<NodeId, Node<MemStore>> = (0..size as u64)
-            .map(|i| {
-                let node = Node::new(config.clone(), MemStore::new(), seed ^ (i << 32))
-                    .expect("a valid config and a fresh store");
+        Cluster::with_stores(config, seed, (0..size).map(|_| MemStore::new()).collect())
+    }
+
+    /// A static cluster of nodes opened on the given stores.
+    pub fn with_stores(config: Config, seed: u64, stores: Vec<MemStore>) -> Cluster {
+        let nodes: BTreeMap<NodeId, Node<MemStore>> = stores
+            .into_iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let node = Node::new(config.clone(), store, seed ^ ((i as u64) << 32))
+                    .expect("a valid config and a readable store");
                 (node.id(), node)
             })
             .collect();
@@ -97,6 +104,15 @@ impl Cluster {
             cluster.drain(id);
         }
         cluster
+    }
+
+    /// Starts anti-entropy rounds on every node (a static cluster has none
+    /// until asked; [`Cluster::settle`] never returns once they run).
+    pub fn enable_anti_entropy(&mut self) {
+        let now = self.now;
+        for node in self.nodes.values_mut() {
+            node.enable_anti_entropy(now);
+        }
     }
 
     /// Runs every event due in the next `duration` of virtual time.

@@ -234,6 +234,37 @@ pub struct PeerHello {
     pub node: NodeId,
 }
 
+/// An interval of ring positions and a node's summary of its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AeInterval {
+    /// First position.
+    pub first: u64,
+    /// Last position.
+    pub last: u64,
+    /// XOR digest and count of the keys in it.
+    pub summary: super::merkle::Summary,
+}
+
+/// A key and the digest of its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AeEntry {
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// Its digest.
+    pub digest: u64,
+}
+
+/// A key and its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AeState {
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// Its state.
+    pub object: Versioned,
+}
+
 /// One member as a node sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberReport {
@@ -264,6 +295,12 @@ pub struct Stats {
     pub replica_ops: u64,
     /// Stale replicas a read wrote the merged state back to.
     pub read_repairs: u64,
+    /// Anti-entropy exchanges this node started.
+    pub ae_exchanges: u64,
+    /// Keys whose state anti-entropy changed here.
+    pub ae_keys_repaired: u64,
+    /// Bytes of anti-entropy messages this node sent (approximate).
+    pub ae_bytes_sent: u64,
 }
 
 /// A node's answer to [`AdminRequest::Status`].
@@ -509,6 +546,28 @@ pub enum PeerMessage {
         request: u64,
         /// The coordinator's response.
         response: ClientResponse,
+    },
+    /// Anti-entropy: the sender's summaries of intervals both replicate.
+    AeSummaries {
+        /// The intervals and the sender's summaries of them.
+        intervals: Vec<AeInterval>,
+    },
+    /// Anti-entropy: the sender's keys and digests in `first..=last`.
+    AeKeys {
+        /// First ring position.
+        first: u64,
+        /// Last ring position.
+        last: u64,
+        /// The keys there and their digests.
+        entries: Vec<AeEntry>,
+    },
+    /// Anti-entropy: states to merge, and keys whose states the sender
+    /// wants.
+    AeStates {
+        /// States to merge.
+        states: Vec<AeState>,
+        /// Keys to send back.
+        want: Vec<Vec<u8>>,
     },
     /// Ring metadata: every member state the sender knows.
     MemberStates {

@@ -17,10 +17,12 @@
 //! 3. After each input, drain [`Node::poll_output`] until it returns `None`,
 //!    sending messages and replies as told; then ask `poll_timeout` again.
 
+pub mod anti_entropy;
 pub mod config;
 pub mod coordinator;
 pub mod harness;
 pub mod membership;
+pub mod merkle;
 pub mod message;
 pub mod quorum;
 pub mod ring;
@@ -109,6 +111,10 @@ pub struct Node<S: Store> {
     #[allow(dead_code)] // drawn from by membership (foca) and repair jitter
     rng: StdRng,
     ring: Ring,
+    /// Digests of every stored key, kept in step with the store.
+    merkle: merkle::Merkle,
+    next_anti_entropy: Option<Time>,
+    last_anti_entropy_peer: NodeId,
     /// `None` in a static test cluster whose ring is set by hand.
     membership: Option<Membership>,
     next_state_sync: Option<Time>,
@@ -155,6 +161,7 @@ impl<S: Store> Node<S> {
         // A random start, so a restarted node's request ids do not repeat
         // ones peers may still remember (forward deduplication).
         let next_request = (rng.random::<u64>() >> 1).max(1);
+        let merkle = merkle::Merkle::build(&store)?;
         let actor = Actor {
             node: meta.node_id,
             epoch: meta.epoch,
@@ -165,6 +172,9 @@ impl<S: Store> Node<S> {
             actor,
             store,
             rng,
+            merkle,
+            next_anti_entropy: None,
+            last_anti_entropy_peer: NodeId(0),
             membership: None,
             next_state_sync: None,
             forwards_seen: BTreeMap::new(),
@@ -253,6 +263,7 @@ impl<S: Store> Node<S> {
         membership.join(now, seeds, &mut effects);
         self.membership = Some(membership);
         self.persist_members();
+        self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
         self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
         self.recompute_ring();
         self.apply_effects(effects);
@@ -474,16 +485,24 @@ impl<S: Store> Node<S> {
         if self.next_state_sync.is_some_and(|at| at <= now) {
             self.periodic_state_sync(now);
         }
+        if self.next_anti_entropy.is_some_and(|at| at <= now) {
+            self.start_anti_entropy(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
         let operations = self.timers.first().map(|&(at, _)| at);
         let membership = self.membership.as_ref().and_then(Membership::poll_timeout);
-        [operations, membership, self.next_state_sync]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            operations,
+            membership,
+            self.next_state_sync,
+            self.next_anti_entropy,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next thing to do, in order.
@@ -502,6 +521,37 @@ impl<S: Store> Node<S> {
     /// Stops the node and hands back its store (the simulator's crash).
     pub fn into_store(self) -> S {
         self.store
+    }
+
+    /// Starts anti-entropy rounds in a static cluster (membership starts
+    /// them by itself).
+    pub fn enable_anti_entropy(&mut self, now: Time) {
+        self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
+    }
+
+    /// Stores `object` as `key`'s state in place of `old`, keeping the
+    /// digest tree in step.
+    fn store_put(
+        &mut self,
+        key: &[u8],
+        old: Option<&Versioned>,
+        object: &Versioned,
+    ) -> Result<(), StoreError> {
+        self.store.put(key, object)?;
+        let old_digest = old.map_or(0, |o| store::digest(key, o));
+        let count = if old.is_some() { 0 } else { 1 };
+        self.merkle.apply(
+            ring::key_position(key),
+            old_digest,
+            store::digest(key, object),
+            count,
+        );
+        Ok(())
+    }
+
+    /// The digest and key count of ring positions `first..=last` here.
+    pub fn summary(&self, first: u64, last: u64) -> Result<merkle::Summary, StoreError> {
+        self.merkle.summary(&self.store, first, last)
     }
 
     /// Mutable access to the store (the driver syncs it for group commit).

@@ -101,7 +101,12 @@ impl Ring {
     /// Every member once, in the order a key meets them walking clockwise:
     /// the first N are its preference list, the rest its fallbacks.
     pub fn walk(&self, key: &[u8]) -> Walk<'_> {
-        let start = self.tokens.partition_point(|&(t, _)| t < key_position(key));
+        self.walk_from(key_position(key))
+    }
+
+    /// [`Ring::walk`] for a ring position.
+    pub fn walk_from(&self, position: u64) -> Walk<'_> {
+        let start = self.tokens.partition_point(|&(t, _)| t < position);
         Walk {
             ring: self,
             next: start,
@@ -118,6 +123,29 @@ impl Ring {
     /// The nodes after the preference list, in the order to try them.
     pub fn fallbacks(&self, key: &[u8], n: usize) -> Vec<NodeId> {
         self.walk(key).skip(n).collect()
+    }
+
+    /// The ring cut into ranges `first..=last` of positions that share a
+    /// preference list of `n` nodes, in position order. Together they cover
+    /// the whole ring once (the range that wraps past the top comes as two).
+    pub fn ranges(&self, n: usize) -> Vec<(u64, u64, Vec<NodeId>)> {
+        let Some(&(last_token, _)) = self.tokens.last() else {
+            return Vec::new();
+        };
+        let mut ranges = Vec::with_capacity(self.tokens.len() + 1);
+        let owners = |token: u64| self.walk_from(token).take(n).collect::<Vec<NodeId>>();
+        let wrap = owners(self.tokens[0].0);
+        ranges.push((0, self.tokens[0].0, wrap.clone()));
+        for pair in self.tokens.windows(2) {
+            let (previous, token) = (pair[0].0, pair[1].0);
+            if token > previous {
+                ranges.push((previous + 1, token, owners(token)));
+            }
+        }
+        if last_token < u64::MAX {
+            ranges.push((last_token + 1, u64::MAX, wrap));
+        }
+        ranges
     }
 
     /// The share of the hash space for which each node is first in the
@@ -289,6 +317,27 @@ mod tests {
         let a = Ring::with_nodes(DEFAULT_VNODES, ids(0..5));
         let b = Ring::with_nodes(DEFAULT_VNODES, ids(0..5).into_iter().rev());
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn ranges_cover_the_ring_once_with_each_keys_preference_list() {
+        let ring = Ring::with_nodes(16, ids(0..5));
+        let ranges = ring.ranges(3);
+        assert_eq!(ranges[0].0, 0);
+        assert_eq!(ranges.last().unwrap().1, u64::MAX);
+        assert!(
+            ranges.windows(2).all(|w| w[0].1 + 1 == w[1].0),
+            "contiguous, no overlap"
+        );
+        for i in 0..2000 {
+            let k = key(i);
+            let position = key_position(&k);
+            let (_, _, owners) = ranges
+                .iter()
+                .find(|(f, l, _)| (*f..=*l).contains(&position))
+                .unwrap();
+            assert_eq!(*owners, ring.preference_list(&k, 3));
+        }
     }
 
     #[test]

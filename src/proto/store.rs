@@ -59,8 +59,9 @@ pub enum StoreError {
     },
 }
 
-/// Longest key a store must accept; `Config::max_key_bytes` may not exceed it.
-pub const MAX_STORE_KEY: usize = 65_535;
+/// Longest key a store must accept; `Config::max_key_bytes` may not exceed
+/// it. (Below the engine's 65,535 bytes: index keys prefix 8 bytes.)
+pub const MAX_STORE_KEY: usize = 65_000;
 
 /// Keys and their states, plus node metadata. Writes are visible to reads at
 /// once; `sync` makes everything written so far survive power loss.
@@ -82,10 +83,57 @@ pub trait Store {
     fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError>;
     /// Makes every write so far durable.
     fn sync(&mut self) -> Result<(), StoreError>;
+    /// Index entries `(ring position, key, digest)` with position in
+    /// `first..=last`, by position then key, at most `limit` of them. Every
+    /// stored key has exactly one entry, kept in step by `put` and
+    /// `remove`; the digest is [`digest`] of the stored state.
+    fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError>;
     /// A small named record of node state (such as the ring's members).
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Saves a named record of node state, replacing the previous one.
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+}
+
+/// One entry of the digest index: a key, its ring position and the digest
+/// of its state.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DigestEntry {
+    /// The key's ring position.
+    pub position: u64,
+    /// The key.
+    pub key: Vec<u8>,
+    /// [`digest`] of its state.
+    pub digest: u64,
+}
+
+/// The digest of a key's state: equal states of a key on two replicas
+/// have equal digests (the encoding is canonical: sorted maps and siblings).
+pub fn digest(key: &[u8], object: &Versioned) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&(key.len() as u64).to_le_bytes());
+    hasher.update(key);
+    hasher.update(&rmp_serde::to_vec(object).expect("a Versioned always encodes"));
+    hasher.digest()
+}
+
+/// Index entries computed from a full map of states (for small stores).
+pub fn digests_of<'a>(
+    entries: impl Iterator<Item = (&'a [u8], Versioned)>,
+    first: u64,
+    last: u64,
+    limit: usize,
+) -> Vec<DigestEntry> {
+    let mut out: Vec<DigestEntry> = entries
+        .map(|(key, object)| DigestEntry {
+            position: super::ring::key_position(key),
+            key: key.to_vec(),
+            digest: digest(key, &object),
+        })
+        .filter(|e| (first..=last).contains(&e.position))
+        .collect();
+    out.sort();
+    out.truncate(limit);
+    out
 }
 
 /// Encodes a key's state for storage: format byte, crc32 (little-endian) of
@@ -146,6 +194,8 @@ pub struct MemStore {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
     meta: Option<NodeMeta>,
     states: BTreeMap<String, Vec<u8>>,
+    /// The digest index: (position, key) -> digest.
+    index: BTreeMap<(u64, Vec<u8>), u64>,
 }
 
 impl MemStore {
@@ -175,11 +225,14 @@ impl Store for MemStore {
 
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
         self.data.insert(key.to_vec(), encode_record(object));
+        let position = super::ring::key_position(key);
+        self.index.insert((position, key.to_vec()), digest(key, object));
         Ok(())
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.data.remove(key);
+        self.index.remove(&(super::ring::key_position(key), key.to_vec()));
         Ok(())
     }
 
@@ -212,6 +265,20 @@ impl Store for MemStore {
         self.states.insert(name.to_string(), bytes.to_vec());
         Ok(())
     }
+
+    fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
+        Ok(self
+            .index
+            .range((first, Vec::new())..)
+            .take_while(|((position, _), _)| *position <= last)
+            .take(limit)
+            .map(|((position, key), digest)| DigestEntry {
+                position: *position,
+                key: key.clone(),
+                digest: *digest,
+            })
+            .collect())
+    }
 }
 
 /// The contract every [`Store`] passes; run against each implementation.
@@ -240,6 +307,31 @@ pub(crate) mod contract {
         meta_round_trips(&mut fresh());
         binary_and_longest_keys_are_kept_apart(&mut fresh());
         named_states_round_trip_apart_from_data(&mut fresh());
+        the_digest_index_follows_puts_and_removes(&mut fresh());
+    }
+
+    fn the_digest_index_follows_puts_and_removes(s: &mut impl Store) {
+        let all = |s: &dyn Fn() -> Vec<DigestEntry>| s();
+        let _ = all;
+        s.put(b"a", &object(b"1")).unwrap();
+        s.put(b"b", &object(b"2")).unwrap();
+        let entries = s.digests(0, u64::MAX, 10).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(
+            entries.windows(2).all(|w| w[0].position <= w[1].position),
+            "by position"
+        );
+        let a = entries.iter().find(|e| e.key == b"a").unwrap().clone();
+        assert_eq!(a.digest, digest(b"a", &object(b"1")));
+        assert_eq!(a.position, crate::proto::ring::key_position(b"a"));
+        s.put(b"a", &object(b"changed")).unwrap();
+        let a2 = s.digests(a.position, a.position, 10).unwrap();
+        assert_eq!(a2.len(), 1, "one entry per key, even after an overwrite");
+        assert_eq!(a2[0].digest, digest(b"a", &object(b"changed")));
+        s.remove(b"a").unwrap();
+        assert!(s.digests(a.position, a.position, 10).unwrap().is_empty());
+        assert_eq!(s.digests(0, u64::MAX, 10).unwrap().len(), 1);
+        assert_eq!(s.digests(0, u64::MAX, 0).unwrap().len(), 0, "limit");
     }
 
     fn named_states_round_trip_apart_from_data(s: &mut impl Store) {

@@ -8,7 +8,10 @@
 //! format byte and a crc32 (see `proto::store::encode_record`): a damaged
 //! record is reported, never served.
 
-use crate::proto::store::{FORMAT_VERSION, decode_meta, decode_record, encode_meta, encode_record};
+use crate::proto::ring::key_position;
+use crate::proto::store::{
+    DigestEntry, FORMAT_VERSION, decode_meta, decode_record, digest, encode_meta, encode_record,
+};
 use crate::proto::{NodeMeta, Store, StoreError, Versioned};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
@@ -21,6 +24,8 @@ pub struct FjallStore {
     db: Database,
     data: Keyspace,
     meta: Keyspace,
+    /// The digest index: position (8 bytes, big-endian) ++ key -> digest.
+    digests: Keyspace,
 }
 
 fn engine(error: fjall::Error) -> StoreError {
@@ -41,7 +46,15 @@ impl FjallStore {
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(engine)?;
-        Ok(FjallStore { db, data, meta })
+        let digests = db
+            .keyspace("digests", KeyspaceCreateOptions::default)
+            .map_err(engine)?;
+        Ok(FjallStore {
+            db,
+            data,
+            meta,
+            digests,
+        })
     }
 
     /// Bytes the database takes on disk.
@@ -85,12 +98,19 @@ impl Store for FjallStore {
         }
     }
 
+    /// Writes the record and its digest index entry in one atomic batch.
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
-        self.data.insert(key, encode_record(object)).map_err(engine)
+        let mut batch = self.db.batch();
+        batch.insert(&self.data, key, encode_record(object));
+        batch.insert(&self.digests, index_key(key), digest(key, object).to_le_bytes());
+        batch.commit().map_err(engine)
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.data.remove(key).map_err(engine)
+        let mut batch = self.db.batch();
+        batch.remove(&self.data, key);
+        batch.remove(&self.digests, index_key(key));
+        batch.commit().map_err(engine)
     }
 
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
@@ -121,6 +141,34 @@ impl Store for FjallStore {
         self.db.persist(PersistMode::SyncAll).map_err(engine)
     }
 
+    fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
+        let start = first.to_be_bytes().to_vec();
+        // Every index key of position `last` starts with its 8 bytes, so the
+        // range ends before the first key of position `last + 1`.
+        let entries = match last.checked_add(1) {
+            Some(end) => self.digests.range(start..end.to_be_bytes().to_vec()),
+            None => self.digests.range(start..),
+        };
+        entries
+            .take(limit)
+            .map(|guard| {
+                let (index, value) = guard.into_inner().map_err(engine)?;
+                let corrupt = || StoreError::Corrupt {
+                    key: index.to_vec(),
+                    reason: "malformed digest index entry",
+                };
+                let position =
+                    u64::from_be_bytes(index.get(..8).ok_or_else(corrupt)?.try_into().expect("8 bytes"));
+                let digest = u64::from_le_bytes(value.as_ref().try_into().map_err(|_| corrupt())?);
+                Ok(DigestEntry {
+                    position,
+                    key: index[8..].to_vec(),
+                    digest,
+                })
+            })
+            .collect()
+    }
+
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let value = self.meta.get(state_key(name)).map_err(engine)?;
         Ok(value.map(|v| v.to_vec()))
@@ -129,6 +177,11 @@ impl Store for FjallStore {
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(state_key(name), bytes).map_err(engine)
     }
+}
+
+/// The index key of `key`: its ring position, then the key itself.
+fn index_key(key: &[u8]) -> Vec<u8> {
+    [key_position(key).to_be_bytes().as_slice(), key].concat()
 }
 
 /// Named states live beside the node record in the meta keyspace.
