@@ -10,7 +10,7 @@ pub mod world;
 
 use checker::{CHECKERS, Violation};
 use history::{Kind, Outcome, Phase};
-use options::{Fault, FaultSet, Options};
+use options::{Fault, Options};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use world::{FaultCounts, World};
@@ -211,9 +211,4 @@ pub fn shrink(options: &Options, mut log: impl FnMut(&str)) -> Options {
         best = candidate;
     }
     best
-}
-
-/// The fault classes as a set, for callers building options by hand.
-pub fn faults(list: &str) -> Result<FaultSet, String> {
-    list.parse()
 }

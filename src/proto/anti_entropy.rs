@@ -17,7 +17,6 @@
 //! states per message); whatever is cut off is found again next round.
 
 use super::Node;
-use super::merkle::Summary;
 use super::message::{AeEntry, AeInterval, AeState, PeerMessage};
 use super::ring::Ring;
 use super::store::Store;
@@ -205,11 +204,6 @@ impl<S: Store> Node<S> {
             self.send_states(from, &want, Vec::new());
         }
     }
-}
-
-/// Summaries of equal intervals on two nodes compare equal.
-pub fn same(a: &Summary, b: &Summary) -> bool {
-    a == b
 }
 
 #[cfg(test)]
