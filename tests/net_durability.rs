@@ -10,9 +10,12 @@ use std::time::Duration;
 
 fn survives_a_full_restart(durability: Durability) {
     run(Duration::from_secs(90), async move {
-        let mut cluster = TestCluster::start_with(3, durability).await;
-        cluster.wait_until_members_up(3, Duration::from_secs(20)).await;
-        let client = std::sync::Arc::new(cluster.client().await);
+        let mut cluster = TestCluster::start_with(3, durability).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let client = std::sync::Arc::new(cluster.client().await.unwrap());
         // Concurrent writes share fsyncs under `fsync` (group commit).
         let mut writes = tokio::task::JoinSet::new();
         for i in 0..64 {
@@ -33,20 +36,23 @@ fn survives_a_full_restart(durability: Durability) {
         }
         client.close().await;
         for i in 0..3 {
-            cluster.stop(i).await;
+            cluster.stop(i).await.unwrap();
         }
         for i in 0..3 {
-            cluster.restart(i).await;
+            cluster.restart(i).await.unwrap();
         }
-        cluster.wait_until_members_up(3, Duration::from_secs(30)).await;
-        let client = cluster.client().await;
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let client = cluster.client().await.unwrap();
         for i in 0..64 {
             let read = client.get(format!("k{i}"), Consistency::All).await.unwrap();
             assert_eq!(read.values.len(), 1, "k{i} after restart");
             assert_eq!(read.values[0].value, format!("v{i}").as_bytes());
         }
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }
 

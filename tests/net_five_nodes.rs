@@ -10,9 +10,12 @@ use std::time::Duration;
 #[test]
 fn five_nodes_form_from_one_seed_and_agree_on_the_ring() {
     run(Duration::from_secs(60), async {
-        let cluster = TestCluster::start(5).await;
-        cluster.wait_until_members_up(5, Duration::from_secs(30)).await;
-        let client = cluster.client().await;
+        let cluster = TestCluster::start(5).await.unwrap();
+        cluster
+            .wait_until_members_up(5, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let client = cluster.client().await.unwrap();
         let mut shares = Vec::new();
         for &addr in &cluster.addrs {
             let report = client.status_of(addr).await.unwrap();
@@ -43,6 +46,6 @@ fn five_nodes_form_from_one_seed_and_agree_on_the_ring() {
         }
         assert!(replica_ops > 0);
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }

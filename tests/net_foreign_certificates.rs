@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestCluster, loopback, run};
+use common::{TestCluster, run};
 use shoal::node::{Durability, NodeOptions};
 use shoal::proto::Config;
 use shoal::{Client, ClientError, Consistency, Context, Credentials};
@@ -11,9 +11,12 @@ use std::time::Duration;
 #[test]
 fn a_client_with_a_foreign_certificate_cannot_read_or_write() {
     run(Duration::from_secs(60), async {
-        let cluster = TestCluster::start(3).await;
-        cluster.wait_until_members_up(3, Duration::from_secs(20)).await;
-        let owner = cluster.client().await;
+        let cluster = TestCluster::start(3).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let owner = cluster.client().await.unwrap();
         owner
             .put("secret", "v", &Context::empty(), Consistency::All)
             .await
@@ -33,22 +36,25 @@ fn a_client_with_a_foreign_certificate_cannot_read_or_write() {
         assert_eq!(read.values.len(), 1);
         assert_eq!(read.values[0].value, b"v");
         owner.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }
 
 #[test]
 fn a_node_from_another_cluster_cannot_join() {
     run(Duration::from_secs(60), async {
-        let cluster = TestCluster::start(2).await;
-        cluster.wait_until_members_up(2, Duration::from_secs(20)).await;
+        let cluster = TestCluster::start(2).await.unwrap();
+        cluster
+            .wait_until_members_up(2, Duration::from_secs(20))
+            .await
+            .unwrap();
 
         let other = tempfile::tempdir().unwrap();
         let other_cluster = other.path().join("cluster");
         shoal::net::tls::init_cluster_dir(&other_cluster).unwrap();
         let intruder = shoal::node::start(NodeOptions {
             data_dir: other.path().join("data"),
-            listen: loopback(),
+            listen: "127.0.0.1:0".parse().unwrap(),
             cluster_dir: other_cluster.clone(),
             seeds: cluster.addrs.clone(),
             durability: Durability::Buffer,
@@ -59,7 +65,7 @@ fn a_node_from_another_cluster_cannot_join() {
 
         // Give gossip ample time: the members must still be exactly two.
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let client = cluster.client().await;
+        let client = cluster.client().await.unwrap();
         for &addr in &cluster.addrs {
             let report = client.status_of(addr).await.unwrap();
             assert_eq!(
@@ -82,6 +88,6 @@ fn a_node_from_another_cluster_cannot_join() {
         own.close().await;
         intruder.shutdown().await.unwrap();
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }

@@ -13,9 +13,12 @@ use std::time::Duration;
 #[test]
 fn a_node_that_leaves_is_marked_left_and_stops() {
     run(Duration::from_secs(60), async {
-        let mut cluster = TestCluster::start(4).await;
-        cluster.wait_until_members_up(4, Duration::from_secs(20)).await;
-        let client = cluster.client().await;
+        let mut cluster = TestCluster::start(4).await.unwrap();
+        cluster
+            .wait_until_members_up(4, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let client = cluster.client().await.unwrap();
         let leaving = cluster.nodes[3].take().unwrap();
         let leaving_id = leaving.id();
         client.admin(cluster.addrs[3], AdminRequest::Leave).await.unwrap();
@@ -34,16 +37,19 @@ fn a_node_that_leaves_is_marked_left_and_stops() {
             .await
             .unwrap();
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }
 
 #[test]
 fn a_dead_node_can_be_removed_but_a_live_one_cannot() {
     run(Duration::from_secs(60), async {
-        let mut cluster = TestCluster::start(3).await;
-        cluster.wait_until_members_up(3, Duration::from_secs(20)).await;
-        let client = cluster.client().await;
+        let mut cluster = TestCluster::start(3).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let client = cluster.client().await.unwrap();
         let alive = cluster.nodes[1].as_ref().unwrap().id();
         let error = client
             .admin(cluster.addrs[0], AdminRequest::RemoveNode { node: alive })
@@ -60,8 +66,11 @@ fn a_dead_node_can_be_removed_but_a_live_one_cannot() {
         );
 
         let dead = cluster.nodes[2].as_ref().unwrap().id();
-        cluster.stop(2).await;
-        cluster.wait_until_members_up(2, Duration::from_secs(20)).await;
+        cluster.stop(2).await.unwrap();
+        cluster
+            .wait_until_members_up(2, Duration::from_secs(20))
+            .await
+            .unwrap();
         client
             .admin(cluster.addrs[0], AdminRequest::RemoveNode { node: dead })
             .await
@@ -79,6 +88,6 @@ fn a_dead_node_can_be_removed_but_a_live_one_cannot() {
             .await
             .unwrap();
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }

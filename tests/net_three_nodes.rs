@@ -11,9 +11,12 @@ use std::time::Duration;
 #[test]
 fn three_nodes_form_from_one_seed_and_serve_every_consistency_level() {
     run(Duration::from_secs(60), async {
-        let cluster = TestCluster::start(3).await;
-        cluster.wait_until_members_up(3, Duration::from_secs(20)).await;
-        let client = cluster.client().await;
+        let cluster = TestCluster::start(3).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let client = cluster.client().await.unwrap();
         let levels = [
             Consistency::One,
             Consistency::Two,
@@ -37,22 +40,28 @@ fn three_nodes_form_from_one_seed_and_serve_every_consistency_level() {
             assert!(read.values.is_empty(), "{level}: deleted key still readable");
         }
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }
 
 #[test]
 fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
     run(Duration::from_secs(90), async {
-        let mut cluster = TestCluster::start(3).await;
-        cluster.wait_until_members_up(3, Duration::from_secs(20)).await;
-        let client = cluster.client().await;
+        let mut cluster = TestCluster::start(3).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let client = cluster.client().await.unwrap();
         client
             .put("before", "v0", &Context::empty(), Consistency::All)
             .await
             .unwrap();
-        cluster.stop(2).await;
-        cluster.wait_until_members_up(2, Duration::from_secs(20)).await;
+        cluster.stop(2).await.unwrap();
+        cluster
+            .wait_until_members_up(2, Duration::from_secs(20))
+            .await
+            .unwrap();
 
         client
             .put("during", "v1", &Context::empty(), Consistency::Quorum)
@@ -89,8 +98,11 @@ fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
         );
 
         // The node comes back, rejoins, and ALL works again.
-        cluster.restart(2).await;
-        cluster.wait_until_members_up(3, Duration::from_secs(30)).await;
+        cluster.restart(2).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(30))
+            .await
+            .unwrap();
         let read = client.get("before", Consistency::All).await.unwrap();
         assert_eq!(read.values[0].value, b"v0");
         client
@@ -98,6 +110,6 @@ fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
             .await
             .unwrap();
         client.close().await;
-        cluster.shutdown().await;
+        cluster.shutdown().await.unwrap();
     });
 }

@@ -2,16 +2,13 @@
 //! `SHOAL_NODE` and `SHOAL_CLUSTER_DIR` if both are set, otherwise starts a
 //! 3-node cluster on loopback in a temporary directory.
 
-use shoal::node::{Durability, NodeHandle, NodeOptions};
-use shoal::proto::Config;
+use shoal::node::local::LocalCluster;
 use shoal::{Client, Credentials};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub struct Cluster {
     pub client: Client,
-    nodes: Vec<NodeHandle>,
-    _dir: Option<tempfile::TempDir>,
+    local: Option<LocalCluster>,
 }
 
 impl Cluster {
@@ -19,60 +16,24 @@ impl Cluster {
         if let (Ok(node), Ok(dir)) = (std::env::var("SHOAL_NODE"), std::env::var("SHOAL_CLUSTER_DIR")) {
             let credentials = Credentials::from_cluster_dir(dir.as_ref())?;
             let client = Client::connect(&[node.parse()?], credentials).await?;
-            return Ok(Cluster {
-                client,
-                nodes: Vec::new(),
-                _dir: None,
-            });
+            return Ok(Cluster { client, local: None });
         }
-        let dir = tempfile::tempdir()?;
-        let cluster_dir = dir.path().join("cluster");
-        shoal::net::tls::init_cluster_dir(&cluster_dir)?;
-        let mut nodes: Vec<NodeHandle> = Vec::new();
-        for i in 0..3 {
-            let options = NodeOptions {
-                data_dir: dir.path().join(format!("node{i}")),
-                listen: "127.0.0.1:0".parse()?,
-                cluster_dir: cluster_dir.clone(),
-                seeds: nodes.first().map(|n| n.addr()).into_iter().collect(),
-                durability: Durability::Buffer,
-                config: Config::default(),
-            };
-            nodes.push(shoal::node::start(options).await?);
-        }
-        let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();
-        let client = Client::connect(&addrs, Credentials::from_cluster_dir(&cluster_dir)?).await?;
-        // Wait until every node sees the other two.
-        for _ in 0..100 {
-            let mut settled = true;
-            for &addr in &addrs {
-                settled &= client
-                    .status_of(addr)
-                    .await?
-                    .members
-                    .iter()
-                    .filter(|m| m.up)
-                    .count()
-                    == 3;
-            }
-            if settled {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        client.refresh_ring().await?;
+        let local = LocalCluster::start(3).await?;
+        let client = local.client().await?;
+        client
+            .wait_until_members_up(&local.running(), 3, Duration::from_secs(30))
+            .await?;
         Ok(Cluster {
             client,
-            nodes,
-            _dir: Some(dir),
+            local: Some(local),
         })
     }
 
     /// Stops the nodes this example started.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.client.close().await;
-        for node in self.nodes {
-            node.shutdown().await?;
+        if let Some(local) = self.local {
+            local.shutdown().await?;
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Command definitions and their implementations.
 
+mod bench;
 mod demo;
 mod output;
 
@@ -27,6 +28,8 @@ enum Command {
     /// Start a 3-node cluster on loopback with a demo workload, print the
     /// commands to use it, and keep it running until Ctrl-C.
     Demo(demo::DemoArgs),
+    /// Benchmark a cluster (or a local one it starts) with YCSB-style workloads.
+    Bench(Box<bench::BenchArgs>),
     /// Manage the cluster's certificate authority.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -159,6 +162,7 @@ pub fn run() -> Result<()> {
 async fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Bench(args) => bench::run(*args).await,
         Command::Cluster(ClusterCommand::Init { dir }) => {
             shoal::net::tls::init_cluster_dir(&dir)?;
             println!("cluster CA written to {}", dir.display());

@@ -75,6 +75,12 @@ pub enum ClientError {
         /// The answer, for the error report.
         answer: String,
     },
+    /// The cluster did not reach the awaited state in time.
+    #[error("{reason}")]
+    NotSettled {
+        /// What was awaited and what was last seen.
+        reason: String,
+    },
     /// The credentials or local endpoint could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -415,6 +421,40 @@ impl Client {
         let connection = connecting.await.map_err(|e| Attempt::NotSent(e.to_string()))?;
         self.connections.lock().await.insert(addr, connection.clone());
         Ok(connection)
+    }
+
+    /// Waits until each node in `nodes` answers and sees exactly `up`
+    /// members up, then refreshes the ring.
+    pub async fn wait_until_members_up(
+        &self,
+        nodes: &[SocketAddr],
+        up: usize,
+        within: Duration,
+    ) -> Result<(), ClientError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let mut last = None;
+            for &addr in nodes {
+                match self.status_of(addr).await {
+                    Ok(report) => {
+                        let seen = report.members.iter().filter(|m| m.up).count();
+                        if seen != up {
+                            last = Some(format!("{addr} sees {seen} members up"));
+                        }
+                    }
+                    Err(error) => last = Some(format!("{addr}: {error}")),
+                }
+            }
+            let Some(last) = last else {
+                return self.refresh_ring().await;
+            };
+            if Instant::now() >= deadline {
+                return Err(ClientError::NotSettled {
+                    reason: format!("members did not settle on {up} up within {within:?}: {last}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Closes every connection.

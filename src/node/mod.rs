@@ -13,6 +13,7 @@
 //! core tolerates, rather than growing memory without bound.
 
 mod link;
+pub mod local;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
 use crate::net::stream::{read_frame, write_frame};

@@ -1,0 +1,157 @@
+//! A cluster of real nodes inside one process, on loopback, in a temporary
+//! directory: what `shoal demo`, `shoal bench --local`, the examples and the
+//! integration tests run against.
+
+use super::{Durability, NodeError, NodeHandle, NodeOptions};
+use crate::client::{Client, ClientError, Credentials};
+use crate::net::tls::TlsError;
+use crate::proto::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// Nodes started in this process. Node `i` keeps its address and data
+/// directory across [`LocalCluster::stop`] and [`LocalCluster::restart`].
+pub struct LocalCluster {
+    /// Holds the cluster CA (`cluster/`) and each node's data (`node{i}/`);
+    /// removed when the cluster is dropped.
+    pub dir: TempDir,
+    /// The nodes; `None` while stopped.
+    pub nodes: Vec<Option<NodeHandle>>,
+    /// Node `i`'s address.
+    pub addrs: Vec<SocketAddr>,
+    /// Durability of every node.
+    pub durability: Durability,
+    /// Settings of every node.
+    pub config: Config,
+}
+
+impl LocalCluster {
+    /// `size` nodes on ephemeral loopback ports, buffered durability,
+    /// default settings.
+    pub async fn start(size: usize) -> Result<LocalCluster, NodeError> {
+        LocalCluster::start_with(size, Durability::Buffer).await
+    }
+
+    /// [`LocalCluster::start`] with a durability setting.
+    pub async fn start_with(size: usize, durability: Durability) -> Result<LocalCluster, NodeError> {
+        LocalCluster::start_on(size, 0, durability, Config::default()).await
+    }
+
+    /// `size` nodes on 127.0.0.1 ports `base_port`, `base_port + 1`, ...
+    /// (all ephemeral if `base_port` is 0). Each node joins through the
+    /// ones started before it.
+    pub async fn start_on(
+        size: usize,
+        base_port: u16,
+        durability: Durability,
+        config: Config,
+    ) -> Result<LocalCluster, NodeError> {
+        let dir = tempfile::Builder::new()
+            .prefix("shoal-local-")
+            .tempdir()
+            .map_err(|source| {
+                NodeError::Tls(TlsError::Io {
+                    path: std::env::temp_dir(),
+                    source,
+                })
+            })?;
+        crate::net::tls::init_cluster_dir(&dir.path().join("cluster"))?;
+        let mut cluster = LocalCluster {
+            dir,
+            nodes: Vec::new(),
+            addrs: Vec::new(),
+            durability,
+            config,
+        };
+        for i in 0..size {
+            let port = if base_port == 0 { 0 } else { base_port + i as u16 };
+            let node = super::start(cluster.options(i, SocketAddr::from(([127, 0, 0, 1], port)))).await?;
+            cluster.addrs.push(node.addr());
+            cluster.nodes.push(Some(node));
+        }
+        Ok(cluster)
+    }
+
+    /// The cluster directory (CA certificate and key).
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.dir.path().join("cluster")
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    /// Credentials for a client of this cluster.
+    pub fn credentials(&self) -> Result<Credentials, TlsError> {
+        Credentials::from_cluster_dir(&self.cluster_dir())
+    }
+
+    /// Addresses of the running nodes.
+    pub fn running(&self) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .zip(&self.addrs)
+            .filter(|(node, _)| node.is_some())
+            .map(|(_, addr)| *addr)
+            .collect()
+    }
+
+    /// A client seeded with every running node.
+    pub async fn client(&self) -> Result<Client, ClientError> {
+        Client::connect(&self.running(), self.credentials()?).await
+    }
+
+    fn options(&self, i: usize, listen: SocketAddr) -> NodeOptions {
+        NodeOptions {
+            data_dir: self.data_dir(i),
+            listen,
+            cluster_dir: self.cluster_dir(),
+            seeds: self
+                .addrs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, addr)| *addr)
+                .collect(),
+            durability: self.durability,
+            config: self.config.clone(),
+        }
+    }
+
+    /// Waits until every running node sees exactly `up` members up.
+    pub async fn wait_until_members_up(&self, up: usize, within: Duration) -> Result<(), ClientError> {
+        let client = self.client().await?;
+        let result = client.wait_until_members_up(&self.running(), up, within).await;
+        client.close().await;
+        result
+    }
+
+    /// Stops node `i` gracefully.
+    ///
+    /// # Panics
+    /// If node `i` is not running.
+    pub async fn stop(&mut self, i: usize) -> Result<(), NodeError> {
+        let node = self.nodes[i].take().expect("stop: node is running");
+        Ok(node.shutdown().await?)
+    }
+
+    /// Restarts node `i` on its old address and data directory.
+    pub async fn restart(&mut self, i: usize) -> Result<(), NodeError> {
+        let node = super::start(self.options(i, self.addrs[i])).await?;
+        self.nodes[i] = Some(node);
+        Ok(())
+    }
+
+    /// Stops every running node.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_some() {
+                self.stop(i).await?;
+            }
+        }
+        Ok(())
+    }
+}
