@@ -271,12 +271,7 @@ impl Bench {
         });
         let started = Instant::now();
         let workers: Vec<_> = (0..shared.spec.concurrency.max(1))
-            .map(|i| {
-                tokio::spawn(worker(
-                    shared.clone(),
-                    shared.spec.seed.wrapping_add(i as u64 + 1),
-                ))
-            })
+            .map(|i| tokio::spawn(worker(shared.clone(), i)))
             .collect();
         let mut histograms: BTreeMap<OpKind, Histogram<u64>> = BTreeMap::new();
         let mut errors = BTreeMap::new();
@@ -395,8 +390,8 @@ impl Shared {
     }
 }
 
-async fn worker(shared: Arc<Shared>, seed: u64) -> WorkerResult {
-    let mut rng = StdRng::seed_from_u64(seed);
+async fn worker(shared: Arc<Shared>, index: usize) -> WorkerResult {
+    let mut rng = StdRng::seed_from_u64(shared.spec.seed.wrapping_add(index as u64 + 1));
     let mut result = WorkerResult {
         histograms: BTreeMap::new(),
         errors: BTreeMap::new(),
@@ -406,7 +401,11 @@ async fn worker(shared: Arc<Shared>, seed: u64) -> WorkerResult {
         .rate
         .filter(|rate| *rate > 0.0)
         .map(|rate| Duration::from_secs_f64(shared.spec.concurrency.max(1) as f64 / rate));
-    let mut next_start = tokio::time::Instant::now();
+    // Workers take turns within each interval rather than firing together.
+    let mut next_start = tokio::time::Instant::now()
+        + interval
+            .unwrap_or_default()
+            .mul_f64(index as f64 / shared.spec.concurrency.max(1) as f64);
     while shared.next_op() {
         if let Some(interval) = interval {
             tokio::time::sleep_until(next_start).await;

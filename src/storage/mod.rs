@@ -34,20 +34,36 @@ fn engine(error: fjall::Error) -> StoreError {
     }
 }
 
+/// Block cache shared by the keyspaces.
+const CACHE_BYTES: u64 = 32 << 20;
+/// Memtable size of the data keyspace. fjall's default (64 MiB per
+/// keyspace) let a node with a million 100-byte values grow past 270 MB;
+/// smaller memtables flush sooner and bound memory (see BENCH.md).
+const DATA_MEMTABLE_BYTES: u64 = 16 << 20;
+/// Memtable size of the digest index (16-byte entries).
+const DIGESTS_MEMTABLE_BYTES: u64 = 4 << 20;
+
 impl FjallStore {
     /// Opens (or creates) the data directory at `path`. Fails if another
     /// process holds it or it was written by an incompatible format.
     pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
         check_format_marker(path)?;
-        let db = Database::builder(path).open().map_err(engine)?;
+        let db = Database::builder(path)
+            .cache_size(CACHE_BYTES)
+            .open()
+            .map_err(engine)?;
         let data = db
-            .keyspace("data", KeyspaceCreateOptions::default)
+            .keyspace("data", || {
+                KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES)
+            })
             .map_err(engine)?;
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(engine)?;
         let digests = db
-            .keyspace("digests", KeyspaceCreateOptions::default)
+            .keyspace("digests", || {
+                KeyspaceCreateOptions::default().max_memtable_size(DIGESTS_MEMTABLE_BYTES)
+            })
             .map_err(engine)?;
         Ok(FjallStore {
             db,
