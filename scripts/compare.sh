@@ -134,10 +134,11 @@ read -r SHOAL_GET1 SHOAL_GET1_P50 SHOAL_GET1_P99 < <(bench --workload c --record
 read -r SHOAL_GET2 SHOAL_GET2_P50 SHOAL_GET2_P99 < <(bench --workload c --records "$KEYS" \
     --read-consistency 2,2 | summary)
 # Latency at half of the peak write and read throughput.
-read -r _ HALF_PUT_P50 HALF_PUT_P99 < <(bench --workload load --records $((SECONDS_PER_RUN * 5000)) \
-    --write-consistency 2,2 --rate "$(python3 -c "print($SHOAL_PUT / 2)")" | summary)
+# Reads first: the write run re-writes records blindly (new siblings).
 read -r _ HALF_GET_P50 HALF_GET_P99 < <(bench --workload c --records "$KEYS" \
     --read-consistency 1,2 --rate "$(python3 -c "print($SHOAL_GET1 / 2)")" | summary)
+read -r _ HALF_PUT_P50 HALF_PUT_P99 < <(bench --workload load --records $((SECONDS_PER_RUN * 5000)) \
+    --write-consistency 2,2 --rate "$(python3 -c "print($SHOAL_PUT / 2)")" | summary)
 RSS_KB=$(for pid in "${PIDS[@]: -3}"; do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; done | sort -n | tail -1)
 
 python3 - "$@" <<EOF
