@@ -19,12 +19,8 @@ KEYS=${KEYS:-100000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d -t shoal-compare-XXXXXX)
 PIDS=()
-
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 trap cleanup EXIT
 
 log() { echo "== $*" >&2; }
@@ -60,9 +56,8 @@ json_field() { # json field
 
 install_packages
 log "building shoal and etcd-load (release)"
-cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -q
+build_shoal
 cargo build --release --locked --manifest-path "$ROOT/scripts/etcd-load/Cargo.toml" -q
-SHOAL="$ROOT/target/release/shoal"
 ETCD_LOAD="$ROOT/scripts/etcd-load/target/release/etcd-load"
 REQUESTS=$((SECONDS_PER_RUN * 60000)) # enough for redis to run about SECONDS_PER_RUN
 
@@ -106,21 +101,7 @@ for pid in "${ETCD_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; d
 
 # --- shoal: 3 node processes, N=3, durability buffer
 log "shoal: 3 nodes, load (W=2), then reads at R=1 and R=2, $CONCURRENCY in flight"
-"$SHOAL" cluster init --dir "$WORK/cluster" >/dev/null
-for i in 1 2 3; do
-    seeds=()
-    [ "$i" -gt 1 ] && seeds=(--seed 127.0.0.1:17101)
-    RUST_LOG=warn "$SHOAL" node start --data "$WORK/shoal$i" --listen "127.0.0.1:1710$i" \
-        --cluster-dir "$WORK/cluster" "${seeds[@]}" --durability buffer >"$WORK/shoal$i.log" 2>&1 &
-    PIDS+=($!)
-done
-export SHOAL_NODE=127.0.0.1:17101 SHOAL_CLUSTER_DIR="$WORK/cluster"
-for _ in $(seq 1 100); do
-    up=$("$SHOAL" status --json 2>/dev/null | python3 -c \
-        'import json,sys; print(sum(m["up"] for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
-    [ "$up" = 3 ] && break
-    sleep 0.2
-done
+start_shoal_cluster 17101
 bench() { "$SHOAL" bench --json --concurrency "$CONCURRENCY" --value-size "$VALUE_SIZE" \
     --distribution uniform --duration "$SECONDS_PER_RUN" "$@"; }
 summary() { # bench json -> "throughput p50_us p99_us" of the last report

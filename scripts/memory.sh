@@ -12,36 +12,18 @@ VALUE_SIZE=${VALUE_SIZE:-100}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d -t shoal-memory-XXXXXX)
 PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 trap cleanup EXIT
 
-cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -q
-SHOAL="$ROOT/target/release/shoal"
-"$SHOAL" cluster init --dir "$WORK/cluster" >/dev/null
-for i in 1 2 3; do
-    seeds=()
-    [ "$i" -gt 1 ] && seeds=(--seed 127.0.0.1:17201)
-    RUST_LOG=warn "$SHOAL" node start --data "$WORK/n$i" --listen "127.0.0.1:1720$i" \
-        --cluster-dir "$WORK/cluster" "${seeds[@]}" >"$WORK/n$i.log" 2>&1 &
-    PIDS+=($!)
-done
-export SHOAL_NODE=127.0.0.1:17201 SHOAL_CLUSTER_DIR="$WORK/cluster"
-for _ in $(seq 1 100); do
-    up=$("$SHOAL" status --json 2>/dev/null | python3 -c \
-        'import json,sys; print(sum(m["up"] for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
-    [ "$up" = 3 ] && break
-    sleep 0.2
-done
+build_shoal
+start_shoal_cluster 17201
 echo "loading $KEYS keys of $VALUE_SIZE bytes at W=2 into 3 nodes (N=3)" >&2
 "$SHOAL" bench --workload load --records "$KEYS" --value-size "$VALUE_SIZE" --write-consistency 2,2 \
     --json | python3 -c 'import json,sys; r=json.load(sys.stdin)["reports"][0]; print("loaded", r["all"]["count"], "keys at", round(r["throughput"]), "per s,", sum(r["errors"].values()), "failed")'
 sleep 10 # the third replica's writes land; flushes finish
 for i in 1 2 3; do
     rss=$(awk '/VmRSS/ {print $2}' "/proc/${PIDS[$((i - 1))]}/status")
-    disk=$(du -sm "$WORK/n$i" | cut -f1)
+    disk=$(du -sm "$WORK/node$((i - 1))" | cut -f1)
     echo "node $i: RSS $((rss / 1024)) MB, data directory $disk MB"
 done

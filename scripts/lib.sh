@@ -1,0 +1,45 @@
+# Shared by scripts/compare.sh and scripts/memory.sh (sourced, not run).
+# The caller sets ROOT (the repository), WORK (a temporary directory) and
+# PIDS (an array of the processes to stop on exit).
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+
+# Builds shoal in release mode and sets SHOAL to the binary.
+build_shoal() {
+    cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -q
+    SHOAL="$ROOT/target/release/shoal"
+}
+
+# Starts 3 shoal node processes on 127.0.0.1 ports PORT..PORT+2 with
+# buffered durability, exports SHOAL_NODE and SHOAL_CLUSTER_DIR, and waits
+# until the first node sees all 3 up.
+start_shoal_cluster() { # PORT
+    local port=$1 i up
+    for i in 0 1 2; do
+        if [ -n "$(ss -Hunl "sport = :$((port + i))" 2>/dev/null)" ]; then
+            echo "UDP port $((port + i)) is in use (a node left from an earlier run?)" >&2
+            return 1
+        fi
+    done
+    "$SHOAL" cluster init --dir "$WORK/cluster" >/dev/null
+    for i in 0 1 2; do
+        local seeds=()
+        [ "$i" -gt 0 ] && seeds=(--seed "127.0.0.1:$port")
+        RUST_LOG=warn "$SHOAL" node start --data "$WORK/node$i" --listen "127.0.0.1:$((port + i))" \
+            --cluster-dir "$WORK/cluster" "${seeds[@]}" --durability buffer >"$WORK/node$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+    export SHOAL_NODE="127.0.0.1:$port" SHOAL_CLUSTER_DIR="$WORK/cluster"
+    for _ in $(seq 1 150); do
+        up=$("$SHOAL" status --json 2>/dev/null | python3 -c \
+            'import json,sys; print(sum(m["up"] for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0)
+        [ "$up" = 3 ] && return 0
+        sleep 0.2
+    done
+    echo "the 3 shoal nodes did not see each other within 30 s; logs in $WORK" >&2
+    return 1
+}
