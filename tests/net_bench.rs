@@ -30,11 +30,7 @@ fn spec(workload: Workload, ops: u64) -> Spec {
 fn workloads_run_against_a_real_cluster() {
     run(Duration::from_secs(120), async {
         let cluster = TestCluster::start(3).await.unwrap();
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let client = Arc::new(cluster.client().await.unwrap());
+        let client = Arc::new(cluster.ready_client(Duration::from_secs(20)).await.unwrap());
         let bench = Bench::new(client.clone(), 0);
 
         let progress = Arc::new(Progress::default());

@@ -11,11 +11,7 @@ use std::time::Duration;
 fn survives_a_full_restart(durability: Durability) {
     run(Duration::from_secs(90), async move {
         let mut cluster = TestCluster::start_with(3, durability).await.unwrap();
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let client = std::sync::Arc::new(cluster.client().await.unwrap());
+        let client = std::sync::Arc::new(cluster.ready_client(Duration::from_secs(20)).await.unwrap());
         // Concurrent writes share fsyncs under `fsync` (group commit).
         let mut writes = tokio::task::JoinSet::new();
         for i in 0..64 {
@@ -41,11 +37,7 @@ fn survives_a_full_restart(durability: Durability) {
         for i in 0..3 {
             cluster.restart(i).await.unwrap();
         }
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(30))
-            .await
-            .unwrap();
-        let client = cluster.client().await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
         for i in 0..64 {
             let read = client.get(format!("k{i}"), Consistency::All).await.unwrap();
             assert_eq!(read.values.len(), 1, "k{i} after restart");

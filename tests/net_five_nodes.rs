@@ -11,11 +11,7 @@ use std::time::Duration;
 fn five_nodes_form_from_one_seed_and_agree_on_the_ring() {
     run(Duration::from_secs(60), async {
         let cluster = TestCluster::start(5).await.unwrap();
-        cluster
-            .wait_until_members_up(5, Duration::from_secs(30))
-            .await
-            .unwrap();
-        let client = cluster.client().await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
         let mut shares = Vec::new();
         for &addr in &cluster.addrs {
             let report = client.status_of(addr).await.unwrap();

@@ -12,11 +12,7 @@ use std::time::Duration;
 fn a_client_with_a_foreign_certificate_cannot_read_or_write() {
     run(Duration::from_secs(60), async {
         let cluster = TestCluster::start(3).await.unwrap();
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let owner = cluster.client().await.unwrap();
+        let owner = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         owner
             .put("secret", "v", &Context::empty(), Consistency::All)
             .await

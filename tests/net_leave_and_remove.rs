@@ -14,11 +14,7 @@ use std::time::Duration;
 fn a_node_that_leaves_is_marked_left_and_stops() {
     run(Duration::from_secs(60), async {
         let mut cluster = TestCluster::start(4).await.unwrap();
-        cluster
-            .wait_until_members_up(4, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let client = cluster.client().await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         let leaving = cluster.nodes[3].take().unwrap();
         let leaving_id = leaving.id();
         client.admin(cluster.addrs[3], AdminRequest::Leave).await.unwrap();
@@ -45,11 +41,7 @@ fn a_node_that_leaves_is_marked_left_and_stops() {
 fn a_dead_node_can_be_removed_but_a_live_one_cannot() {
     run(Duration::from_secs(60), async {
         let mut cluster = TestCluster::start(3).await.unwrap();
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let client = cluster.client().await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         let alive = cluster.nodes[1].as_ref().unwrap().id();
         let error = client
             .admin(cluster.addrs[0], AdminRequest::RemoveNode { node: alive })

@@ -12,11 +12,7 @@ use std::time::Duration;
 fn three_nodes_form_from_one_seed_and_serve_every_consistency_level() {
     run(Duration::from_secs(60), async {
         let cluster = TestCluster::start(3).await.unwrap();
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let client = cluster.client().await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         let levels = [
             Consistency::One,
             Consistency::Two,
@@ -48,11 +44,7 @@ fn three_nodes_form_from_one_seed_and_serve_every_consistency_level() {
 fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
     run(Duration::from_secs(90), async {
         let mut cluster = TestCluster::start(3).await.unwrap();
-        cluster
-            .wait_until_members_up(3, Duration::from_secs(20))
-            .await
-            .unwrap();
-        let client = cluster.client().await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         client
             .put("before", "v0", &Context::empty(), Consistency::All)
             .await

@@ -19,10 +19,7 @@ impl Cluster {
             return Ok(Cluster { client, local: None });
         }
         let local = LocalCluster::start(3).await?;
-        let client = local.client().await?;
-        client
-            .wait_until_members_up(&local.running(), 3, Duration::from_secs(30))
-            .await?;
+        let client = local.ready_client(Duration::from_secs(30)).await?;
         Ok(Cluster {
             client,
             local: Some(local),

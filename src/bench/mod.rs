@@ -73,6 +73,18 @@ impl OpKind {
 }
 
 impl Workload {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Load => "load",
+            Workload::A => "a",
+            Workload::B => "b",
+            Workload::C => "c",
+            Workload::D => "d",
+            Workload::F => "f",
+        }
+    }
+
     /// Picks the next operation by the workload's mix.
     fn pick(self, rng: &mut StdRng) -> OpKind {
         let roll = rng.random_range(0..100u32);

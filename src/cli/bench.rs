@@ -104,10 +104,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             let local = LocalCluster::start_on(nodes, 0, args.durability, Config::default())
                 .await
                 .context("starting the local cluster")?;
-            let client = local.client().await?;
-            client
-                .wait_until_members_up(&local.running(), nodes, Duration::from_secs(60))
-                .await?;
+            let client = local.ready_client(Duration::from_secs(60)).await?;
             (Some(local), client)
         }
         None => {
@@ -233,7 +230,7 @@ fn progress_bar(spec: &Spec, progress: Arc<Progress>, json: bool) -> tokio::task
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{:?}", spec.workload).to_lowercase());
+    bar.set_prefix(spec.workload.name());
     let started = Instant::now();
     tokio::spawn(async move {
         loop {
@@ -254,7 +251,7 @@ fn progress_bar(spec: &Spec, progress: Arc<Progress>, json: bool) -> tokio::task
 fn print_report(report: &Report) {
     println!(
         "\nworkload {}: {:.1} s, {} ok, {:.0} ops/s, {} failed",
-        format!("{:?}", report.workload).to_lowercase(),
+        report.workload.name(),
         report.seconds,
         report.all.count,
         report.throughput,

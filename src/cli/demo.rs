@@ -34,10 +34,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "shoal demo: {NODES} nodes on loopback, N=3, data in {}",
         cluster.dir.path().display()
     );
-    let client = cluster.client().await?;
-    client
-        .wait_until_members_up(&cluster.running(), NODES, SETTLE)
-        .await?;
+    let client = cluster.ready_client(SETTLE).await?;
     for (i, node) in cluster.nodes.iter().enumerate() {
         let node = node.as_ref().expect("started");
         println!("  node {} = {} at {}", i + 1, node.id(), node.addr());

@@ -121,6 +121,23 @@ impl LocalCluster {
         }
     }
 
+    /// A client seeded with every running node, returned once each of them
+    /// sees all the running nodes up (and the client knows the ring).
+    pub async fn ready_client(&self, within: Duration) -> Result<Client, ClientError> {
+        let client = self.client().await?;
+        let running = self.running();
+        match client
+            .wait_until_members_up(&running, running.len(), within)
+            .await
+        {
+            Ok(()) => Ok(client),
+            Err(error) => {
+                client.close().await;
+                Err(error)
+            }
+        }
+    }
+
     /// Waits until every running node sees exactly `up` members up.
     pub async fn wait_until_members_up(&self, up: usize, within: Duration) -> Result<(), ClientError> {
         let client = self.client().await?;
