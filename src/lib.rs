@@ -22,5 +22,5 @@ pub mod node;
 pub mod proto;
 pub mod storage;
 
-pub use client::{Client, ClientError, Credentials, ReadResult};
+pub use client::{Client, ClientError, Credentials, ReadResult, WriteOptions};
 pub use proto::{Consistency, Context};

@@ -319,6 +319,7 @@ fn a_duplicated_forward_is_applied_once() {
         context: Context::empty(),
         consistency: Consistency::One,
         timeout_ms: Some(1000),
+        sloppy_quorum: true,
     };
     let message = PeerMessage::Forward {
         request: 7,

@@ -1,8 +1,11 @@
 //! A node's disk in memory: writes land in a pending layer and become
 //! durable on `sync`; a crash (power loss) drops what was pending.
 
-use shoal::proto::store::{DigestEntry, decode_record, digests_of, encode_record};
-use shoal::proto::{NodeMeta, Store, StoreError, Versioned};
+use shoal::proto::ring::key_position;
+use shoal::proto::store::{
+    DigestEntry, Hint, StoredHint, decode_record, digest, encode_hint, encode_record, stored_hints,
+};
+use shoal::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use std::collections::BTreeMap;
 
 /// See the module doc.
@@ -14,17 +17,44 @@ pub struct SimStore {
     meta: Option<NodeMeta>,
     /// Node state records, written through at once (they are rare).
     states: BTreeMap<String, Vec<u8>>,
+    /// The digest index of what the node reads (durable and pending):
+    /// (position, key) -> digest.
+    index: BTreeMap<(u64, Vec<u8>), u64>,
+    hints: BTreeMap<(NodeId, u64), Vec<u8>>,
+    /// `None` is a pending removal.
+    pending_hints: BTreeMap<(NodeId, u64), Option<Vec<u8>>>,
 }
 
 impl SimStore {
     /// Whether writes await a sync.
     pub fn is_dirty(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.pending_hints.is_empty()
     }
 
     /// Power loss: everything not synced is gone.
     pub fn crash(&mut self) {
         self.pending.clear();
+        self.pending_hints.clear();
+        self.index = self
+            .durable
+            .iter()
+            .map(|(key, record)| {
+                let object = decode_record(key, record).expect("the simulated disk holds valid records");
+                ((key_position(key), key.clone()), digest(key, &object))
+            })
+            .collect();
+    }
+
+    /// Hints as the node would read them.
+    fn visible_hints(&self) -> BTreeMap<(NodeId, u64), Vec<u8>> {
+        let mut hints = self.hints.clone();
+        for (id, record) in &self.pending_hints {
+            match record {
+                Some(record) => hints.insert(*id, record.clone()),
+                None => hints.remove(id),
+            };
+        }
+        hints
     }
 
     /// Every key and its state, as the node would read them.
@@ -49,11 +79,14 @@ impl Store for SimStore {
 
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
         self.pending.insert(key.to_vec(), Some(encode_record(object)));
+        self.index
+            .insert((key_position(key), key.to_vec()), digest(key, object));
         Ok(())
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.pending.insert(key.to_vec(), None);
+        self.index.remove(&(key_position(key), key.to_vec()));
         Ok(())
     }
 
@@ -76,13 +109,17 @@ impl Store for SimStore {
     }
 
     fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
-        let all = self.all();
-        Ok(digests_of(
-            all.iter().map(|(k, v)| (k.as_slice(), v.clone())),
-            first,
-            last,
-            limit,
-        ))
+        Ok(self
+            .index
+            .range((first, Vec::new())..)
+            .take_while(|((position, _), _)| *position <= last)
+            .take(limit)
+            .map(|((position, key), digest)| DigestEntry {
+                position: *position,
+                key: key.clone(),
+                digest: *digest,
+            })
+            .collect())
     }
 
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -101,6 +138,23 @@ impl Store for SimStore {
                 None => self.durable.remove(&key),
             };
         }
+        self.hints = self.visible_hints();
+        self.pending_hints.clear();
+        Ok(())
+    }
+
+    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError> {
+        self.pending_hints.insert((target, seq), Some(encode_hint(hint)));
+        Ok(())
+    }
+
+    fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError> {
+        let hints = self.visible_hints();
+        Ok(stored_hints(hints.range(from..), limit))
+    }
+
+    fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
+        self.pending_hints.insert((target, seq), None);
         Ok(())
     }
 }

@@ -66,6 +66,8 @@ pub struct Op {
     pub consistency: Consistency,
     /// The context a write carried (empty for reads).
     pub context: VersionVector,
+    /// Whether a write allowed a sloppy quorum (fallbacks count toward W).
+    pub sloppy_quorum: bool,
     /// Which phase.
     pub phase: Phase,
     /// Global simulated time of invocation.

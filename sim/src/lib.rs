@@ -13,7 +13,7 @@ use history::{Kind, Outcome, Phase};
 use options::{Fault, Options};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
-use world::{FaultCounts, World};
+use world::{FaultCounts, RepairCounts, World};
 
 /// The outcome of one run.
 pub struct Report {
@@ -33,6 +33,8 @@ pub struct Report {
     pub ops: OpCounts,
     /// Faults injected.
     pub faults: FaultCounts,
+    /// Repairs made.
+    pub repairs: RepairCounts,
 }
 
 /// Operations by outcome.
@@ -86,6 +88,7 @@ pub fn run(options: Options) -> Report {
         wall: started.elapsed(),
         ops,
         faults: result.faults,
+        repairs: result.repairs,
     }
 }
 
@@ -137,6 +140,12 @@ impl Report {
             out,
             "faults: {} lost, {} blocked, {} duplicated, {} reordered, {} delayed; {} partitions, {} crashes, {} wipes",
             f.lost, f.blocked, f.duplicated, f.reordered, f.delayed, f.partitions, f.crashes, f.wipes
+        );
+        let r = &self.repairs;
+        let _ = writeln!(
+            out,
+            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy",
+            r.hints_stored, r.hints_replayed, r.hints_dropped, r.read_repairs, r.ae_keys_repaired
         );
         for (name, _) in CHECKERS {
             let found = self.violations.iter().filter(|v| v.checker == name).count();

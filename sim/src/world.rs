@@ -18,7 +18,7 @@ use shoal::proto::quorum::Access;
 use shoal::proto::version::{Dot, VersionVector};
 use shoal::proto::{
     ClientId, ClientRequest, ClientResponse, Config, Consistency, Context, Node, NodeId, Output, PeerMessage,
-    Store, Time, Versioned,
+    Stats, Store, Time, Versioned,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -143,6 +143,31 @@ pub struct FaultCounts {
     pub wipes: u64,
 }
 
+/// Repairs the nodes made, summed over the run (across restarts).
+#[derive(Clone, Debug, Default)]
+pub struct RepairCounts {
+    /// Hints stored.
+    pub hints_stored: u64,
+    /// Hints delivered.
+    pub hints_replayed: u64,
+    /// Hints dropped by their bounds.
+    pub hints_dropped: u64,
+    /// Stale replicas written back to by reads.
+    pub read_repairs: u64,
+    /// Keys anti-entropy changed.
+    pub ae_keys_repaired: u64,
+}
+
+impl RepairCounts {
+    fn add(&mut self, stats: &Stats) {
+        self.hints_stored += stats.hints_stored;
+        self.hints_replayed += stats.hints_replayed;
+        self.hints_dropped += stats.hints_dropped;
+        self.read_repairs += stats.read_repairs;
+        self.ae_keys_repaired += stats.ae_keys_repaired;
+    }
+}
+
 /// One dot of one key seen with two values: it was issued twice.
 #[derive(Clone, Debug)]
 pub struct DotConflict {
@@ -180,6 +205,10 @@ pub struct RunResult {
     pub replication: usize,
     /// Per key: its preference list.
     pub replicas: BTreeMap<Vec<u8>, Vec<NodeId>>,
+    /// Hints each node still held at the end.
+    pub hints_left: BTreeMap<NodeId, u64>,
+    /// Repairs made.
+    pub repairs: RepairCounts,
 }
 
 /// See the module doc.
@@ -201,6 +230,7 @@ pub struct World {
     dot_conflicts: Vec<DotConflict>,
     wipes: Vec<(Time, NodeId)>,
     counts: FaultCounts,
+    repairs: RepairCounts,
     trace: Xxh3,
     events: u64,
 }
@@ -248,6 +278,7 @@ impl World {
             dot_conflicts: Vec::new(),
             wipes: Vec::new(),
             counts: FaultCounts::default(),
+            repairs: RepairCounts::default(),
             trace: Xxh3::new(),
             events: 0,
         };
@@ -442,9 +473,21 @@ impl World {
     fn dispatch(&mut self, from: usize, output: Output) {
         match output {
             Output::Send { to, message } => {
-                if let PeerMessage::ReplicaPut { key, object, .. } = &message {
+                let states: Vec<(&[u8], &Versioned)> = match &message {
+                    PeerMessage::ReplicaPut { key, object, .. }
+                    | PeerMessage::HintedPut { key, object, .. } => {
+                        vec![(key, object)]
+                    }
+                    PeerMessage::HintBatch { states, .. } | PeerMessage::AeStates { states, .. } => {
+                        states.iter().map(|s| (s.key.as_slice(), &s.object)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let states: Vec<(Vec<u8>, Versioned)> =
+                    states.into_iter().map(|(k, o)| (k.to_vec(), o.clone())).collect();
+                for (key, object) in states {
                     for sibling in object.siblings() {
-                        self.register_dot(key, sibling.dot, &sibling.value);
+                        self.register_dot(&key, sibling.dot, &sibling.value);
                     }
                 }
                 let to = self.by_id[&to];
@@ -533,6 +576,7 @@ impl World {
         let Some(node) = self.nodes[i].node.take() else {
             return; // Already down.
         };
+        self.repairs.add(&node.stats());
         let mut store = node.into_store();
         store.crash();
         self.counts.crashes += 1;
@@ -702,6 +746,9 @@ impl World {
     ) {
         let op = self.history.ops.len();
         let wire_context = Context::from(context.clone());
+        // Runs that claim strict quorums (--r/--w) write strictly; others
+        // mix sloppy and strict writes.
+        let sloppy = kind != Kind::Get && self.options.forced_rw.is_none() && self.rng.random_bool(0.5);
         let request = match &kind {
             Kind::Get => ClientRequest::Get {
                 key: key.clone(),
@@ -714,12 +761,14 @@ impl World {
                 context: wire_context,
                 consistency,
                 timeout_ms: None,
+                sloppy_quorum: sloppy,
             },
             Kind::Delete => ClientRequest::Delete {
                 key: key.clone(),
                 context: wire_context,
                 consistency,
                 timeout_ms: None,
+                sloppy_quorum: sloppy,
             },
         };
         self.history.ops.push(Op {
@@ -728,6 +777,7 @@ impl World {
             kind,
             consistency,
             context,
+            sloppy_quorum: sloppy,
             phase,
             invoked: self.now,
             completed: None,
@@ -862,7 +912,18 @@ impl World {
             final_states.insert(key, states);
         }
         let simulated = self.now.saturating_since(EPOCH);
+        let hints_left = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .map(|node| (node.id(), node.hints_held()))
+            .collect();
+        for node in self.nodes.iter().filter_map(|n| n.node.as_ref()) {
+            self.repairs.add(&node.stats());
+        }
         RunResult {
+            hints_left,
+            repairs: self.repairs,
             replication: self.config.replication,
             options: self.options,
             history: self.history,

@@ -25,6 +25,8 @@ fn run_with(ops: Vec<Op>, states: Vec<Versioned>) -> RunResult {
         simulated: Duration::ZERO,
         replication: 3,
         replicas: BTreeMap::from([(KEY.to_vec(), nodes.to_vec())]),
+        hints_left: BTreeMap::new(),
+        repairs: Default::default(),
     }
 }
 
@@ -35,6 +37,7 @@ fn op(kind: Kind, at: u64, outcome: Outcome) -> Op {
         kind,
         consistency: Consistency::Quorum,
         context: VersionVector::new(),
+        sloppy_quorum: false,
         phase: Phase::Fault,
         invoked: Time::from_micros(at),
         completed: Some(Time::from_micros(at + 10)),
@@ -148,4 +151,17 @@ fn a_value_back_after_its_delete_is_caught() {
     // Every replica still holds the deleted value: it came back.
     let run = run_with(vec![put, delete], vec![state.clone(), state.clone(), state]);
     assert!(names(&checker::resurrection::check(&run)).contains(&checker::resurrection::NAME));
+}
+
+#[test]
+fn hints_left_after_healing_are_caught() {
+    let (state, put) = written(b"v");
+    let mut run = run_with(vec![put], vec![state.clone(), state.clone(), state]);
+    assert!(checker::hints_delivered::check(&run).is_empty());
+    run.hints_left.insert(NodeId(1), 3);
+    run.hints_left.insert(NodeId(2), 0);
+    assert_eq!(
+        names(&checker::hints_delivered::check(&run)),
+        vec![checker::hints_delivered::NAME]
+    );
 }

@@ -150,6 +150,17 @@ struct StartArgs {
     /// Default request deadline in milliseconds.
     #[arg(long, default_value_t = Config::default().request_timeout.as_millis() as u64)]
     request_timeout_ms: u64,
+    /// Start an empty data directory under this node id (hex, as `shoal
+    /// status` shows it): brings back a node whose disk was lost under its
+    /// old identity, so it keeps its ranges and anti-entropy, hints and read
+    /// repair refill it. Ignored when the directory already holds an id.
+    #[arg(long, value_parser = parse_node_id)]
+    node_id: Option<NodeId>,
+}
+
+fn parse_node_id(text: &str) -> Result<NodeId, String> {
+    text.parse::<NodeId>()
+        .map_err(|_| format!("`{text}` is not a node id: expected up to 16 hex digits"))
 }
 
 /// Parses the command line and runs the command.
@@ -191,10 +202,7 @@ async fn dispatch(command: Command) -> Result<()> {
             let report = client.status_of(target.node).await?;
             let mut counters = Vec::new();
             for member in report.members.iter().filter(|m| m.up) {
-                counters.push((
-                    member.node,
-                    client.status_of(member.addr).await.ok().map(|r| r.stats),
-                ));
+                counters.push((member.node, client.status_of(member.addr).await.ok()));
             }
             output::status(&report, &counters, json)
         }
@@ -236,6 +244,7 @@ async fn start_node(args: StartArgs) -> Result<()> {
     let config = Config {
         replication: args.replication,
         request_timeout: std::time::Duration::from_millis(args.request_timeout_ms),
+        node_id: args.node_id,
         ..Config::default()
     };
     config.validate()?;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use shoal::ReadResult;
-use shoal::proto::{NodeId, Stats, StatusReport};
+use shoal::proto::{NodeId, StatusReport};
 
 /// Prints a read: each sibling on a line, then the context.
 pub fn read(read: &ReadResult, json: bool) -> Result<()> {
@@ -38,11 +38,16 @@ pub fn read(read: &ReadResult, json: bool) -> Result<()> {
 }
 
 /// Prints a status report, with each live member's own counters.
-pub fn status(report: &StatusReport, counters: &[(NodeId, Option<Stats>)], json: bool) -> Result<()> {
+pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)], json: bool) -> Result<()> {
     if json {
-        let counters: serde_json::Map<String, serde_json::Value> = counters
+        let counters: serde_json::Map<String, serde_json::Value> = members
             .iter()
-            .map(|(node, stats)| (node.to_string(), serde_json::to_value(stats).unwrap_or_default()))
+            .map(|(node, own)| {
+                let value = own.as_ref().map(
+                    |r| serde_json::json!({ "stats": r.stats, "hints": r.hints, "in_flight": r.in_flight }),
+                );
+                (node.to_string(), serde_json::to_value(value).unwrap_or_default())
+            })
             .collect();
         let mut out = serde_json::to_value(report)?;
         out["counters"] = serde_json::Value::Object(counters);
@@ -54,27 +59,44 @@ pub fn status(report: &StatusReport, counters: &[(NodeId, Option<Stats>)], json:
         report.node, report.replication, report.in_flight
     );
     println!(
-        "{:<16}  {:<21}  {:<7}  {:<5}  {:>6}  {:>8}  {:>8}  {:>8}  {:>10}",
-        "NODE", "ADDRESS", "STATUS", "UP", "RING%", "REQUESTS", "FORWARDS", "QFAILS", "REPLICAOPS"
+        "{:<16}  {:<21}  {:<7}  {:<5}  {:>6}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}",
+        "NODE",
+        "ADDRESS",
+        "STATUS",
+        "UP",
+        "RING%",
+        "REQUESTS",
+        "QFAILS",
+        "HINTS",
+        "REPLAYED",
+        "RREPAIRS",
+        "AEKEYS"
     );
     for member in &report.members {
-        let stats = counters
+        let own = members
             .iter()
             .find(|(n, _)| *n == member.node)
-            .and_then(|(_, s)| *s);
-        let cell = |f: fn(&Stats) -> u64| stats.map(|s| f(&s).to_string()).unwrap_or_else(|| "-".into());
+            .and_then(|(_, r)| r.as_ref());
+        let cell =
+            |f: &dyn Fn(&StatusReport) -> u64| own.map(|r| f(r).to_string()).unwrap_or_else(|| "-".into());
         println!(
-            "{:<16}  {:<21}  {:<7}  {:<5}  {:>6.1}  {:>8}  {:>8}  {:>8}  {:>10}",
+            "{:<16}  {:<21}  {:<7}  {:<5}  {:>6.1}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}",
             member.node.to_string(),
             member.addr.to_string(),
             member.status.to_string(),
             if member.up { "up" } else { "down" },
             member.ownership * 100.0,
-            cell(|s| s.requests),
-            cell(|s| s.forwards),
-            cell(|s| s.quorum_failures),
-            cell(|s| s.replica_ops),
+            cell(&|r| r.stats.requests),
+            cell(&|r| r.stats.quorum_failures),
+            cell(&|r| r.hints.iter().map(|h| h.count).sum()),
+            cell(&|r| r.stats.hints_replayed),
+            cell(&|r| r.stats.read_repairs),
+            cell(&|r| r.stats.ae_keys_repaired),
         );
     }
+    println!(
+        "HINTS: hints this node holds for others; REPLAYED: hints it delivered; RREPAIRS: read repairs;"
+    );
+    println!("AEKEYS: keys anti-entropy repaired here. '-': the member did not answer.");
     Ok(())
 }

@@ -128,6 +128,37 @@ struct View {
     refreshed: Option<Instant>,
 }
 
+/// How one write is carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// How many replicas must acknowledge.
+    pub consistency: Consistency,
+    /// Whether a home replica known to be down may be stood in for by the
+    /// next live node on the ring, which keeps a hint and counts toward W
+    /// (on by default: writes stay available while a replica is down, at
+    /// the price that a read at R with R + W > N may not see the write
+    /// until the hint is delivered).
+    pub sloppy_quorum: bool,
+    /// The node-side deadline; the node's default if `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl WriteOptions {
+    /// `consistency`, sloppy quorum on, the node's deadline.
+    pub fn new(consistency: Consistency) -> WriteOptions {
+        WriteOptions {
+            consistency,
+            sloppy_quorum: true,
+            timeout: None,
+        }
+    }
+
+    fn timeout_ms(&self) -> Option<u32> {
+        self.timeout
+            .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
+    }
+}
+
 /// A connection to a shoal cluster. Cheap to share behind an `Arc`; every
 /// method takes `&self`.
 pub struct Client {
@@ -209,12 +240,25 @@ impl Client {
         context: &Context,
         consistency: Consistency,
     ) -> Result<Context, ClientError> {
+        self.put_with(key, value, context, WriteOptions::new(consistency))
+            .await
+    }
+
+    /// [`Client::put`] with every write option.
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        context: &Context,
+        options: WriteOptions,
+    ) -> Result<Context, ClientError> {
         let request = ClientRequest::Put {
             key: key.as_ref().to_vec(),
             value: value.as_ref().to_vec(),
             context: context.clone(),
-            consistency,
-            timeout_ms: None,
+            consistency: options.consistency,
+            timeout_ms: options.timeout_ms(),
+            sloppy_quorum: options.sloppy_quorum,
         };
         written(self.data_request(request).await?)
     }
@@ -226,11 +270,23 @@ impl Client {
         context: &Context,
         consistency: Consistency,
     ) -> Result<Context, ClientError> {
+        self.delete_with(key, context, WriteOptions::new(consistency))
+            .await
+    }
+
+    /// [`Client::delete`] with every write option.
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: &Context,
+        options: WriteOptions,
+    ) -> Result<Context, ClientError> {
         let request = ClientRequest::Delete {
             key: key.as_ref().to_vec(),
             context: context.clone(),
-            consistency,
-            timeout_ms: None,
+            consistency: options.consistency,
+            timeout_ms: options.timeout_ms(),
+            sloppy_quorum: options.sloppy_quorum,
         };
         written(self.data_request(request).await?)
     }

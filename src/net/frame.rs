@@ -225,6 +225,7 @@ mod tests {
             context: Context::empty(),
             consistency: Consistency::Quorum,
             timeout_ms: Some(250),
+            sloppy_quorum: true,
         }
     }
 
@@ -349,8 +350,8 @@ mod tests {
         for body in [
             &b""[..],
             b"\xc1",
-            b"\x92\x01",
-            b"\x92\x01\xc0",
+            b"\x92\x02",
+            b"\x92\x02\xc0",
             b"\x91\x01",
             b"\xdd\xff\xff\xff\xff",
         ] {
@@ -363,8 +364,8 @@ mod tests {
 
     #[test]
     fn a_declared_huge_byte_string_in_a_small_frame_is_malformed() {
-        // [1, {"ReplicaGet": [7, bin32 of 4 GiB]}] in a few bytes.
-        let mut body = vec![0x92, 0x01, 0x81, 0xaa];
+        // [version, {"ReplicaGet": [7, bin32 of 4 GiB]}] in a few bytes.
+        let mut body = vec![0x92, PROTOCOL_VERSION as u8, 0x81, 0xaa];
         body.extend_from_slice(b"ReplicaGet");
         body.extend_from_slice(&[0x92, 0x07]);
         // Control: with an honest one-byte key the same bytes decode.

@@ -5,7 +5,7 @@
 use super::{Durability, NodeError, NodeHandle, NodeOptions};
 use crate::client::{Client, ClientError, Credentials};
 use crate::net::tls::TlsError;
-use crate::proto::Config;
+use crate::proto::{Config, NodeId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -160,6 +160,26 @@ impl LocalCluster {
         let node = super::start(self.options(i, self.addrs[i])).await?;
         self.nodes[i] = Some(node);
         Ok(())
+    }
+
+    /// Restarts stopped node `i` on an emptied data directory under its old
+    /// id `node`: a node whose disk was lost and replaced.
+    pub async fn restart_wiped(&mut self, i: usize, node: NodeId) -> Result<(), NodeError> {
+        assert!(self.nodes[i].is_none(), "restart_wiped: node {i} is running");
+        std::fs::remove_dir_all(self.data_dir(i)).map_err(|source| {
+            NodeError::Store(crate::proto::StoreError::Engine {
+                source: Box::new(source),
+            })
+        })?;
+        let mut options = self.options(i, self.addrs[i]);
+        options.config.node_id = Some(node);
+        self.nodes[i] = Some(super::start(options).await?);
+        Ok(())
+    }
+
+    /// Node `i`'s id, if it runs.
+    pub fn id(&self, i: usize) -> Option<NodeId> {
+        self.nodes[i].as_ref().map(NodeHandle::id)
     }
 
     /// Stops every running node.

@@ -285,7 +285,7 @@ impl Driver {
                     }
                 }
                 Event::Peer { from, message } => {
-                    wrote |= matches!(message, PeerMessage::ReplicaPut { .. });
+                    wrote |= message.writes();
                     self.node.handle_peer_message(now, from, message);
                 }
                 Event::Gossip { data } => self.node.handle_gossip(now, &data),

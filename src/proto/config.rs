@@ -31,6 +31,20 @@ pub struct Config {
     pub anti_entropy_max_states: usize,
     /// Whether reads write merged states back to stale replicas.
     pub read_repair: bool,
+    /// Whether a coordinator keeps hints for replicas that missed a write
+    /// (down, or silent until the deadline) and replays them later.
+    pub hinted_handoff: bool,
+    /// Longest a hint is kept, and longest a replica may be down and still
+    /// get new hints; past it, anti-entropy repairs instead.
+    pub hint_window: Duration,
+    /// Most bytes of hints kept for one replica; past it, new hints for it
+    /// are dropped (anti-entropy repairs them).
+    pub max_hint_bytes_per_replica: u64,
+    /// Hints per replay message.
+    pub hint_batch: usize,
+    /// Most hints replayed per second to one replica, so replay cannot
+    /// swamp a node that has just come back.
+    pub hint_replay_rate: u32,
     /// The node's id when its store holds none yet (fresh or wiped disk).
     /// `None` draws one from the node's RNG.
     pub node_id: Option<NodeId>,
@@ -52,6 +66,11 @@ impl Default for Config {
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_max_states: 256,
             read_repair: true,
+            hinted_handoff: true,
+            hint_window: Duration::from_secs(3 * 3600),
+            max_hint_bytes_per_replica: 256 * 1024 * 1024,
+            hint_batch: 256,
+            hint_replay_rate: 50_000,
             node_id: None,
             debug_skip_epoch_bump: false,
         }
@@ -71,7 +90,7 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 9] = [
+        let checks: [(bool, &'static str, &'static str); 12] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -116,6 +135,21 @@ impl Config {
                 self.max_requests_in_flight >= 1,
                 "max_requests_in_flight",
                 "must be at least 1",
+            ),
+            (
+                self.hint_window >= Duration::from_secs(1),
+                "hint_window",
+                "must be at least 1 s",
+            ),
+            (
+                (1..=65_536).contains(&self.hint_batch),
+                "hint_batch",
+                "must be between 1 and 65536",
+            ),
+            (
+                self.hint_replay_rate >= 1,
+                "hint_replay_rate",
+                "must be at least 1 hint per second",
             ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {

@@ -69,6 +69,12 @@ enum Kind {
         object: Versioned,
         /// The write's dot.
         dot: Dot,
+        /// Fallback nodes standing in for home replicas that are down
+        /// (sloppy quorum): fallback -> home replica.
+        stand_ins: BTreeMap<NodeId, NodeId>,
+        /// The client has its answer; the operation stays until every
+        /// replica acknowledged or the deadline, then hints the rest.
+        answered: bool,
     },
     Forward {
         request: ClientRequest,
@@ -109,7 +115,7 @@ impl<S: Store> Node<S> {
                         );
                         self.set_timer(deadline, id);
                         self.send_requests(id);
-                        self.check_done(id);
+                        self.check_done(now, id);
                     }
                     Err(error) => self.respond(requester, ClientResponse::Failed(error)),
                 }
@@ -138,7 +144,7 @@ impl<S: Store> Node<S> {
                 max: self.config.max_value_bytes,
             });
         }
-        if self.operations.len() >= self.config.max_requests_in_flight {
+        if self.operations.len() - self.answered_ops >= self.config.max_requests_in_flight {
             return Err(RequestError::Busy {
                 max: self.config.max_requests_in_flight,
             });
@@ -205,8 +211,26 @@ impl<S: Store> Node<S> {
         &mut self,
         now: Time,
         request: ClientRequest,
-        replicas: Vec<NodeId>,
+        mut replicas: Vec<NodeId>,
     ) -> Result<Kind, RequestError> {
+        let mut stand_ins = BTreeMap::new();
+        if request.sloppy_quorum() && replicas.iter().any(|&n| !self.is_up(n)) {
+            let mut fallbacks = self
+                .ring
+                .walk(request.key())
+                .skip(replicas.len())
+                .filter(|&n| self.is_up(n))
+                .collect::<Vec<_>>()
+                .into_iter();
+            for slot in replicas.iter_mut() {
+                if !self.is_up(*slot)
+                    && let Some(fallback) = fallbacks.next()
+                {
+                    stand_ins.insert(fallback, *slot);
+                    *slot = fallback;
+                }
+            }
+        }
         let mut tracker = self.tracker(&request, replicas)?;
         let (object, dot) = self
             .apply_local_write(now, &request)
@@ -217,6 +241,8 @@ impl<S: Store> Node<S> {
             tracker,
             object,
             dot,
+            stand_ins,
+            answered: false,
         })
     }
 
@@ -299,6 +325,7 @@ impl<S: Store> Node<S> {
                 request,
                 tracker,
                 object,
+                stand_ins,
                 ..
             } => tracker
                 .replicas()
@@ -307,14 +334,20 @@ impl<S: Store> Node<S> {
                 .map(|&n| {
                     let key = request.key().to_vec();
                     let object = object.clone();
-                    (
-                        n,
-                        PeerMessage::ReplicaPut {
+                    let message = match stand_ins.get(&n) {
+                        Some(&target) => PeerMessage::HintedPut {
+                            request: id,
+                            key,
+                            object,
+                            target,
+                        },
+                        None => PeerMessage::ReplicaPut {
                             request: id,
                             key,
                             object,
                         },
-                    )
+                    };
+                    (n, message)
                 })
                 .collect(),
             Kind::Forward { .. } => {
@@ -353,7 +386,7 @@ impl<S: Store> Node<S> {
     }
 
     /// Answers and ends the operation if its quorum is met or lost.
-    fn check_done(&mut self, id: u64) {
+    fn check_done(&mut self, now: Time, id: u64) {
         let Some(operation) = self.operations.get(&id) else {
             return;
         };
@@ -379,6 +412,7 @@ impl<S: Store> Node<S> {
                 }) = self.operations.get_mut(&id)
                 {
                     *answered = true;
+                    self.answered_ops += 1;
                     let complete = tracker.is_complete();
                     self.respond(requester, response);
                     if complete {
@@ -388,16 +422,33 @@ impl<S: Store> Node<S> {
                 return;
             }
             Kind::Write {
+                answered: true,
+                tracker,
+                ..
+            } => {
+                if tracker.is_complete() {
+                    self.end_write(now, id);
+                }
+                return;
+            }
+            Kind::Write {
                 tracker, object, dot, ..
-            } if tracker.is_met() => Some(ClientResponse::Written {
-                context: Context(object.clock().clone()),
-                dot: *dot,
-            }),
+            } if tracker.is_met() => {
+                let response = ClientResponse::Written {
+                    context: Context(object.clock().clone()),
+                    dot: *dot,
+                };
+                self.answer_write(now, id, response);
+                return;
+            }
+            Kind::Write { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
+                let response = quorum_not_met(request, tracker);
+                self.answer_write(now, id, response);
+                return;
+            }
             // Lost, and every live replica has answered: fail now, with a
             // true count, instead of waiting for the deadline.
-            Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. }
-                if tracker.is_lost() && tracker.is_complete() =>
-            {
+            Kind::Read { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
                 Some(quorum_not_met(request, tracker))
             }
             _ => None,
@@ -407,14 +458,81 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Answers a write's requester; the write stays until every replica
+    /// acknowledged or its deadline, to hint those that did not.
+    fn answer_write(&mut self, now: Time, id: u64, response: ClientResponse) {
+        let Some(Operation {
+            requester,
+            kind: Kind::Write {
+                answered, tracker, ..
+            },
+            ..
+        }) = self.operations.get_mut(&id)
+        else {
+            return;
+        };
+        *answered = true;
+        self.answered_ops += 1;
+        let (requester, complete) = (*requester, tracker.is_complete());
+        if matches!(
+            response,
+            ClientResponse::Failed(RequestError::QuorumNotMet { .. })
+        ) {
+            self.stats.quorum_failures += 1;
+        }
+        self.respond(requester, response);
+        if complete {
+            self.end_write(now, id);
+        }
+    }
+
+    /// Ends an answered write: stores a hint for every home replica that
+    /// did not acknowledge it (itself, or through its stand-in).
+    fn end_write(&mut self, now: Time, id: u64) {
+        let Some(operation) = self.take_operation(id) else {
+            return;
+        };
+        let Kind::Write {
+            request,
+            tracker,
+            object,
+            stand_ins,
+            ..
+        } = operation.kind
+        else {
+            unreachable!("only writes are ended here")
+        };
+        for &node in tracker.replicas() {
+            if tracker.has_succeeded(node) {
+                continue;
+            }
+            let target = stand_ins.get(&node).copied().unwrap_or(node);
+            // A hint that cannot be stored leaves the repair to
+            // anti-entropy.
+            let _ = self.store_hint(now, target, request.key(), &object);
+        }
+    }
+
+    /// Removes an operation and its deadline timer.
+    fn take_operation(&mut self, id: u64) -> Option<Operation> {
+        let operation = self.operations.remove(&id)?;
+        self.timers.remove(&(operation.deadline, id));
+        if matches!(
+            operation.kind,
+            Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
+        ) {
+            self.answered_ops -= 1;
+        }
+        Some(operation)
+    }
+
     /// Ends an answered read: writes the merged state back to every
     /// replica that answered with something else. The merged state holds
     /// only siblings some replica had, so nothing is invented.
     fn read_repair(&mut self, id: u64) {
-        let Some(operation) = self.operations.remove(&id) else {
+        let Some(operation) = self.take_operation(id) else {
             return;
         };
-        self.timers.remove(&(operation.deadline, id));
         let Kind::Read {
             request,
             merged,
@@ -453,8 +571,7 @@ impl<S: Store> Node<S> {
 
     /// Removes the operation and sends its answer.
     fn finish(&mut self, id: u64, response: ClientResponse) {
-        if let Some(operation) = self.operations.remove(&id) {
-            self.timers.remove(&(operation.deadline, id));
+        if let Some(operation) = self.take_operation(id) {
             if matches!(
                 response,
                 ClientResponse::Failed(RequestError::QuorumNotMet { .. })
@@ -488,9 +605,17 @@ impl<S: Store> Node<S> {
                 self.read_repair(id);
                 return;
             }
-            Kind::Read { request, tracker, .. } | Kind::Write { request, tracker, .. } => {
-                quorum_not_met(request, tracker)
+            Kind::Write { answered: true, .. } => {
+                self.end_write(now, id);
+                return;
             }
+            Kind::Write { request, tracker, .. } => {
+                let response = quorum_not_met(request, tracker);
+                self.answer_write(now, id, response);
+                self.end_write(now, id);
+                return;
+            }
+            Kind::Read { request, tracker, .. } => quorum_not_met(request, tracker),
             Kind::Forward { tried, .. } => {
                 ClientResponse::Failed(RequestError::ForwardFailed { tried: tried + 1 })
             }
@@ -561,7 +686,7 @@ impl<S: Store> Node<S> {
                         Ok(_) => {}
                         Err(_) => tracker.fail(from),
                     }
-                    self.check_done(request);
+                    self.check_done(now, request);
                 }
             }
             PeerMessage::ReplicaPutReply { request, result } => {
@@ -574,7 +699,7 @@ impl<S: Store> Node<S> {
                         Ok(()) => tracker.succeed(from),
                         Err(_) => tracker.fail(from),
                     }
-                    self.check_done(request);
+                    self.check_done(now, request);
                 }
             }
             PeerMessage::Forward { request, client } => {
@@ -582,6 +707,28 @@ impl<S: Store> Node<S> {
                     self.start(now, Requester::Peer { node: from, request }, client);
                 }
             }
+            PeerMessage::HintedPut {
+                request,
+                key,
+                object,
+                target,
+            } => {
+                self.stats.replica_ops += 1;
+                let result = if target == self.id() {
+                    self.merge_local(&key, &object).map(|_| ()).map_err(replica_error)
+                } else {
+                    match self.store_hint(now, target, &key, &object) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(super::message::ReplicaError {
+                            reason: format!("no hint stored for {target}: over the hint limits"),
+                        }),
+                        Err(error) => Err(replica_error(error)),
+                    }
+                };
+                self.send(from, PeerMessage::ReplicaPutReply { request, result });
+            }
+            PeerMessage::HintBatch { batch, states } => self.on_hint_batch(from, batch, states),
+            PeerMessage::HintAck { batch, result } => self.on_hint_ack(now, from, batch, result),
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
             }

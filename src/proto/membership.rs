@@ -207,6 +207,8 @@ pub struct Membership {
     runtime: AccumulatingRuntime<PeerId>,
     states: BTreeMap<NodeId, MemberState>,
     up: BTreeMap<NodeId, PeerId>,
+    /// When members now down were last seen going down.
+    down_since: BTreeMap<NodeId, Time>,
     timers: BTreeMap<(Time, u64), Timer<PeerId>>,
     timer_sequence: u64,
     seeds: Vec<SocketAddr>,
@@ -239,6 +241,7 @@ impl Membership {
             runtime: AccumulatingRuntime::new(),
             states: BTreeMap::from([(me.node, mine)]),
             up: BTreeMap::new(),
+            down_since: BTreeMap::new(),
             timers: BTreeMap::new(),
             timer_sequence: 0,
             seeds: Vec::new(),
@@ -349,6 +352,11 @@ impl Membership {
         node == self.me.node || self.up.contains_key(&node)
     }
 
+    /// When `node` went down, if it is down and was seen going down.
+    pub fn down_since(&self, node: NodeId) -> Option<Time> {
+        self.down_since.get(&node).copied()
+    }
+
     /// Live members other than this node, by id.
     pub fn up_members(&self) -> impl Iterator<Item = &PeerId> {
         self.up.values()
@@ -387,6 +395,7 @@ impl Membership {
             match notification {
                 OwnedNotification::MemberUp(peer) => {
                     self.up.insert(peer.node, peer);
+                    self.down_since.remove(&peer.node);
                     effects.push(Effect::SyncStates { to: peer.node });
                     effects.push(Effect::Changed);
                 }
@@ -394,11 +403,13 @@ impl Membership {
                 // (an older generation) must not hide its successor.
                 OwnedNotification::MemberDown(peer) if self.up.get(&peer.node) == Some(&peer) => {
                     self.up.remove(&peer.node);
+                    self.down_since.insert(peer.node, now);
                     effects.push(Effect::Changed);
                 }
                 OwnedNotification::Rename(old, peer) => {
                     self.up.remove(&old.node);
                     self.up.insert(peer.node, peer);
+                    self.down_since.remove(&peer.node);
                     effects.push(Effect::SyncStates { to: peer.node });
                     effects.push(Effect::Changed);
                 }

@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -127,6 +127,10 @@ pub enum ClientRequest {
         consistency: Consistency,
         /// Deadline in milliseconds from arrival; the node's default if none.
         timeout_ms: Option<u32>,
+        /// Sloppy quorum: a home replica known to be down is stood in for
+        /// by the next live node on the ring, which keeps a hint for it and
+        /// counts toward W.
+        sloppy_quorum: bool,
     },
     /// Delete `key`: a tombstone superseding what `context` saw.
     Delete {
@@ -139,6 +143,10 @@ pub enum ClientRequest {
         consistency: Consistency,
         /// Deadline in milliseconds from arrival; the node's default if none.
         timeout_ms: Option<u32>,
+        /// Sloppy quorum: a home replica known to be down is stood in for
+        /// by the next live node on the ring, which keeps a hint for it and
+        /// counts toward W.
+        sloppy_quorum: bool,
     },
 }
 
@@ -184,6 +192,16 @@ impl ClientRequest {
             ClientRequest::Get { timeout_ms, .. }
             | ClientRequest::Put { timeout_ms, .. }
             | ClientRequest::Delete { timeout_ms, .. } => timeout_ms,
+        }
+    }
+
+    /// Whether a write may count fallback nodes toward W (false for a get).
+    pub fn sloppy_quorum(&self) -> bool {
+        match self {
+            ClientRequest::Get { .. } => false,
+            ClientRequest::Put { sloppy_quorum, .. } | ClientRequest::Delete { sloppy_quorum, .. } => {
+                *sloppy_quorum
+            }
         }
     }
 
@@ -301,6 +319,25 @@ pub struct Stats {
     pub ae_keys_repaired: u64,
     /// Bytes of anti-entropy messages this node sent (approximate).
     pub ae_bytes_sent: u64,
+    /// Hints this node stored for replicas that missed a write.
+    pub hints_stored: u64,
+    /// Hints delivered to their replica and deleted.
+    pub hints_replayed: u64,
+    /// Hints not stored or thrown away: past the hint window, over the
+    /// per-replica byte limit, or for a removed node. Anti-entropy repairs
+    /// what they held.
+    pub hints_dropped: u64,
+}
+
+/// Hints one node holds for one replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HintsPending {
+    /// The replica the hints are for.
+    pub target: NodeId,
+    /// How many.
+    pub count: u64,
+    /// Their size in bytes.
+    pub bytes: u64,
 }
 
 /// A node's answer to [`AdminRequest::Status`].
@@ -320,6 +357,10 @@ pub struct StatusReport {
     pub replication: usize,
     /// Virtual nodes per node (clients compute the same ring).
     pub vnodes: u32,
+    /// Hints waiting for their replica, by replica.
+    pub hints: Vec<HintsPending>,
+    /// Keys this node stores (tombstones included).
+    pub keys: u64,
 }
 
 /// A node's answer to an [`AdminRequest`].
@@ -569,6 +610,35 @@ pub enum PeerMessage {
         /// Keys to send back.
         want: Vec<Vec<u8>>,
     },
+    /// Coordinator -> fallback node: keep this state of `key` as a hint
+    /// for `target`, a home replica that is down, and deliver it later.
+    /// Answered with [`PeerMessage::ReplicaPutReply`] once durable.
+    HintedPut {
+        /// Correlates the reply.
+        request: u64,
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// The coordinator's state after the write.
+        object: Versioned,
+        /// The replica the hint is for.
+        target: NodeId,
+    },
+    /// Hint holder -> replica: states it missed; merge them.
+    HintBatch {
+        /// Correlates the acknowledgement.
+        batch: u64,
+        /// The states.
+        states: Vec<AeState>,
+    },
+    /// Replica -> hint holder: the batch is merged and durable (the hints
+    /// may be deleted), or why not.
+    HintAck {
+        /// The `HintBatch` answered.
+        batch: u64,
+        /// Success, or why the states could not be stored.
+        result: Result<(), ReplicaError>,
+    },
     /// Ring metadata: every member state the sender knows.
     MemberStates {
         /// The states.
@@ -577,6 +647,20 @@ pub enum PeerMessage {
         /// started may not yet).
         ready: bool,
     },
+}
+
+impl PeerMessage {
+    /// Whether handling this message writes to the store: its reply must
+    /// wait until the write is durable.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            PeerMessage::ReplicaPut { .. }
+                | PeerMessage::HintedPut { .. }
+                | PeerMessage::HintBatch { .. }
+                | PeerMessage::AeStates { .. }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod anti_entropy;
 pub mod config;
 pub mod coordinator;
 pub mod harness;
+mod hints;
 pub mod membership;
 pub mod merkle;
 pub mod message;
@@ -129,6 +130,11 @@ pub struct Node<S: Store> {
     timers: BTreeSet<(Time, u64)>,
     outputs: VecDeque<Output>,
     stats: Stats,
+    hints: hints::Hints,
+    /// Operations whose requester has its answer; they stay to repair
+    /// (reads) or to hint replicas that have not acknowledged (writes) and
+    /// do not count toward the in-flight limit.
+    answered_ops: usize,
 }
 
 impl<S: Store> Node<S> {
@@ -162,6 +168,7 @@ impl<S: Store> Node<S> {
         // ones peers may still remember (forward deduplication).
         let next_request = (rng.random::<u64>() >> 1).max(1);
         let merkle = merkle::Merkle::build(&store)?;
+        let hints = hints::Hints::load(&store)?;
         let actor = Actor {
             node: meta.node_id,
             epoch: meta.epoch,
@@ -185,6 +192,8 @@ impl<S: Store> Node<S> {
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
+            hints,
+            answered_ops: 0,
         })
     }
 
@@ -382,6 +391,11 @@ impl<S: Store> Node<S> {
             in_flight: self.operations.len(),
             replication: self.config.replication,
             vnodes: self.config.vnodes,
+            hints: self.hints.pending(),
+            keys: self
+                .merkle
+                .summary(&self.store, 0, u64::MAX)
+                .map_or(0, |s| s.count),
         }
     }
 
@@ -488,6 +502,9 @@ impl<S: Store> Node<S> {
         if self.next_anti_entropy.is_some_and(|at| at <= now) {
             self.start_anti_entropy(now);
         }
+        if self.hints.poll_timeout().is_some_and(|at| at <= now) {
+            self.replay_hints(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
@@ -499,6 +516,7 @@ impl<S: Store> Node<S> {
             membership,
             self.next_state_sync,
             self.next_anti_entropy,
+            self.hints.poll_timeout(),
         ]
         .into_iter()
         .flatten()

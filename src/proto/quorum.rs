@@ -154,6 +154,11 @@ impl QuorumTracker {
         self.succeeded.len() + self.failed.len() == self.replicas.len()
     }
 
+    /// Whether `node` succeeded.
+    pub fn has_succeeded(&self, node: NodeId) -> bool {
+        self.succeeded.contains(&node)
+    }
+
     /// Successes so far.
     pub fn succeeded(&self) -> usize {
         self.succeeded.len()

@@ -92,6 +92,50 @@ pub trait Store {
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Saves a named record of node state, replacing the previous one.
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Stores a hint for replica `target` as number `seq` (durable with the
+    /// next `sync`, like data).
+    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError>;
+    /// Up to `limit` hints at or after `from`, in (target, seq) order.
+    fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError>;
+    /// Deletes one hint (nothing happens if it is absent).
+    fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError>;
+}
+
+/// A write kept for a replica that missed it, until it is delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hint {
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// The state to merge into the replica's.
+    pub object: Versioned,
+    /// When the hint was stored: the holder's clock, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// A hint as read back from a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredHint {
+    /// The replica it is for.
+    pub target: NodeId,
+    /// Its number among that replica's hints.
+    pub seq: u64,
+    /// Its size on disk.
+    pub bytes: u64,
+    /// The hint; `None` if its record is corrupt (it cannot be delivered
+    /// and should be deleted; anti-entropy repairs what it held).
+    pub hint: Option<Hint>,
+}
+
+/// Encodes a hint for storage, framed like a data record.
+pub fn encode_hint(hint: &Hint) -> Vec<u8> {
+    frame(rmp_serde::to_vec(hint).expect("a Hint always encodes"))
+}
+
+/// Decodes a stored hint; `None` if it is damaged.
+pub fn decode_hint(record: &[u8]) -> Option<Hint> {
+    let body = unframe(b"hint", record).ok()?;
+    rmp_serde::from_slice(body).ok()
 }
 
 /// One entry of the digest index: a key, its ring position and the digest
@@ -116,30 +160,29 @@ pub fn digest(key: &[u8], object: &Versioned) -> u64 {
     hasher.digest()
 }
 
-/// Index entries computed from a full map of states (for small stores).
-pub fn digests_of<'a>(
-    entries: impl Iterator<Item = (&'a [u8], Versioned)>,
-    first: u64,
-    last: u64,
+/// Decodes up to `limit` hint records of an ordered map range.
+pub fn stored_hints<'a>(
+    records: impl Iterator<Item = (&'a (NodeId, u64), &'a Vec<u8>)>,
     limit: usize,
-) -> Vec<DigestEntry> {
-    let mut out: Vec<DigestEntry> = entries
-        .map(|(key, object)| DigestEntry {
-            position: super::ring::key_position(key),
-            key: key.to_vec(),
-            digest: digest(key, &object),
+) -> Vec<StoredHint> {
+    records
+        .take(limit)
+        .map(|(&(target, seq), record)| StoredHint {
+            target,
+            seq,
+            bytes: record.len() as u64,
+            hint: decode_hint(record),
         })
-        .filter(|e| (first..=last).contains(&e.position))
-        .collect();
-    out.sort();
-    out.truncate(limit);
-    out
+        .collect()
 }
 
 /// Encodes a key's state for storage: format byte, crc32 (little-endian) of
 /// the body, MessagePack body.
 pub fn encode_record(object: &Versioned) -> Vec<u8> {
-    let body = rmp_serde::to_vec(object).expect("a Versioned always encodes");
+    frame(rmp_serde::to_vec(object).expect("a Versioned always encodes"))
+}
+
+fn frame(body: Vec<u8>) -> Vec<u8> {
     let mut record = Vec::with_capacity(5 + body.len());
     record.push(RECORD_FORMAT);
     record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
@@ -149,6 +192,15 @@ pub fn encode_record(object: &Versioned) -> Vec<u8> {
 
 /// Decodes a stored record of `key`, checking its format and checksum.
 pub fn decode_record(key: &[u8], record: &[u8]) -> Result<Versioned, StoreError> {
+    let body = unframe(key, record)?;
+    rmp_serde::from_slice(body).map_err(|_| StoreError::Corrupt {
+        key: key.to_vec(),
+        reason: "undecodable body",
+    })
+}
+
+/// The body of a framed record, its format and checksum checked.
+fn unframe<'a>(key: &[u8], record: &'a [u8]) -> Result<&'a [u8], StoreError> {
     let corrupt = |reason| StoreError::Corrupt {
         key: key.to_vec(),
         reason,
@@ -164,7 +216,7 @@ pub fn decode_record(key: &[u8], record: &[u8]) -> Result<Versioned, StoreError>
     if crc32fast::hash(body).to_le_bytes() != crc {
         return Err(corrupt("checksum mismatch"));
     }
-    rmp_serde::from_slice(body).map_err(|_| corrupt("undecodable body"))
+    Ok(body)
 }
 
 /// Encodes node metadata (named fields, so later builds can add some).
@@ -196,6 +248,7 @@ pub struct MemStore {
     states: BTreeMap<String, Vec<u8>>,
     /// The digest index: (position, key) -> digest.
     index: BTreeMap<(u64, Vec<u8>), u64>,
+    hints: BTreeMap<(NodeId, u64), Vec<u8>>,
 }
 
 impl MemStore {
@@ -266,6 +319,20 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError> {
+        self.hints.insert((target, seq), encode_hint(hint));
+        Ok(())
+    }
+
+    fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError> {
+        Ok(stored_hints(self.hints.range(from..), limit))
+    }
+
+    fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
+        self.hints.remove(&(target, seq));
+        Ok(())
+    }
+
     fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
         Ok(self
             .index
@@ -308,6 +375,39 @@ pub(crate) mod contract {
         binary_and_longest_keys_are_kept_apart(&mut fresh());
         named_states_round_trip_apart_from_data(&mut fresh());
         the_digest_index_follows_puts_and_removes(&mut fresh());
+        hints_are_kept_per_replica_in_order_apart_from_data(&mut fresh());
+    }
+
+    fn hints_are_kept_per_replica_in_order_apart_from_data(s: &mut impl Store) {
+        let hint = |v: &[u8], at| Hint {
+            key: b"k".to_vec(),
+            object: object(v),
+            created_ms: at,
+        };
+        let (a, b) = (NodeId(1), NodeId(u64::MAX));
+        s.put_hint(b, 0, &hint(b"b0", 5)).unwrap();
+        s.put_hint(a, 2, &hint(b"a2", 4)).unwrap();
+        s.put_hint(a, 1, &hint(b"a1", 3)).unwrap();
+        s.put_hint(a, u64::MAX, &hint(b"alast", 6)).unwrap();
+        let all = s.hints((NodeId(0), 0), 10).unwrap();
+        let order: Vec<(NodeId, u64)> = all.iter().map(|h| (h.target, h.seq)).collect();
+        assert_eq!(order, vec![(a, 1), (a, 2), (a, u64::MAX), (b, 0)]);
+        assert_eq!(all[0].hint, Some(hint(b"a1", 3)));
+        assert!(all.iter().all(|h| h.bytes > 0));
+        assert_eq!(s.hints((a, 2), 2).unwrap().len(), 2, "from and limit");
+        assert_eq!(s.hints((b, 0), 10).unwrap()[0].hint, Some(hint(b"b0", 5)));
+        s.remove_hint(a, 2).unwrap();
+        s.remove_hint(a, 99).unwrap();
+        assert_eq!(
+            s.hints((a, 0), 10)
+                .unwrap()
+                .iter()
+                .filter(|h| h.target == a)
+                .count(),
+            2
+        );
+        assert!(s.get(b"k").unwrap().is_none(), "hints are not data");
+        assert!(s.digests(0, u64::MAX, 10).unwrap().is_empty());
     }
 
     fn the_digest_index_follows_puts_and_removes(s: &mut impl Store) {

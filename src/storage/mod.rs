@@ -10,9 +10,10 @@
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
-    DigestEntry, FORMAT_VERSION, decode_meta, decode_record, digest, encode_meta, encode_record,
+    DigestEntry, FORMAT_VERSION, Hint, StoredHint, decode_hint, decode_meta, decode_record, digest,
+    encode_hint, encode_meta, encode_record,
 };
-use crate::proto::{NodeMeta, Store, StoreError, Versioned};
+use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub struct FjallStore {
     meta: Keyspace,
     /// The digest index: position (8 bytes, big-endian) ++ key -> digest.
     digests: Keyspace,
+    /// Hints: target node id ++ sequence number (big-endian) -> record.
+    hints: Keyspace,
 }
 
 fn engine(error: fjall::Error) -> StoreError {
@@ -65,11 +68,17 @@ impl FjallStore {
                 KeyspaceCreateOptions::default().max_memtable_size(DIGESTS_MEMTABLE_BYTES)
             })
             .map_err(engine)?;
+        let hints = db
+            .keyspace("hints", || {
+                KeyspaceCreateOptions::default().max_memtable_size(DIGESTS_MEMTABLE_BYTES)
+            })
+            .map_err(engine)?;
         Ok(FjallStore {
             db,
             data,
             meta,
             digests,
+            hints,
         })
     }
 
@@ -193,6 +202,48 @@ impl Store for FjallStore {
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         self.meta.insert(state_key(name), bytes).map_err(engine)
     }
+
+    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError> {
+        self.hints
+            .insert(hint_key(target, seq), encode_hint(hint))
+            .map_err(engine)
+    }
+
+    fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError> {
+        self.hints
+            .range(hint_key(from.0, from.1)..)
+            .take(limit)
+            .map(|guard| {
+                let (index, record) = guard.into_inner().map_err(engine)?;
+                let part = |range: std::ops::Range<usize>| {
+                    let bytes = index.get(range).ok_or_else(|| StoreError::Corrupt {
+                        key: index.to_vec(),
+                        reason: "malformed hint index key",
+                    })?;
+                    Ok::<u64, StoreError>(u64::from_be_bytes(bytes.try_into().expect("8 bytes")))
+                };
+                Ok(StoredHint {
+                    target: NodeId(part(0..8)?),
+                    seq: part(8..16)?,
+                    bytes: record.len() as u64,
+                    hint: decode_hint(&record),
+                })
+            })
+            .collect()
+    }
+
+    fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
+        self.hints.remove(hint_key(target, seq)).map_err(engine)
+    }
+}
+
+/// A hint's key: target then sequence number, both big-endian, so hints
+/// sort by target and then in the order they were stored.
+fn hint_key(target: NodeId, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&target.0.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
 }
 
 /// The index key of `key`: its ring position, then the key itself.

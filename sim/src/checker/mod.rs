@@ -4,6 +4,7 @@
 
 pub mod convergence;
 pub mod fabrication;
+pub mod hints_delivered;
 pub mod lost_writes;
 pub mod read_your_writes;
 pub mod resurrection;
@@ -28,13 +29,14 @@ pub struct Violation {
 pub type Checker = (&'static str, fn(&RunResult) -> Vec<Violation>);
 
 /// Every checker, in report order.
-pub const CHECKERS: [Checker; 6] = [
+pub const CHECKERS: [Checker; 7] = [
     (lost_writes::NAME, lost_writes::check),
     (read_your_writes::NAME, read_your_writes::check),
     (fabrication::NAME, fabrication::check),
     (unique_dots::NAME, unique_dots::check),
     (resurrection::NAME, resurrection::check),
     (convergence::NAME, convergence::check),
+    (hints_delivered::NAME, hints_delivered::check),
 ];
 
 /// The union of the replicas' final states of `key`.

@@ -1,0 +1,242 @@
+//! Hinted handoff and sloppy quorum on the virtual-time cluster.
+
+use shoal::proto::harness::Cluster;
+use shoal::proto::message::{AdminRequest, AdminResponse, HintsPending};
+use shoal::proto::store::Hint;
+use shoal::proto::version::Actor;
+use shoal::proto::{
+    ClientRequest, ClientResponse, Config, Consistency, Context, MemStore, Node, NodeId, Store, Versioned,
+};
+use std::time::Duration;
+
+const KEY: &[u8] = b"user:hinted";
+
+fn assert_written(response: &ClientResponse) {
+    assert!(
+        matches!(response, ClientResponse::Written { .. }),
+        "write failed: {response:?}"
+    );
+}
+
+fn stored(c: &Cluster, node: NodeId, key: &[u8]) -> bool {
+    c.node(node)
+        .store()
+        .get(key)
+        .unwrap()
+        .is_some_and(|state| state.values().count() > 0)
+}
+
+fn held(c: &Cluster) -> u64 {
+    c.nodes().map(|n| n.hints_held()).sum()
+}
+
+fn strict_put(key: &[u8], value: &[u8], consistency: Consistency) -> ClientRequest {
+    ClientRequest::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        context: Context::empty(),
+        consistency,
+        timeout_ms: None,
+        sloppy_quorum: false,
+    }
+}
+
+/// Keys whose first replica is `coordinator` and that `absent` replicates.
+fn keys_for(c: &Cluster, coordinator: NodeId, absent: NodeId, count: usize) -> Vec<Vec<u8>> {
+    (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .filter(|k| {
+            let replicas = c.replicas(k);
+            replicas[0] == coordinator && replicas.contains(&absent)
+        })
+        .take(count)
+        .collect()
+}
+
+#[test]
+fn a_replica_that_missed_a_write_gets_it_from_the_coordinators_hint() {
+    let mut c = Cluster::new(3, Config::default(), 3);
+    let replicas = c.replicas(KEY);
+    let (coordinator, absent) = (replicas[0], replicas[2]);
+    c.cut_off(absent);
+    assert_written(&c.put(coordinator, KEY, b"v", Context::empty(), Consistency::Quorum));
+    // The write lingers until its deadline for the silent replica, then
+    // leaves a hint for it.
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(
+        c.node(coordinator).hints_pending(),
+        vec![HintsPending {
+            target: absent,
+            count: 1,
+            bytes: c.node(coordinator).hints_pending()[0].bytes,
+        }]
+    );
+    assert!(!stored(&c, absent, KEY));
+
+    c.reconnect(absent);
+    c.run_for(Duration::from_secs(10));
+    assert!(stored(&c, absent, KEY), "the hint was delivered");
+    assert_eq!(held(&c), 0, "and deleted once acknowledged");
+    assert_eq!(c.node(coordinator).stats().hints_replayed, 1);
+}
+
+#[test]
+fn sloppy_quorum_counts_a_fallback_toward_w_and_the_fallback_hands_the_write_over() {
+    let mut c = Cluster::with_membership(5, Config::default(), 21);
+    c.run_for(Duration::from_secs(5));
+    let replicas = c.replicas(KEY);
+    let (coordinator, down) = (replicas[0], replicas[2]);
+    c.cut_off(down);
+    c.run_for(Duration::from_secs(8));
+    assert!(!c.node(coordinator).is_up(down));
+
+    // A strict write at ALL cannot succeed with a home replica down...
+    let strict = c.request(coordinator, strict_put(KEY, b"strict", Consistency::All));
+    assert!(matches!(strict, ClientResponse::Failed(_)), "{strict:?}");
+    // ...a sloppy one counts the next live node on the ring instead.
+    assert_written(&c.put(coordinator, KEY, b"sloppy", Context::empty(), Consistency::All));
+    let fallback = c
+        .node_ids()
+        .into_iter()
+        .find(|&n| !replicas.contains(&n) && c.node(n).hints_held() > 0)
+        .expect("a fallback holds a hint");
+    assert_eq!(c.node(fallback).hints_pending()[0].target, down);
+    assert!(!stored(&c, fallback, KEY), "a hint is not data");
+
+    c.reconnect(down);
+    c.run_for(Duration::from_secs(15));
+    let state = c.node(down).store().get(KEY).unwrap().expect("delivered");
+    let mut values: Vec<Vec<u8>> = state.values().map(|s| s.value.clone().unwrap()).collect();
+    values.sort();
+    // The failed strict write is not rolled back: its coordinator's hint
+    // delivers it too, as a sibling.
+    assert_eq!(values, vec![b"sloppy".to_vec(), b"strict".to_vec()]);
+    assert_eq!(held(&c), 0);
+}
+
+#[test]
+fn hints_older_than_the_window_are_dropped_not_delivered() {
+    let config = Config {
+        hint_window: Duration::from_secs(1),
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 5);
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[2]);
+    assert_written(&c.put(replicas[0], KEY, b"v", Context::empty(), Consistency::Quorum));
+    c.run_for(Duration::from_secs(10));
+    c.reconnect(replicas[2]);
+    c.run_for(Duration::from_secs(10));
+    assert!(!stored(&c, replicas[2], KEY), "left to anti-entropy");
+    assert_eq!(held(&c), 0);
+    assert_eq!(c.node(replicas[0]).stats().hints_dropped, 1);
+    assert_eq!(c.node(replicas[0]).stats().hints_replayed, 0);
+}
+
+#[test]
+fn no_hint_is_stored_past_the_byte_limit_per_replica() {
+    let config = Config {
+        max_hint_bytes_per_replica: 1000,
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 5);
+    let coordinator = c.replicas(KEY)[0];
+    let absent = c.replicas(KEY)[2];
+    c.cut_off(absent);
+    for key in keys_for(&c, coordinator, absent, 20) {
+        let value = vec![7u8; 100];
+        assert_written(&c.put(coordinator, &key, &value, Context::empty(), Consistency::Quorum));
+    }
+    c.run_for(Duration::from_secs(3));
+    let pending = c.node(coordinator).hints_pending();
+    assert!(pending[0].bytes <= 1000, "{pending:?}");
+    assert!(pending[0].count < 20);
+    let stats = c.node(coordinator).stats();
+    assert_eq!(stats.hints_stored + stats.hints_dropped, 20);
+}
+
+#[test]
+fn replay_keeps_to_the_rate_limit() {
+    let config = Config {
+        hint_batch: 10,
+        hint_replay_rate: 100,
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 9);
+    let coordinator = c.replicas(KEY)[0];
+    let absent = c.replicas(KEY)[2];
+    c.cut_off(absent);
+    for key in keys_for(&c, coordinator, absent, 300) {
+        assert_written(&c.put(coordinator, &key, b"v", Context::empty(), Consistency::Quorum));
+    }
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.node(coordinator).hints_held(), 300);
+    c.reconnect(absent);
+    // Step in tenths of a second: when did replay start and end?
+    let (mut started, mut ended) = (None, None);
+    for tenth in 0..150u32 {
+        c.run_for(Duration::from_millis(100));
+        let replayed = c.node(coordinator).stats().hints_replayed;
+        if replayed > 0 && started.is_none() {
+            started = Some(tenth);
+        }
+        if replayed == 300 && ended.is_none() {
+            ended = Some(tenth);
+        }
+    }
+    let (started, ended) = (started.expect("replay started"), ended.expect("replay ended"));
+    // 300 hints at 100 a second: about 3 s, never much faster.
+    let tenths = ended - started;
+    assert!(
+        (27..=33).contains(&tenths),
+        "300 hints replayed in {tenths} tenths of a second"
+    );
+    assert_eq!(c.node(coordinator).hints_held(), 0);
+    assert!(stored(&c, absent, &keys_for(&c, coordinator, absent, 300)[299]));
+}
+
+#[test]
+fn hints_for_a_removed_node_are_dropped() {
+    let mut c = Cluster::with_membership(4, Config::default(), 33);
+    c.run_for(Duration::from_secs(5));
+    let replicas = c.replicas(KEY);
+    let (coordinator, gone) = (replicas[0], replicas[2]);
+    c.cut_off(gone);
+    c.run_for(Duration::from_secs(8));
+    let strict = c.request(coordinator, strict_put(KEY, b"v", Consistency::Quorum));
+    assert_written(&strict);
+    assert_eq!(c.node(coordinator).hints_held(), 1);
+    assert_eq!(
+        c.admin(coordinator, AdminRequest::RemoveNode { node: gone }),
+        AdminResponse::Done
+    );
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(held(&c), 0);
+    assert_eq!(c.node(coordinator).stats().hints_dropped, 1);
+}
+
+#[test]
+fn hints_survive_a_restart_and_are_counted_again() {
+    let mut store = MemStore::new();
+    let mut object = Versioned::new();
+    let actor = Actor {
+        node: NodeId(1),
+        epoch: 1,
+    };
+    object
+        .write(actor, &Default::default(), Some(b"v".to_vec()), 1, 8)
+        .unwrap();
+    for seq in [4, 9] {
+        let hint = Hint {
+            key: KEY.to_vec(),
+            object: object.clone(),
+            created_ms: 1,
+        };
+        store.put_hint(NodeId(77), seq, &hint).unwrap();
+    }
+    let node = Node::new(Config::default(), store, 1).unwrap();
+    let pending = node.hints_pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].target, pending[0].count), (NodeId(77), 2));
+    assert!(pending[0].bytes > 0);
+}
