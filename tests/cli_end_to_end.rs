@@ -81,12 +81,18 @@ fn wait_for_members(dir: &Path, node: &str, up: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = shoal(dir, node, &["status"]);
-        if out.status.success() && String::from_utf8_lossy(&out.stdout).matches("  up  ").count() == up {
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Members up and normal (joined): a joining node owns nothing yet.
+        let ready = text
+            .lines()
+            .filter(|l| l.contains("  normal ") && l.contains("  up  "))
+            .count();
+        if out.status.success() && ready == up {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "cluster did not reach {up} live members"
+            "cluster did not reach {up} live, normal members"
         );
         std::thread::sleep(Duration::from_millis(300));
     }

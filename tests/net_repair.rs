@@ -134,7 +134,7 @@ fn a_node_whose_disk_was_wiped_gets_its_data_back_by_anti_entropy() {
             r.keys == KEYS
         })
         .await;
-        assert!(report.stats.ae_keys_repaired >= KEYS, "{:?}", report.stats);
+        assert!(report.stats.ae_keys_repaired >= KEYS, "{report:?}");
         // What came back is the data, not just keys.
         for k in [0, KEYS / 2, KEYS - 1] {
             let read = client.get(format!("key{k}"), Consistency::All).await.unwrap();

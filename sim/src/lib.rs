@@ -138,14 +138,29 @@ impl Report {
         let f = &self.faults;
         let _ = writeln!(
             out,
-            "faults: {} lost, {} blocked, {} duplicated, {} reordered, {} delayed; {} partitions, {} crashes, {} wipes",
-            f.lost, f.blocked, f.duplicated, f.reordered, f.delayed, f.partitions, f.crashes, f.wipes
+            "faults: {} lost, {} blocked, {} duplicated, {} reordered, {} delayed; {} partitions, {} crashes, {} wipes; {} joins, {} leaves",
+            f.lost,
+            f.blocked,
+            f.duplicated,
+            f.reordered,
+            f.delayed,
+            f.partitions,
+            f.crashes,
+            f.wipes,
+            f.joins,
+            f.leaves
         );
         let r = &self.repairs;
         let _ = writeln!(
             out,
-            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy",
-            r.hints_stored, r.hints_replayed, r.hints_dropped, r.read_repairs, r.ae_keys_repaired
+            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves",
+            r.hints_stored,
+            r.hints_replayed,
+            r.hints_dropped,
+            r.read_repairs,
+            r.ae_keys_repaired,
+            r.keys_streamed_in,
+            r.keys_handed_off
         );
         for (name, _) in CHECKERS {
             let found = self.violations.iter().filter(|v| v.checker == name).count();

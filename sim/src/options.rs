@@ -31,10 +31,14 @@ pub enum Fault {
     Wipe,
     /// Nodes' clocks disagree by up to hours.
     Skew,
+    /// A new node joins during the run (streaming its ranges first).
+    Join,
+    /// A node leaves during the run (handing its ranges off first).
+    Leave,
 }
 
 /// Every fault class.
-pub const ALL_FAULTS: [Fault; 9] = [
+pub const ALL_FAULTS: [Fault; 11] = [
     Fault::Loss,
     Fault::Duplicate,
     Fault::Reorder,
@@ -44,6 +48,8 @@ pub const ALL_FAULTS: [Fault; 9] = [
     Fault::Crash,
     Fault::Wipe,
     Fault::Skew,
+    Fault::Join,
+    Fault::Leave,
 ];
 
 impl Fault {
@@ -59,6 +65,8 @@ impl Fault {
             Fault::Crash => "crash",
             Fault::Wipe => "wipe",
             Fault::Skew => "skew",
+            Fault::Join => "join",
+            Fault::Leave => "leave",
         }
     }
 }

@@ -17,8 +17,8 @@ use rand::{RngExt, SeedableRng};
 use shoal::proto::quorum::Access;
 use shoal::proto::version::{Dot, VersionVector};
 use shoal::proto::{
-    ClientId, ClientRequest, ClientResponse, Config, Consistency, Context, Node, NodeId, Output, PeerMessage,
-    Stats, Store, Time, Versioned,
+    AdminRequest, AdminResponse, ClientId, ClientRequest, ClientResponse, Config, Consistency, Context, Node,
+    NodeId, Output, PeerMessage, Stats, Store, Time, Versioned,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -87,6 +87,10 @@ enum Event {
         key: usize,
     },
     CheckFormed,
+    Join {
+        node: usize,
+    },
+    Leave,
 }
 
 impl Event {
@@ -105,6 +109,8 @@ impl Event {
             Event::Heal => 11,
             Event::HealRead { .. } => 12,
             Event::CheckFormed => 13,
+            Event::Join { .. } => 14,
+            Event::Leave => 15,
         }
     }
 }
@@ -120,6 +126,8 @@ struct SimNode {
     /// Outputs waiting for the group commit.
     held: Vec<Output>,
     sync_scheduled: bool,
+    /// It left the cluster and stays down.
+    left: bool,
 }
 
 /// Counts of faults injected, for the report.
@@ -141,6 +149,10 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Wipes.
     pub wipes: u64,
+    /// Nodes that joined.
+    pub joins: u64,
+    /// Nodes that finished leaving.
+    pub leaves: u64,
 }
 
 /// Repairs the nodes made, summed over the run (across restarts).
@@ -156,6 +168,10 @@ pub struct RepairCounts {
     pub read_repairs: u64,
     /// Keys anti-entropy changed.
     pub ae_keys_repaired: u64,
+    /// Keys joining nodes streamed in.
+    pub keys_streamed_in: u64,
+    /// Keys leaving nodes handed off.
+    pub keys_handed_off: u64,
 }
 
 impl RepairCounts {
@@ -165,6 +181,8 @@ impl RepairCounts {
         self.hints_dropped += stats.hints_dropped;
         self.read_repairs += stats.read_repairs;
         self.ae_keys_repaired += stats.ae_keys_repaired;
+        self.keys_streamed_in += stats.keys_streamed_in;
+        self.keys_handed_off += stats.keys_handed_off;
     }
 }
 
@@ -245,7 +263,9 @@ impl World {
             ..Config::default()
         };
         let skew_max = i64::try_from(options.rates.skew_max.as_micros()).unwrap_or(i64::MAX);
-        let nodes: Vec<SimNode> = (0..options.nodes)
+        // A run with joins has one more node, started during the run.
+        let spare = usize::from(options.faults.has(Fault::Join));
+        let nodes: Vec<SimNode> = (0..options.nodes + spare)
             .map(|i| SimNode {
                 id: NodeId(rng.random()),
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + i as u16)),
@@ -258,6 +278,7 @@ impl World {
                 parked: Some(SimStore::default()),
                 held: Vec::new(),
                 sync_scheduled: false,
+                left: false,
             })
             .collect();
         let mut world = World {
@@ -282,7 +303,7 @@ impl World {
             trace: Xxh3::new(),
             events: 0,
         };
-        for i in 0..world.nodes.len() {
+        for i in 0..world.options.nodes {
             let seeds = if i == 0 { vec![] } else { vec![world.nodes[0].addr] };
             world.boot(i, &seeds);
         }
@@ -388,13 +409,8 @@ impl World {
             Event::Sync { node } => self.sync(node),
             Event::Crash { node, wipe, downtime } => self.crash(node, wipe, downtime),
             Event::Restart { node } => {
-                if self.nodes[node].node.is_none() {
-                    let seeds: Vec<SocketAddr> = self
-                        .nodes
-                        .iter()
-                        .filter(|n| n.id != self.nodes[node].id)
-                        .map(|n| n.addr)
-                        .collect();
+                if self.nodes[node].node.is_none() && !self.nodes[node].left {
+                    let seeds = self.seeds_for(node);
                     self.boot(node, &seeds);
                 }
             }
@@ -413,6 +429,14 @@ impl World {
             Event::Heal => self.heal(),
             Event::HealRead { key } => self.heal_read(key),
             Event::CheckFormed => self.check_formed(),
+            Event::Join { node } => {
+                if self.nodes[node].node.is_none() && !self.nodes[node].left {
+                    self.counts.joins += 1;
+                    let seeds = self.seeds_for(node);
+                    self.boot(node, &seeds);
+                }
+            }
+            Event::Leave => self.start_leave(),
         }
     }
 
@@ -478,7 +502,7 @@ impl World {
                     | PeerMessage::HintedPut { key, object, .. } => {
                         vec![(key, object)]
                     }
-                    PeerMessage::HintBatch { states, .. } | PeerMessage::AeStates { states, .. } => {
+                    PeerMessage::Push { states, .. } | PeerMessage::AeStates { states, .. } => {
                         states.iter().map(|s| (s.key.as_slice(), &s.object)).collect()
                     }
                     _ => Vec::new(),
@@ -507,7 +531,58 @@ impl World {
                     },
                 );
             }
-            Output::AdminReply { .. } => {}
+            Output::AdminReply { response, .. } => {
+                // Only leaves are asked for; a finished one stops the node.
+                if response == AdminResponse::Done {
+                    self.stop_left(from);
+                }
+            }
+        }
+    }
+
+    /// A node for a client request: any member of the cluster, up or down
+    /// (not one that left, nor the spare before it joins).
+    fn pick_node(&mut self) -> usize {
+        let members: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].left && (i < self.options.nodes || self.nodes[i].parked.is_none()))
+            .collect();
+        members[self.rng.random_range(0..members.len())]
+    }
+
+    /// Addresses of every other node.
+    fn seeds_for(&self, i: usize) -> Vec<SocketAddr> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n.addr)
+            .collect()
+    }
+
+    /// Asks a random running node to leave the cluster.
+    fn start_leave(&mut self) {
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].node.is_some())
+            .collect();
+        if running.len() <= 1 || !self.faults_on {
+            return;
+        }
+        let i = running[self.rng.random_range(0..running.len())];
+        self.trace.update(&[0xfe, i as u8]);
+        let local = self.local(i);
+        if let Some(node) = self.nodes[i].node.as_mut() {
+            node.handle_admin_request(local, ClientId(u64::MAX), AdminRequest::Leave);
+            self.after_input(i);
+        }
+    }
+
+    /// A node finished leaving: it stops for good.
+    fn stop_left(&mut self, i: usize) {
+        if let Some(node) = self.nodes[i].node.take() {
+            self.repairs.add(&node.stats());
+            self.nodes[i].parked = Some(node.into_store());
+            self.nodes[i].left = true;
+            self.counts.leaves += 1;
         }
     }
 
@@ -595,7 +670,7 @@ impl World {
     fn schedule_faults(&mut self) {
         let rates = self.options.rates.clone();
         let duration = self.options.duration;
-        let n = self.options.nodes;
+        let n = self.nodes.len();
         let each = |world: &mut World,
                     fault: Fault,
                     every: Duration,
@@ -651,6 +726,18 @@ impl World {
                 }
             }),
         );
+        if self.options.faults.has(Fault::Join) {
+            let at = duration.mul_f64(self.rng.random_range(0.1..0.6));
+            let node = self.options.nodes;
+            self.sequence += 1;
+            self.queue
+                .insert((EPOCH + at, self.sequence), Event::Join { node });
+        }
+        if self.options.faults.has(Fault::Leave) {
+            let at = duration.mul_f64(self.rng.random_range(0.3..0.8));
+            self.sequence += 1;
+            self.queue.insert((EPOCH + at, self.sequence), Event::Leave);
+        }
         let downtime = rates.downtime_max;
         for (fault, wipe) in [(Fault::Crash, false), (Fault::Wipe, true)] {
             each(
@@ -670,7 +757,7 @@ impl World {
     /// operator waits for the cluster to form before using it); checks
     /// again every half second until then.
     fn check_formed(&mut self) {
-        let n = self.nodes.len();
+        let n = self.options.nodes;
         let formed = self
             .nodes
             .iter()
@@ -715,7 +802,7 @@ impl World {
             (Kind::Get, _) | (_, false) => VersionVector::new(),
             (_, true) => self.contexts[client].get(&key).cloned().unwrap_or_default(),
         };
-        let node = self.rng.random_range(0..self.options.nodes);
+        let node = self.pick_node();
         self.submit(client, node, key, kind, consistency, context, Phase::Fault);
     }
 
@@ -847,14 +934,8 @@ impl World {
         self.faults_on = false;
         self.blocked.clear();
         for i in 0..self.nodes.len() {
-            if self.nodes[i].node.is_none() {
-                let seeds: Vec<SocketAddr> = self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, n)| n.addr)
-                    .collect();
+            if self.nodes[i].node.is_none() && !self.nodes[i].left {
+                let seeds = self.seeds_for(i);
                 self.boot(i, &seeds);
             }
         }
@@ -867,7 +948,7 @@ impl World {
     }
 
     fn heal_read(&mut self, key: usize) {
-        let node = self.rng.random_range(0..self.options.nodes);
+        let node = self.pick_node();
         let key = format!("key{key}").into_bytes();
         let client = usize::MAX;
         self.submit(

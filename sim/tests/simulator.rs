@@ -101,7 +101,15 @@ fn every_fault_class_alone_and_all_together_pass_on_fixed_seeds() {
         );
         if faults != "all" {
             let f = &report.faults;
-            let injected = f.lost + f.blocked + f.duplicated + f.reordered + f.delayed + f.crashes + f.wipes;
+            let injected = f.lost
+                + f.blocked
+                + f.duplicated
+                + f.reordered
+                + f.delayed
+                + f.crashes
+                + f.wipes
+                + f.joins
+                + f.leaves;
             assert!(
                 injected > 0 || faults == "skew",
                 "{faults}: nothing injected\n{}",

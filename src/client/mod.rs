@@ -128,6 +128,9 @@ struct View {
     refreshed: Option<Instant>,
 }
 
+/// Longest a client waits for a node to finish leaving.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// How one write is carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteOptions {
@@ -294,7 +297,7 @@ impl Client {
     /// The status report of the node at `addr`.
     pub async fn status_of(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {
         match self.admin(addr, AdminRequest::Status).await? {
-            AdminResponse::Status(report) => Ok(report),
+            AdminResponse::Status(report) => Ok(*report),
             other => Err(ClientError::Unexpected {
                 answer: format!("{other:?}"),
             }),
@@ -303,8 +306,13 @@ impl Client {
 
     /// Sends an admin request to the node at `addr`.
     pub async fn admin(&self, addr: SocketAddr, request: AdminRequest) -> Result<AdminResponse, ClientError> {
+        // A leave answers once every range is handed off.
+        let answer_within = match request {
+            AdminRequest::Leave => LEAVE_TIMEOUT,
+            _ => self.options.attempt_timeout,
+        };
         let response = self
-            .attempt(addr, &Request::Admin(request))
+            .attempt_within(addr, &Request::Admin(request), answer_within)
             .await
             .map_err(|e| match e {
                 Attempt::NotSent(last) | Attempt::NoAnswer(last) => {
@@ -435,6 +443,17 @@ impl Client {
     /// One request to one node: connecting and answering each bounded by
     /// the attempt timeout.
     async fn attempt(&self, addr: SocketAddr, request: &Request) -> Result<Response, Attempt> {
+        self.attempt_within(addr, request, self.options.attempt_timeout)
+            .await
+    }
+
+    /// [`Client::attempt`] waiting up to `answer_within` for the answer.
+    async fn attempt_within(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        answer_within: Duration,
+    ) -> Result<Response, Attempt> {
         let timeout = self.options.attempt_timeout;
         let opened = async {
             let connection = self.connection(addr).await?;
@@ -458,9 +477,9 @@ impl Client {
             decode_exact::<Response>(&bytes, DEFAULT_MAX_FRAME)
                 .map_err(|source| Attempt::Final(ClientError::Protocol { addr, source }))
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        match tokio::time::timeout(answer_within, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(Attempt::NoAnswer(format!("no answer within {timeout:?}"))),
+            Err(_) => Err(Attempt::NoAnswer(format!("no answer within {answer_within:?}"))),
         }
     }
 
@@ -480,7 +499,8 @@ impl Client {
     }
 
     /// Waits until each node in `nodes` answers and sees exactly `up`
-    /// members up, then refreshes the ring.
+    /// members up and normal (joined, owning their ranges), then refreshes
+    /// the ring.
     pub async fn wait_until_members_up(
         &self,
         nodes: &[SocketAddr],
@@ -493,9 +513,13 @@ impl Client {
             for &addr in nodes {
                 match self.status_of(addr).await {
                     Ok(report) => {
-                        let seen = report.members.iter().filter(|m| m.up).count();
+                        let seen = report
+                            .members
+                            .iter()
+                            .filter(|m| m.up && m.status == NodeStatus::Normal)
+                            .count();
                         if seen != up {
-                            last = Some(format!("{addr} sees {seen} members up"));
+                            last = Some(format!("{addr} sees {seen} members up and normal"));
                         }
                     }
                     Err(error) => last = Some(format!("{addr}: {error}")),

@@ -75,6 +75,9 @@ enum Kind {
         /// The client has its answer; the operation stays until every
         /// replica acknowledged or the deadline, then hints the rest.
         answered: bool,
+        /// Nodes that will be replicas once a join or leave completes: they
+        /// get the write too, not counted toward W.
+        pending: Vec<NodeId>,
     },
     Forward {
         request: ClientRequest,
@@ -231,6 +234,14 @@ impl<S: Store> Node<S> {
                 }
             }
         }
+        let pending: Vec<NodeId> = match &self.future_ring {
+            Some(future) => future
+                .preference_list(request.key(), self.config.replication)
+                .into_iter()
+                .filter(|n| !replicas.contains(n) && *n != self.id() && self.is_up(*n))
+                .collect(),
+            None => Vec::new(),
+        };
         let mut tracker = self.tracker(&request, replicas)?;
         let (object, dot) = self
             .apply_local_write(now, &request)
@@ -243,6 +254,7 @@ impl<S: Store> Node<S> {
             dot,
             stand_ins,
             answered: false,
+            pending,
         })
     }
 
@@ -326,10 +338,12 @@ impl<S: Store> Node<S> {
                 tracker,
                 object,
                 stand_ins,
+                pending,
                 ..
             } => tracker
                 .replicas()
                 .iter()
+                .chain(pending)
                 .filter(|&&n| n != me)
                 .map(|&n| {
                     let key = request.key().to_vec();
@@ -727,8 +741,22 @@ impl<S: Store> Node<S> {
                 };
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
-            PeerMessage::HintBatch { batch, states } => self.on_hint_batch(from, batch, states),
-            PeerMessage::HintAck { batch, result } => self.on_hint_ack(now, from, batch, result),
+            PeerMessage::Push { batch, states } => self.on_push(from, batch, states),
+            PeerMessage::PushAck { batch, result } => {
+                let ok = result.is_ok();
+                if !self.on_hints_ack(now, from, batch, result) {
+                    self.on_handoff_ack(now, from, batch, ok);
+                }
+            }
+            PeerMessage::StreamRequest {
+                stream,
+                first,
+                last,
+                after,
+            } => self.on_stream_request(from, stream, first, last, after),
+            PeerMessage::StreamBatch { stream, states, next } => {
+                self.on_stream_batch(now, from, stream, states, next)
+            }
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
             }

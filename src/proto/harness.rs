@@ -275,16 +275,62 @@ impl Cluster {
         )
     }
 
-    /// Sends an operator request to node `at` and returns its answer.
+    /// Sends an operator request to node `at` and runs the cluster until
+    /// it is answered (a leave answers once its ranges are handed off).
     pub fn admin(&mut self, at: NodeId, request: AdminRequest) -> AdminResponse {
         let client = ClientId(self.next_client);
         self.next_client += 1;
         let now = self.now;
         self.node_mut(at).handle_admin_request(now, client, request);
         self.drain(at);
-        self.admin_replies
-            .remove(&client)
-            .expect("admin requests are answered at once")
+        for _ in 0..MAX_EVENTS_PER_REQUEST {
+            if let Some(response) = self.admin_replies.remove(&client) {
+                return response;
+            }
+            assert!(self.step(), "no answer to {client:?} and nothing left to run");
+        }
+        panic!("no answer to {client:?} after {MAX_EVENTS_PER_REQUEST} events");
+    }
+
+    /// Starts a new node on an empty store that joins through the first
+    /// node (clusters made by [`Cluster::with_membership`] only).
+    pub fn add_node(&mut self, config: Config, seed: u64) -> NodeId {
+        let node = Node::new(config, MemStore::new(), seed).expect("a valid config");
+        let id = node.id();
+        self.nodes.insert(id, node);
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 7000 + self.addrs.len() as u16));
+        self.addrs.insert(addr, id);
+        self.boot(id, addr);
+        id
+    }
+
+    /// Restarts node `id` on its store, as after a crash of the process
+    /// (clusters made by [`Cluster::with_membership`] only).
+    pub fn restart(&mut self, id: NodeId, config: Config, seed: u64) {
+        let node = self.nodes.remove(&id).expect("a node of this cluster");
+        let store = node.into_store();
+        let node = Node::new(config, store, seed).expect("a valid config and store");
+        self.nodes.insert(id, node);
+        let addr = *self
+            .addrs
+            .iter()
+            .find(|(_, n)| **n == id)
+            .expect("a node with an address")
+            .0;
+        self.boot(id, addr);
+    }
+
+    fn boot(&mut self, id: NodeId, addr: SocketAddr) {
+        let seeds: Vec<SocketAddr> = self
+            .addrs
+            .keys()
+            .copied()
+            .filter(|&a| a != addr)
+            .take(1)
+            .collect();
+        let now = self.now;
+        self.node_mut(id).start_membership(now, addr, &seeds);
+        self.drain(id);
     }
 
     fn node_mut(&mut self, id: NodeId) -> &mut Node<MemStore> {

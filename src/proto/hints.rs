@@ -123,6 +123,13 @@ impl Hints {
         self.next_check
     }
 
+    /// A new id for a [`PeerMessage::Push`] (hint replay and leave handoff
+    /// share them, so acknowledgements cannot be confused).
+    pub(super) fn fresh_batch(&mut self) -> u64 {
+        self.next_batch += 1;
+        self.next_batch
+    }
+
     fn wake(&mut self, at: Time) {
         self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
     }
@@ -250,6 +257,7 @@ impl<S: Store> Node<S> {
                 }
             }
         }
+        let batch = self.hints.fresh_batch();
         let queue = self.hints.queues.get_mut(&target).expect("listed");
         if states.is_empty() {
             queue.from = next_from;
@@ -262,8 +270,6 @@ impl<S: Store> Node<S> {
             }
             return;
         }
-        self.hints.next_batch += 1;
-        let batch = self.hints.next_batch;
         let expires = now + self.config.request_timeout * 2;
         queue.in_flight = Some(InFlight {
             batch,
@@ -273,7 +279,7 @@ impl<S: Store> Node<S> {
             expires,
         });
         self.hints.wake(expires);
-        self.send(target, PeerMessage::HintBatch { batch, states });
+        self.send(target, PeerMessage::Push { batch, states });
     }
 
     fn forget_hint(&mut self, target: NodeId, bytes: u64) {
@@ -311,8 +317,9 @@ impl<S: Store> Node<S> {
         self.hints.wake(now);
     }
 
-    /// A hint holder's batch: merge every state, then acknowledge.
-    pub(super) fn on_hint_batch(&mut self, from: NodeId, batch: u64, states: Vec<AeState>) {
+    /// Pushed states (hints, or a leaving node's keys): merge every state,
+    /// then acknowledge.
+    pub(super) fn on_push(&mut self, from: NodeId, batch: u64, states: Vec<AeState>) {
         let mut result = Ok(());
         for AeState { key, object } in states {
             self.stats.replica_ops += 1;
@@ -323,27 +330,28 @@ impl<S: Store> Node<S> {
                 break;
             }
         }
-        self.send(from, PeerMessage::HintAck { batch, result });
+        self.send(from, PeerMessage::PushAck { batch, result });
     }
 
-    /// A replica acknowledged a batch: delete its hints and pace the next.
-    pub(super) fn on_hint_ack(
+    /// A replica acknowledged a batch of hints: delete them and pace the
+    /// next. False if the batch was not one of hints.
+    pub(super) fn on_hints_ack(
         &mut self,
         now: Time,
         from: NodeId,
         batch: u64,
         result: Result<(), ReplicaError>,
-    ) {
+    ) -> bool {
         let Some(queue) = self.hints.queues.get_mut(&from) else {
-            return;
+            return false;
         };
         let Some(in_flight) = queue.in_flight.take_if(|f| f.batch == batch) else {
-            return; // A late answer to a batch already sent again.
+            return false; // Not ours, or a late answer to a batch sent again.
         };
         if result.is_err() {
             queue.not_before = now + CHECK_INTERVAL;
             self.hints.wake(now + CHECK_INTERVAL);
-            return;
+            return true;
         }
         let rate = f64::from(self.config.hint_replay_rate);
         let spacing = Duration::from_secs_f64(in_flight.hints.len() as f64 / rate);
@@ -358,5 +366,6 @@ impl<S: Store> Node<S> {
             }
         }
         self.hints.wake(wake);
+        true
     }
 }

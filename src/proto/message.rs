@@ -283,6 +283,31 @@ pub struct AeState {
     pub object: Versioned,
 }
 
+/// A place in a range being streamed: the last (ring position, key) sent.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamCursor {
+    /// The key's ring position.
+    pub position: u64,
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+}
+
+/// How far a join or a leave has moved its ranges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamProgress {
+    /// Joining (receiving ranges) or leaving (handing them off).
+    pub leaving: bool,
+    /// Ranges to move.
+    pub ranges: u64,
+    /// Ranges moved.
+    pub ranges_done: u64,
+    /// Keys moved so far.
+    pub keys: u64,
+    /// Bytes of states moved so far.
+    pub bytes: u64,
+}
+
 /// One member as a node sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberReport {
@@ -323,6 +348,10 @@ pub struct Stats {
     pub hints_stored: u64,
     /// Hints delivered to their replica and deleted.
     pub hints_replayed: u64,
+    /// Keys this node received while joining.
+    pub keys_streamed_in: u64,
+    /// Keys this node handed off while leaving.
+    pub keys_handed_off: u64,
     /// Hints not stored or thrown away: past the hint window, over the
     /// per-replica byte limit, or for a removed node. Anti-entropy repairs
     /// what they held.
@@ -361,13 +390,15 @@ pub struct StatusReport {
     pub hints: Vec<HintsPending>,
     /// Keys this node stores (tombstones included).
     pub keys: u64,
+    /// The join or leave this node is carrying out, if any.
+    pub streaming: Option<StreamProgress>,
 }
 
 /// A node's answer to an [`AdminRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum AdminResponse {
     /// The status asked for.
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// The request was carried out.
     Done,
     /// The request was refused; nothing changed.
@@ -399,6 +430,12 @@ pub enum AdminError {
     /// This node runs without membership (a test cluster).
     #[error("this node runs without membership")]
     NoMembership,
+    /// The node is the last that owns data; leaving would lose it all.
+    #[error("this is the only node that owns data; leaving would lose every key")]
+    LastNode,
+    /// The node is still joining; it can leave once it has joined.
+    #[error("this node is still joining; ask again once it is normal")]
+    StillJoining,
 }
 
 /// One live value of a key.
@@ -624,20 +661,43 @@ pub enum PeerMessage {
         /// The replica the hint is for.
         target: NodeId,
     },
-    /// Hint holder -> replica: states it missed; merge them.
-    HintBatch {
+    /// States to merge and acknowledge: hints replayed to their replica,
+    /// or a leaving node's keys handed to a node that takes over its
+    /// ranges.
+    Push {
         /// Correlates the acknowledgement.
         batch: u64,
         /// The states.
         states: Vec<AeState>,
     },
-    /// Replica -> hint holder: the batch is merged and durable (the hints
-    /// may be deleted), or why not.
-    HintAck {
-        /// The `HintBatch` answered.
+    /// The pushed states are merged and durable (the sender may forget
+    /// them), or why not.
+    PushAck {
+        /// The `Push` answered.
         batch: u64,
         /// Success, or why the states could not be stored.
         result: Result<(), ReplicaError>,
+    },
+    /// Joining node -> current replica: send your keys in `first..=last`
+    /// after `after` (a ring position and key), a batch at a time.
+    StreamRequest {
+        /// Correlates the batch.
+        stream: u64,
+        /// First ring position of the range.
+        first: u64,
+        /// Last ring position of the range.
+        last: u64,
+        /// Keys up to this (position, key) were received already.
+        after: Option<StreamCursor>,
+    },
+    /// Replica -> joining node: the next keys of a range.
+    StreamBatch {
+        /// The `StreamRequest` answered.
+        stream: u64,
+        /// The keys' states, in ring order.
+        states: Vec<AeState>,
+        /// Where to continue; `None` when the range is complete.
+        next: Option<StreamCursor>,
     },
     /// Ring metadata: every member state the sender knows.
     MemberStates {
@@ -657,8 +717,9 @@ impl PeerMessage {
             self,
             PeerMessage::ReplicaPut { .. }
                 | PeerMessage::HintedPut { .. }
-                | PeerMessage::HintBatch { .. }
+                | PeerMessage::Push { .. }
                 | PeerMessage::AeStates { .. }
+                | PeerMessage::StreamBatch { .. }
         )
     }
 }

@@ -28,6 +28,7 @@ pub mod message;
 pub mod quorum;
 pub mod ring;
 pub mod store;
+mod topology;
 pub mod types;
 pub mod version;
 
@@ -131,6 +132,11 @@ pub struct Node<S: Store> {
     outputs: VecDeque<Output>,
     stats: Stats,
     hints: hints::Hints,
+    topology: topology::Topology,
+    /// The ring once every joining node is normal and every leaving node
+    /// left; `None` when nothing is in transition. Writes also go to
+    /// replicas it adds (pending replicas).
+    future_ring: Option<Ring>,
     /// Operations whose requester has its answer; they stay to repair
     /// (reads) or to hint replicas that have not acknowledged (writes) and
     /// do not count toward the in-flight limit.
@@ -193,6 +199,8 @@ impl<S: Store> Node<S> {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             hints,
+            topology: topology::Topology::default(),
+            future_ring: None,
             answered_ops: 0,
         })
     }
@@ -255,7 +263,6 @@ impl<S: Store> Node<S> {
         };
         self.ready = seeds.iter().all(|&s| s == addr);
         let rng = StdRng::seed_from_u64(self.rng.random());
-        let mut membership = Membership::new(me, NodeStatus::Normal, rng, 16);
         // The ring as this node knew it before a restart: it is ready at
         // once, even if every other node restarted too.
         let known: Vec<MemberState> = self
@@ -265,6 +272,10 @@ impl<S: Store> Node<S> {
             .flatten()
             .and_then(|bytes| rmp_serde::from_slice(&bytes).ok())
             .unwrap_or_default();
+        let persisted = known.iter().find(|s| s.node == me.node).map(|s| s.status);
+        let has_seeds = seeds.iter().any(|&s| s != addr);
+        let status = Self::starting_status(persisted, has_seeds);
+        let mut membership = Membership::new(me, status, rng, 16);
         let others: Vec<MemberState> = known.into_iter().filter(|s| s.node != me.node).collect();
         self.ready |= !others.is_empty();
         membership.merge_states(&others);
@@ -276,6 +287,9 @@ impl<S: Store> Node<S> {
         self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
         self.recompute_ring();
         self.apply_effects(effects);
+        if status == NodeStatus::Joining {
+            self.resume_join();
+        }
     }
 
     /// Leaves SWIM without changing this node's ring status (a graceful
@@ -317,29 +331,14 @@ impl<S: Store> Node<S> {
     /// [`Output::AdminReply`].
     pub fn handle_admin_request(&mut self, now: Time, client: ClientId, request: AdminRequest) {
         let response = match request {
-            AdminRequest::Status => AdminResponse::Status(self.status_report()),
-            AdminRequest::Leave => self.leave(now),
+            AdminRequest::Status => AdminResponse::Status(Box::new(self.status_report())),
+            AdminRequest::Leave => match self.start_leave(now, client) {
+                Some(response) => response,
+                None => return, // Answered once the node has left.
+            },
             AdminRequest::RemoveNode { node } => self.remove_node(node),
         };
         self.outputs.push_back(Output::AdminReply { client, response });
-    }
-
-    /// Marks this node left, tells every live member, and leaves SWIM.
-    fn leave(&mut self, now: Time) -> AdminResponse {
-        let me = self.id();
-        let Some(membership) = &mut self.membership else {
-            return refused(AdminError::NoMembership);
-        };
-        membership.set_status(me, NodeStatus::Left);
-        let mut effects: Vec<Effect> = membership
-            .up_members()
-            .map(|p| Effect::SyncStates { to: p.node })
-            .collect();
-        membership.leave(now, &mut effects);
-        effects.push(Effect::Changed);
-        self.apply_effects(effects);
-        self.persist_members();
-        AdminResponse::Done
     }
 
     /// Marks a dead node left so it no longer owns ranges.
@@ -396,6 +395,7 @@ impl<S: Store> Node<S> {
                 .merkle
                 .summary(&self.store, 0, u64::MAX)
                 .map_or(0, |s| s.count),
+            streaming: self.streaming(),
         }
     }
 
@@ -415,7 +415,15 @@ impl<S: Store> Node<S> {
 
     fn sync_states_to(&mut self, to: NodeId) {
         if let Some(membership) = &self.membership {
-            let states: Vec<MemberState> = membership.states().copied().collect();
+            // Until this node knows the ring, its own state stays private:
+            // what peers say of it first tells whether it is a new node or
+            // one restarted on an empty disk under an id that owns ranges.
+            let me = self.id();
+            let states: Vec<MemberState> = membership
+                .states()
+                .filter(|s| self.ready || s.node != me)
+                .copied()
+                .collect();
             let ready = self.ready;
             self.send(to, PeerMessage::MemberStates { states, ready });
         }
@@ -426,12 +434,23 @@ impl<S: Store> Node<S> {
     /// know only part of the ring.
     pub(crate) fn on_member_states(&mut self, states: &[MemberState], sender_ready: bool) {
         let was_ready = self.ready;
+        self.check_replacement(states);
         self.ready |= sender_ready;
         if let Some(membership) = &mut self.membership
             && (membership.merge_states(states) || self.ready != was_ready)
         {
             self.recompute_ring();
             self.persist_members();
+        }
+        if self.ready && !was_ready {
+            // Peers may hear this node's own state now (joining, say).
+            let effects: Vec<Effect> = self
+                .membership
+                .iter()
+                .flat_map(|m| m.up_members())
+                .map(|p| Effect::SyncStates { to: p.node })
+                .collect();
+            self.apply_effects(effects);
         }
     }
 
@@ -453,8 +472,22 @@ impl<S: Store> Node<S> {
     }
 
     fn recompute_ring(&mut self) {
-        if let Some(membership) = &self.membership {
-            self.ring.set_nodes(membership.ring_members());
+        let Some(membership) = &self.membership else {
+            return;
+        };
+        self.ring.set_nodes(membership.ring_members());
+        let in_transition = membership
+            .states()
+            .any(|s| matches!(s.status, NodeStatus::Joining | NodeStatus::Leaving));
+        self.future_ring = in_transition.then(|| {
+            let future = membership
+                .states()
+                .filter(|s| matches!(s.status, NodeStatus::Normal | NodeStatus::Joining))
+                .map(|s| s.node);
+            Ring::with_nodes(self.config.vnodes, future)
+        });
+        if self.status() == NodeStatus::Joining {
+            self.topology.wake_now();
         }
     }
 
@@ -505,6 +538,9 @@ impl<S: Store> Node<S> {
         if self.hints.poll_timeout().is_some_and(|at| at <= now) {
             self.replay_hints(now);
         }
+        if self.topology.poll_timeout().is_some_and(|at| at <= now) {
+            self.drive_topology(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
@@ -517,6 +553,7 @@ impl<S: Store> Node<S> {
             self.next_state_sync,
             self.next_anti_entropy,
             self.hints.poll_timeout(),
+            self.topology.poll_timeout(),
         ]
         .into_iter()
         .flatten()

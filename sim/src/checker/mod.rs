@@ -49,13 +49,18 @@ pub fn merged_final(run: &RunResult, key: &[u8]) -> Versioned {
 }
 
 /// Replicas of `op`'s key whose disk was wiped between `from` and `until`
-/// (global simulated times).
+/// (global simulated times). When ranges moved during the run (a join or
+/// a leave), any node may have been a replica, or the source a new replica
+/// streamed from, so every wiped node counts.
 pub fn wiped_replicas(run: &RunResult, op: &Op, until: Option<shoal::proto::Time>) -> usize {
     let replicas: &[NodeId] = run.replicas.get(&op.key).map(Vec::as_slice).unwrap_or(&[]);
+    let moved = run.faults.joins + run.faults.leaves > 0;
     let mut wiped: Vec<NodeId> = run
         .wipes
         .iter()
-        .filter(|(at, node)| *at >= op.invoked && until.is_none_or(|u| *at <= u) && replicas.contains(node))
+        .filter(|(at, node)| {
+            *at >= op.invoked && until.is_none_or(|u| *at <= u) && (moved || replicas.contains(node))
+        })
         .map(|(_, node)| *node)
         .collect();
     wiped.sort();

@@ -1,0 +1,645 @@
+//! Join and leave: ranges change owner only after their data has moved.
+//!
+//! **Join.** A node started with seeds on an empty data directory is
+//! `joining`: it owns nothing and serves as a coordinator only. Once it
+//! knows the ring it plans, for every range it will own, which current
+//! replicas to stream it from (the replica that loses the range first: it
+//! may hold writes nobody else does), and pulls each range a batch at a time
+//! ([`PeerMessage::StreamRequest`] / [`PeerMessage::StreamBatch`]), a few
+//! ranges at once. Meanwhile coordinators send every write to it as well
+//! (a pending replica: not counted toward W). Progress is saved, so a join
+//! interrupted by a restart resumes where it stopped. When every range is
+//! in, the node turns `normal` and takes its ranges. A node restarted on an
+//! empty directory under an id the ring already knows as an owner (a lost
+//! disk, `--node-id`) takes its place back at once instead: anti-entropy,
+//! hints and read repair refill it.
+//!
+//! **Leave.** A leaving node is `leaving` (it still owns its ranges) while it
+//! pushes every key of every range it owns to the node that takes the range
+//! over (or, where nobody new does, to the first remaining replica), a batch
+//! at a time, each acknowledged once durable ([`PeerMessage::Push`]).
+//! Writes meanwhile also go to the new owners. When every batch is
+//! acknowledged it turns `left`, tells every member, leaves the gossip and
+//! answers the operator.
+
+use super::membership::{Effect, NodeStatus};
+use super::message::{AdminError, AdminResponse, AeState, PeerMessage, StreamCursor, StreamProgress};
+use super::ring::Ring;
+use super::store::{Store, StoreError};
+use super::types::{NodeId, Time};
+use super::version::Versioned;
+use super::{ClientId, Node, Output};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Most keys in one stream or push batch.
+const BATCH_KEYS: usize = 1024;
+/// About the most bytes of states in one batch.
+const BATCH_BYTES: usize = 1 << 20;
+/// Ranges with a batch in flight at once.
+const IN_FLIGHT: usize = 4;
+/// How long a batch may go unanswered before it is asked for again.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a join or leave looks for work when it waits.
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// The store record holding a join's progress.
+const JOIN_STATE: &str = "join";
+
+/// One range to move.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Transfer {
+    first: u64,
+    last: u64,
+    /// Join: current replicas to stream from, preferred first. Leave: the
+    /// node to push to.
+    peers: Vec<NodeId>,
+    /// Which of `peers` is asked now.
+    peer: usize,
+    /// Keys up to here have moved.
+    cursor: Option<StreamCursor>,
+    done: bool,
+    #[serde(skip)]
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    id: u64,
+    expires: Time,
+    /// Leave: the cursor once this batch is acknowledged, and whether it
+    /// ends the range.
+    next: Option<StreamCursor>,
+    ends: bool,
+    keys: u64,
+    bytes: u64,
+}
+
+/// The ranges a join or leave moves.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Plan {
+    /// The ring members the plan was made for.
+    owners: Vec<NodeId>,
+    transfers: Vec<Transfer>,
+    keys: u64,
+    bytes: u64,
+}
+
+impl Plan {
+    fn progress(&self, leaving: bool) -> StreamProgress {
+        StreamProgress {
+            leaving,
+            ranges: self.transfers.len() as u64,
+            ranges_done: self.transfers.iter().filter(|t| t.done).count() as u64,
+            keys: self.keys,
+            bytes: self.bytes,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        self.transfers.iter().all(|t| t.done)
+    }
+}
+
+/// The join or leave in progress.
+#[derive(Debug, Default)]
+pub(super) struct Topology {
+    join: Option<Plan>,
+    leave: Option<Plan>,
+    /// Who waits for the leave to finish.
+    leave_waiter: Option<ClientId>,
+    next_check: Option<Time>,
+    next_stream: u64,
+    /// The join's progress changed since it was saved.
+    unsaved: bool,
+}
+
+impl Topology {
+    /// When the node next needs to drive a join or leave.
+    pub(super) fn poll_timeout(&self) -> Option<Time> {
+        self.next_check
+    }
+
+    fn wake(&mut self, at: Time) {
+        self.next_check = Some(self.next_check.map_or(at, |t| t.min(at)));
+    }
+
+    /// Asks to be driven as soon as the node runs (the ring changed).
+    pub(super) fn wake_now(&mut self) {
+        self.wake(Time::ZERO);
+    }
+}
+
+/// A state's size on the wire, roughly.
+fn state_bytes(key: &[u8], object: &Versioned) -> u64 {
+    let values: usize = object
+        .siblings()
+        .iter()
+        .map(|s| s.value.as_ref().map_or(0, Vec::len) + 48)
+        .sum();
+    (key.len() + values) as u64
+}
+
+/// Adds a range to a plan, merged with the previous one if adjacent and
+/// moved between the same nodes.
+fn push_range(transfers: &mut Vec<Transfer>, first: u64, last: u64, peers: Vec<NodeId>) {
+    match transfers.last_mut() {
+        Some(t) if t.last.checked_add(1) == Some(first) && t.peers == peers => t.last = last,
+        _ => transfers.push(Transfer {
+            first,
+            last,
+            peers,
+            peer: 0,
+            cursor: None,
+            done: false,
+            in_flight: None,
+        }),
+    }
+}
+
+impl<S: Store> Node<S> {
+    /// This node's ring status (normal without membership).
+    pub fn status(&self) -> NodeStatus {
+        self.membership
+            .as_ref()
+            .and_then(|m| m.state(self.id()))
+            .map_or(NodeStatus::Normal, |s| s.status)
+    }
+
+    /// The status to start in: as before a restart (a leave in progress is
+    /// abandoned); joining for a node that never owned ranges (or left) and
+    /// has seeds to join through.
+    pub(super) fn starting_status(persisted: Option<NodeStatus>, has_seeds: bool) -> NodeStatus {
+        match persisted {
+            Some(NodeStatus::Normal | NodeStatus::Leaving) => NodeStatus::Normal,
+            Some(NodeStatus::Joining | NodeStatus::Left) if has_seeds => NodeStatus::Joining,
+            None if has_seeds => NodeStatus::Joining,
+            _ => NodeStatus::Normal,
+        }
+    }
+
+    /// Loads a saved join's progress (joining nodes, at start).
+    pub(super) fn resume_join(&mut self) {
+        let saved: Option<Plan> = self
+            .store
+            .load_state(JOIN_STATE)
+            .ok()
+            .flatten()
+            .filter(|bytes| !bytes.is_empty())
+            .and_then(|bytes| rmp_serde::from_slice(&bytes).ok());
+        self.topology.join = saved;
+        self.topology.wake_now();
+    }
+
+    /// The join or leave in progress, for status.
+    pub(super) fn streaming(&self) -> Option<StreamProgress> {
+        match (&self.topology.join, &self.topology.leave) {
+            (_, Some(plan)) => Some(plan.progress(true)),
+            (Some(plan), None) if self.status() == NodeStatus::Joining => Some(plan.progress(false)),
+            _ => None,
+        }
+    }
+
+    /// A peer's view of this node says it owns ranges while this node is
+    /// joining: it restarted on an empty disk under its old id. It takes its
+    /// place back at once.
+    pub(super) fn check_replacement(&mut self, states: &[super::membership::MemberState]) {
+        let me = self.id();
+        if self.status() != NodeStatus::Joining || !states.iter().any(|s| s.node == me && s.owns_ranges()) {
+            return;
+        }
+        self.topology.join = None;
+        let _ = self.store.save_state(JOIN_STATE, &[]);
+        self.set_own_status(NodeStatus::Normal);
+    }
+
+    /// Sets this node's status and tells every live member.
+    fn set_own_status(&mut self, status: NodeStatus) {
+        let me = self.id();
+        let Some(membership) = &mut self.membership else {
+            return;
+        };
+        membership.set_status(me, status);
+        let mut effects: Vec<Effect> = membership
+            .up_members()
+            .map(|p| Effect::SyncStates { to: p.node })
+            .collect();
+        effects.push(Effect::Changed);
+        self.apply_effects(effects);
+        self.persist_members();
+    }
+
+    /// Moves the join or leave on: plans, sends batches, finishes.
+    pub(super) fn drive_topology(&mut self, now: Time) {
+        self.topology.next_check = None;
+        match self.status() {
+            NodeStatus::Joining => self.drive_join(now),
+            NodeStatus::Leaving if self.topology.leave.is_some() => self.drive_leave(now),
+            _ => {}
+        }
+        if self.topology.unsaved && self.topology.join.is_some() {
+            self.topology.unsaved = false;
+            self.save_join();
+        }
+    }
+
+    fn save_join(&mut self) {
+        if let Some(plan) = &self.topology.join {
+            let bytes = rmp_serde::to_vec(plan).expect("a plan encodes");
+            // Best effort: a lost save only means streaming some keys again.
+            let _ = self.store.save_state(JOIN_STATE, &bytes);
+        }
+    }
+
+    /// The ranges this node will own, and whom to stream each from.
+    fn plan_join(&self) -> Plan {
+        let me = self.id();
+        let n = self.config.replication;
+        let owners = self.ring.nodes().to_vec();
+        let mut transfers = Vec::new();
+        if !owners.is_empty() {
+            let future = Ring::with_nodes(self.config.vnodes, owners.iter().copied().chain([me]));
+            for (first, last, future_owners) in future.ranges(n) {
+                if !future_owners.contains(&me) {
+                    continue;
+                }
+                let current: Vec<NodeId> = self.ring.walk_from(last).take(n).collect();
+                let (losing, keeping): (Vec<NodeId>, Vec<NodeId>) =
+                    current.iter().partition(|o| !future_owners.contains(o));
+                push_range(&mut transfers, first, last, [losing, keeping].concat());
+            }
+        }
+        Plan {
+            owners,
+            transfers,
+            keys: 0,
+            bytes: 0,
+        }
+    }
+
+    fn drive_join(&mut self, now: Time) {
+        if !self.is_ready() {
+            self.topology.wake(now + CHECK_INTERVAL);
+            return;
+        }
+        let stale = self
+            .topology
+            .join
+            .as_ref()
+            .is_none_or(|plan| plan.owners != self.ring.nodes());
+        if stale {
+            // New, or the ring changed under it: plan again (keys already
+            // streamed are merged again, which changes nothing).
+            let (keys, bytes) = self.topology.join.as_ref().map_or((0, 0), |p| (p.keys, p.bytes));
+            let plan = Plan {
+                keys,
+                bytes,
+                ..self.plan_join()
+            };
+            self.topology.join = Some(plan);
+            self.topology.unsaved = true;
+        }
+        let plan = self.topology.join.as_ref().expect("planned");
+        if plan.is_done() {
+            self.finish_join();
+            return;
+        }
+        let up: Vec<Vec<bool>> = plan
+            .transfers
+            .iter()
+            .map(|t| t.peers.iter().map(|&p| self.is_up(p)).collect())
+            .collect();
+        let topology = &mut self.topology;
+        let plan = topology.join.as_mut().expect("planned");
+        let mut busy = 0;
+        let mut sends = Vec::new();
+        for (transfer, up) in plan.transfers.iter_mut().zip(&up) {
+            if transfer.done {
+                continue;
+            }
+            if let Some(in_flight) = &transfer.in_flight {
+                if in_flight.expires > now {
+                    busy += 1;
+                    continue;
+                }
+                // Unanswered: ask the next replica.
+                transfer.in_flight = None;
+                transfer.peer = (transfer.peer + 1) % transfer.peers.len();
+            }
+            let count = transfer.peers.len();
+            let Some(offset) = (0..count).find(|k| up[(transfer.peer + k) % count]) else {
+                continue; // Every source is down: wait.
+            };
+            if busy >= IN_FLIGHT {
+                break;
+            }
+            transfer.peer = (transfer.peer + offset) % count;
+            topology.next_stream += 1;
+            let stream = topology.next_stream;
+            transfer.in_flight = Some(InFlight {
+                id: stream,
+                expires: now + BATCH_TIMEOUT,
+                next: None,
+                ends: false,
+                keys: 0,
+                bytes: 0,
+            });
+            busy += 1;
+            sends.push((
+                transfer.peers[transfer.peer],
+                PeerMessage::StreamRequest {
+                    stream,
+                    first: transfer.first,
+                    last: transfer.last,
+                    after: transfer.cursor.clone(),
+                },
+            ));
+        }
+        for (to, message) in sends {
+            self.send(to, message);
+        }
+        self.topology.wake(now + CHECK_INTERVAL);
+    }
+
+    fn finish_join(&mut self) {
+        self.topology.join = None;
+        let _ = self.store.save_state(JOIN_STATE, &[]);
+        self.set_own_status(NodeStatus::Normal);
+    }
+
+    /// Up to a batch of this node's keys in `first..=last` after `after`:
+    /// their states, the cursor after them, and whether the range ends
+    /// there.
+    fn read_batch(
+        &self,
+        first: u64,
+        last: u64,
+        after: Option<&StreamCursor>,
+    ) -> Result<(Vec<AeState>, u64, Option<StreamCursor>, bool), StoreError> {
+        let start = after.map_or(first, |c| c.position);
+        let limit = BATCH_KEYS + 8;
+        let entries = self.store.digests(start, last, limit)?;
+        let listed_all = entries.len() < limit;
+        let mut states = Vec::new();
+        let mut bytes = 0u64;
+        let mut cursor = after.cloned();
+        let mut stopped_early = false;
+        for entry in entries {
+            let here = StreamCursor {
+                position: entry.position,
+                key: entry.key,
+            };
+            if after.is_some_and(|a| &here <= a) {
+                continue;
+            }
+            if states.len() >= BATCH_KEYS || bytes >= BATCH_BYTES as u64 {
+                stopped_early = true;
+                break;
+            }
+            if let Some(object) = self.store.get(&here.key)? {
+                bytes += state_bytes(&here.key, &object);
+                states.push(AeState {
+                    key: here.key.clone(),
+                    object,
+                });
+            }
+            cursor = Some(here);
+        }
+        let ends = listed_all && !stopped_early;
+        Ok((states, bytes, cursor, ends))
+    }
+
+    /// A joining node asks for a range's next batch.
+    pub(super) fn on_stream_request(
+        &mut self,
+        from: NodeId,
+        stream: u64,
+        first: u64,
+        last: u64,
+        after: Option<StreamCursor>,
+    ) {
+        // A store that cannot be read sends nothing: the joining node asks
+        // again, or asks another replica.
+        if let Ok((states, _, cursor, ends)) = self.read_batch(first, last, after.as_ref()) {
+            let next = if ends { None } else { cursor };
+            self.send(from, PeerMessage::StreamBatch { stream, states, next });
+        }
+    }
+
+    /// A batch of a range this node is joining for.
+    pub(super) fn on_stream_batch(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        stream: u64,
+        states: Vec<AeState>,
+        next: Option<StreamCursor>,
+    ) {
+        let Some(plan) = &self.topology.join else {
+            return;
+        };
+        let Some(index) = plan
+            .transfers
+            .iter()
+            .position(|t| t.in_flight.as_ref().is_some_and(|f| f.id == stream) && t.peers[t.peer] == from)
+        else {
+            return; // Late, or for an older plan.
+        };
+        let mut bytes = 0;
+        for AeState { key, object } in &states {
+            bytes += state_bytes(key, object);
+            if self.merge_local(key, object).is_err() {
+                // Storage trouble: the batch is asked for again later.
+                return;
+            }
+        }
+        self.stats.keys_streamed_in += states.len() as u64;
+        let plan = self.topology.join.as_mut().expect("checked");
+        plan.keys += states.len() as u64;
+        plan.bytes += bytes;
+        let transfer = &mut plan.transfers[index];
+        transfer.in_flight = None;
+        match next {
+            Some(cursor) => transfer.cursor = Some(cursor),
+            None => transfer.done = true,
+        }
+        // Saved after every batch that carried keys, so a restart resumes
+        // from here; ranges found empty are saved with the next check.
+        if states.is_empty() {
+            self.topology.unsaved = true;
+        } else {
+            self.save_join();
+        }
+        self.drive_join(now);
+    }
+
+    /// The operator asked this node to leave: hand every range off, then
+    /// leave. The answer comes once the node has left.
+    pub(super) fn start_leave(&mut self, now: Time, client: ClientId) -> Option<AdminResponse> {
+        let me = self.id();
+        if self.membership.is_none() {
+            return Some(refused(AdminError::NoMembership));
+        }
+        match self.status() {
+            NodeStatus::Joining => return Some(refused(AdminError::StillJoining)),
+            NodeStatus::Leaving if self.topology.leave.is_some() => {
+                // Asked again: answer this request when done instead.
+                if let Some(previous) = self.topology.leave_waiter.replace(client) {
+                    self.outputs.push_back(Output::AdminReply {
+                        client: previous,
+                        response: AdminResponse::Done,
+                    });
+                }
+                return None;
+            }
+            _ => {}
+        }
+        if self.ring.nodes() == [me] {
+            return Some(refused(AdminError::LastNode));
+        }
+        self.set_own_status(NodeStatus::Leaving);
+        let n = self.config.replication;
+        let future = Ring::with_nodes(
+            self.config.vnodes,
+            self.ring.nodes().iter().copied().filter(|&x| x != me),
+        );
+        let mut transfers = Vec::new();
+        for (first, last, owners) in self.ring.ranges(n) {
+            if !owners.contains(&me) {
+                continue;
+            }
+            let next: Vec<NodeId> = future.walk_from(last).take(n).collect();
+            let gaining: Vec<NodeId> = next.iter().copied().filter(|x| !owners.contains(x)).collect();
+            let targets = if gaining.is_empty() {
+                next.into_iter().take(1).collect()
+            } else {
+                gaining
+            };
+            for target in targets {
+                push_range(&mut transfers, first, last, vec![target]);
+            }
+        }
+        transfers.sort_by_key(|t| (t.first, t.peers[0]));
+        self.topology.leave = Some(Plan {
+            owners: self.ring.nodes().to_vec(),
+            transfers,
+            keys: 0,
+            bytes: 0,
+        });
+        self.topology.leave_waiter = Some(client);
+        self.drive_leave(now);
+        None
+    }
+
+    fn drive_leave(&mut self, now: Time) {
+        let Some(plan) = &self.topology.leave else {
+            return;
+        };
+        if plan.is_done() {
+            self.finish_leave(now);
+            return;
+        }
+        let mut busy = plan
+            .transfers
+            .iter()
+            .filter(|t| t.in_flight.as_ref().is_some_and(|f| f.expires > now))
+            .count();
+        let candidates: Vec<usize> = plan
+            .transfers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !t.done && t.in_flight.as_ref().is_none_or(|f| f.expires <= now))
+            .map(|(i, _)| i)
+            .collect();
+        for i in candidates {
+            if busy >= IN_FLIGHT {
+                break;
+            }
+            let plan = self.topology.leave.as_mut().expect("checked");
+            let transfer = &mut plan.transfers[i];
+            transfer.in_flight = None;
+            let (to, first, last, cursor) = (
+                transfer.peers[0],
+                transfer.first,
+                transfer.last,
+                transfer.cursor.clone(),
+            );
+            if !self.is_up(to) {
+                continue; // Waits until the new owner is back.
+            }
+            let Ok((states, bytes, next, ends)) = self.read_batch(first, last, cursor.as_ref()) else {
+                continue; // Storage trouble: try again later.
+            };
+            let plan = self.topology.leave.as_mut().expect("checked");
+            let transfer = &mut plan.transfers[i];
+            if states.is_empty() {
+                transfer.cursor = next;
+                transfer.done = ends;
+                continue;
+            }
+            let batch = self.hints.fresh_batch();
+            transfer.in_flight = Some(InFlight {
+                id: batch,
+                expires: now + BATCH_TIMEOUT,
+                keys: states.len() as u64,
+                bytes,
+                next,
+                ends,
+            });
+            busy += 1;
+            self.send(to, PeerMessage::Push { batch, states });
+        }
+        let done = self.topology.leave.as_ref().is_some_and(Plan::is_done);
+        if done {
+            self.finish_leave(now);
+        } else {
+            self.topology.wake(now + CHECK_INTERVAL);
+        }
+    }
+
+    /// A new owner acknowledged a batch of a leave; false if `batch` is
+    /// not one.
+    pub(super) fn on_handoff_ack(&mut self, now: Time, from: NodeId, batch: u64, ok: bool) -> bool {
+        let Some(plan) = &mut self.topology.leave else {
+            return false;
+        };
+        let Some(transfer) = plan
+            .transfers
+            .iter_mut()
+            .find(|t| t.peers[0] == from && t.in_flight.as_ref().is_some_and(|f| f.id == batch))
+        else {
+            return false;
+        };
+        let in_flight = transfer.in_flight.take().expect("matched");
+        if ok {
+            transfer.cursor = in_flight.next;
+            transfer.done = in_flight.ends;
+            plan.keys += in_flight.keys;
+            plan.bytes += in_flight.bytes;
+            self.stats.keys_handed_off += in_flight.keys;
+            self.drive_leave(now);
+        } else {
+            self.topology.wake(now + CHECK_INTERVAL);
+        }
+        true
+    }
+
+    fn finish_leave(&mut self, now: Time) {
+        self.topology.leave = None;
+        self.set_own_status(NodeStatus::Left);
+        let mut effects = Vec::new();
+        if let Some(membership) = &mut self.membership {
+            membership.leave(now, &mut effects);
+        }
+        self.apply_effects(effects);
+        if let Some(client) = self.topology.leave_waiter.take() {
+            self.outputs.push_back(Output::AdminReply {
+                client,
+                response: AdminResponse::Done,
+            });
+        }
+    }
+}
+
+fn refused(reason: AdminError) -> AdminResponse {
+    AdminResponse::Refused { reason }
+}

@@ -1,0 +1,211 @@
+//! Join and leave on the virtual-time cluster: ranges move before their
+//! owners change, writes made meanwhile are not missed, and nothing
+//! acknowledged is lost.
+
+use shoal::proto::harness::Cluster;
+use shoal::proto::membership::NodeStatus;
+use shoal::proto::message::{AdminError, AdminRequest, AdminResponse};
+use shoal::proto::{ClientResponse, Config, Consistency, Context, NodeId, Store};
+use std::time::Duration;
+
+fn key(i: usize) -> Vec<u8> {
+    format!("user:{i}").into_bytes()
+}
+
+fn converged(size: usize, seed: u64) -> Cluster {
+    converged_with(size, seed, Config::default())
+}
+
+fn converged_with(size: usize, seed: u64, config: Config) -> Cluster {
+    let mut c = Cluster::with_membership(size, config, seed);
+    c.run_for(Duration::from_secs(5));
+    c
+}
+
+fn write(c: &mut Cluster, keys: std::ops::Range<usize>) {
+    write_at(c, keys, Consistency::All);
+}
+
+fn write_at(c: &mut Cluster, keys: std::ops::Range<usize>, consistency: Consistency) {
+    let at = c.node_ids()[0];
+    for i in keys {
+        let response = c.put(at, &key(i), b"v", Context::empty(), consistency);
+        assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
+    }
+}
+
+/// Runs until `node` reaches `status`, for at most a virtual minute.
+fn run_until_status(c: &mut Cluster, node: NodeId, status: NodeStatus) {
+    for _ in 0..600 {
+        if c.node(node).status() == status {
+            return;
+        }
+        c.run_for(Duration::from_millis(100));
+    }
+    panic!("{node} did not become {status}");
+}
+
+/// Every key in `keys` is stored on every replica the ring of `view` names.
+fn assert_on_every_replica(c: &Cluster, view: NodeId, keys: std::ops::Range<usize>) {
+    for i in keys {
+        let replicas = c
+            .node(view)
+            .ring()
+            .preference_list(&key(i), c.node(view).config().replication);
+        for replica in replicas {
+            assert!(
+                c.node(replica).store().get(&key(i)).unwrap().is_some(),
+                "key {i} missing on replica {replica}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_joining_node_streams_its_ranges_then_owns_them() {
+    let mut c = converged(3, 41);
+    write(&mut c, 0..600);
+    let new = c.add_node(Config::default(), 99);
+    // It is a member at once but owns nothing while it streams.
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(c.node(new).status(), NodeStatus::Joining);
+    assert!(!c.node(c.node_ids()[0]).ring().contains(new));
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    c.run_for(Duration::from_secs(3));
+    for node in c.nodes() {
+        assert!(
+            node.ring().contains(new),
+            "{} has not taken the new node in",
+            node.id()
+        );
+    }
+    assert_on_every_replica(&c, new, 0..600);
+    let streamed = c.node(new).stats().keys_streamed_in;
+    let owned = (0..600)
+        .filter(|&i| c.node(new).ring().preference_list(&key(i), 3).contains(&new))
+        .count() as u64;
+    assert!(owned > 300, "a 4th node of N=3 replicates about 3/4 of the keys");
+    assert!(
+        streamed >= owned && streamed < owned + 50,
+        "streamed {streamed} keys for {owned} owned"
+    );
+}
+
+#[test]
+fn writes_made_while_a_node_joins_reach_it() {
+    let mut c = converged(3, 42);
+    write(&mut c, 0..300);
+    let new = c.add_node(Config::default(), 98);
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(c.node(new).status(), NodeStatus::Joining);
+    // Keys written during the join, before and after their range streamed.
+    write(&mut c, 300..600);
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    c.run_for(Duration::from_secs(3));
+    assert_on_every_replica(&c, new, 0..600);
+}
+
+#[test]
+fn an_interrupted_join_resumes_where_it_stopped() {
+    // One node and N=3: the newcomer replicates everything, streamed as one
+    // range in batches of 1024 keys.
+    let mut c = converged(1, 43);
+    write_at(&mut c, 0..5000, Consistency::One);
+    let new = c.add_node(Config::default(), 97);
+    let mut before = 0;
+    for _ in 0..1000 {
+        c.run_for(Duration::from_millis(1));
+        before = c.node(new).stats().keys_streamed_in;
+        if before >= 2048 {
+            break;
+        }
+    }
+    assert!(
+        (2048..5000).contains(&before),
+        "restart at {before} keys streamed"
+    );
+    c.restart(new, Config::default(), 96);
+    assert_eq!(
+        c.node(new).status(),
+        NodeStatus::Joining,
+        "still joining after the restart"
+    );
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    c.run_for(Duration::from_secs(3));
+    assert_on_every_replica(&c, new, 0..5000);
+    let after = c.node(new).stats().keys_streamed_in;
+    assert!(
+        after <= 5000 - before + 1024,
+        "{before} keys streamed before the restart, {after} after: it started over"
+    );
+}
+
+#[test]
+fn a_leaving_node_hands_every_range_off_before_it_leaves() {
+    let mut c = converged(4, 44);
+    write(&mut c, 0..600);
+    let leaving = c.node_ids()[3];
+    let stay = c.node_ids()[0];
+    assert_eq!(c.admin(leaving, AdminRequest::Leave), AdminResponse::Done);
+    assert_eq!(c.node(leaving).status(), NodeStatus::Left);
+    c.run_for(Duration::from_secs(3));
+    assert!(!c.node(stay).ring().contains(leaving));
+    assert!(c.node(leaving).stats().keys_handed_off > 0);
+    // Every key is on each of its new replicas: nothing was lost.
+    assert_on_every_replica(&c, stay, 0..600);
+}
+
+#[test]
+fn a_key_only_the_leaving_node_holds_is_not_lost() {
+    // No hints: only the handoff can save the key.
+    let config = Config {
+        hinted_handoff: false,
+        ..Config::default()
+    };
+    let mut c = converged_with(4, 45, config);
+    let leaving = c.node_ids()[3];
+    // Written at ONE by the leaving node while the others cannot hear it.
+    let others: Vec<NodeId> = c.node_ids().into_iter().filter(|&n| n != leaving).collect();
+    let lonely = (0..).map(key).find(|k| c.replicas(k)[0] == leaving).unwrap();
+    for &n in &others {
+        c.cut_off(n);
+    }
+    let response = c.put(leaving, &lonely, b"only here", Context::empty(), Consistency::One);
+    assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
+    for &n in &others {
+        c.reconnect(n);
+    }
+    c.run_for(Duration::from_secs(1));
+    assert_eq!(c.admin(leaving, AdminRequest::Leave), AdminResponse::Done);
+    c.run_for(Duration::from_secs(3));
+    let response = c.get(others[0], &lonely, Consistency::All);
+    match response {
+        ClientResponse::Found { values, .. } => assert_eq!(values[0].value, b"only here"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_last_node_may_not_leave_and_a_joining_node_must_join_first() {
+    let mut c = converged(1, 46);
+    let only = c.node_ids()[0];
+    assert_eq!(
+        c.admin(only, AdminRequest::Leave),
+        AdminResponse::Refused {
+            reason: AdminError::LastNode
+        }
+    );
+    write_at(&mut c, 0..2000, Consistency::One);
+    let new = c.add_node(Config::default(), 95);
+    c.run_for(Duration::from_millis(3));
+    // Its only source goes silent: the join cannot finish.
+    c.cut_off(only);
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(c.node(new).status(), NodeStatus::Joining);
+    assert_eq!(
+        c.admin(new, AdminRequest::Leave),
+        AdminResponse::Refused {
+            reason: AdminError::StillJoining
+        }
+    );
+}
