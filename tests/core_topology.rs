@@ -70,6 +70,12 @@ fn a_joining_node_streams_its_ranges_then_owns_them() {
     c.run_for(Duration::from_millis(10));
     assert_eq!(c.node(new).status(), NodeStatus::Joining);
     assert!(!c.node(c.node_ids()[0]).ring().contains(new));
+    let progress = c
+        .node(new)
+        .status_report()
+        .streaming
+        .expect("status shows the join");
+    assert!(!progress.leaving && progress.ranges > 0 && progress.ranges_done < progress.ranges);
     run_until_status(&mut c, new, NodeStatus::Normal);
     c.run_for(Duration::from_secs(3));
     for node in c.nodes() {
@@ -208,4 +214,34 @@ fn the_last_node_may_not_leave_and_a_joining_node_must_join_first() {
             reason: AdminError::StillJoining
         }
     );
+}
+
+#[test]
+fn the_ranges_of_a_removed_node_are_re_replicated_by_anti_entropy() {
+    let mut c = converged(4, 47);
+    write(&mut c, 0..400);
+    let dead = c.node_ids()[3];
+    let stay = c.node_ids()[0];
+    c.cut_off(dead);
+    c.run_for(Duration::from_secs(8));
+    assert_eq!(
+        c.admin(stay, AdminRequest::RemoveNode { node: dead }),
+        AdminResponse::Done
+    );
+    c.run_for(Duration::from_secs(3));
+    assert!(!c.node(stay).ring().contains(dead));
+    // The dead node's ranges now have a replica that never got their keys.
+    let missing = (0..400)
+        .filter(|&i| {
+            c.node(stay)
+                .ring()
+                .preference_list(&key(i), 3)
+                .iter()
+                .any(|&r| c.node(r).store().get(&key(i)).unwrap().is_none())
+        })
+        .count();
+    assert!(missing > 100, "only {missing} keys lack a replica");
+    // Anti-entropy rounds (every 10 s, round robin) fill them in.
+    c.run_for(Duration::from_secs(60));
+    assert_on_every_replica(&c, stay, 0..400);
 }

@@ -90,12 +90,15 @@ enum ClusterCommand {
 enum NodeCommand {
     /// Run a node in the foreground until Ctrl-C, SIGTERM or `node leave`.
     Start(Box<StartArgs>),
-    /// Ask a node to leave the cluster; it stops once it has left.
+    /// Ask a node to leave the cluster: it hands every key it holds to the
+    /// nodes that take over its ranges, waits until they have them, then
+    /// leaves and stops. Waits for that (up to an hour).
     Leave {
         #[command(flatten)]
         target: Target,
     },
-    /// Forget a dead node: it no longer owns any range.
+    /// Forget a dead node: it no longer owns any range, and the remaining
+    /// replicas re-replicate its ranges by anti-entropy.
     Remove {
         #[command(flatten)]
         target: Target,
@@ -138,7 +141,10 @@ struct StartArgs {
     /// The cluster directory (from `shoal cluster init`).
     #[arg(long, env = "SHOAL_CLUSTER_DIR")]
     cluster_dir: PathBuf,
-    /// A node of the cluster to join through (repeatable). None: start a new cluster.
+    /// A node of the cluster to join through (repeatable). None: start a new
+    /// cluster. A new node joins: it streams the ranges it will own from
+    /// their current replicas, then owns them (`shoal status` shows it
+    /// `joining` meanwhile; an interrupted join resumes on restart).
     #[arg(long = "seed")]
     seeds: Vec<SocketAddr>,
     /// When writes are acknowledged: buffer (reached the OS) or fsync (on disk, batched).
@@ -182,6 +188,11 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Node(NodeCommand::Start(args)) => start_node(*args).await,
         Command::Node(NodeCommand::Leave { target }) => {
             let client = connect(&target).await?;
+            eprintln!(
+                "node at {} is handing its ranges to the nodes that take them over; \
+                 waiting until it has left (progress: `shoal status`, column MOVING)",
+                target.node
+            );
             client.admin(target.node, AdminRequest::Leave).await?;
             println!("node at {} left the cluster", target.node);
             Ok(())

@@ -43,9 +43,15 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
         let counters: serde_json::Map<String, serde_json::Value> = members
             .iter()
             .map(|(node, own)| {
-                let value = own.as_ref().map(
-                    |r| serde_json::json!({ "stats": r.stats, "hints": r.hints, "in_flight": r.in_flight }),
-                );
+                let value = own.as_ref().map(|r| {
+                    serde_json::json!({
+                        "stats": r.stats,
+                        "hints": r.hints,
+                        "in_flight": r.in_flight,
+                        "keys": r.keys,
+                        "streaming": r.streaming,
+                    })
+                });
                 (node.to_string(), serde_json::to_value(value).unwrap_or_default())
             })
             .collect();
@@ -59,18 +65,20 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
         report.node, report.replication, report.in_flight
     );
     println!(
-        "{:<16}  {:<21}  {:<7}  {:<5}  {:>6}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}",
+        "{:<16}  {:<21}  {:<7}  {:<5}  {:>6}  {:>9}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}  {:<14}",
         "NODE",
         "ADDRESS",
         "STATUS",
         "UP",
         "RING%",
+        "KEYS",
         "REQUESTS",
         "QFAILS",
         "HINTS",
         "REPLAYED",
         "RREPAIRS",
-        "AEKEYS"
+        "AEKEYS",
+        "MOVING"
     );
     for member in &report.members {
         let own = members
@@ -79,24 +87,34 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
             .and_then(|(_, r)| r.as_ref());
         let cell =
             |f: &dyn Fn(&StatusReport) -> u64| own.map(|r| f(r).to_string()).unwrap_or_else(|| "-".into());
+        let moving = own
+            .and_then(|r| r.streaming)
+            .map(|p| {
+                let what = if p.leaving { "out" } else { "in" };
+                format!("{what} {}/{}", p.ranges_done, p.ranges)
+            })
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<16}  {:<21}  {:<7}  {:<5}  {:>6.1}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}",
+            "{:<16}  {:<21}  {:<7}  {:<5}  {:>6.1}  {:>9}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}  {:<14}",
             member.node.to_string(),
             member.addr.to_string(),
             member.status.to_string(),
             if member.up { "up" } else { "down" },
             member.ownership * 100.0,
+            cell(&|r| r.keys),
             cell(&|r| r.stats.requests),
             cell(&|r| r.stats.quorum_failures),
             cell(&|r| r.hints.iter().map(|h| h.count).sum()),
             cell(&|r| r.stats.hints_replayed),
             cell(&|r| r.stats.read_repairs),
             cell(&|r| r.stats.ae_keys_repaired),
+            moving,
         );
     }
     println!(
         "HINTS: hints this node holds for others; REPLAYED: hints it delivered; RREPAIRS: read repairs;"
     );
-    println!("AEKEYS: keys anti-entropy repaired here. '-': the member did not answer.");
+    println!("AEKEYS: keys anti-entropy repaired here; MOVING: ranges streamed in (joining) or handed");
+    println!("off (leaving) of all to move. '-': the member did not answer, or nothing to show.");
     Ok(())
 }

@@ -177,6 +177,19 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Starts one more node, on an ephemeral port, that joins through the
+    /// running ones (it streams its ranges before it owns them). Returns
+    /// its index.
+    pub async fn add_node(&mut self) -> Result<usize, NodeError> {
+        let i = self.nodes.len();
+        let mut options = self.options(i, SocketAddr::from(([127, 0, 0, 1], 0)));
+        options.seeds = self.running();
+        let node = super::start(options).await?;
+        self.addrs.push(node.addr());
+        self.nodes.push(Some(node));
+        Ok(i)
+    }
+
     /// Node `i`'s id, if it runs.
     pub fn id(&self, i: usize) -> Option<NodeId> {
         self.nodes[i].as_ref().map(NodeHandle::id)
