@@ -153,14 +153,15 @@ impl Report {
         let r = &self.repairs;
         let _ = writeln!(
             out,
-            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves",
+            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves; {} tombstones collected",
             r.hints_stored,
             r.hints_replayed,
             r.hints_dropped,
             r.read_repairs,
             r.ae_keys_repaired,
             r.keys_streamed_in,
-            r.keys_handed_off
+            r.keys_handed_off,
+            r.tombstones_removed
         );
         for (name, _) in CHECKERS {
             let found = self.violations.iter().filter(|v| v.checker == name).count();

@@ -172,6 +172,8 @@ pub struct RepairCounts {
     pub keys_streamed_in: u64,
     /// Keys leaving nodes handed off.
     pub keys_handed_off: u64,
+    /// Tombstones collected.
+    pub tombstones_removed: u64,
 }
 
 impl RepairCounts {
@@ -183,14 +185,18 @@ impl RepairCounts {
         self.ae_keys_repaired += stats.ae_keys_repaired;
         self.keys_streamed_in += stats.keys_streamed_in;
         self.keys_handed_off += stats.keys_handed_off;
+        self.tombstones_removed += stats.tombstones_removed;
     }
 }
 
 /// One dot of one key seen with two values: it was issued twice.
 #[derive(Clone, Debug)]
 pub struct DotConflict {
-    /// The key (dots count per key).
+    /// The key it was seen for the second time.
     pub key: Vec<u8>,
+    /// The key it was first seen for (a node's dots are unique across
+    /// keys).
+    pub first_key: Vec<u8>,
     /// The dot.
     pub dot: Dot,
     /// The value seen first (`None`: a tombstone).
@@ -244,7 +250,8 @@ pub struct World {
     faults_on: bool,
     history: History,
     contexts: Vec<BTreeMap<Vec<u8>, VersionVector>>,
-    dots: BTreeMap<(Vec<u8>, Dot), Option<Vec<u8>>>,
+    /// Each dot seen: the key and value it was issued for.
+    dots: BTreeMap<Dot, (Vec<u8>, Option<Vec<u8>>)>,
     dot_conflicts: Vec<DotConflict>,
     wipes: Vec<(Time, NodeId)>,
     counts: FaultCounts,
@@ -260,6 +267,10 @@ impl World {
         let config = Config {
             debug_skip_epoch_bump: options.skip_epoch_bump,
             read_repair: options.read_repair,
+            // Short enough that hints expire and tombstones are collected
+            // many times in a run.
+            hint_window: Duration::from_secs(15),
+            tombstone_grace: Duration::from_secs(30),
             ..Config::default()
         };
         let skew_max = i64::try_from(options.rates.skew_max.as_micros()).unwrap_or(i64::MAX);
@@ -589,16 +600,19 @@ impl World {
     /// Remembers the value of each dot of each key; a dot seen with two
     /// values was issued twice.
     fn register_dot(&mut self, key: &[u8], dot: Dot, value: &Option<Vec<u8>>) {
-        match self.dots.get(&(key.to_vec(), dot)) {
-            Some(known) if known != value => self.dot_conflicts.push(DotConflict {
-                key: key.to_vec(),
-                dot,
-                first: known.clone(),
-                second: value.clone(),
-            }),
+        match self.dots.get(&dot) {
+            Some((known_key, known)) if known_key != key || known != value => {
+                self.dot_conflicts.push(DotConflict {
+                    key: key.to_vec(),
+                    dot,
+                    first_key: known_key.clone(),
+                    first: known.clone(),
+                    second: value.clone(),
+                })
+            }
             Some(_) => {}
             None => {
-                self.dots.insert((key.to_vec(), dot), value.clone());
+                self.dots.insert(dot, (key.to_vec(), value.clone()));
             }
         }
     }

@@ -45,6 +45,10 @@ pub struct Config {
     /// Most hints replayed per second to one replica, so replay cannot
     /// swamp a node that has just come back.
     pub hint_replay_rate: u32,
+    /// How old a tombstone must be before it may be removed (once every
+    /// home replica is confirmed to hold it). Longer than the hint window,
+    /// so no hint of an older value can arrive after it is gone.
+    pub tombstone_grace: Duration,
     /// The node's id when its store holds none yet (fresh or wiped disk).
     /// `None` draws one from the node's RNG.
     pub node_id: Option<NodeId>,
@@ -71,6 +75,7 @@ impl Default for Config {
             max_hint_bytes_per_replica: 256 * 1024 * 1024,
             hint_batch: 256,
             hint_replay_rate: 50_000,
+            tombstone_grace: Duration::from_secs(4 * 3600),
             node_id: None,
             debug_skip_epoch_bump: false,
         }
@@ -90,7 +95,7 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 12] = [
+        let checks: [(bool, &'static str, &'static str); 13] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -150,6 +155,11 @@ impl Config {
                 self.hint_replay_rate >= 1,
                 "hint_replay_rate",
                 "must be at least 1 hint per second",
+            ),
+            (
+                self.tombstone_grace > self.hint_window,
+                "tombstone_grace",
+                "must be longer than hint_window (or a late hint could bring a deleted value back)",
             ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {

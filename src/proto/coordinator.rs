@@ -272,15 +272,19 @@ impl<S: Store> Node<S> {
         };
         let stored = self.store.get(request.key())?;
         let mut object = stored.clone().unwrap_or_default();
-        let written = object.write(
+        let written = object.write_above(
             self.actor,
+            self.last_counter,
             context.version_vector(),
             value,
             now.as_millis(),
             self.config.max_siblings,
         );
         let dot = match written {
-            Ok(dot) => dot,
+            Ok(dot) => {
+                self.last_counter = dot.counter;
+                dot
+            }
             Err(e) => {
                 return Ok(Err(RequestError::TooManySiblings {
                     count: e.count,
@@ -754,6 +758,9 @@ impl<S: Store> Node<S> {
                 last,
                 after,
             } => self.on_stream_request(from, stream, first, last, after),
+            PeerMessage::GcCheck { keys } => self.on_gc_check(from, keys),
+            PeerMessage::GcConfirm { keys } => self.on_gc_confirm(from, keys),
+            PeerMessage::GcRemove { keys } => self.on_gc_remove(keys),
             PeerMessage::StreamBatch { stream, states, next } => {
                 self.on_stream_batch(now, from, stream, states, next)
             }

@@ -352,6 +352,8 @@ pub struct Stats {
     pub keys_streamed_in: u64,
     /// Keys this node handed off while leaving.
     pub keys_handed_off: u64,
+    /// Tombstones removed here, every home replica having held them.
+    pub tombstones_removed: u64,
     /// Hints not stored or thrown away: past the hint window, over the
     /// per-replica byte limit, or for a removed node. Anti-entropy repairs
     /// what they held.
@@ -699,6 +701,23 @@ pub enum PeerMessage {
         /// Where to continue; `None` when the range is complete.
         next: Option<StreamCursor>,
     },
+    /// Tombstone collection: do you hold these keys in exactly this state
+    /// (digest)? Sent by a key's first replica to the others.
+    GcCheck {
+        /// Keys and the digests of their tombstone states.
+        keys: Vec<AeEntry>,
+    },
+    /// The keys of a `GcCheck` held in exactly the state asked about.
+    GcConfirm {
+        /// The keys confirmed.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Every home replica holds these tombstones: remove each key whose
+    /// state still has this digest.
+    GcRemove {
+        /// Keys and the digests of their tombstone states.
+        keys: Vec<AeEntry>,
+    },
     /// Ring metadata: every member state the sender knows.
     MemberStates {
         /// The states.
@@ -720,6 +739,7 @@ impl PeerMessage {
                 | PeerMessage::Push { .. }
                 | PeerMessage::AeStates { .. }
                 | PeerMessage::StreamBatch { .. }
+                | PeerMessage::GcRemove { .. }
         )
     }
 }

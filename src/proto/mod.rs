@@ -20,6 +20,7 @@
 pub mod anti_entropy;
 pub mod config;
 pub mod coordinator;
+mod gc;
 pub mod harness;
 mod hints;
 pub mod membership;
@@ -132,6 +133,9 @@ pub struct Node<S: Store> {
     outputs: VecDeque<Output>,
     stats: Stats,
     hints: hints::Hints,
+    gc: gc::Gc,
+    /// The last dot counter this node issued, for any key.
+    last_counter: u64,
     topology: topology::Topology,
     /// The ring once every joining node is normal and every leaving node
     /// left; `None` when nothing is in transition. Writes also go to
@@ -199,6 +203,8 @@ impl<S: Store> Node<S> {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             hints,
+            gc: gc::Gc::default(),
+            last_counter: 0,
             topology: topology::Topology::default(),
             future_ring: None,
             answered_ops: 0,
@@ -284,6 +290,7 @@ impl<S: Store> Node<S> {
         self.membership = Some(membership);
         self.persist_members();
         self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
+        self.gc.start(now);
         self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
         self.recompute_ring();
         self.apply_effects(effects);
@@ -541,6 +548,9 @@ impl<S: Store> Node<S> {
         if self.topology.poll_timeout().is_some_and(|at| at <= now) {
             self.drive_topology(now);
         }
+        if self.gc.poll_timeout().is_some_and(|at| at <= now) {
+            self.sweep_tombstones(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
@@ -554,6 +564,7 @@ impl<S: Store> Node<S> {
             self.next_anti_entropy,
             self.hints.poll_timeout(),
             self.topology.poll_timeout(),
+            self.gc.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -582,6 +593,7 @@ impl<S: Store> Node<S> {
     /// them by itself).
     pub fn enable_anti_entropy(&mut self, now: Time) {
         self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
+        self.gc.start(now);
     }
 
     /// Stores `object` as `key`'s state in place of `old`, keeping the

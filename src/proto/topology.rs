@@ -37,9 +37,9 @@ const BATCH_KEYS: usize = 1024;
 /// About the most bytes of states in one batch.
 const BATCH_BYTES: usize = 1 << 20;
 /// Ranges with a batch in flight at once.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 16;
 /// How long a batch may go unanswered before it is asked for again.
-const BATCH_TIMEOUT: Duration = Duration::from_secs(10);
+const BATCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a join or leave looks for work when it waits.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// The store record holding a join's progress.

@@ -177,6 +177,22 @@ impl Versioned {
         timestamp_ms: u64,
         max_siblings: usize,
     ) -> Result<Dot, TooManySiblings> {
+        self.write_above(actor, 0, context, value, timestamp_ms, max_siblings)
+    }
+
+    /// [`Versioned::write`] with a counter above `floor` as well: a node
+    /// passes the last counter it issued for any key, so its dots never
+    /// repeat even for a key whose state was removed (tombstone garbage
+    /// collection), and an old tombstone can never cover a new write.
+    pub fn write_above(
+        &mut self,
+        actor: Actor,
+        floor: u64,
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        timestamp_ms: u64,
+        max_siblings: usize,
+    ) -> Result<Dot, TooManySiblings> {
         let kept = self.siblings.iter().filter(|s| !context.covers(&s.dot)).count();
         if kept + 1 > max_siblings {
             return Err(TooManySiblings {
@@ -187,7 +203,7 @@ impl Versioned {
         let dot = Dot {
             node: actor.node,
             epoch: actor.epoch,
-            counter: self.clock.counter(actor) + 1,
+            counter: self.clock.counter(actor).max(floor) + 1,
         };
         self.siblings.retain(|s| !context.covers(&s.dot));
         self.clock.merge(context);
@@ -251,6 +267,19 @@ mod tests {
 
     fn values(v: &Versioned) -> Vec<&[u8]> {
         v.values().map(|s| s.value.as_deref().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_write_above_a_floor_gets_a_counter_above_it() {
+        let mut v = Versioned::new();
+        let dot = v
+            .write_above(actor(1), 10, &VersionVector::new(), Some(b"a".to_vec()), 1, MAX)
+            .unwrap();
+        assert_eq!(dot.counter, 11);
+        let dot = v
+            .write_above(actor(1), 3, &VersionVector::new(), Some(b"b".to_vec()), 2, MAX)
+            .unwrap();
+        assert_eq!(dot.counter, 12, "the key's own clock is still respected");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A dot is never issued twice, across crashes and wipes: every dot the
-//! world saw for a key (on the wire, in acknowledgements, on replicas)
-//! names one value only. (A dot's counter counts per key.)
+//! world saw (on the wire, in acknowledgements, on replicas) names one key
+//! and one value only. (A node's counter runs across keys.)
 
 use super::Violation;
 use crate::world::RunResult;
@@ -15,10 +15,11 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
         .map(|c| Violation {
             checker: NAME,
             detail: format!(
-                "dot {:?} of {} was issued for {:?} and again for {:?}",
+                "dot {:?} was issued for {} = {:?} and again for {} = {:?}",
                 c.dot,
-                String::from_utf8_lossy(&c.key),
+                String::from_utf8_lossy(&c.first_key),
                 c.first.as_deref().map(String::from_utf8_lossy),
+                String::from_utf8_lossy(&c.key),
                 c.second.as_deref().map(String::from_utf8_lossy)
             ),
         })
