@@ -3,7 +3,7 @@
 //! intervals and exchanging only differing keys.
 //!
 //! Every [`Config::anti_entropy_interval`](super::Config) a node picks the
-//! next live peer (round robin) and sends it [`PeerMessage::AeSummaries`] for the ring ranges
+//! next live peer with a higher id (round robin) and sends it [`PeerMessage::AeSummaries`] for the ring ranges
 //! both replicate. Either side, given the other's summaries of some
 //! intervals, compares them with its own: equal intervals are done; a
 //! differing interval with few keys on both sides is answered with the
@@ -60,8 +60,10 @@ fn split(first: u64, last: u64) -> Vec<(u64, u64)> {
 }
 
 impl<S: Store> Node<S> {
-    /// Starts one exchange with the next live peer, round robin, so every
-    /// pair of nodes compares at least once per (peers x interval).
+    /// Starts one exchange with the next live peer, round robin. Only the
+    /// lower id of a pair starts exchanges with the other (the two sides
+    /// would otherwise do the same work twice), so every pair compares at
+    /// least once per (peers x interval).
     pub(super) fn start_anti_entropy(&mut self, now: Time) {
         self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
         let me = self.id();
@@ -70,7 +72,7 @@ impl<S: Store> Node<S> {
             .nodes()
             .iter()
             .copied()
-            .filter(|&n| n != me && self.is_up(n))
+            .filter(|&n| n > me && self.is_up(n))
             .collect();
         if peers.is_empty() || !self.is_ready() {
             return;
@@ -171,10 +173,15 @@ impl<S: Store> Node<S> {
 
     fn send_states(&mut self, to: NodeId, keys: &[Vec<u8>], want: Vec<Vec<u8>>) {
         let mut states = Vec::new();
+        let mut bytes = 0;
         for key in keys.iter().take(self.config.anti_entropy_max_states) {
             if let Ok(Some(object)) = self.store.get(key) {
-                self.stats.ae_bytes_sent +=
-                    key.len() as u64 + rmp_serde::to_vec(&object).map_or(0, |b| b.len() as u64);
+                let size = key.len() as u64 + rmp_serde::to_vec(&object).map_or(0, |b| b.len() as u64);
+                if !states.is_empty() && bytes + size > super::BATCH_BYTES {
+                    break; // Found again by the next round.
+                }
+                bytes += size;
+                self.stats.ae_bytes_sent += size;
                 states.push(AeState {
                     key: key.clone(),
                     object,

@@ -238,10 +238,15 @@ impl<S: Store> Node<S> {
         let mut states = Vec::new();
         let mut sent = Vec::new();
         let mut next_from = from;
+        let mut bytes = 0;
         for stored in stored.into_iter().filter(|s| s.target == target) {
+            if !states.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
+                break; // The rest goes in the next batch.
+            }
             next_from = stored.seq.saturating_add(1);
             match stored.hint {
                 Some(hint) if hint.created_ms.saturating_add(window_ms) >= now.as_millis() => {
+                    bytes += stored.bytes;
                     sent.push((stored.seq, stored.bytes));
                     states.push(AeState {
                         key: hint.key,

@@ -350,6 +350,8 @@ pub struct Stats {
     pub hints_replayed: u64,
     /// Keys this node received while joining.
     pub keys_streamed_in: u64,
+    /// Bytes of states this node received while joining.
+    pub bytes_streamed_in: u64,
     /// Keys this node handed off while leaving.
     pub keys_handed_off: u64,
     /// Tombstones removed here, every home replica having held them.

@@ -53,6 +53,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use version::Actor;
 
+/// About the most bytes of states one batch message carries (hint
+/// replay, anti-entropy, join and leave streams): a batch stops before the
+/// state that would take it past this, unless it is the first. Keeps
+/// messages well inside the frame limit.
+pub(crate) const BATCH_BYTES: u64 = 1 << 20;
+
 /// The store record holding the ring's member states.
 const MEMBERS_STATE: &str = "members";
 

@@ -28,14 +28,12 @@ use super::ring::Ring;
 use super::store::{Store, StoreError};
 use super::types::{NodeId, Time};
 use super::version::Versioned;
-use super::{ClientId, Node, Output};
+use super::{BATCH_BYTES, ClientId, Node, Output};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Most keys in one stream or push batch.
 const BATCH_KEYS: usize = 1024;
-/// About the most bytes of states in one batch.
-const BATCH_BYTES: usize = 1 << 20;
 /// Ranges with a batch in flight at once.
 const IN_FLIGHT: usize = 16;
 /// How long a batch may go unanswered before it is asked for again.
@@ -391,12 +389,17 @@ impl<S: Store> Node<S> {
             if after.is_some_and(|a| &here <= a) {
                 continue;
             }
-            if states.len() >= BATCH_KEYS || bytes >= BATCH_BYTES as u64 {
+            if states.len() >= BATCH_KEYS {
                 stopped_early = true;
                 break;
             }
             if let Some(object) = self.store.get(&here.key)? {
-                bytes += state_bytes(&here.key, &object);
+                let size = state_bytes(&here.key, &object);
+                if !states.is_empty() && bytes + size > BATCH_BYTES {
+                    stopped_early = true;
+                    break;
+                }
+                bytes += size;
                 states.push(AeState {
                     key: here.key.clone(),
                     object,
@@ -453,6 +456,7 @@ impl<S: Store> Node<S> {
             }
         }
         self.stats.keys_streamed_in += states.len() as u64;
+        self.stats.bytes_streamed_in += bytes;
         let plan = self.topology.join.as_mut().expect("checked");
         plan.keys += states.len() as u64;
         plan.bytes += bytes;

@@ -1,0 +1,289 @@
+//! Repair and topology figures against the targets of BENCH.md:
+//!
+//! * `ae`: anti-entropy between two replicas of 1,000,000 keys of which
+//!   100 differ (the core on virtual time): keys repaired and bytes sent,
+//!   against the bytes of a full key exchange.
+//! * `hints`: 100,000 hints replayed to a node that comes back (3 real
+//!   nodes on loopback): hints per second, and the p99 of gets at ALL
+//!   (which always involve that node) during replay against before.
+//! * `join`: a 4th real node joining 3 that hold 100,000 keys of 1 KiB:
+//!   megabytes per second streamed.
+//!
+//! `cargo bench --bench repair` runs all three; `-- ae`, `-- hints` or
+//! `-- join` one.
+
+use hdrhistogram::Histogram;
+use shoal::node::Durability;
+use shoal::node::local::LocalCluster;
+use shoal::proto::harness::Cluster;
+use shoal::proto::membership::NodeStatus;
+use shoal::proto::version::{Actor, VersionVector};
+use shoal::proto::{Config, MemStore, NodeId, Store, Versioned};
+use shoal::{Client, Consistency, Context};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    if wants("ae") {
+        anti_entropy();
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    if wants("hints") {
+        runtime.block_on(hint_replay());
+    }
+    if wants("join") {
+        runtime.block_on(join_streaming());
+    }
+}
+
+/// A state written by node `writer`.
+fn object(writer: u64, value: &[u8]) -> Versioned {
+    let mut v = Versioned::new();
+    let actor = Actor {
+        node: NodeId(writer),
+        epoch: 1,
+    };
+    v.write(actor, &VersionVector::new(), Some(value.to_vec()), 1, 8)
+        .expect("one sibling");
+    v
+}
+
+fn anti_entropy() {
+    const KEYS: u64 = 1_000_000;
+    const DIVERGENT: u64 = 100;
+    let started = Instant::now();
+    let (mut a, mut b) = (MemStore::new(), MemStore::new());
+    let mut full_exchange = 0u64;
+    for i in 0..KEYS {
+        let key = format!("user{i:012}").into_bytes();
+        let state = object(1, &i.to_le_bytes());
+        a.put(&key, &state).unwrap();
+        // Every 10,000th key differs: missing on b, or a concurrent value.
+        if i % (KEYS / DIVERGENT) == 0 {
+            if i % (2 * KEYS / DIVERGENT) == 0 {
+                b.put(&key, &object(2, b"other")).unwrap();
+            }
+        } else {
+            b.put(&key, &state).unwrap();
+        }
+        full_exchange += key.len() as u64 + 8;
+    }
+    println!(
+        "ae: {KEYS} keys per replica, {DIVERGENT} divergent, loaded in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let config = Config {
+        replication: 2,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_stores(config, 7, vec![a, b]);
+    c.enable_anti_entropy();
+    let ids = c.node_ids();
+    let mut rounds = 0;
+    while c.node(ids[0]).summary(0, u64::MAX).unwrap() != c.node(ids[1]).summary(0, u64::MAX).unwrap() {
+        c.run_for(Duration::from_secs(10));
+        rounds += 1;
+        assert!(rounds < 100, "anti-entropy did not converge");
+    }
+    let sent: u64 = c.nodes().map(|n| n.stats().ae_bytes_sent).sum();
+    let repaired: u64 = c.nodes().map(|n| n.stats().ae_keys_repaired).sum();
+    println!(
+        "ae: converged after {rounds} rounds of 10 s; {repaired} keys repaired; {sent} bytes sent; \
+         a full key exchange is {full_exchange} bytes; ratio {:.3}% (target < 1%)",
+        100.0 * sent as f64 / full_exchange as f64
+    );
+}
+
+/// Gets at ALL of random preloaded keys from `tasks` tasks until `stop`.
+async fn read_load(client: Arc<Client>, keys: u64, tasks: u64, stop: Arc<AtomicBool>) -> Histogram<u64> {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (client, stop) = (client.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new(3).unwrap();
+            let mut i = t * 7919;
+            while !stop.load(Ordering::Relaxed) {
+                i = (i + 104_729) % keys;
+                let started = Instant::now();
+                if client.get(format!("pre{i}"), Consistency::All).await.is_ok() {
+                    let _ = histogram.record(started.elapsed().as_micros() as u64);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            histogram
+        }));
+    }
+    let mut all = Histogram::<u64>::new(3).unwrap();
+    for handle in handles {
+        all.add(handle.await.unwrap()).unwrap();
+    }
+    all
+}
+
+async fn write_keys(client: &Arc<Client>, prefix: &str, count: u64, value: &[u8], tasks: u64) {
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (client, prefix, value) = (client.clone(), prefix.to_string(), value.to_vec());
+        handles.push(tokio::spawn(async move {
+            let mut i = t;
+            while i < count {
+                let key = format!("{prefix}{i}");
+                // Retried until written: every key must be there.
+                while client
+                    .put(&key, &value, &Context::empty(), Consistency::Quorum)
+                    .await
+                    .is_err()
+                {}
+                i += tasks;
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+}
+
+async fn hints_held(cluster: &LocalCluster, client: &Client) -> u64 {
+    let mut total = 0;
+    for addr in cluster.running() {
+        let report = client.status_of(addr).await.unwrap();
+        total += report.hints.iter().map(|h| h.count).sum::<u64>();
+    }
+    total
+}
+
+async fn hint_replay() {
+    const HINTS: u64 = 100_000;
+    const PRELOAD: u64 = 10_000;
+    // SHOAL_HINT_RATE overrides the per-holder replay rate, to explore it.
+    let rate = std::env::var("SHOAL_HINT_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(Config::default().hint_replay_rate);
+    let batch = std::env::var("SHOAL_HINT_BATCH")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(Config::default().hint_batch);
+    let config = Config {
+        anti_entropy_interval: Duration::from_secs(3600),
+        hint_replay_rate: rate,
+        hint_batch: batch,
+        ..Config::default()
+    };
+    println!("hints: replay limited to {rate} hints/s per holder and replica, {batch} per batch");
+    let mut cluster = LocalCluster::start_on(3, 0, Durability::Buffer, config)
+        .await
+        .unwrap();
+    let client = Arc::new(cluster.ready_client(Duration::from_secs(20)).await.unwrap());
+    write_keys(&client, "pre", PRELOAD, b"preloaded value", 32).await;
+
+    let measure = |seconds: u64| {
+        let (client, stop) = (client.clone(), Arc::new(AtomicBool::new(false)));
+        let stopper = stop.clone();
+        let load = tokio::spawn(read_load(client, PRELOAD, 8, stop));
+        async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stopper.store(true, Ordering::Relaxed);
+            load.await.unwrap()
+        }
+    };
+    let before = measure(5).await;
+
+    cluster.stop(2).await.unwrap();
+    cluster
+        .wait_until_members_up(2, Duration::from_secs(20))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    write_keys(&client, "hinted", HINTS, &[7u8; 100], 64).await;
+    let held = hints_held(&cluster, &client).await;
+    println!(
+        "hints: {HINTS} writes with a node down in {:.1}s; {held} hints held",
+        started.elapsed().as_secs_f64()
+    );
+
+    cluster.restart(2).await.unwrap();
+    let restarted = Instant::now();
+    cluster
+        .wait_until_members_up(3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn(read_load(client.clone(), PRELOAD, 8, stop.clone()));
+    let mut first_replayed = None;
+    loop {
+        let left = hints_held(&cluster, &client).await;
+        if left < held && first_replayed.is_none() {
+            first_replayed = Some(Instant::now());
+        }
+        if left == 0 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(300),
+            "replay stalled at {left}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let replay = first_replayed.unwrap_or(restarted).elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let during = load.await.unwrap();
+    println!(
+        "hints: {held} replayed in {:.2}s from the first delivery: {:.0} hints/s (target >= 20,000)",
+        replay.as_secs_f64(),
+        held as f64 / replay.as_secs_f64()
+    );
+    println!(
+        "hints: p99 get at ALL before {:.2} ms ({} gets), during replay {:.2} ms ({} gets): {:.2}x (target <= 2x)",
+        before.value_at_quantile(0.99) as f64 / 1000.0,
+        before.len(),
+        during.value_at_quantile(0.99) as f64 / 1000.0,
+        during.len(),
+        during.value_at_quantile(0.99) as f64 / before.value_at_quantile(0.99).max(1) as f64
+    );
+    client.close().await;
+    cluster.shutdown().await.unwrap();
+}
+
+async fn join_streaming() {
+    const KEYS: u64 = 100_000;
+    let mut cluster = LocalCluster::start(3).await.unwrap();
+    let client = Arc::new(cluster.ready_client(Duration::from_secs(20)).await.unwrap());
+    let started = Instant::now();
+    write_keys(&client, "big", KEYS, &[42u8; 1024], 64).await;
+    println!(
+        "join: {KEYS} keys of 1 KiB loaded in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let joined = Instant::now();
+    let new = cluster.add_node().await.unwrap();
+    let mut first_bytes = None;
+    loop {
+        if let Ok(report) = client.status_of(cluster.addrs[new]).await {
+            if report.stats.bytes_streamed_in > 0 && first_bytes.is_none() {
+                first_bytes = Some(Instant::now());
+            }
+            let me = report.members.iter().find(|m| m.node == report.node);
+            if me.is_some_and(|m| m.status == NodeStatus::Normal) {
+                let elapsed = joined.elapsed().as_secs_f64();
+                let streaming = first_bytes.map_or(elapsed, |t| t.elapsed().as_secs_f64());
+                let mb = report.stats.bytes_streamed_in as f64 / 1e6;
+                println!(
+                    "join: {} keys, {mb:.1} MB in {elapsed:.2}s from start to normal ({:.1} MB/s), \
+                     {streaming:.2}s from the first batch ({:.1} MB/s; target >= 50)",
+                    report.stats.keys_streamed_in,
+                    mb / elapsed,
+                    mb / streaming
+                );
+                break;
+            }
+        }
+        assert!(joined.elapsed() < Duration::from_secs(600), "join did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.close().await;
+    cluster.shutdown().await.unwrap();
+}
