@@ -2,7 +2,8 @@
 //! converge without any read, and in-sync replicas exchange only roots.
 
 use shoal::proto::harness::Cluster;
-use shoal::proto::{ClientResponse, Config, Consistency, Context, Store};
+use shoal::proto::version::{Actor, VersionVector};
+use shoal::proto::{ClientResponse, Config, Consistency, Context, MemStore, NodeId, Store, Versioned};
 use std::time::Duration;
 
 fn no_read_repair() -> Config {
@@ -112,4 +113,47 @@ fn replicas_in_sync_exchange_summaries_only() {
             "{stats:?}"
         );
     }
+}
+
+#[test]
+fn a_damaged_digest_index_entry_is_found_by_the_sweep_and_rewritten() {
+    let config = Config {
+        replication: 2,
+        ..no_read_repair()
+    };
+    let (mut a, mut b) = (MemStore::new(), MemStore::new());
+    let mut writer = Versioned::new();
+    writer
+        .write(
+            Actor {
+                node: NodeId(9),
+                epoch: 1,
+            },
+            &VersionVector::new(),
+            Some(b"v".to_vec()),
+            1,
+            8,
+        )
+        .unwrap();
+    for i in 0..50 {
+        let key = format!("k{i}").into_bytes();
+        a.put(&key, &writer).unwrap();
+        b.put(&key, &writer).unwrap();
+    }
+    // Same data on both, but one index entry of `a` is wrong and one lost.
+    a.debug_damage_index(b"k7", Some(12345));
+    a.debug_damage_index(b"k8", None);
+    let mut c = Cluster::with_stores(config, 3, vec![a, b]);
+    let ids = c.node_ids();
+    let summary = |c: &Cluster, i: usize| c.node(ids[i]).summary(0, u64::MAX).unwrap();
+    assert_ne!(
+        summary(&c, 0),
+        summary(&c, 1),
+        "the damage shows in the digest tree"
+    );
+    c.enable_anti_entropy();
+    c.run_for(Duration::from_secs(30));
+    assert_eq!(summary(&c, 0), summary(&c, 1));
+    let repaired: u64 = c.nodes().map(|n| n.stats().digests_repaired).sum();
+    assert_eq!(repaired, 2);
 }

@@ -2,7 +2,7 @@
 
 use shoal::proto::harness::Cluster;
 use shoal::proto::message::Operation;
-use shoal::proto::{ClientResponse, Config, Consistency, Context, NodeId, RequestError, Value};
+use shoal::proto::{ClientResponse, Config, Consistency, Context, NodeId, RequestError, Store, Value};
 
 const KEY: &[u8] = b"user:42";
 
@@ -341,4 +341,33 @@ fn a_duplicated_forward_is_applied_once() {
         .count();
     assert_eq!(replies, 1, "one answer for one write");
     assert_eq!(node.store().get(KEY).unwrap().unwrap().siblings().len(), 1);
+}
+
+#[test]
+fn blocking_read_repair_answers_only_once_stale_replicas_are_repaired() {
+    for blocking in [false, true] {
+        let config = Config {
+            read_repair_blocking: blocking,
+            hinted_handoff: false,
+            ..Config::default()
+        };
+        let mut c = Cluster::new(3, config, 7);
+        let replicas = c.replicas(KEY);
+        c.cut_off(replicas[2]);
+        assert_written(&c.put(replicas[0], KEY, b"v", Context::empty(), Consistency::Quorum));
+        c.run_for(std::time::Duration::from_secs(3));
+        c.reconnect(replicas[2]);
+        let stale = |c: &Cluster| c.node(replicas[2]).store().get(KEY).unwrap().is_none();
+        assert!(stale(&c));
+        // The harness stops as soon as the answer is out.
+        let read = c.get(replicas[0], KEY, Consistency::All);
+        assert_eq!(values(&read), vec![b"v".to_vec()]);
+        assert_eq!(
+            stale(&c),
+            !blocking,
+            "blocking {blocking}: the stale replica is repaired before the answer only when blocking"
+        );
+        c.settle();
+        assert!(!stale(&c), "repaired in the end either way");
+    }
 }

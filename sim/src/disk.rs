@@ -3,7 +3,8 @@
 
 use shoal::proto::ring::key_position;
 use shoal::proto::store::{
-    DigestEntry, Hint, StoredHint, decode_record, digest, encode_hint, encode_record, stored_hints,
+    DigestEntry, Hint, StoredHint, decode_record, digest, encode_hint, encode_record, index_range,
+    stored_hints,
 };
 use shoal::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use std::collections::BTreeMap;
@@ -109,17 +110,7 @@ impl Store for SimStore {
     }
 
     fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
-        Ok(self
-            .index
-            .range((first, Vec::new())..)
-            .take_while(|((position, _), _)| *position <= last)
-            .take(limit)
-            .map(|((position, key), digest)| DigestEntry {
-                position: *position,
-                key: key.clone(),
-                digest: *digest,
-            })
-            .collect())
+        Ok(index_range(&self.index, first, last, limit))
     }
 
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {

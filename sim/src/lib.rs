@@ -120,6 +120,11 @@ impl Report {
         }
         if !o.read_repair {
             let _ = writeln!(out, "read repair off: convergence by anti-entropy alone");
+        } else if o.seed % 2 == 1 {
+            let _ = writeln!(
+                out,
+                "read repair blocking: reads answer once their repairs are acknowledged"
+            );
         }
         let p = &self.ops;
         let _ = writeln!(

@@ -267,6 +267,8 @@ impl World {
         let config = Config {
             debug_skip_epoch_bump: options.skip_epoch_bump,
             read_repair: options.read_repair,
+            // Odd seeds hold reads until their repairs are acknowledged.
+            read_repair_blocking: options.seed % 2 == 1,
             // Short enough that hints expire and tombstones are collected
             // many times in a run.
             hint_window: Duration::from_secs(15),

@@ -31,6 +31,11 @@ pub struct Config {
     pub anti_entropy_max_states: usize,
     /// Whether reads write merged states back to stale replicas.
     pub read_repair: bool,
+    /// Whether a read waits for its repairs to be acknowledged before it
+    /// answers (slower reads; a following read at any level finds the
+    /// replicas that answered repaired). Off: repairs go out after the
+    /// answer.
+    pub read_repair_blocking: bool,
     /// Whether a coordinator keeps hints for replicas that missed a write
     /// (down, or silent until the deadline) and replays them later.
     pub hinted_handoff: bool,
@@ -70,6 +75,7 @@ impl Default for Config {
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_max_states: 256,
             read_repair: true,
+            read_repair_blocking: false,
             hinted_handoff: true,
             hint_window: Duration::from_secs(3 * 3600),
             max_hint_bytes_per_replica: 256 * 1024 * 1024,

@@ -61,6 +61,9 @@ enum Kind {
         states: BTreeMap<NodeId, Versioned>,
         /// The client has its answer; the operation stays to repair.
         answered: bool,
+        /// Blocking read repair: the stale replicas written back to that
+        /// have not acknowledged yet (`None` until the quorum is met).
+        repairing: Option<Vec<NodeId>>,
     },
     Write {
         request: ClientRequest,
@@ -207,6 +210,7 @@ impl<S: Store> Node<S> {
             merged,
             states,
             answered: false,
+            repairing: None,
         })
     }
 
@@ -408,6 +412,16 @@ impl<S: Store> Node<S> {
         let Some(operation) = self.operations.get(&id) else {
             return;
         };
+        let met_read = matches!(
+            &operation.kind,
+            Kind::Read { answered: false, tracker, .. } if tracker.is_met()
+        );
+        if met_read && self.repair_before_answering(id) {
+            return; // Answered once the repairs are acknowledged.
+        }
+        let Some(operation) = self.operations.get(&id) else {
+            return;
+        };
         let response = match &operation.kind {
             Kind::Read {
                 answered: true,
@@ -474,6 +488,60 @@ impl<S: Store> Node<S> {
         if let Some(response) = response {
             self.finish(id, response);
         }
+    }
+
+    /// Blocking read repair (`read_repair_blocking`): once a read's quorum
+    /// is met, writes the merged state back to the replicas that answered
+    /// differently and holds the answer until they acknowledge (or the
+    /// deadline). True while it waits.
+    fn repair_before_answering(&mut self, id: u64) -> bool {
+        if !(self.config.read_repair && self.config.read_repair_blocking) {
+            return false;
+        }
+        let me = self.id();
+        let Some(Operation {
+            kind:
+                Kind::Read {
+                    request,
+                    merged,
+                    states,
+                    repairing,
+                    ..
+                },
+            ..
+        }) = self.operations.get_mut(&id)
+        else {
+            return false;
+        };
+        if let Some(waiting) = repairing {
+            return !waiting.is_empty();
+        }
+        let stale: Vec<NodeId> = states
+            .iter()
+            .filter(|(_, state)| *state != merged)
+            .map(|(&node, _)| node)
+            .collect();
+        for node in &stale {
+            // Repaired now: the background repair leaves it alone.
+            states.insert(*node, merged.clone());
+        }
+        let (key, merged) = (request.key().to_vec(), merged.clone());
+        let remote: Vec<NodeId> = stale.iter().copied().filter(|&n| n != me).collect();
+        *repairing = Some(remote.clone());
+        self.stats.read_repairs += stale.len() as u64;
+        if stale.contains(&me) {
+            // A failed local repair is retried by the next read.
+            let _ = self.merge_local(&key, &merged);
+        }
+        for node in &remote {
+            let message = PeerMessage::ReplicaPut {
+                request: id,
+                key: key.clone(),
+                object: merged.clone(),
+            };
+            self.send(*node, message);
+        }
+        !remote.is_empty()
     }
 
     /// Answers a write's requester; the write stays until every replica
@@ -633,6 +701,20 @@ impl<S: Store> Node<S> {
                 self.end_write(now, id);
                 return;
             }
+            Kind::Read { tracker, .. } if tracker.is_met() => {
+                // Blocking repairs unanswered by the deadline: answer now.
+                if let Some(Operation {
+                    kind: Kind::Read { repairing, .. },
+                    ..
+                }) = self.operations.get_mut(&id)
+                {
+                    *repairing = Some(Vec::new());
+                }
+                self.check_done(now, id);
+                // The deadline: repair the rest with what came in.
+                self.read_repair(id);
+                return;
+            }
             Kind::Read { request, tracker, .. } => quorum_not_met(request, tracker),
             Kind::Forward { tried, .. } => {
                 ClientResponse::Failed(RequestError::ForwardFailed { tried: tried + 1 })
@@ -709,6 +791,17 @@ impl<S: Store> Node<S> {
             }
             PeerMessage::ReplicaPutReply { request, result } => {
                 if let Some(Operation {
+                    kind:
+                        Kind::Read {
+                            repairing: Some(waiting),
+                            ..
+                        },
+                    ..
+                }) = self.operations.get_mut(&request)
+                {
+                    waiting.retain(|&n| n != from);
+                    self.check_done(now, request);
+                } else if let Some(Operation {
                     kind: Kind::Write { tracker, .. },
                     ..
                 }) = self.operations.get_mut(&request)

@@ -1,3 +1,7 @@
+//! The background sweep: it walks every key slowly, checks the key's
+//! digest index entry against its state (a damaged entry is rewritten, so
+//! anti-entropy compares what is really stored), and collects tombstones.
+//!
 //! Tombstone garbage collection: a deleted key's state is removed only once
 //! every home replica is confirmed to hold exactly that tombstone state,
 //! never on a timer alone.
@@ -27,6 +31,7 @@ use super::message::{AeEntry, PeerMessage};
 use super::ring::key_position;
 use super::store::{Store, StoreError, digest};
 use super::types::{NodeId, Time};
+use super::version::Versioned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -87,11 +92,12 @@ impl<S: Store> Node<S> {
         let me = self.id();
         let mut asks: BTreeMap<NodeId, Vec<AeEntry>> = BTreeMap::new();
         for (key, state) in batch {
+            let d = digest(&key, &state);
+            self.verify_digest(&key, &state, d);
             if !state.is_deleted() {
                 self.gc.seen.remove(&key);
                 continue;
             }
-            let d = digest(&key, &state);
             let old = match self.gc.seen.get(&key) {
                 Some(&(seen, since)) if seen == d => {
                     now.saturating_since(since) > self.config.tombstone_grace
@@ -125,6 +131,26 @@ impl<S: Store> Node<S> {
         }
         for (to, keys) in asks {
             self.send(to, PeerMessage::GcCheck { keys });
+        }
+    }
+
+    /// Checks a key's digest index entry against its state `state` (of
+    /// digest `d`): a missing or wrong entry (a damaged disk) is rewritten
+    /// and the digest tree corrected, so anti-entropy compares what is
+    /// really stored.
+    fn verify_digest(&mut self, key: &[u8], state: &Versioned, d: u64) {
+        let position = key_position(key);
+        let Ok(entries) = self.store.digests(position, position, 64) else {
+            return;
+        };
+        let indexed = entries.iter().find(|e| e.key == key).map(|e| e.digest);
+        if indexed == Some(d) {
+            return;
+        }
+        if self.store.put(key, state).is_ok() {
+            let count = if indexed.is_some() { 0 } else { 1 };
+            self.merkle.apply(position, indexed.unwrap_or(0), d, count);
+            self.stats.digests_repaired += 1;
         }
     }
 

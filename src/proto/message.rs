@@ -356,6 +356,8 @@ pub struct Stats {
     pub keys_handed_off: u64,
     /// Tombstones removed here, every home replica having held them.
     pub tombstones_removed: u64,
+    /// Digest index entries the background sweep found wrong and rewrote.
+    pub digests_repaired: u64,
     /// Hints not stored or thrown away: past the hint window, over the
     /// per-replica byte limit, or for a removed node. Anti-entropy repairs
     /// what they held.

@@ -369,14 +369,22 @@ impl<S: Store> Node<S> {
         if !membership.set_status(node, NodeStatus::Left) {
             return refused(AdminError::UnknownNode { node });
         }
-        let mut effects: Vec<Effect> = membership
-            .up_members()
+        self.announce_states();
+        AdminResponse::Done
+    }
+
+    /// Member states changed here: tell every live member, recompute the
+    /// ring and save them.
+    fn announce_states(&mut self) {
+        let effects: Vec<Effect> = self
+            .membership
+            .iter()
+            .flat_map(|m| m.up_members())
             .map(|p| Effect::SyncStates { to: p.node })
+            .chain([Effect::Changed])
             .collect();
-        effects.push(Effect::Changed);
         self.apply_effects(effects);
         self.persist_members();
-        AdminResponse::Done
     }
 
     /// This node's view of the cluster.

@@ -160,6 +160,26 @@ pub fn digest(key: &[u8], object: &Versioned) -> u64 {
     hasher.digest()
 }
 
+/// Entries of an in-memory digest index ((position, key) -> digest) with
+/// position in `first..=last`, in order, at most `limit`.
+pub fn index_range(
+    index: &BTreeMap<(u64, Vec<u8>), u64>,
+    first: u64,
+    last: u64,
+    limit: usize,
+) -> Vec<DigestEntry> {
+    index
+        .range((first, Vec::new())..)
+        .take_while(|((position, _), _)| *position <= last)
+        .take(limit)
+        .map(|((position, key), digest)| DigestEntry {
+            position: *position,
+            key: key.clone(),
+            digest: *digest,
+        })
+        .collect()
+}
+
 /// Decodes up to `limit` hint records of an ordered map range.
 pub fn stored_hints<'a>(
     records: impl Iterator<Item = (&'a (NodeId, u64), &'a Vec<u8>)>,
@@ -266,6 +286,16 @@ impl MemStore {
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
+
+    /// Fault injection for tests: sets (or, with `None`, drops) the digest
+    /// index entry of `key`, as a damaged disk might.
+    pub fn debug_damage_index(&mut self, key: &[u8], digest: Option<u64>) {
+        let entry = (super::ring::key_position(key), key.to_vec());
+        match digest {
+            Some(d) => self.index.insert(entry, d),
+            None => self.index.remove(&entry),
+        };
+    }
 }
 
 impl Store for MemStore {
@@ -334,17 +364,7 @@ impl Store for MemStore {
     }
 
     fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
-        Ok(self
-            .index
-            .range((first, Vec::new())..)
-            .take_while(|((position, _), _)| *position <= last)
-            .take(limit)
-            .map(|((position, key), digest)| DigestEntry {
-                position: *position,
-                key: key.clone(),
-                digest: *digest,
-            })
-            .collect())
+        Ok(index_range(&self.index, first, last, limit))
     }
 }
 

@@ -22,7 +22,7 @@
 //! acknowledged it turns `left`, tells every member, leaves the gossip and
 //! answers the operator.
 
-use super::membership::{Effect, NodeStatus};
+use super::membership::NodeStatus;
 use super::message::{AdminError, AdminResponse, AeState, PeerMessage, StreamCursor, StreamProgress};
 use super::ring::Ring;
 use super::store::{Store, StoreError};
@@ -217,13 +217,7 @@ impl<S: Store> Node<S> {
             return;
         };
         membership.set_status(me, status);
-        let mut effects: Vec<Effect> = membership
-            .up_members()
-            .map(|p| Effect::SyncStates { to: p.node })
-            .collect();
-        effects.push(Effect::Changed);
-        self.apply_effects(effects);
-        self.persist_members();
+        self.announce_states();
     }
 
     /// Moves the join or leave on: plans, sends batches, finishes.
