@@ -288,3 +288,26 @@ fn after_a_sigkill_quorum_still_works_and_all_fails_clearly() {
         "error: get failed: 2 of 3 replicas answered, 3 needed (all)"
     );
 }
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // The reader has gone, as after `| head`.
+    let output = Command::new(SHOAL)
+        .args(["cluster", "init", "--dir"])
+        .arg(dir.path().join("cluster"))
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(141),
+        "as a process ended by SIGPIPE: {stderr}"
+    );
+    // The work itself was done before the print.
+    assert!(dir.path().join("cluster").exists());
+}
