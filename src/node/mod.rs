@@ -354,6 +354,7 @@ impl Driver {
             }
             self.flush_outputs();
         }
+        self.node.save_digest_tree()?;
         self.node.store_mut().sync()?;
         self.node.stop_gossip(self.clock.now());
         self.flush_outputs();

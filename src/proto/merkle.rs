@@ -69,6 +69,23 @@ impl Merkle {
         }
     }
 
+    /// The tree as bytes (crc32, then MessagePack), to save at a clean
+    /// stop.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = rmp_serde::to_vec(&self.tree).expect("summaries encode");
+        [crc32fast::hash(&body).to_le_bytes().as_slice(), &body].concat()
+    }
+
+    /// A tree saved by [`Merkle::to_bytes`]; `None` if damaged.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Merkle> {
+        let (crc, body) = (bytes.get(..4)?, bytes.get(4..)?);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return None;
+        }
+        let tree: Vec<Summary> = rmp_serde::from_slice(body).ok()?;
+        (tree.len() == BUCKETS + 1).then_some(Merkle { tree })
+    }
+
     /// The tree of everything in `store` (read from its digest index).
     pub fn build<S: Store>(store: &S) -> Result<Merkle, StoreError> {
         let mut merkle = Merkle::new();

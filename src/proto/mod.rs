@@ -59,6 +59,11 @@ use version::Actor;
 /// messages well inside the frame limit.
 pub(crate) const BATCH_BYTES: u64 = 1 << 20;
 
+/// The store record holding the digest tree saved at a clean stop; emptied
+/// at start, so a tree is only ever loaded over the very data it was saved
+/// with (after a crash the tree is rebuilt from the digest index).
+const DIGEST_TREE_STATE: &str = "digest-tree";
+
 /// The store record holding the ring's member states.
 const MEMBERS_STATE: &str = "members";
 
@@ -147,6 +152,9 @@ pub struct Node<S: Store> {
     /// left; `None` when nothing is in transition. Writes also go to
     /// replicas it adds (pending replicas).
     future_ring: Option<Ring>,
+    /// Whether the digest tree was loaded as saved at the last clean stop
+    /// (rather than rebuilt from the digest index).
+    digest_tree_restored: bool,
     /// Operations whose requester has its answer; they stay to repair
     /// (reads) or to hint replicas that have not acknowledged (writes) and
     /// do not count toward the in-flight limit.
@@ -179,11 +187,24 @@ impl<S: Store> Node<S> {
                 format_version: store::FORMAT_VERSION,
             },
         };
+        // A tree saved at a clean stop is used once: the record is emptied
+        // before anything is written (save_meta below syncs it).
+        let saved_tree = store
+            .load_state(DIGEST_TREE_STATE)?
+            .filter(|bytes| !bytes.is_empty())
+            .and_then(|bytes| merkle::Merkle::from_bytes(&bytes));
+        if saved_tree.is_some() {
+            store.save_state(DIGEST_TREE_STATE, &[])?;
+        }
         store.save_meta(&meta)?;
         // A random start, so a restarted node's request ids do not repeat
         // ones peers may still remember (forward deduplication).
         let next_request = (rng.random::<u64>() >> 1).max(1);
-        let merkle = merkle::Merkle::build(&store)?;
+        let digest_tree_restored = saved_tree.is_some();
+        let merkle = match saved_tree {
+            Some(tree) => tree,
+            None => merkle::Merkle::build(&store)?,
+        };
         let hints = hints::Hints::load(&store)?;
         let actor = Actor {
             node: meta.node_id,
@@ -214,6 +235,7 @@ impl<S: Store> Node<S> {
             topology: topology::Topology::default(),
             future_ring: None,
             answered_ops: 0,
+            digest_tree_restored,
         })
     }
 
@@ -633,6 +655,18 @@ impl<S: Store> Node<S> {
     /// The digest and key count of ring positions `first..=last` here.
     pub fn summary(&self, first: u64, last: u64) -> Result<merkle::Summary, StoreError> {
         self.merkle.summary(&self.store, first, last)
+    }
+
+    /// Saves the digest tree for the next start, which then skips
+    /// rebuilding it. Call at a clean stop, after the last write; the
+    /// driver syncs afterwards.
+    pub fn save_digest_tree(&mut self) -> Result<(), StoreError> {
+        self.store.save_state(DIGEST_TREE_STATE, &self.merkle.to_bytes())
+    }
+
+    /// Whether the digest tree was loaded as saved at the last clean stop.
+    pub fn digest_tree_restored(&self) -> bool {
+        self.digest_tree_restored
     }
 
     /// Mutable access to the store (the driver syncs it for group commit).

@@ -325,6 +325,35 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_tree_saved_at_a_clean_stop_is_loaded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Node::new(Config::default(), FjallStore::open(dir.path()).unwrap(), 1).unwrap();
+        let expected = {
+            let mut node = open();
+            for i in 0..300u32 {
+                node.store_mut()
+                    .put(&i.to_be_bytes(), &contract::object(b"v"))
+                    .unwrap();
+            }
+            drop(node);
+            let mut node = open(); // Rebuilt from the index: it sees the keys.
+            assert!(!node.digest_tree_restored());
+            let summary = node.summary(0, u64::MAX).unwrap();
+            assert_eq!(summary.count, 300);
+            node.save_digest_tree().unwrap();
+            summary
+        };
+        let node = open();
+        assert!(node.digest_tree_restored(), "saved at a clean stop: loaded");
+        assert_eq!(node.summary(0, u64::MAX).unwrap(), expected);
+        drop(node);
+        // Not saved again (as after a crash): rebuilt, and still right.
+        let node = open();
+        assert!(!node.digest_tree_restored());
+        assert_eq!(node.summary(0, u64::MAX).unwrap(), expected);
+    }
+
+    #[test]
     fn a_node_restarted_on_the_same_directory_keeps_its_id_and_bumps_its_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let (id, epoch) = {
