@@ -2,7 +2,7 @@
 
 use shoal::proto::harness::Cluster;
 use shoal::proto::message::{AdminRequest, AdminResponse, HintsPending};
-use shoal::proto::store::Hint;
+use shoal::proto::store::{Hint, encode_hint};
 use shoal::proto::version::Actor;
 use shoal::proto::{
     ClientRequest, ClientResponse, Config, Consistency, Context, MemStore, Node, NodeId, Store, Versioned,
@@ -232,7 +232,7 @@ fn hints_survive_a_restart_and_are_counted_again() {
             object: object.clone(),
             created_ms: 1,
         };
-        store.put_hint(NodeId(77), seq, &hint).unwrap();
+        store.put_hint(NodeId(77), seq, &encode_hint(&hint)).unwrap();
     }
     let node = Node::new(Config::default(), store, 1).unwrap();
     let pending = node.hints_pending();

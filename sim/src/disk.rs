@@ -3,8 +3,7 @@
 
 use shoal::proto::ring::key_position;
 use shoal::proto::store::{
-    DigestEntry, Hint, StoredHint, decode_record, digest, encode_hint, encode_record, index_range,
-    stored_hints,
+    DigestEntry, StoredHint, decode_record, digest, encode_record, index_range, stored_hints,
 };
 use shoal::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use std::collections::BTreeMap;
@@ -134,8 +133,8 @@ impl Store for SimStore {
         Ok(())
     }
 
-    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError> {
-        self.pending_hints.insert((target, seq), Some(encode_hint(hint)));
+    fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.pending_hints.insert((target, seq), Some(record.to_vec()));
         Ok(())
     }
 

@@ -520,11 +520,9 @@ impl World {
                     }
                     _ => Vec::new(),
                 };
-                let states: Vec<(Vec<u8>, Versioned)> =
-                    states.into_iter().map(|(k, o)| (k.to_vec(), o.clone())).collect();
                 for (key, object) in states {
                     for sibling in object.siblings() {
-                        self.register_dot(&key, sibling.dot, &sibling.value);
+                        self.register_dot(key, sibling.dot, &sibling.value);
                     }
                 }
                 let to = self.by_id[&to];

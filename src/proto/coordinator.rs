@@ -528,20 +528,28 @@ impl<S: Store> Node<S> {
         let (key, merged) = (request.key().to_vec(), merged.clone());
         let remote: Vec<NodeId> = stale.iter().copied().filter(|&n| n != me).collect();
         *repairing = Some(remote.clone());
-        self.stats.read_repairs += stale.len() as u64;
-        if stale.contains(&me) {
-            // A failed local repair is retried by the next read.
-            let _ = self.merge_local(&key, &merged);
-        }
-        for node in &remote {
-            let message = PeerMessage::ReplicaPut {
-                request: id,
-                key: key.clone(),
-                object: merged.clone(),
-            };
-            self.send(*node, message);
+        for node in stale {
+            self.write_back(id, node, &key, &merged);
         }
         !remote.is_empty()
+    }
+
+    /// Read repair of one stale replica: merges `merged` into this node's
+    /// state, or sends it to `node` with request id `request` (0, never an
+    /// operation's, when nobody waits for the acknowledgement).
+    fn write_back(&mut self, request: u64, node: NodeId, key: &[u8], merged: &Versioned) {
+        self.stats.read_repairs += 1;
+        if node == self.id() {
+            // A failed local repair is retried by the next read.
+            let _ = self.merge_local(key, merged);
+        } else {
+            let message = PeerMessage::ReplicaPut {
+                request,
+                key: key.to_vec(),
+                object: merged.clone(),
+            };
+            self.send(node, message);
+        }
     }
 
     /// Answers a write's requester; the write stays until every replica
@@ -632,25 +640,8 @@ impl<S: Store> Node<S> {
             return;
         }
         for (node, state) in states {
-            if state == merged {
-                continue;
-            }
-            self.stats.read_repairs += 1;
-            if node == self.id() {
-                // A failed local repair is retried by the next read.
-                let _ = self.merge_local(request.key(), &merged);
-            } else {
-                let key = request.key().to_vec();
-                let object = merged.clone();
-                // Request id 0 is never an operation's: the ack is dropped.
-                self.send(
-                    node,
-                    PeerMessage::ReplicaPut {
-                        request: 0,
-                        key,
-                        object,
-                    },
-                );
+            if state != merged {
+                self.write_back(0, node, request.key(), &merged);
             }
         }
     }

@@ -160,13 +160,14 @@ impl<S: Store> Node<S> {
             created_ms: now.as_millis(),
         };
         let queue = self.hints.queues.entry(target).or_default();
-        let size = super::store::encode_hint(&hint).len() as u64;
+        let record = super::store::encode_hint(&hint);
+        let size = record.len() as u64;
         if down_too_long || queue.bytes + size > self.config.max_hint_bytes_per_replica {
             self.stats.hints_dropped += 1;
             return Ok(false);
         }
         let seq = self.hints.next_seq;
-        self.store.put_hint(target, seq, &hint)?;
+        self.store.put_hint(target, seq, &record)?;
         self.hints.next_seq += 1;
         queue.count += 1;
         queue.bytes += size;

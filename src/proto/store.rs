@@ -92,9 +92,10 @@ pub trait Store {
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Saves a named record of node state, replacing the previous one.
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
-    /// Stores a hint for replica `target` as number `seq` (durable with the
-    /// next `sync`, like data).
-    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError>;
+    /// Stores a hint for replica `target` as number `seq`: `record` is made
+    /// by [`encode_hint`] (the caller needs its size for the hint bounds,
+    /// so it is encoded once). Durable with the next `sync`, like data.
+    fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError>;
     /// Up to `limit` hints at or after `from`, in (target, seq) order.
     fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError>;
     /// Deletes one hint (nothing happens if it is absent).
@@ -349,8 +350,8 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError> {
-        self.hints.insert((target, seq), encode_hint(hint));
+    fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.hints.insert((target, seq), record.to_vec());
         Ok(())
     }
 
@@ -405,10 +406,10 @@ pub(crate) mod contract {
             created_ms: at,
         };
         let (a, b) = (NodeId(1), NodeId(u64::MAX));
-        s.put_hint(b, 0, &hint(b"b0", 5)).unwrap();
-        s.put_hint(a, 2, &hint(b"a2", 4)).unwrap();
-        s.put_hint(a, 1, &hint(b"a1", 3)).unwrap();
-        s.put_hint(a, u64::MAX, &hint(b"alast", 6)).unwrap();
+        s.put_hint(b, 0, &encode_hint(&hint(b"b0", 5))).unwrap();
+        s.put_hint(a, 2, &encode_hint(&hint(b"a2", 4))).unwrap();
+        s.put_hint(a, 1, &encode_hint(&hint(b"a1", 3))).unwrap();
+        s.put_hint(a, u64::MAX, &encode_hint(&hint(b"alast", 6))).unwrap();
         let all = s.hints((NodeId(0), 0), 10).unwrap();
         let order: Vec<(NodeId, u64)> = all.iter().map(|h| (h.target, h.seq)).collect();
         assert_eq!(order, vec![(a, 1), (a, 2), (a, u64::MAX), (b, 0)]);

@@ -10,8 +10,8 @@
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
-    DigestEntry, FORMAT_VERSION, Hint, StoredHint, decode_hint, decode_meta, decode_record, digest,
-    encode_hint, encode_meta, encode_record,
+    DigestEntry, FORMAT_VERSION, StoredHint, decode_hint, decode_meta, decode_record, digest, encode_meta,
+    encode_record,
 };
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -203,10 +203,8 @@ impl Store for FjallStore {
         self.meta.insert(state_key(name), bytes).map_err(engine)
     }
 
-    fn put_hint(&mut self, target: NodeId, seq: u64, hint: &Hint) -> Result<(), StoreError> {
-        self.hints
-            .insert(hint_key(target, seq), encode_hint(hint))
-            .map_err(engine)
+    fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.hints.insert(hint_key(target, seq), record).map_err(engine)
     }
 
     fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError> {
