@@ -240,3 +240,71 @@ fn hints_survive_a_restart_and_are_counted_again() {
     assert_eq!((pending[0].target, pending[0].count), (NodeId(77), 2));
     assert!(pending[0].bytes > 0);
 }
+
+#[test]
+fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
+    use shoal::proto::ring::Ring;
+    // One token per node, so a leave moves ranges to known nodes.
+    let config = Config {
+        vnodes: 1,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_membership(5, config.clone(), 23);
+    c.run_for(Duration::from_secs(5));
+    let nodes = c.node_ids();
+    let ring = c.node(nodes[0]).ring().clone();
+    // A replica that gains no range when `leaving` leaves: the leave does
+    // not wait for it, so it can stay down throughout.
+    let gains = |leaving: NodeId, node: NodeId| {
+        let future = Ring::with_nodes(1, nodes.iter().copied().filter(|&n| n != leaving));
+        ring.ranges(3).iter().any(|(_, last, owners)| {
+            owners.contains(&leaving)
+                && !owners.contains(&node)
+                && future.walk_from(*last).take(3).any(|n| n == node)
+        })
+    };
+    let (leaving, down) = nodes
+        .iter()
+        .flat_map(|&l| nodes.iter().map(move |&d| (l, d)))
+        .find(|&(l, d)| l != d && !gains(l, d))
+        .expect("some pair");
+    c.cut_off(down);
+    c.run_for(Duration::from_secs(8));
+
+    // Sloppy writes while `down` is down: fallbacks hold hints for it.
+    let coordinator = *nodes.iter().find(|&&n| n != down && n != leaving).unwrap();
+    let keys: Vec<Vec<u8>> = (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .filter(|k| c.replicas(k).contains(&down))
+        .take(120)
+        .collect();
+    for k in &keys {
+        assert_written(&c.put(coordinator, k, b"v", Context::empty(), Consistency::Quorum));
+    }
+    let held_by_leaving = c.node(leaving).hints_held();
+    assert!(
+        held_by_leaving > 0,
+        "the leaving node holds no hints to hand over"
+    );
+    let total = held(&c);
+
+    assert_eq!(c.admin(leaving, AdminRequest::Leave), AdminResponse::Done);
+    assert_eq!(c.node(leaving).hints_held(), 0, "left with hints undelivered");
+    // The others now hold them all, for `down`.
+    assert_eq!(held(&c), total);
+    for n in c.node_ids().into_iter().filter(|&n| n != leaving) {
+        assert!(c.node(n).hints_pending().iter().all(|p| p.target == down));
+    }
+
+    // `down` comes back (anti-entropy is off): every write reaches it.
+    c.reconnect(down);
+    c.run_for(Duration::from_secs(20));
+    for k in &keys {
+        assert!(
+            stored(&c, down, k),
+            "{} never delivered",
+            String::from_utf8_lossy(k)
+        );
+    }
+    assert_eq!(held(&c), 0);
+}

@@ -518,6 +518,9 @@ impl World {
                     PeerMessage::Push { states, .. } | PeerMessage::AeStates { states, .. } => {
                         states.iter().map(|s| (s.key.as_slice(), &s.object)).collect()
                     }
+                    PeerMessage::HandOffHints { hints, .. } => {
+                        hints.iter().map(|h| (h.key.as_slice(), &h.object)).collect()
+                    }
                     _ => Vec::new(),
                 };
                 for (key, object) in states {

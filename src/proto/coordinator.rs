@@ -830,6 +830,9 @@ impl<S: Store> Node<S> {
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
             PeerMessage::Push { batch, states } => self.on_push(from, batch, states),
+            PeerMessage::HandOffHints { batch, target, hints } => {
+                self.on_hand_off_hints(now, from, batch, target, hints)
+            }
             PeerMessage::PushAck { batch, result } => {
                 let ok = result.is_ok();
                 if !self.on_hints_ack(now, from, batch, result) {

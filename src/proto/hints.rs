@@ -22,6 +22,11 @@
 //! [`Config::max_hint_bytes_per_replica`](super::Config); hints older than
 //! the window are dropped unsent; hints for a removed node are dropped.
 //! Anti-entropy repairs whatever a dropped hint held.
+//!
+//! A leaving node does not leave with hints undelivered: hints for a
+//! replica that is down are handed to a remaining node
+//! ([`PeerMessage::HandOffHints`], paced like replay), which keeps them,
+//! with their original age, and delivers them in turn.
 
 use super::Node;
 use super::membership::NodeStatus;
@@ -63,6 +68,8 @@ struct Queue {
 #[derive(Debug)]
 struct InFlight {
     batch: u64,
+    /// The replica itself, or the node the hints were handed to.
+    to: NodeId,
     /// Sequence numbers and sizes of the hints sent.
     hints: Vec<(u64, u64)>,
     /// Sequence number after the last hint read, sent or dropped.
@@ -146,23 +153,30 @@ impl<S: Store> Node<S> {
         key: &[u8],
         object: &Versioned,
     ) -> Result<bool, StoreError> {
-        if !self.config.hinted_handoff || target == self.id() {
-            return Ok(false);
-        }
-        let down_too_long = self
-            .membership
-            .as_ref()
-            .and_then(|m| m.down_since(target))
-            .is_some_and(|since| now.saturating_since(since) > self.config.hint_window);
         let hint = Hint {
             key: key.to_vec(),
             object: object.clone(),
             created_ms: now.as_millis(),
         };
+        self.keep_hint(now, target, &hint)
+    }
+
+    /// Stores `hint` for `target` unless the bounds say no.
+    fn keep_hint(&mut self, now: Time, target: NodeId, hint: &Hint) -> Result<bool, StoreError> {
+        if !self.config.hinted_handoff || target == self.id() {
+            return Ok(false);
+        }
+        let window_ms = u64::try_from(self.config.hint_window.as_millis()).unwrap_or(u64::MAX);
+        let too_old = hint.created_ms.saturating_add(window_ms) < now.as_millis();
+        let down_too_long = self
+            .membership
+            .as_ref()
+            .and_then(|m| m.down_since(target))
+            .is_some_and(|since| now.saturating_since(since) > self.config.hint_window);
         let queue = self.hints.queues.entry(target).or_default();
-        let record = super::store::encode_hint(&hint);
+        let record = super::store::encode_hint(hint);
         let size = record.len() as u64;
-        if down_too_long || queue.bytes + size > self.config.max_hint_bytes_per_replica {
+        if too_old || down_too_long || queue.bytes + size > self.config.max_hint_bytes_per_replica {
             self.stats.hints_dropped += 1;
             return Ok(false);
         }
@@ -194,8 +208,27 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// A node to hand the hints for `target` to while this node leaves:
+    /// a live, normal ring member other than this node and `target`, the
+    /// first after `target` on the ring.
+    fn hint_custodian(&self, target: NodeId) -> Option<NodeId> {
+        let me = self.id();
+        let membership = self.membership.as_ref()?;
+        let nodes = self.ring.nodes();
+        let start = nodes.iter().position(|&n| n >= target).unwrap_or(0);
+        nodes[start..].iter().chain(&nodes[..start]).copied().find(|&n| {
+            n != me
+                && n != target
+                && self.is_up(n)
+                && membership
+                    .state(n)
+                    .is_some_and(|s| s.status == NodeStatus::Normal)
+        })
+    }
+
     /// Sends the next batch to every replica that is up and not busy with
-    /// one; drops void hints.
+    /// one (a leaving node hands hints for a replica that is down to
+    /// another node); drops void hints.
     pub(super) fn replay_hints(&mut self, now: Time) {
         self.hints.next_check = None;
         let targets: Vec<NodeId> = self.hints.queues.keys().copied().collect();
@@ -214,34 +247,43 @@ impl<S: Store> Node<S> {
                 queue.in_flight = None; // Unanswered: send again.
             }
             let not_before = queue.not_before;
-            if !self.is_up(target) {
+            let to = if self.is_up(target) {
+                Some(target)
+            } else if self.status() == NodeStatus::Leaving {
+                self.hint_custodian(target)
+            } else {
+                None
+            };
+            let Some(to) = to else {
                 self.hints.wake(now + CHECK_INTERVAL);
                 continue;
-            }
+            };
             if not_before > now {
                 self.hints.wake(not_before);
                 continue;
             }
-            self.send_hint_batch(now, target);
+            self.send_hint_batch(now, target, to);
         }
         self.hints
             .queues
             .retain(|_, q| q.count > 0 || q.in_flight.is_some());
     }
 
-    fn send_hint_batch(&mut self, now: Time, target: NodeId) {
+    /// Sends the next hints for `target` to `to`: `target` itself, or the
+    /// node that keeps them while this one leaves.
+    fn send_hint_batch(&mut self, now: Time, target: NodeId, to: NodeId) {
         let from = self.hints.queues[&target].from;
         let Ok(stored) = self.store.hints((target, from), self.config.hint_batch) else {
             self.hints.wake(now + CHECK_INTERVAL);
             return; // Storage trouble: try again later.
         };
         let window_ms = u64::try_from(self.config.hint_window.as_millis()).unwrap_or(u64::MAX);
-        let mut states = Vec::new();
+        let mut hints = Vec::new();
         let mut sent = Vec::new();
         let mut next_from = from;
         let mut bytes = 0;
         for stored in stored.into_iter().filter(|s| s.target == target) {
-            if !states.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
+            if !hints.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
                 break; // The rest goes in the next batch.
             }
             next_from = stored.seq.saturating_add(1);
@@ -249,10 +291,7 @@ impl<S: Store> Node<S> {
                 Some(hint) if hint.created_ms.saturating_add(window_ms) >= now.as_millis() => {
                     bytes += stored.bytes;
                     sent.push((stored.seq, stored.bytes));
-                    states.push(AeState {
-                        key: hint.key,
-                        object: hint.object,
-                    });
+                    hints.push(hint);
                 }
                 // Too old, or damaged: anti-entropy repairs instead.
                 _ => {
@@ -265,7 +304,7 @@ impl<S: Store> Node<S> {
         }
         let batch = self.hints.fresh_batch();
         let queue = self.hints.queues.get_mut(&target).expect("listed");
-        if states.is_empty() {
+        if hints.is_empty() {
             queue.from = next_from;
             if next_from == from {
                 // Nothing readable is left: the counts were ahead of the store.
@@ -279,13 +318,26 @@ impl<S: Store> Node<S> {
         let expires = now + self.config.request_timeout * 2;
         queue.in_flight = Some(InFlight {
             batch,
+            to,
             hints: sent,
             next_from,
             sent: now,
             expires,
         });
         self.hints.wake(expires);
-        self.send(target, PeerMessage::Push { batch, states });
+        let message = if to == target {
+            let states = hints
+                .into_iter()
+                .map(|h| AeState {
+                    key: h.key,
+                    object: h.object,
+                })
+                .collect();
+            PeerMessage::Push { batch, states }
+        } else {
+            PeerMessage::HandOffHints { batch, target, hints }
+        };
+        self.send(to, message);
     }
 
     fn forget_hint(&mut self, target: NodeId, bytes: u64) {
@@ -339,8 +391,38 @@ impl<S: Store> Node<S> {
         self.send(from, PeerMessage::PushAck { batch, result });
     }
 
-    /// A replica acknowledged a batch of hints: delete them and pace the
-    /// next. False if the batch was not one of hints.
+    /// A leaving node handed over its hints for `target`: keep them (within
+    /// the bounds; what they exclude is left to anti-entropy), then
+    /// acknowledge.
+    pub(super) fn on_hand_off_hints(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        batch: u64,
+        target: NodeId,
+        hints: Vec<Hint>,
+    ) {
+        let mut result = Ok(());
+        for hint in hints {
+            self.stats.replica_ops += 1;
+            let kept = if target == self.id() {
+                self.merge_local(&hint.key, &hint.object).map(|_| ())
+            } else {
+                self.keep_hint(now, target, &hint).map(|_| ())
+            };
+            if let Err(error) = kept {
+                result = Err(ReplicaError {
+                    reason: error.to_string(),
+                });
+                break;
+            }
+        }
+        self.send(from, PeerMessage::PushAck { batch, result });
+    }
+
+    /// A replica (or the node hints were handed to) acknowledged a batch
+    /// of hints: delete them and pace the next. False if the batch was not
+    /// one of hints.
     pub(super) fn on_hints_ack(
         &mut self,
         now: Time,
@@ -348,12 +430,14 @@ impl<S: Store> Node<S> {
         batch: u64,
         result: Result<(), ReplicaError>,
     ) -> bool {
-        let Some(queue) = self.hints.queues.get_mut(&from) else {
-            return false;
-        };
-        let Some(in_flight) = queue.in_flight.take_if(|f| f.batch == batch) else {
+        let Some((&target, queue)) = self.hints.queues.iter_mut().find(|(_, q)| {
+            q.in_flight
+                .as_ref()
+                .is_some_and(|f| f.batch == batch && f.to == from)
+        }) else {
             return false; // Not ours, or a late answer to a batch sent again.
         };
+        let in_flight = queue.in_flight.take().expect("matched");
         if result.is_err() {
             queue.not_before = now + CHECK_INTERVAL;
             self.hints.wake(now + CHECK_INTERVAL);
@@ -366,8 +450,8 @@ impl<S: Store> Node<S> {
         let wake = queue.not_before.max(now);
         for (seq, bytes) in in_flight.hints {
             // A failed delete only means the hint is sent again later.
-            if self.store.remove_hint(from, seq).is_ok() {
-                self.forget_hint(from, bytes);
+            if self.store.remove_hint(target, seq).is_ok() {
+                self.forget_hint(target, bytes);
                 self.stats.hints_replayed += 1;
             }
         }

@@ -684,6 +684,17 @@ pub enum PeerMessage {
         /// Success, or why the states could not be stored.
         result: Result<(), ReplicaError>,
     },
+    /// Leaving node -> a remaining node: keep these hints for `target`
+    /// (down, so the leaving node could not deliver them) and deliver them
+    /// later. Answered with [`PeerMessage::PushAck`] once durable.
+    HandOffHints {
+        /// Correlates the acknowledgement.
+        batch: u64,
+        /// The replica the hints are for.
+        target: NodeId,
+        /// The hints, with the time each was first stored.
+        hints: Vec<super::store::Hint>,
+    },
     /// Joining node -> current replica: send your keys in `first..=last`
     /// after `after` (a ring position and key), a batch at a time.
     StreamRequest {
@@ -741,6 +752,7 @@ impl PeerMessage {
             PeerMessage::ReplicaPut { .. }
                 | PeerMessage::HintedPut { .. }
                 | PeerMessage::Push { .. }
+                | PeerMessage::HandOffHints { .. }
                 | PeerMessage::AeStates { .. }
                 | PeerMessage::StreamBatch { .. }
                 | PeerMessage::GcRemove { .. }

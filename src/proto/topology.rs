@@ -19,8 +19,9 @@
 //! over (or, where nobody new does, to the first remaining replica), a batch
 //! at a time, each acknowledged once durable ([`PeerMessage::Push`]).
 //! Writes meanwhile also go to the new owners. When every batch is
-//! acknowledged it turns `left`, tells every member, leaves the gossip and
-//! answers the operator.
+//! acknowledged, and every hint it held is delivered or handed to a
+//! remaining node, it turns `left`, tells every member, leaves the gossip
+//! and answers the operator.
 
 use super::membership::NodeStatus;
 use super::message::{AdminError, AdminResponse, AeState, PeerMessage, StreamCursor, StreamProgress};
@@ -533,7 +534,7 @@ impl<S: Store> Node<S> {
             return;
         };
         if plan.is_done() {
-            self.finish_leave(now);
+            self.finish_leave_when_hints_are_out(now);
             return;
         }
         let mut busy = plan
@@ -588,7 +589,7 @@ impl<S: Store> Node<S> {
         }
         let done = self.topology.leave.as_ref().is_some_and(Plan::is_done);
         if done {
-            self.finish_leave(now);
+            self.finish_leave_when_hints_are_out(now);
         } else {
             self.topology.wake(now + CHECK_INTERVAL);
         }
@@ -619,6 +620,16 @@ impl<S: Store> Node<S> {
             self.topology.wake(now + CHECK_INTERVAL);
         }
         true
+    }
+
+    /// Every range is handed off; the node leaves once no hints are left
+    /// (replay delivers them, or hands them to a remaining node).
+    fn finish_leave_when_hints_are_out(&mut self, now: Time) {
+        if self.hints.total() == 0 {
+            self.finish_leave(now);
+        } else {
+            self.topology.wake(now + CHECK_INTERVAL);
+        }
     }
 
     fn finish_leave(&mut self, now: Time) {
