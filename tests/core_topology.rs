@@ -245,3 +245,97 @@ fn the_ranges_of_a_removed_node_are_re_replicated_by_anti_entropy() {
     c.run_for(Duration::from_secs(60));
     assert_on_every_replica(&c, stay, 0..400);
 }
+
+/// Every node holds exactly the keys its ring says it owns.
+fn assert_only_owned_keys_held(c: &Cluster, keys: std::ops::Range<usize>) {
+    for id in c.node_ids() {
+        let node = c.node(id);
+        for i in keys.clone() {
+            let owns = node.ring().preference_list(&key(i), 3).contains(&id);
+            let holds = node.store().get(&key(i)).unwrap().is_some();
+            assert_eq!(holds, owns, "node {id} key {i}: holds {holds}, owns {owns}");
+        }
+    }
+}
+
+#[test]
+fn after_a_join_old_owners_drop_the_ranges_they_gave_up() {
+    let config = Config {
+        cleanup_delay: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut c = converged_with(3, 48, config.clone());
+    write(&mut c, 0..600);
+    let new = c.add_node(config, 94);
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    // Gossip spreads the change; the delay passes; every node walks its keys.
+    c.run_for(Duration::from_secs(8));
+    for id in c.node_ids() {
+        assert!(c.node(id).ring().contains(new), "{id} has not heard of the join");
+    }
+    assert_only_owned_keys_held(&c, 0..600);
+    // Three nodes held every key; each key the new node took left exactly
+    // one of them.
+    let taken = (0..600)
+        .filter(|&i| c.node(new).ring().preference_list(&key(i), 3).contains(&new))
+        .count();
+    let cleaned: u64 = c.nodes().map(|n| n.stats().keys_cleaned_up).sum();
+    assert_eq!(cleaned, taken as u64);
+    assert_on_every_replica(&c, new, 0..600);
+    for i in 0..600 {
+        let response = c.get(new, &key(i), Consistency::All);
+        assert!(
+            matches!(response, ClientResponse::Found { .. }),
+            "key {i}: {response:?}"
+        );
+    }
+}
+
+#[test]
+fn a_write_only_an_old_owner_took_is_handed_to_the_new_owners_before_it_is_dropped() {
+    // No hints and no anti-entropy rounds: only the cleanup's push can
+    // carry the write over.
+    let config = Config {
+        cleanup_delay: Duration::from_secs(2),
+        hinted_handoff: false,
+        anti_entropy_interval: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let mut c = converged_with(3, 49, config.clone());
+    write(&mut c, 0..300);
+    let old = c.node_ids()[0];
+    let new = c.add_node(config, 93);
+    c.run_for(Duration::from_millis(5));
+    // `old` misses the end of the join: it still sees the old ring.
+    c.cut_off(old);
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    c.run_for(Duration::from_secs(2));
+    assert!(!c.node(old).ring().contains(new));
+    let future = c.node(new).ring().clone();
+    let lost_owner: Vec<usize> = (1000..)
+        .filter(|&i| !future.preference_list(&key(i), 3).contains(&old))
+        .take(20)
+        .collect();
+    for &i in &lost_owner {
+        let response = c.put(old, &key(i), b"only on old", Context::empty(), Consistency::One);
+        assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
+    }
+    c.reconnect(old);
+    c.run_for(Duration::from_secs(10));
+    assert!(c.node(old).ring().contains(new));
+    for &i in &lost_owner {
+        assert!(
+            c.node(old).store().get(&key(i)).unwrap().is_none(),
+            "key {i} still on the old owner"
+        );
+        match c.get(new, &key(i), Consistency::All) {
+            ClientResponse::Found { values, .. } => assert_eq!(
+                values.first().map(|v| v.value.as_slice()),
+                Some(&b"only on old"[..]),
+                "key {i} lost"
+            ),
+            other => panic!("key {i} lost: {other:?}"),
+        }
+    }
+    assert!(c.node(old).stats().keys_cleaned_up >= 20);
+}

@@ -158,7 +158,7 @@ impl Report {
         let r = &self.repairs;
         let _ = writeln!(
             out,
-            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves; {} tombstones collected",
+            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves, {} cleaned up by old owners; {} tombstones collected",
             r.hints_stored,
             r.hints_replayed,
             r.hints_dropped,
@@ -166,6 +166,7 @@ impl Report {
             r.ae_keys_repaired,
             r.keys_streamed_in,
             r.keys_handed_off,
+            r.keys_cleaned_up,
             r.tombstones_removed
         );
         for (name, _) in CHECKERS {

@@ -174,6 +174,8 @@ pub struct RepairCounts {
     pub keys_handed_off: u64,
     /// Tombstones collected.
     pub tombstones_removed: u64,
+    /// Keys dropped by nodes that no longer own them.
+    pub keys_cleaned_up: u64,
 }
 
 impl RepairCounts {
@@ -186,6 +188,7 @@ impl RepairCounts {
         self.keys_streamed_in += stats.keys_streamed_in;
         self.keys_handed_off += stats.keys_handed_off;
         self.tombstones_removed += stats.tombstones_removed;
+        self.keys_cleaned_up += stats.keys_cleaned_up;
     }
 }
 
@@ -273,6 +276,8 @@ impl World {
             // many times in a run.
             hint_window: Duration::from_secs(15),
             tombstone_grace: Duration::from_secs(30),
+            // Nodes drop ranges they gave up soon after a join or leave.
+            cleanup_delay: Duration::from_secs(5),
             ..Config::default()
         };
         let skew_max = i64::try_from(options.rates.skew_max.as_micros()).unwrap_or(i64::MAX);

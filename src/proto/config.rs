@@ -54,6 +54,10 @@ pub struct Config {
     /// home replica is confirmed to hold it). Longer than the hint window,
     /// so no hint of an older value can arrive after it is gone.
     pub tombstone_grace: Duration,
+    /// How long the ring must stay unchanged before a node cleans up the
+    /// keys of ranges it no longer owns (after a join or leave), so every
+    /// node has heard of the change.
+    pub cleanup_delay: Duration,
     /// The node's id when its store holds none yet (fresh or wiped disk).
     /// `None` draws one from the node's RNG.
     pub node_id: Option<NodeId>,
@@ -82,6 +86,7 @@ impl Default for Config {
             hint_batch: 32,
             hint_replay_rate: 25_000,
             tombstone_grace: Duration::from_secs(4 * 3600),
+            cleanup_delay: Duration::from_secs(60),
             node_id: None,
             debug_skip_epoch_bump: false,
         }

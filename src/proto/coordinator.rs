@@ -835,7 +835,8 @@ impl<S: Store> Node<S> {
             }
             PeerMessage::PushAck { batch, result } => {
                 let ok = result.is_ok();
-                if !self.on_hints_ack(now, from, batch, result) {
+                if !self.on_hints_ack(now, from, batch, result) && !self.on_cleanup_ack(now, from, batch, ok)
+                {
                     self.on_handoff_ack(now, from, batch, ok);
                 }
             }

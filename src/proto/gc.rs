@@ -154,19 +154,34 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Removes `key` if its state still has digest `expected`.
+    /// Removes `key` if its state is still the tombstone of digest
+    /// `expected`.
     fn remove_tombstone(&mut self, key: &[u8], expected: u64) -> Result<bool, StoreError> {
+        let removed = self.remove_if_unchanged(key, expected, true)?;
+        if removed {
+            self.stats.tombstones_removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Removes `key` (and its digest) if its state still has digest
+    /// `expected` (and, with `only_deleted`, holds no live value).
+    pub(super) fn remove_if_unchanged(
+        &mut self,
+        key: &[u8],
+        expected: u64,
+        only_deleted: bool,
+    ) -> Result<bool, StoreError> {
         let Some(state) = self.store.get(key)? else {
             return Ok(false);
         };
         let current = digest(key, &state);
-        if current != expected || !state.is_deleted() {
-            return Ok(false); // Written since: not the tombstone confirmed.
+        if current != expected || (only_deleted && !state.is_deleted()) {
+            return Ok(false); // Written since: not the state checked.
         }
         self.store.remove(key)?;
         self.gc.seen.remove(key);
         self.merkle.apply(key_position(key), current, 0, -1);
-        self.stats.tombstones_removed += 1;
         Ok(true)
     }
 

@@ -356,6 +356,9 @@ pub struct Stats {
     pub keys_handed_off: u64,
     /// Tombstones removed here, every home replica having held them.
     pub tombstones_removed: u64,
+    /// Keys of ranges this node no longer owns, removed once their owners
+    /// held them (cleanup after a join or leave).
+    pub keys_cleaned_up: u64,
     /// Digest index entries the background sweep found wrong and rewrote.
     pub digests_repaired: u64,
     /// Hints not stored or thrown away: past the hint window, over the

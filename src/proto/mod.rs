@@ -18,6 +18,7 @@
 //!    sending messages and replies as told; then ask `poll_timeout` again.
 
 pub mod anti_entropy;
+mod cleanup;
 pub mod config;
 pub mod coordinator;
 mod gc;
@@ -145,6 +146,7 @@ pub struct Node<S: Store> {
     stats: Stats,
     hints: hints::Hints,
     gc: gc::Gc,
+    cleanup: cleanup::Cleanup,
     /// The last dot counter this node issued, for any key.
     last_counter: u64,
     topology: topology::Topology,
@@ -231,6 +233,7 @@ impl<S: Store> Node<S> {
             stats: Stats::default(),
             hints,
             gc: gc::Gc::default(),
+            cleanup: cleanup::Cleanup::default(),
             last_counter: 0,
             topology: topology::Topology::default(),
             future_ring: None,
@@ -319,6 +322,7 @@ impl<S: Store> Node<S> {
         self.persist_members();
         self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
         self.gc.start(now);
+        self.cleanup.start(now);
         self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
         self.recompute_ring();
         self.apply_effects(effects);
@@ -587,6 +591,9 @@ impl<S: Store> Node<S> {
         if self.gc.poll_timeout().is_some_and(|at| at <= now) {
             self.sweep_tombstones(now);
         }
+        if self.cleanup.poll_timeout().is_some_and(|at| at <= now) {
+            self.drive_cleanup(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
@@ -601,6 +608,7 @@ impl<S: Store> Node<S> {
             self.hints.poll_timeout(),
             self.topology.poll_timeout(),
             self.gc.poll_timeout(),
+            self.cleanup.poll_timeout(),
         ]
         .into_iter()
         .flatten()

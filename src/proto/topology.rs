@@ -129,7 +129,7 @@ impl Topology {
 }
 
 /// A state's size on the wire, roughly.
-fn state_bytes(key: &[u8], object: &Versioned) -> u64 {
+pub(super) fn state_bytes(key: &[u8], object: &Versioned) -> u64 {
     let values: usize = object
         .siblings()
         .iter()
