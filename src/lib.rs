@@ -24,3 +24,9 @@ pub mod storage;
 
 pub use client::{Client, ClientError, Credentials, ReadResult, WriteOptions};
 pub use proto::{Consistency, Context};
+
+/// mimalloc for every program built on shoal (the node, benchmarks, tests,
+/// the simulator): glibc's malloc took 13% of a loaded node's CPU (see
+/// BENCH.md) and about a fifth of a join's, with its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -2,11 +2,6 @@
 
 mod cli;
 
-// glibc's malloc took 13% of a loaded node's CPU (see BENCH.md); mimalloc
-// serves the many small, short-lived allocations of request handling faster.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     quiet_on_closed_output();
     if let Err(error) = cli::run() {

@@ -308,3 +308,53 @@ fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
     }
     assert_eq!(held(&c), 0);
 }
+
+#[test]
+fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
+    use shoal::proto::message::AeState;
+    use shoal::proto::{Output, PeerMessage};
+    let mut node = Node::new(Config::default(), MemStore::new(), 5).unwrap();
+    // Two holders' concurrent versions of one key, in one batch (as hints
+    // handed over by a leaving node can be).
+    let version = |writer: u64, value: &[u8]| {
+        let mut object = Versioned::new();
+        let actor = Actor {
+            node: NodeId(writer),
+            epoch: 1,
+        };
+        object
+            .write(actor, &Default::default(), Some(value.to_vec()), 1, 8)
+            .unwrap();
+        AeState {
+            key: KEY.to_vec(),
+            object,
+        }
+    };
+    let states = vec![version(1, b"one"), version(2, b"two")];
+    node.handle_peer_message(
+        shoal::proto::Time::ZERO,
+        NodeId(9),
+        PeerMessage::Push { batch: 1, states },
+    );
+    let acked = std::iter::from_fn(|| node.poll_output()).any(|o| {
+        matches!(
+            o,
+            Output::Send {
+                message: PeerMessage::PushAck {
+                    batch: 1,
+                    result: Ok(())
+                },
+                ..
+            }
+        )
+    });
+    assert!(acked);
+    let state = node.store().get(KEY).unwrap().unwrap();
+    let mut values: Vec<Vec<u8>> = state.values().map(|s| s.value.clone().unwrap()).collect();
+    values.sort();
+    assert_eq!(
+        values,
+        vec![b"one".to_vec(), b"two".to_vec()],
+        "one state overwrote the other"
+    );
+}

@@ -262,8 +262,24 @@ impl Driver {
         self.stop(&mut events, accept).await
     }
 
-    /// Feeds a batch of events, then makes its writes durable if needed.
+    /// Feeds a batch of events: client requests and replica reads and
+    /// writes first, and their answers sent, before the bulk work of
+    /// repair and topology (hint replay, streaming, handoff, anti-entropy
+    /// states), so a repair in progress adds little to request latency.
     fn feed(&mut self, batch: impl Iterator<Item = Event>) -> Result<(), StoreError> {
+        let (bulk, urgent): (Vec<Event>, Vec<Event>) = batch
+            .into_iter()
+            .partition(|e| matches!(e, Event::Peer { message, .. } if message.is_bulk()));
+        self.feed_events(urgent)?;
+        if !bulk.is_empty() {
+            self.flush_outputs();
+            self.feed_events(bulk)?;
+        }
+        Ok(())
+    }
+
+    /// Feeds events in order, then makes their writes durable if needed.
+    fn feed_events(&mut self, batch: Vec<Event>) -> Result<(), StoreError> {
         let mut wrote = false;
         for event in batch {
             let now = self.clock.now();

@@ -200,12 +200,9 @@ impl<S: Store> Node<S> {
 
     /// States from a peer: merge them; send the ones it asked for.
     pub(super) fn on_ae_states(&mut self, from: NodeId, states: Vec<AeState>, want: Vec<Vec<u8>>) {
-        for AeState { key, object } in states {
-            match self.merge_local(&key, &object) {
-                Ok(true) => self.stats.ae_keys_repaired += 1,
-                Ok(false) => {}
-                Err(_) => return, // Storage trouble: the next round retries.
-            }
+        match self.merge_many(&states) {
+            Ok(changed) => self.stats.ae_keys_repaired += changed as u64,
+            Err(_) => return, // Storage trouble: the next round retries.
         }
         if !want.is_empty() {
             self.send_states(from, &want, Vec::new());

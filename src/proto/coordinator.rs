@@ -16,7 +16,7 @@
 //! replicas answered of how many were needed.
 
 use super::message::{
-    ClientRequest, ClientResponse, Context, Operation as OpName, PeerMessage, RequestError, Value,
+    AeState, ClientRequest, ClientResponse, Context, Operation as OpName, PeerMessage, RequestError, Value,
 };
 use super::quorum::{Access, QuorumTracker};
 use super::store::{Store, StoreError};
@@ -918,6 +918,31 @@ impl<S: Store> Node<S> {
     }
 
     /// Merges a peer's state of `key` into ours; true if ours changed.
+    /// Merges many states into the local ones, writing the changed ones in
+    /// one batch; how many keys changed. A key may come more than once.
+    pub(super) fn merge_many(&mut self, states: &[AeState]) -> Result<usize, StoreError> {
+        // Key -> (state before, merged state, changed).
+        let mut merged: BTreeMap<&[u8], (Option<Versioned>, Versioned, bool)> = BTreeMap::new();
+        for AeState { key, object } in states {
+            let entry = match merged.entry(key.as_slice()) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    let stored = self.store.get(key)?;
+                    let local = stored.clone().unwrap_or_default();
+                    entry.insert((stored, local, false))
+                }
+            };
+            entry.2 |= entry.1.merge_from(object);
+        }
+        merged.retain(|_, (_, _, changed)| *changed);
+        let writes: Vec<(&[u8], &Versioned)> = merged.iter().map(|(k, (_, s, _))| (*k, s)).collect();
+        self.store.put_many(&writes)?;
+        for (key, (old, new, _)) in &merged {
+            self.note_put(key, old.as_ref(), new);
+        }
+        Ok(merged.len())
+    }
+
     pub(super) fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<bool, StoreError> {
         let stored = self.store.get(key)?;
         let mut local = stored.clone().unwrap_or_default();

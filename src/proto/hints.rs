@@ -378,16 +378,13 @@ impl<S: Store> Node<S> {
     /// Pushed states (hints, or a leaving node's keys): merge every state,
     /// then acknowledge.
     pub(super) fn on_push(&mut self, from: NodeId, batch: u64, states: Vec<AeState>) {
-        let mut result = Ok(());
-        for AeState { key, object } in states {
-            self.stats.replica_ops += 1;
-            if let Err(error) = self.merge_local(&key, &object) {
-                result = Err(ReplicaError {
-                    reason: error.to_string(),
-                });
-                break;
-            }
-        }
+        self.stats.replica_ops += states.len() as u64;
+        let result = self
+            .merge_many(&states)
+            .map(|_| ())
+            .map_err(|error| ReplicaError {
+                reason: error.to_string(),
+            });
         self.send(from, PeerMessage::PushAck { batch, result });
     }
 
@@ -448,9 +445,10 @@ impl<S: Store> Node<S> {
         queue.not_before = in_flight.sent + spacing;
         queue.from = in_flight.next_from;
         let wake = queue.not_before.max(now);
-        for (seq, bytes) in in_flight.hints {
-            // A failed delete only means the hint is sent again later.
-            if self.store.remove_hint(target, seq).is_ok() {
+        let seqs: Vec<u64> = in_flight.hints.iter().map(|&(seq, _)| seq).collect();
+        // A failed delete only means the hints are sent again later.
+        if self.store.remove_hints(target, &seqs).is_ok() {
+            for (_, bytes) in in_flight.hints {
                 self.forget_hint(target, bytes);
                 self.stats.hints_replayed += 1;
             }

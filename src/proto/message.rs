@@ -747,6 +747,23 @@ pub enum PeerMessage {
 }
 
 impl PeerMessage {
+    /// Whether this is bulk repair or topology work (many keys at once)
+    /// rather than a request's replica read or write: a node may handle it
+    /// after the requests that arrived with it.
+    pub fn is_bulk(&self) -> bool {
+        matches!(
+            self,
+            PeerMessage::Push { .. }
+                | PeerMessage::HandOffHints { .. }
+                | PeerMessage::AeKeys { .. }
+                | PeerMessage::AeStates { .. }
+                | PeerMessage::StreamRequest { .. }
+                | PeerMessage::StreamBatch { .. }
+                | PeerMessage::GcCheck { .. }
+                | PeerMessage::GcRemove { .. }
+        )
+    }
+
     /// Whether handling this message writes to the store: its reply must
     /// wait until the write is durable.
     pub fn writes(&self) -> bool {

@@ -649,6 +649,12 @@ impl<S: Store> Node<S> {
         object: &Versioned,
     ) -> Result<(), StoreError> {
         self.store.put(key, object)?;
+        self.note_put(key, old, object);
+        Ok(())
+    }
+
+    /// Keeps the digest tree in step with a put of `object` over `old`.
+    fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
         let old_digest = old.map_or(0, |o| store::digest(key, o));
         let count = if old.is_some() { 0 } else { 1 };
         self.merkle.apply(
@@ -657,7 +663,6 @@ impl<S: Store> Node<S> {
             store::digest(key, object),
             count,
         );
-        Ok(())
     }
 
     /// The digest and key count of ring positions `first..=last` here.

@@ -73,6 +73,14 @@ pub trait Store {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError>;
     /// Stores `object` as the state of `key`, replacing what was there.
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError>;
+    /// Stores several states at once, as `put` would one by one (a store
+    /// may write them in one batch).
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+        for (key, object) in states {
+            self.put(key, object)?;
+        }
+        Ok(())
+    }
     /// Forgets `key` entirely (tombstone garbage collection).
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Up to `limit` entries with key >= `from`, in key order.
@@ -100,6 +108,13 @@ pub trait Store {
     fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError>;
     /// Deletes one hint (nothing happens if it is absent).
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError>;
+    /// Deletes several hints of one replica at once.
+    fn remove_hints(&mut self, target: NodeId, seqs: &[u64]) -> Result<(), StoreError> {
+        for &seq in seqs {
+            self.remove_hint(target, seq)?;
+        }
+        Ok(())
+    }
 }
 
 /// A write kept for a replica that missed it, until it is delivered.
@@ -390,6 +405,7 @@ pub(crate) mod contract {
     pub(crate) fn run<S: Store>(mut fresh: impl FnMut() -> S) {
         absent_key_reads_as_none(&mut fresh());
         put_then_get_returns_it_and_replaces(&mut fresh());
+        put_many_stores_each_state(&mut fresh());
         remove_forgets_the_key(&mut fresh());
         scan_is_ordered_bounded_and_starts_at_from(&mut fresh());
         meta_round_trips(&mut fresh());
@@ -397,6 +413,26 @@ pub(crate) mod contract {
         named_states_round_trip_apart_from_data(&mut fresh());
         the_digest_index_follows_puts_and_removes(&mut fresh());
         hints_are_kept_per_replica_in_order_apart_from_data(&mut fresh());
+    }
+
+    fn put_many_stores_each_state(s: &mut impl Store) {
+        s.put(b"a", &object(b"old")).unwrap();
+        let (a, b) = (object(b"new a"), object(b"new b"));
+        s.put_many(&[(b"a", &a), (b"b", &b)]).unwrap();
+        assert_eq!(s.get(b"a").unwrap(), Some(a.clone()));
+        assert_eq!(s.get(b"b").unwrap(), Some(b.clone()));
+        let indexed: Vec<(Vec<u8>, u64)> = s
+            .digests(0, u64::MAX, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.digest))
+            .collect();
+        let mut expected = vec![
+            (b"a".to_vec(), digest(b"a", &a)),
+            (b"b".to_vec(), digest(b"b", &b)),
+        ];
+        expected.sort_by_key(|(k, _)| crate::proto::ring::key_position(k));
+        assert_eq!(indexed, expected, "the digest index follows");
     }
 
     fn hints_are_kept_per_replica_in_order_apart_from_data(s: &mut impl Store) {
@@ -429,6 +465,15 @@ pub(crate) mod contract {
         );
         assert!(s.get(b"k").unwrap().is_none(), "hints are not data");
         assert!(s.digests(0, u64::MAX, 10).unwrap().is_empty());
+        // Several at once; only the replica named loses them.
+        s.remove_hints(a, &[1, u64::MAX, 7]).unwrap();
+        let left: Vec<(NodeId, u64)> = s
+            .hints((NodeId(0), 0), 10)
+            .unwrap()
+            .iter()
+            .map(|h| (h.target, h.seq))
+            .collect();
+        assert_eq!(left, vec![(b, 0)]);
     }
 
     fn the_digest_index_follows_puts_and_removes(s: &mut impl Store) {

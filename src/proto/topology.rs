@@ -442,13 +442,9 @@ impl<S: Store> Node<S> {
         else {
             return; // Late, or for an older plan.
         };
-        let mut bytes = 0;
-        for AeState { key, object } in &states {
-            bytes += state_bytes(key, object);
-            if self.merge_local(key, object).is_err() {
-                // Storage trouble: the batch is asked for again later.
-                return;
-            }
+        let bytes = states.iter().map(|s| state_bytes(&s.key, &s.object)).sum::<u64>();
+        if self.merge_many(&states).is_err() {
+            return; // Storage trouble: the batch is asked for again later.
         }
         self.stats.keys_streamed_in += states.len() as u64;
         self.stats.bytes_streamed_in += bytes;

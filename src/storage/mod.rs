@@ -131,6 +131,15 @@ impl Store for FjallStore {
         batch.commit().map_err(engine)
     }
 
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for (key, object) in states {
+            batch.insert(&self.data, *key, encode_record(object));
+            batch.insert(&self.digests, index_key(key), digest(key, object).to_le_bytes());
+        }
+        batch.commit().map_err(engine)
+    }
+
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
         batch.remove(&self.data, key);
@@ -232,6 +241,14 @@ impl Store for FjallStore {
 
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
         self.hints.remove(hint_key(target, seq)).map_err(engine)
+    }
+
+    fn remove_hints(&mut self, target: NodeId, seqs: &[u64]) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for &seq in seqs {
+            batch.remove(&self.hints, hint_key(target, seq));
+        }
+        batch.commit().map_err(engine)
     }
 }
 
