@@ -55,6 +55,7 @@ fn a_node_from_another_cluster_cannot_join() {
             seeds: cluster.addrs.clone(),
             durability: Durability::Buffer,
             config: Config::default(),
+            limits: Default::default(),
         })
         .await
         .unwrap();

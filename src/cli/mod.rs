@@ -6,8 +6,9 @@ mod output;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
-use shoal::node::{Durability, NodeOptions};
-use shoal::proto::{AdminRequest, Config, NodeId};
+use shoal::node::Durability;
+use shoal::node::settings::{LogFormat, Settings};
+use shoal::proto::{AdminRequest, NodeId};
 use shoal::{Client, Consistency, Context, Credentials};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -130,38 +131,105 @@ struct WriteArgs {
     context: Context,
 }
 
+/// `shoal node start`. Settings come from built-in defaults, then the
+/// config file, then `SHOAL_*` environment variables, then these flags.
 #[derive(Args)]
+#[command(
+    after_help = "Every setting (N, vnodes, timeouts, hint window, anti-entropy pace, limits, ...) \
+can be given in the config file, as SHOAL_<NAME> (e.g. SHOAL_HINT_WINDOW=1h) or as --set NAME=VALUE. \
+`--print-config` prints them all with their effective values. Invalid values are refused at start, \
+naming the setting."
+)]
 struct StartArgs {
-    /// The data directory (created if missing).
+    /// A TOML config file (flat: `name = value` per setting).
+    #[arg(long, env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective settings as a config file, then exit.
     #[arg(long)]
-    data: PathBuf,
-    /// The UDP address to listen on, for peers and clients.
-    #[arg(long, default_value = "127.0.0.1:7101")]
-    listen: SocketAddr,
-    /// The cluster directory (from `shoal cluster init`).
-    #[arg(long, env = "SHOAL_CLUSTER_DIR")]
-    cluster_dir: PathBuf,
+    print_config: bool,
+    /// The data directory (created if missing). Setting `data`.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The UDP address to listen on, for peers and clients [default: 127.0.0.1:7101].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The cluster directory (from `shoal cluster init`); also SHOAL_CLUSTER_DIR.
+    #[arg(long)]
+    cluster_dir: Option<PathBuf>,
     /// A node of the cluster to join through (repeatable). None: start a new
     /// cluster. A new node joins: it streams the ranges it will own from
     /// their current replicas, then owns them (`shoal status` shows it
     /// `joining` meanwhile; an interrupted join resumes on restart).
     #[arg(long = "seed")]
     seeds: Vec<SocketAddr>,
-    /// When writes are acknowledged: buffer (reached the OS) or fsync (on disk, batched).
-    #[arg(long, value_enum, default_value_t = Durability::Buffer)]
-    durability: Durability,
-    /// N: replicas per key. Must be the same on every node.
-    #[arg(long, default_value_t = Config::default().replication)]
-    replication: usize,
-    /// Default request deadline in milliseconds.
-    #[arg(long, default_value_t = Config::default().request_timeout.as_millis() as u64)]
-    request_timeout_ms: u64,
+    /// When writes are acknowledged: buffer (reached the OS) or fsync (on disk, batched) [default: buffer].
+    #[arg(long, value_enum)]
+    durability: Option<Durability>,
+    /// N: replicas per key. Must be the same on every node [default: 3].
+    #[arg(long)]
+    replication: Option<usize>,
+    /// Default request deadline in milliseconds [default: 2000].
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
     /// Start an empty data directory under this node id (hex, as `shoal
     /// status` shows it): brings back a node whose disk was lost under its
     /// old identity, so it keeps its ranges and anti-entropy, hints and read
     /// repair refill it. Ignored when the directory already holds an id.
     #[arg(long, value_parser = parse_node_id)]
     node_id: Option<NodeId>,
+    /// Serve Prometheus metrics over HTTP at this address (off by default).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Log format: human (default) or json. `RUST_LOG` filters (default info).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Any setting as NAME=VALUE (repeatable), e.g. --set hint_window=1h.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    set: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => Ok((name.trim().to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}
+
+impl StartArgs {
+    /// The flags given, as settings overrides (the named flags win over
+    /// `--set`).
+    fn overrides(&self) -> Vec<(String, String)> {
+        let mut o = self.set.clone();
+        let mut add = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                o.push((name.to_string(), value));
+            }
+        };
+        add("data", self.data.as_ref().map(|p| p.display().to_string()));
+        add("listen", self.listen.map(|a| a.to_string()));
+        add(
+            "cluster_dir",
+            self.cluster_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        let seeds: Vec<String> = self.seeds.iter().map(ToString::to_string).collect();
+        add("seeds", (!seeds.is_empty()).then(|| seeds.join(",")));
+        add(
+            "durability",
+            self.durability.map(|d| format!("{d:?}").to_lowercase()),
+        );
+        add("replication", self.replication.map(|r| r.to_string()));
+        add(
+            "request_timeout",
+            self.request_timeout_ms.map(|ms| format!("{ms}ms")),
+        );
+        add("node_id", self.node_id.map(|id| id.to_string()));
+        add("metrics", self.metrics.map(|a| a.to_string()));
+        add(
+            "log_format",
+            self.log_format.map(|f| format!("{f:?}").to_lowercase()),
+        );
+        o
+    }
 }
 
 fn parse_node_id(text: &str) -> Result<NodeId, String> {
@@ -251,22 +319,14 @@ async fn connect(target: &Target) -> Result<Client> {
 }
 
 async fn start_node(args: StartArgs) -> Result<()> {
-    init_logging();
-    let config = Config {
-        replication: args.replication,
-        request_timeout: std::time::Duration::from_millis(args.request_timeout_ms),
-        node_id: args.node_id,
-        ..Config::default()
-    };
-    config.validate()?;
-    let options = NodeOptions {
-        data_dir: args.data,
-        listen: args.listen,
-        cluster_dir: args.cluster_dir,
-        seeds: args.seeds,
-        durability: args.durability,
-        config,
-    };
+    let settings = Settings::load(args.config.as_deref(), std::env::vars(), &args.overrides())?;
+    if args.print_config {
+        print!("{}", settings.to_toml());
+        return Ok(());
+    }
+    settings.require_paths()?;
+    init_logging_as(settings.process.log_format);
+    let options = settings.node_options();
     let node = shoal::node::start(options).await?;
     println!("node {} listening on {}", node.id(), node.addr());
     let stopper = node.stopper();
@@ -306,18 +366,25 @@ pub(crate) fn init_logging_quiet() {
     init_logging_at("warn");
 }
 
-/// Logs at info unless `RUST_LOG` says otherwise.
-pub(crate) fn init_logging() {
-    init_logging_at("info");
+/// Logs at info (the storage engine's own logs at warn) unless
+/// `RUST_LOG` says otherwise, in `format`.
+fn init_logging_as(format: LogFormat) {
+    init_logging_with("info,fjall=warn,lsm_tree=warn", format);
 }
 
 fn init_logging_at(default: &str) {
+    init_logging_with(default, LogFormat::Human);
+}
+
+fn init_logging_with(default: &str, format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
 }

@@ -25,6 +25,8 @@ pub struct LocalCluster {
     pub durability: Durability,
     /// Settings of every node.
     pub config: Config,
+    /// Network limits of every node (taken at each start).
+    pub limits: super::Limits,
 }
 
 impl LocalCluster {
@@ -64,6 +66,7 @@ impl LocalCluster {
             addrs: Vec::new(),
             durability,
             config,
+            limits: super::Limits::default(),
         };
         for i in 0..size {
             let port = if base_port == 0 { 0 } else { base_port + i as u16 };
@@ -118,6 +121,7 @@ impl LocalCluster {
                 .collect(),
             durability: self.durability,
             config: self.config.clone(),
+            limits: self.limits,
         }
     }
 

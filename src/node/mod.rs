@@ -14,6 +14,7 @@
 
 mod link;
 pub mod local;
+pub mod settings;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
 use crate::net::stream::{read_frame, write_frame};
@@ -28,12 +29,17 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// When a write is acknowledged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Once it reached the operating system (survives a process crash).
     #[default]
@@ -57,6 +63,30 @@ pub struct NodeOptions {
     pub durability: Durability,
     /// The core's settings.
     pub config: Config,
+    /// Limits of the network layer.
+    pub limits: Limits,
+}
+
+/// Limits that protect a node from its clients and peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections open at once; more are refused.
+    pub max_connections: usize,
+    /// Most requests in flight on one connection (QUIC stream credit: a
+    /// client wanting more waits for one to finish).
+    pub max_requests_per_connection: u32,
+    /// Largest message accepted, in bytes; a larger one closes its stream.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_requests_per_connection: MAX_STREAMS_PER_CONNECTION,
+            max_frame_bytes: DEFAULT_MAX_FRAME,
+        }
+    }
 }
 
 /// The node could not start or failed while running.
@@ -152,7 +182,8 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     let credentials = Credentials::from_cluster_dir(&options.cluster_dir)?;
     let store = FjallStore::open(&options.data_dir)?;
     let mut node = Node::new(options.config.clone(), store, rand::random())?;
-    let transport = transport_config(MAX_STREAMS_PER_CONNECTION);
+    let limits = options.limits;
+    let transport = transport_config(limits.max_requests_per_connection);
     let server = credentials.server_config(transport.clone())?;
     let client = credentials.client_config(transport)?;
     let mut endpoint = quinn::Endpoint::server(server, options.listen).map_err(|source| NodeError::Bind {
@@ -170,7 +201,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     tracing::info!(node = %id, %addr, epoch = node.epoch(), "node started");
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx));
+    let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx, limits));
     let driver = Driver {
         node,
         clock,
@@ -393,13 +424,44 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, events: mpsc::Sender<Event>) {
+async fn accept_loop(endpoint: quinn::Endpoint, events: mpsc::Sender<Event>, limits: Limits) {
+    let open = Arc::new(AtomicUsize::new(0));
     while let Some(incoming) = endpoint.accept().await {
-        tokio::spawn(serve_connection(incoming, events.clone()));
+        if open.load(Ordering::Relaxed) >= limits.max_connections {
+            tracing::warn!(
+                remote = %incoming.remote_address(),
+                max_connections = limits.max_connections,
+                "connection refused: too many open"
+            );
+            incoming.refuse();
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let guard = OpenConnection(open.clone());
+        tokio::spawn(serve_connection(
+            incoming,
+            events.clone(),
+            limits.max_frame_bytes,
+            guard,
+        ));
     }
 }
 
-async fn serve_connection(incoming: quinn::Incoming, events: mpsc::Sender<Event>) {
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    events: mpsc::Sender<Event>,
+    max_frame: usize,
+    _open: OpenConnection,
+) {
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(error) => {
@@ -408,9 +470,9 @@ async fn serve_connection(incoming: quinn::Incoming, events: mpsc::Sender<Event>
         }
     };
     tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
-    tokio::spawn(serve_peer_streams(connection.clone(), events.clone()));
+    tokio::spawn(serve_peer_streams(connection.clone(), events.clone(), max_frame));
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(serve_request(send, recv, events.clone()));
+        tokio::spawn(serve_request(send, recv, events.clone(), max_frame));
     }
 }
 
@@ -422,16 +484,16 @@ async fn serve_datagrams(connection: quinn::Connection, events: mpsc::Sender<Eve
     }
 }
 
-async fn serve_peer_streams(connection: quinn::Connection, events: mpsc::Sender<Event>) {
+async fn serve_peer_streams(connection: quinn::Connection, events: mpsc::Sender<Event>, max_frame: usize) {
     while let Ok(mut recv) = connection.accept_uni().await {
         let events = events.clone();
         tokio::spawn(async move {
-            let from = match read_frame::<PeerHello>(&mut recv, DEFAULT_MAX_FRAME).await {
+            let from = match read_frame::<PeerHello>(&mut recv, max_frame).await {
                 Ok(Some(hello)) => hello.node,
                 _ => return,
             };
             loop {
-                match read_frame::<PeerMessage>(&mut recv, DEFAULT_MAX_FRAME).await {
+                match read_frame::<PeerMessage>(&mut recv, max_frame).await {
                     Ok(Some(message)) => {
                         if events.send(Event::Peer { from, message }).await.is_err() {
                             return;
@@ -453,8 +515,9 @@ async fn serve_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     events: mpsc::Sender<Event>,
+    max_frame: usize,
 ) {
-    let request = match read_frame::<Request>(&mut recv, DEFAULT_MAX_FRAME).await {
+    let request = match read_frame::<Request>(&mut recv, max_frame).await {
         Ok(Some(request)) => request,
         Ok(None) => return,
         Err(error) => {

@@ -5,17 +5,23 @@
 //! or unable to work, naming the setting.
 
 use super::types::NodeId;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Settings of one node's core. Cluster-wide settings (replication, vnodes)
 /// must be equal on every node.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// In a config file every field is a setting of the same name; durations
+/// are written like `2s`, `500ms` or `3h`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// N: how many distinct nodes hold each key.
     pub replication: usize,
     /// Virtual nodes (ring tokens) per node.
     pub vnodes: u32,
     /// Deadline of a client request that does not carry its own.
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Largest key accepted, in bytes.
     pub max_key_bytes: usize,
@@ -26,6 +32,7 @@ pub struct Config {
     /// Most operations this node coordinates at once; more get `Busy`.
     pub max_requests_in_flight: usize,
     /// How often a node starts an anti-entropy exchange with a random peer.
+    #[serde(with = "humantime_serde")]
     pub anti_entropy_interval: Duration,
     /// Most states one anti-entropy message carries (bounds bandwidth).
     pub anti_entropy_max_states: usize,
@@ -41,6 +48,7 @@ pub struct Config {
     pub hinted_handoff: bool,
     /// Longest a hint is kept, and longest a replica may be down and still
     /// get new hints; past it, anti-entropy repairs instead.
+    #[serde(with = "humantime_serde")]
     pub hint_window: Duration,
     /// Most bytes of hints kept for one replica; past it, new hints for it
     /// are dropped (anti-entropy repairs them).
@@ -53,16 +61,20 @@ pub struct Config {
     /// How old a tombstone must be before it may be removed (once every
     /// home replica is confirmed to hold it). Longer than the hint window,
     /// so no hint of an older value can arrive after it is gone.
+    #[serde(with = "humantime_serde")]
     pub tombstone_grace: Duration,
     /// How long the ring must stay unchanged before a node cleans up the
     /// keys of ranges it no longer owns (after a join or leave), so every
     /// node has heard of the change.
+    #[serde(with = "humantime_serde")]
     pub cleanup_delay: Duration,
     /// The node's id when its store holds none yet (fresh or wiped disk).
     /// `None` draws one from the node's RNG.
+    #[serde(skip)]
     pub node_id: Option<NodeId>,
     /// Bug injection for the simulator: never bump the dot epoch, so a node
     /// that restarts or loses its disk reissues dots. Never set in production.
+    #[serde(skip)]
     pub debug_skip_epoch_bump: bool,
 }
 
