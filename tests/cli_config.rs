@@ -134,3 +134,106 @@ fn a_node_started_from_a_config_file_logs_json_when_asked() {
         "the node id is logged: {first}"
     );
 }
+
+/// An HTTP GET of `path` on loopback; the response body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster");
+    let init = Command::new(SHOAL)
+        .args(["cluster", "init", "--dir"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    // A free loopback port for the endpoint.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut child = Command::new(SHOAL)
+        .args([
+            "node",
+            "start",
+            "--listen",
+            "127.0.0.1:0",
+            "--replication",
+            "1",
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--cluster-dir")
+        .arg(&cluster)
+        .args(["--metrics", &metrics])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let node = line.trim().rsplit(' ').next().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(SHOAL)
+            .args(args)
+            .args(["--node", &node, "--cluster-dir"])
+            .arg(&cluster)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cli(&["put", "k", "v"]).status.success() {
+        assert!(Instant::now() < deadline, "the node never took a write");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cli(&["get", "k", "--consistency", "one"]).status.success());
+    std::thread::sleep(Duration::from_millis(1500)); // one export of the counters
+    let body = http_get(&metrics, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    let has = |needle: &str| body.lines().any(|l| l.contains(needle) && !l.starts_with('#'));
+    for needle in [
+        "shoal_requests_total{",
+        "op=\"put\"",
+        "consistency=\"quorum\"",
+        "outcome=\"ok\"",
+        "shoal_request_duration_seconds_bucket{",
+        "shoal_hints_stored_total",
+        "shoal_anti_entropy_keys_repaired_total",
+        "shoal_read_repairs_total",
+        "shoal_storage_bytes",
+        "shoal_membership_changes_total",
+    ] {
+        assert!(has(needle), "no {needle} in:\n{body}");
+    }
+    let get = body
+        .lines()
+        .find(|l| l.starts_with("shoal_requests_total{") && l.contains("op=\"get\"") && l.contains("\"one\""))
+        .unwrap_or_else(|| panic!("no get at ONE counted:\n{body}"));
+    assert!(get.ends_with(" 1"), "{get}");
+    assert!(
+        body.lines().any(|l| l.starts_with("shoal_members{")
+            && l.contains("status=\"normal\"")
+            && l.contains("up=\"true\"")
+            && l.ends_with(" 1")),
+        "{body}"
+    );
+}

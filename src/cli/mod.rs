@@ -328,6 +328,10 @@ async fn start_node(args: StartArgs) -> Result<()> {
     init_logging_as(settings.process.log_format);
     let options = settings.node_options();
     let node = shoal::node::start(options).await?;
+    if let Some(addr) = settings.process.metrics {
+        shoal::node::metrics::serve(addr, node.id())?;
+        tracing::info!(%addr, "metrics served (Prometheus text format)");
+    }
     println!("node {} listening on {}", node.id(), node.addr());
     let stopper = node.stopper();
     tokio::spawn(async move {

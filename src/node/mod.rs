@@ -14,6 +14,7 @@
 
 mod link;
 pub mod local;
+pub mod metrics;
 pub mod settings;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
@@ -211,6 +212,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         next_client: 1,
         durability: options.durability,
         leaving: false,
+        exporter: metrics::Exporter::default(),
     };
     let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
     Ok(NodeHandle {
@@ -249,7 +251,7 @@ impl Clock {
 }
 
 enum Reply {
-    Data(oneshot::Sender<Response>),
+    Data(oneshot::Sender<Response>, metrics::RequestLabels),
     Admin {
         reply: oneshot::Sender<Response>,
         leave: bool,
@@ -265,6 +267,7 @@ struct Driver {
     next_client: u64,
     durability: Durability,
     leaving: bool,
+    exporter: metrics::Exporter,
 }
 
 impl Driver {
@@ -289,6 +292,7 @@ impl Driver {
                 _ = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
             }
             self.flush_outputs();
+            self.exporter.tick(&self.node);
         }
         self.stop(&mut events, accept).await
     }
@@ -321,7 +325,8 @@ impl Driver {
                     match request {
                         Request::Data(request) => {
                             wrote |= !matches!(request, crate::proto::ClientRequest::Get { .. });
-                            self.pending.insert(client, Reply::Data(reply));
+                            let labels = metrics::RequestLabels::new(&request);
+                            self.pending.insert(client, Reply::Data(reply, labels));
                             self.node.handle_client_request(now, client, request);
                         }
                         Request::Admin(request) => {
@@ -365,10 +370,18 @@ impl Driver {
     }
 
     fn reply(&mut self, client: ClientId, response: Response) {
-        if let Some(Reply::Data(reply) | Reply::Admin { reply, .. }) = self.pending.remove(&client) {
-            // The client may have gone; nothing to do then.
-            let _ = reply.send(response);
-        }
+        let reply = match self.pending.remove(&client) {
+            Some(Reply::Data(reply, labels)) => {
+                if let Response::Data(data) = &response {
+                    labels.done(data);
+                }
+                reply
+            }
+            Some(Reply::Admin { reply, .. }) => reply,
+            None => return,
+        };
+        // The client may have gone; nothing to do then.
+        let _ = reply.send(response);
     }
 
     fn link(&mut self, addr: SocketAddr) -> &link::Link {
