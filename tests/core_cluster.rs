@@ -2,7 +2,9 @@
 
 use shoal::proto::harness::Cluster;
 use shoal::proto::message::Operation;
-use shoal::proto::{ClientResponse, Config, Consistency, Context, NodeId, RequestError, Store, Value};
+use shoal::proto::{
+    ClientRequest, ClientResponse, Config, Consistency, Context, NodeId, RequestError, Store, Value,
+};
 
 const KEY: &[u8] = b"user:42";
 
@@ -370,4 +372,75 @@ fn blocking_read_repair_answers_only_once_stale_replicas_are_repaired() {
         c.settle();
         assert!(!stale(&c), "repaired in the end either way");
     }
+}
+
+#[test]
+fn requests_past_the_in_flight_limit_get_busy_and_change_nothing() {
+    let config = Config {
+        max_requests_in_flight: 2,
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 9);
+    let at = first_replica(&c);
+    let put = |value: &[u8]| ClientRequest::Put {
+        key: KEY.to_vec(),
+        value: value.to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::All,
+        timeout_ms: None,
+        sloppy_quorum: true,
+    };
+    // Two writes wait for their replicas; a third finds no room.
+    let first = c.submit(at, put(b"a"));
+    let second = c.submit(at, put(b"b"));
+    let third = c.submit(at, put(b"c"));
+    assert_eq!(
+        c.wait(third),
+        ClientResponse::Failed(RequestError::Busy { max: 2 })
+    );
+    assert!(matches!(c.wait(first), ClientResponse::Written { .. }));
+    assert!(matches!(c.wait(second), ClientResponse::Written { .. }));
+    let mut stored = values(&c.get(at, KEY, Consistency::All));
+    stored.sort();
+    assert_eq!(
+        stored,
+        vec![b"a".to_vec(), b"b".to_vec()],
+        "the busy write was applied"
+    );
+    // Room again once they finished.
+    assert!(matches!(c.request(at, put(b"d")), ClientResponse::Written { .. }));
+}
+
+#[test]
+fn a_put_that_would_grow_the_state_past_its_limit_fails_and_stores_nothing_new() {
+    let config = Config {
+        max_value_bytes: 4 * 1024,
+        max_key_bytes: 64,
+        max_state_bytes: 10 * 1024,
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 2);
+    let at = first_replica(&c);
+    let value = |b: u8| vec![b; 4 * 1024];
+    for b in [1, 2] {
+        let response = c.put(at, KEY, &value(b), Context::empty(), Consistency::All);
+        assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
+    }
+    // A third concurrent sibling of 4 KiB would make 12 KiB.
+    let response = c.put(at, KEY, &value(3), Context::empty(), Consistency::All);
+    assert!(
+        matches!(
+            response,
+            ClientResponse::Failed(RequestError::StateTooLarge { max: 10240, .. })
+        ),
+        "{response:?}"
+    );
+    assert_eq!(values(&c.get(at, KEY, Consistency::All)).len(), 2);
+    // Resolving with the context replaces the siblings and fits again.
+    let context = match c.get(at, KEY, Consistency::All) {
+        ClientResponse::Found { context, .. } => context,
+        other => panic!("{other:?}"),
+    };
+    let response = c.put(at, KEY, &value(3), context, Consistency::All);
+    assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
 }

@@ -350,8 +350,8 @@ mod tests {
         for body in [
             &b""[..],
             b"\xc1",
-            b"\x92\x02",
-            b"\x92\x02\xc0",
+            b"\x92\x03",
+            b"\x92\x03\xc0",
             b"\x91\x01",
             b"\xdd\xff\xff\xff\xff",
         ] {

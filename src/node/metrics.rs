@@ -82,6 +82,7 @@ fn outcome(response: &ClientResponse) -> &'static str {
             RequestError::BadKeySize { .. } => "bad_key_size",
             RequestError::ValueTooLarge { .. } => "value_too_large",
             RequestError::TooManySiblings { .. } => "too_many_siblings",
+            RequestError::StateTooLarge { .. } => "state_too_large",
             RequestError::Busy { .. } => "busy",
             RequestError::NoReplicas => "no_replicas",
             RequestError::NotReplica { .. } => "not_replica",

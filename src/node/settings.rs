@@ -281,6 +281,16 @@ impl Settings {
                 ),
             ));
         }
+        if self.core.max_state_bytes + FRAME_OVERHEAD > p.max_frame_bytes {
+            return Err(invalid(
+                "max_state_bytes",
+                format!(
+                    "a key's largest state would not fit in a message: \
+                     max_state_bytes + 64 KiB must be at most max_frame_bytes ({})",
+                    p.max_frame_bytes
+                ),
+            ));
+        }
         if p.metrics.is_some_and(|m| m == p.listen) {
             return Err(invalid("metrics", "must differ from listen"));
         }
@@ -407,7 +417,9 @@ mod tests {
         assert!(bad_duration.contains("`hint_window`"), "{bad_duration}");
         assert!(refused("replication = 0\n", &[]).contains("invalid setting `replication`"));
         assert!(refused("tombstone_grace = \"1h\"\n", &[]).contains("`tombstone_grace`"));
-        assert!(refused("", &[("max_value_bytes", "8388608")]).contains("`max_value_bytes`"));
+        let too_big = [("max_value_bytes", "8388608"), ("max_state_bytes", "9000000")];
+        assert!(refused("", &too_big).contains("`max_value_bytes`"));
+        assert!(refused("", &[("max_state_bytes", "4194304")]).contains("`max_state_bytes`"));
         assert!(refused("", &[("node_id", "xyz")]).contains("`node_id`"));
         assert!(refused("", &[("durability", "sometimes")]).contains("`durability`"));
         assert!(refused("this is not toml", &[]).contains("config file"));

@@ -29,6 +29,10 @@ pub struct Config {
     pub max_value_bytes: usize,
     /// Most siblings a key may hold; a put that would exceed it fails.
     pub max_siblings: usize,
+    /// Largest state one key may hold, all its siblings together, in bytes
+    /// (roughly as sent); a put that would exceed it fails, so every state
+    /// fits in one message.
+    pub max_state_bytes: usize,
     /// Most operations this node coordinates at once; more get `Busy`.
     pub max_requests_in_flight: usize,
     /// How often a node starts an anti-entropy exchange with a random peer.
@@ -87,6 +91,7 @@ impl Default for Config {
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
             max_siblings: 64,
+            max_state_bytes: 3 * 1024 * 1024,
             max_requests_in_flight: 10_000,
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_max_states: 256,
@@ -118,7 +123,7 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 13] = [
+        let checks: [(bool, &'static str, &'static str); 14] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -148,6 +153,11 @@ impl Config {
                 (1..=1024).contains(&self.max_siblings),
                 "max_siblings",
                 "must be between 1 and 1024",
+            ),
+            (
+                self.max_state_bytes >= self.max_value_bytes + self.max_key_bytes + 48,
+                "max_state_bytes",
+                "must leave room for one value of max_value_bytes and its key",
             ),
             (
                 self.anti_entropy_interval >= Duration::from_millis(100),

@@ -296,6 +296,13 @@ impl<S: Store> Node<S> {
                 }));
             }
         };
+        let size = super::topology::state_bytes(request.key(), &object) as usize;
+        if size > self.config.max_state_bytes {
+            return Ok(Err(RequestError::StateTooLarge {
+                size,
+                max: self.config.max_state_bytes,
+            }));
+        }
         self.store_put(request.key(), stored.as_ref(), &object)?;
         Ok(Ok((object, dot)))
     }

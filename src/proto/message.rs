@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -574,6 +574,15 @@ pub enum RequestError {
         node: NodeId,
         /// The storage engine's description.
         reason: String,
+    },
+    /// The key's state (all its siblings) would grow past the limit; read,
+    /// resolve and write with the context. Nothing changed.
+    #[error("the write would leave {size} bytes of state for the key, more than the limit of {max}")]
+    StateTooLarge {
+        /// The state's size after the write.
+        size: usize,
+        /// The limit.
+        max: usize,
     },
 }
 

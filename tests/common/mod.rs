@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use shoal::node::local::LocalCluster as TestCluster;
 
 /// Runs an async test body with a hard time bound.

@@ -1,0 +1,178 @@
+//! Limits that protect a node, on a real node over QUIC: connections per
+//! node, requests in flight per connection, and message size.
+
+mod common;
+
+use common::run;
+use shoal::net::stream::{read_frame, write_frame};
+use shoal::net::tls::{Credentials, SERVER_NAME, init_cluster_dir, transport_config};
+use shoal::node::{Durability, Limits, NodeHandle, NodeOptions};
+use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Context, Request, Response};
+use std::path::Path;
+use std::time::Duration;
+
+async fn start(dir: &Path, limits: Limits) -> NodeHandle {
+    init_cluster_dir(&dir.join("cluster")).unwrap();
+    let config = Config {
+        replication: 1,
+        ..Config::default()
+    };
+    shoal::node::start(NodeOptions {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cluster_dir: dir.join("cluster"),
+        seeds: Vec::new(),
+        durability: Durability::Buffer,
+        config,
+        limits,
+    })
+    .await
+    .unwrap()
+}
+
+/// A QUIC connection with this cluster's client certificate.
+async fn connect(dir: &Path, node: &NodeHandle) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let credentials = Credentials::from_cluster_dir(&dir.join("cluster")).unwrap();
+    let config = credentials.client_config(transport_config(64)).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let connecting = endpoint
+        .connect(node.addr(), SERVER_NAME)
+        .map_err(|e| e.to_string())?;
+    let connection = connecting.await.map_err(|e| e.to_string())?;
+    Ok((endpoint, connection))
+}
+
+fn get(key: &[u8]) -> Request {
+    Request::Data(ClientRequest::Get {
+        key: key.to_vec(),
+        consistency: Consistency::One,
+        timeout_ms: None,
+    })
+}
+
+/// Sends `request` on a new stream of `connection`; the answer, or why none.
+async fn ask(connection: &quinn::Connection, request: &Request) -> Result<Response, String> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, request).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    match read_frame::<Response>(&mut recv, 1 << 20).await {
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err("stream ended without an answer".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Asks until the node serves requests (it knows its own ring).
+async fn until_ready(connection: &quinn::Connection) {
+    for _ in 0..100 {
+        if let Ok(Response::Data(ClientResponse::Found { .. })) = ask(connection, &get(b"k")).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the node never served a get");
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_until_one_closes() {
+    run(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_connections: 2,
+            ..Limits::default()
+        };
+        let node = start(dir.path(), limits).await;
+        let (_e1, first) = connect(dir.path(), &node).await.unwrap();
+        let (_e2, second) = connect(dir.path(), &node).await.unwrap();
+        until_ready(&first).await;
+        until_ready(&second).await;
+        let third = connect(dir.path(), &node).await;
+        assert!(third.is_err(), "a third connection was accepted");
+
+        // The open ones still work; once one closes, a new one gets in.
+        until_ready(&second).await;
+        first.close(0u32.into(), b"done");
+        let mut admitted = None;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(pair) = connect(dir.path(), &node).await {
+                admitted = Some(pair);
+                break;
+            }
+        }
+        let (_e3, third) = admitted.expect("no connection admitted after one closed");
+        until_ready(&third).await;
+        node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn requests_in_flight_on_one_connection_are_bounded() {
+    run(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_requests_per_connection: 2,
+            ..Limits::default()
+        };
+        let node = start(dir.path(), limits).await;
+        let (_e, connection) = connect(dir.path(), &node).await.unwrap();
+        until_ready(&connection).await;
+        // Two requests open and unanswered (nothing sent yet on them)...
+        let (mut send1, mut recv1) = connection.open_bi().await.unwrap();
+        let (mut send2, _recv2) = connection.open_bi().await.unwrap();
+        // (the peer sees a stream once it carries data)
+        send1.write_all(&[]).await.unwrap();
+        send2.write_all(&[]).await.unwrap();
+        // ...and a third cannot even start: it waits for credit instead of
+        // queueing at the node.
+        let third = tokio::time::timeout(Duration::from_millis(500), connection.open_bi()).await;
+        assert!(third.is_err(), "a third request stream opened past the limit");
+
+        // Finishing one request frees a place.
+        write_frame(&mut send1, &get(b"k")).await.unwrap();
+        send1.finish().unwrap();
+        let answer = read_frame::<Response>(&mut recv1, 1 << 20).await.unwrap();
+        assert!(matches!(
+            answer,
+            Some(Response::Data(ClientResponse::Found { .. }))
+        ));
+        let third = tokio::time::timeout(Duration::from_secs(5), connection.open_bi()).await;
+        assert!(
+            matches!(third, Ok(Ok(_))),
+            "no place freed after a request finished"
+        );
+        node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_message_over_the_frame_limit_is_refused_and_nothing_is_stored() {
+    run(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            max_frame_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let node = start(dir.path(), limits).await;
+        let (_e, connection) = connect(dir.path(), &node).await.unwrap();
+        until_ready(&connection).await;
+        // Within max_value_bytes, but over the node's frame limit.
+        let put = Request::Data(ClientRequest::Put {
+            key: b"big".to_vec(),
+            value: vec![7u8; 100 * 1024],
+            context: Context::empty(),
+            consistency: Consistency::One,
+            timeout_ms: None,
+            sloppy_quorum: true,
+        });
+        let refused = ask(&connection, &put).await;
+        assert!(refused.is_err(), "an oversized message was answered: {refused:?}");
+        // The connection and the node carry on; the key was never stored.
+        match ask(&connection, &get(b"big")).await {
+            Ok(Response::Data(ClientResponse::Found { values, .. })) => assert!(values.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        node.shutdown().await.unwrap();
+    });
+}
