@@ -157,3 +157,68 @@ fn a_damaged_digest_index_entry_is_found_by_the_sweep_and_rewritten() {
     let repaired: u64 = c.nodes().map(|n| n.stats().digests_repaired).sum();
     assert_eq!(repaired, 2);
 }
+
+/// Three stores holding `k0..k20` alike, the first with `damaged` records
+/// that fail their checksum.
+fn stores_with_corrupt_records(damaged: &[&[u8]]) -> Vec<MemStore> {
+    let mut writer = Versioned::new();
+    let actor = Actor {
+        node: NodeId(9),
+        epoch: 1,
+    };
+    writer
+        .write(actor, &VersionVector::new(), Some(b"v".to_vec()), 1, 8)
+        .unwrap();
+    let mut stores: Vec<MemStore> = (0..3).map(|_| MemStore::new()).collect();
+    for store in &mut stores {
+        for i in 0..20 {
+            store.put(format!("k{i}").as_bytes(), &writer).unwrap();
+        }
+    }
+    for key in damaged {
+        stores[0].debug_corrupt_record(key);
+    }
+    stores
+}
+
+/// The node whose record of `key` fails its checksum.
+fn damaged_node(c: &Cluster, key: &[u8]) -> NodeId {
+    c.node_ids()
+        .into_iter()
+        .find(|&n| c.node(n).store().get(key).is_err())
+        .expect("the damage is there")
+}
+
+#[test]
+fn a_corrupt_record_is_not_served_and_a_read_repairs_it_from_the_replicas() {
+    let mut c = Cluster::with_stores(Config::default(), 4, stores_with_corrupt_records(&[b"k7"]));
+    let damaged = damaged_node(&c, b"k7");
+    // Served from the good replicas, even through the damaged node at ALL.
+    match c.get(damaged, b"k7", Consistency::All) {
+        ClientResponse::Found { values, .. } => assert_eq!(values[0].value, b"v"),
+        other => panic!("{other:?}"),
+    }
+    c.settle();
+    assert_eq!(c.node(damaged).stats().corrupt_records_dropped, 1, "reported");
+    let repaired = c.node(damaged).store().get(b"k7").unwrap().expect("written back");
+    assert_eq!(
+        repaired.values().next().unwrap().value.as_deref(),
+        Some(&b"v"[..])
+    );
+}
+
+#[test]
+fn a_corrupt_record_nobody_reads_is_repaired_by_the_sweep_and_anti_entropy() {
+    let mut c = Cluster::with_stores(no_read_repair(), 5, stores_with_corrupt_records(&[b"k3", b"k11"]));
+    let damaged = damaged_node(&c, b"k3");
+    let healthy = c.node_ids().into_iter().find(|&n| n != damaged).unwrap();
+    c.enable_anti_entropy();
+    c.run_for(Duration::from_secs(40));
+    for key in [&b"k3"[..], b"k11"] {
+        let state = c.node(damaged).store().get(key).unwrap().expect("repaired");
+        assert_eq!(state.values().next().unwrap().value.as_deref(), Some(&b"v"[..]));
+    }
+    assert_eq!(c.node(damaged).stats().corrupt_records_dropped, 2);
+    let summary = |n: NodeId| c.node(n).summary(0, u64::MAX).unwrap();
+    assert_eq!(summary(damaged), summary(healthy));
+}

@@ -188,6 +188,10 @@ impl Exporter {
         if hints_dropped > 0 {
             tracing::warn!(node = %me, hints_dropped, "hints dropped (over the hint window or byte limit); anti-entropy repairs instead");
         }
+        let corrupt = delta(stats.corrupt_records_dropped, before.corrupt_records_dropped);
+        if corrupt > 0 {
+            tracing::warn!(node = %me, corrupt, "corrupt records found on disk: dropped, not served; replicas repair them");
+        }
         let quorum_failures = delta(stats.quorum_failures, before.quorum_failures);
         if quorum_failures > 0 {
             tracing::warn!(node = %me, quorum_failures, "requests failed for lack of replicas' answers");
@@ -196,7 +200,7 @@ impl Exporter {
 }
 
 fn export_stats(stats: &Stats) {
-    let counters: [(&'static str, u64); 17] = [
+    let counters: [(&'static str, u64); 18] = [
         ("shoal_coordinated_requests_total", stats.requests),
         ("shoal_quorum_failures_total", stats.quorum_failures),
         ("shoal_forwards_total", stats.forwards),
@@ -214,6 +218,10 @@ fn export_stats(stats: &Stats) {
         ("shoal_keys_cleaned_up_total", stats.keys_cleaned_up),
         ("shoal_tombstones_removed_total", stats.tombstones_removed),
         ("shoal_digests_repaired_total", stats.digests_repaired),
+        (
+            "shoal_corrupt_records_dropped_total",
+            stats.corrupt_records_dropped,
+        ),
     ];
     for (name, value) in counters {
         counter!(name).absolute(value);

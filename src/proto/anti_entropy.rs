@@ -175,7 +175,7 @@ impl<S: Store> Node<S> {
         let mut states = Vec::new();
         let mut bytes = 0;
         for key in keys.iter().take(self.config.anti_entropy_max_states) {
-            if let Ok(Some(object)) = self.store.get(key) {
+            if let Ok(Some(object)) = self.load(key) {
                 let size = key.len() as u64 + rmp_serde::to_vec(&object).map_or(0, |b| b.len() as u64);
                 if !states.is_empty() && bytes + size > super::BATCH_BYTES {
                     break; // Found again by the next round.

@@ -112,8 +112,14 @@ impl<S: Store> Node<S> {
             return;
         }
         let push = now.saturating_since(self.cleanup.ring_since) <= self.config.hint_window;
-        let Ok(batch) = self.store.scan(&cursor, STEP_KEYS) else {
-            return; // Storage trouble: the next check retries.
+        let batch = match self.store.scan(&cursor, STEP_KEYS) {
+            Ok(batch) => batch,
+            Err(super::store::StoreError::Corrupt { key, .. }) => {
+                let _ = self.drop_corrupt(&key);
+                self.cleanup.next_step = Some(now);
+                return;
+            }
+            Err(_) => return, // Storage trouble: the next check retries.
         };
         let me = self.id();
         let n = self.config.replication;

@@ -195,7 +195,7 @@ impl<S: Store> Node<S> {
         let mut merged = Versioned::new();
         let mut states = BTreeMap::new();
         if tracker.replicas().contains(&self.id()) {
-            match self.store.get(request.key()) {
+            match self.load(request.key()) {
                 Ok(local) => {
                     merged = local.unwrap_or_default();
                     states.insert(self.id(), merged.clone());
@@ -274,7 +274,7 @@ impl<S: Store> Node<S> {
             ClientRequest::Delete { context, .. } => (context, None),
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let stored = self.store.get(request.key())?;
+        let stored = self.load(request.key())?;
         let mut object = stored.clone().unwrap_or_default();
         let written = object.write_above(
             self.actor,
@@ -752,8 +752,7 @@ impl<S: Store> Node<S> {
             PeerMessage::ReplicaGet { request, key } => {
                 self.stats.replica_ops += 1;
                 let result = self
-                    .store
-                    .get(&key)
+                    .load(&key)
                     .map(Option::unwrap_or_default)
                     .map_err(replica_error);
                 self.send(from, PeerMessage::ReplicaGetReply { request, result });
@@ -934,7 +933,7 @@ impl<S: Store> Node<S> {
             let entry = match merged.entry(key.as_slice()) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    let stored = self.store.get(key)?;
+                    let stored = self.load(key)?;
                     let local = stored.clone().unwrap_or_default();
                     entry.insert((stored, local, false))
                 }
@@ -951,7 +950,7 @@ impl<S: Store> Node<S> {
     }
 
     pub(super) fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<bool, StoreError> {
-        let stored = self.store.get(key)?;
+        let stored = self.load(key)?;
         let mut local = stored.clone().unwrap_or_default();
         let changed = local.merge_from(object);
         if changed {

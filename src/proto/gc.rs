@@ -82,8 +82,14 @@ impl<S: Store> Node<S> {
         if self.future_ring.is_some() || !self.is_ready() || self.gc.pending.len() >= MAX_PENDING {
             return; // Ranges are moving: replicas are about to change.
         }
-        let Ok(batch) = self.store.scan(&self.gc.cursor, SWEEP_KEYS) else {
-            return; // Storage trouble: the next sweep retries.
+        let batch = match self.store.scan(&self.gc.cursor, SWEEP_KEYS) {
+            Ok(batch) => batch,
+            Err(StoreError::Corrupt { key, .. }) => {
+                // Dropped, so replicas repair it; the next sweep goes on.
+                let _ = self.drop_corrupt(&key);
+                return;
+            }
+            Err(_) => return, // Storage trouble: the next sweep retries.
         };
         self.gc.cursor = match batch.last() {
             Some((key, _)) if batch.len() == SWEEP_KEYS => [key.as_slice(), &[0]].concat(),
@@ -172,7 +178,7 @@ impl<S: Store> Node<S> {
         expected: u64,
         only_deleted: bool,
     ) -> Result<bool, StoreError> {
-        let Some(state) = self.store.get(key)? else {
+        let Some(state) = self.load(key)? else {
             return Ok(false);
         };
         let current = digest(key, &state);
@@ -187,14 +193,14 @@ impl<S: Store> Node<S> {
 
     /// A first replica asks which of these tombstones this node holds.
     pub(super) fn on_gc_check(&mut self, from: NodeId, keys: Vec<AeEntry>) {
-        let confirmed: Vec<Vec<u8>> = keys
-            .into_iter()
-            .filter(|entry| {
-                matches!(self.store.get(&entry.key), Ok(Some(state))
+        let mut confirmed: Vec<Vec<u8>> = Vec::new();
+        for entry in keys {
+            if matches!(self.load(&entry.key), Ok(Some(state))
                     if state.is_deleted() && digest(&entry.key, &state) == entry.digest)
-            })
-            .map(|entry| entry.key)
-            .collect();
+            {
+                confirmed.push(entry.key);
+            }
+        }
         if !confirmed.is_empty() {
             self.send(from, PeerMessage::GcConfirm { keys: confirmed });
         }

@@ -359,6 +359,9 @@ pub struct Stats {
     /// Keys of ranges this node no longer owns, removed once their owners
     /// held them (cleanup after a join or leave).
     pub keys_cleaned_up: u64,
+    /// Stored records that failed their checksum or could not be decoded:
+    /// dropped, never served, and repaired from the other replicas.
+    pub corrupt_records_dropped: u64,
     /// Digest index entries the background sweep found wrong and rewrote.
     pub digests_repaired: u64,
     /// Hints not stored or thrown away: past the hint window, over the

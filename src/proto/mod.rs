@@ -653,6 +653,38 @@ impl<S: Store> Node<S> {
         Ok(())
     }
 
+    /// Reads `key`'s state. A record that fails its checksum or cannot be
+    /// decoded is never served: it is dropped (counted in
+    /// `Stats::corrupt_records_dropped`) and the key reads as absent here,
+    /// so read repair, anti-entropy and the next write bring it back from
+    /// the other replicas.
+    fn load(&mut self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
+        match self.store.get(key) {
+            Err(StoreError::Corrupt { key: damaged, .. }) => {
+                self.drop_corrupt(&damaged)?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// Removes a corrupt record and its digest (as indexed) from the tree.
+    fn drop_corrupt(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        let position = ring::key_position(key);
+        let indexed = self
+            .store
+            .digests(position, position, 64)?
+            .into_iter()
+            .find(|e| e.key == key)
+            .map(|e| e.digest);
+        self.store.remove(key)?;
+        if let Some(d) = indexed {
+            self.merkle.apply(position, d, 0, -1);
+        }
+        self.stats.corrupt_records_dropped += 1;
+        Ok(())
+    }
+
     /// Keeps the digest tree in step with a put of `object` over `old`.
     fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
         let old_digest = old.map_or(0, |o| store::digest(key, o));

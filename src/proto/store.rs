@@ -303,6 +303,16 @@ impl MemStore {
         self.data.is_empty()
     }
 
+    /// Fault injection for tests: damages `key`'s stored record so it fails
+    /// its checksum, as a bad disk might.
+    pub fn debug_corrupt_record(&mut self, key: &[u8]) {
+        if let Some(record) = self.data.get_mut(key)
+            && let Some(last) = record.last_mut()
+        {
+            *last ^= 0xff; // The checksum no longer matches.
+        }
+    }
+
     /// Fault injection for tests: sets (or, with `None`, drops) the digest
     /// index entry of `key`, as a damaged disk might.
     pub fn debug_damage_index(&mut self, key: &[u8], digest: Option<u64>) {

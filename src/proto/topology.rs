@@ -363,7 +363,7 @@ impl<S: Store> Node<S> {
     /// their states, the cursor after them, and whether the range ends
     /// there.
     fn read_batch(
-        &self,
+        &mut self,
         first: u64,
         last: u64,
         after: Option<&StreamCursor>,
@@ -388,7 +388,7 @@ impl<S: Store> Node<S> {
                 stopped_early = true;
                 break;
             }
-            if let Some(object) = self.store.get(&here.key)? {
+            if let Some(object) = self.load(&here.key)? {
                 let size = state_bytes(&here.key, &object);
                 if !states.is_empty() && bytes + size > BATCH_BYTES {
                     stopped_early = true;
