@@ -3,76 +3,12 @@
 
 mod common;
 
+use common::raw::{ask, connect, get, start, until_ready};
 use common::run;
 use shoal::net::stream::{read_frame, write_frame};
-use shoal::net::tls::{Credentials, SERVER_NAME, init_cluster_dir, transport_config};
-use shoal::node::{Durability, Limits, NodeHandle, NodeOptions};
-use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Context, Request, Response};
-use std::path::Path;
+use shoal::node::Limits;
+use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Request, Response};
 use std::time::Duration;
-
-async fn start(dir: &Path, limits: Limits) -> NodeHandle {
-    init_cluster_dir(&dir.join("cluster")).unwrap();
-    let config = Config {
-        replication: 1,
-        ..Config::default()
-    };
-    shoal::node::start(NodeOptions {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cluster_dir: dir.join("cluster"),
-        seeds: Vec::new(),
-        durability: Durability::Buffer,
-        config,
-        limits,
-    })
-    .await
-    .unwrap()
-}
-
-/// A QUIC connection with this cluster's client certificate.
-async fn connect(dir: &Path, node: &NodeHandle) -> Result<(quinn::Endpoint, quinn::Connection), String> {
-    let credentials = Credentials::from_cluster_dir(&dir.join("cluster")).unwrap();
-    let config = credentials.client_config(transport_config(64)).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(config);
-    let connecting = endpoint
-        .connect(node.addr(), SERVER_NAME)
-        .map_err(|e| e.to_string())?;
-    let connection = connecting.await.map_err(|e| e.to_string())?;
-    Ok((endpoint, connection))
-}
-
-fn get(key: &[u8]) -> Request {
-    Request::Data(ClientRequest::Get {
-        key: key.to_vec(),
-        consistency: Consistency::One,
-        timeout_ms: None,
-    })
-}
-
-/// Sends `request` on a new stream of `connection`; the answer, or why none.
-async fn ask(connection: &quinn::Connection, request: &Request) -> Result<Response, String> {
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-    write_frame(&mut send, request).await.map_err(|e| e.to_string())?;
-    let _ = send.finish();
-    match read_frame::<Response>(&mut recv, 1 << 20).await {
-        Ok(Some(response)) => Ok(response),
-        Ok(None) => Err("stream ended without an answer".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Asks until the node serves requests (it knows its own ring).
-async fn until_ready(connection: &quinn::Connection) {
-    for _ in 0..100 {
-        if let Ok(Response::Data(ClientResponse::Found { .. })) = ask(connection, &get(b"k")).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the node never served a get");
-}
 
 #[test]
 fn connections_past_the_limit_are_refused_until_one_closes() {

@@ -29,7 +29,11 @@ const CA_KEY_FILE: &str = "ca.key";
 
 /// The ALPN name of the protocol version this build speaks.
 pub fn alpn() -> Vec<u8> {
-    format!("shoal/{PROTOCOL_VERSION}").into_bytes()
+    alpn_of(PROTOCOL_VERSION)
+}
+
+fn alpn_of(version: u16) -> Vec<u8> {
+    format!("shoal/{version}").into_bytes()
 }
 
 /// A cluster directory or certificate problem. Nothing was started.
@@ -126,6 +130,22 @@ pub struct Credentials {
 impl Credentials {
     /// Loads the cluster CA from `dir` and issues a fresh leaf certificate.
     pub fn from_cluster_dir(dir: &Path) -> Result<Credentials, TlsError> {
+        Credentials::issue(dir, None)
+    }
+
+    /// Like [`Credentials::from_cluster_dir`], but the leaf is valid only
+    /// from `not_before` to `not_after` (year, month, day): for checking
+    /// that an expired certificate is refused.
+    pub fn from_cluster_dir_valid_between(
+        dir: &Path,
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Result<Credentials, TlsError> {
+        Credentials::issue(dir, Some((not_before, not_after)))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn issue(dir: &Path, validity: Option<((i32, u8, u8), (i32, u8, u8))>) -> Result<Credentials, TlsError> {
         let cert_path = dir.join(CA_CERT_FILE);
         let key_path = dir.join(CA_KEY_FILE);
         let ca_pem = std::fs::read_to_string(&cert_path).map_err(io_error(&cert_path))?;
@@ -143,6 +163,10 @@ impl Credentials {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         let leaf = params.signed_by(&leaf_key, &issuer)?;
         Ok(Credentials {
             ca,
@@ -191,12 +215,22 @@ impl Credentials {
         &self,
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ClientConfig, TlsError> {
+        self.client_config_speaking(transport, PROTOCOL_VERSION)
+    }
+
+    /// [`Credentials::client_config`] announcing protocol `version` (a
+    /// node refuses any version but its own at the handshake).
+    pub fn client_config_speaking(
+        &self,
+        transport: Arc<quinn::TransportConfig>,
+        version: u16,
+    ) -> Result<quinn::ClientConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_root_certificates(self.roots()?)
             .with_client_auth_cert(vec![self.leaf.clone()], self.key())?;
-        tls.alpn_protocols = vec![alpn()];
+        tls.alpn_protocols = vec![alpn_of(version)];
         let crypto = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Verifier {
             reason: e.to_string(),
         })?;

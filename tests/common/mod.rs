@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod raw;
+
 #[allow(unused_imports)]
 pub use shoal::node::local::LocalCluster as TestCluster;
 

@@ -1,0 +1,86 @@
+//! A single real node and raw QUIC connections to it, for tests of what
+//! the node refuses (limits, certificates, protocol versions).
+
+use shoal::net::stream::{read_frame, write_frame};
+use shoal::net::tls::{Credentials, SERVER_NAME, init_cluster_dir, transport_config};
+use shoal::node::{Durability, Limits, NodeHandle, NodeOptions};
+use shoal::proto::message::PROTOCOL_VERSION;
+use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Request, Response};
+use std::path::Path;
+use std::time::Duration;
+
+/// Starts one node (N=1) with `limits` in `dir`, with a new cluster CA.
+pub async fn start(dir: &Path, limits: Limits) -> NodeHandle {
+    init_cluster_dir(&dir.join("cluster")).unwrap();
+    let config = Config {
+        replication: 1,
+        ..Config::default()
+    };
+    shoal::node::start(NodeOptions {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cluster_dir: dir.join("cluster"),
+        seeds: Vec::new(),
+        durability: Durability::Buffer,
+        config,
+        limits,
+    })
+    .await
+    .unwrap()
+}
+
+/// A QUIC connection with this cluster's client certificate.
+pub async fn connect(dir: &Path, node: &NodeHandle) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let credentials = Credentials::from_cluster_dir(&dir.join("cluster")).unwrap();
+    connect_as(&credentials, PROTOCOL_VERSION, node).await
+}
+
+/// A QUIC connection presenting `credentials` and announcing protocol
+/// `version`.
+pub async fn connect_as(
+    credentials: &Credentials,
+    version: u16,
+    node: &NodeHandle,
+) -> Result<(quinn::Endpoint, quinn::Connection), String> {
+    let config = credentials
+        .client_config_speaking(transport_config(64), version)
+        .unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let connecting = endpoint
+        .connect(node.addr(), SERVER_NAME)
+        .map_err(|e| e.to_string())?;
+    let connection = connecting.await.map_err(|e| e.to_string())?;
+    Ok((endpoint, connection))
+}
+
+pub fn get(key: &[u8]) -> Request {
+    Request::Data(ClientRequest::Get {
+        key: key.to_vec(),
+        consistency: Consistency::One,
+        timeout_ms: None,
+    })
+}
+
+/// Sends `request` on a new stream of `connection`; the answer, or why none.
+pub async fn ask(connection: &quinn::Connection, request: &Request) -> Result<Response, String> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, request).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    match read_frame::<Response>(&mut recv, 1 << 20).await {
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err("stream ended without an answer".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Asks until the node serves requests (it knows its own ring).
+pub async fn until_ready(connection: &quinn::Connection) {
+    for _ in 0..100 {
+        if let Ok(Response::Data(ClientResponse::Found { .. })) = ask(connection, &get(b"k")).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the node never served a get");
+}
