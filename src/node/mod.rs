@@ -213,6 +213,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         durability: options.durability,
         leaving: false,
         exporter: metrics::Exporter::default(),
+        bulk: std::collections::VecDeque::new(),
     };
     let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
     Ok(NodeHandle {
@@ -268,6 +269,8 @@ struct Driver {
     durability: Durability,
     leaving: bool,
     exporter: metrics::Exporter,
+    /// Bulk repair and topology messages waiting for a quiet moment.
+    bulk: std::collections::VecDeque<Event>,
 }
 
 impl Driver {
@@ -280,6 +283,7 @@ impl Driver {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while !self.leaving {
             let timer = self.node.poll_timeout().map(|at| self.clock.instant_of(at));
+            let bulk_waiting = !self.bulk.is_empty();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -290,27 +294,47 @@ impl Driver {
                     self.feed(batch.drain(..))?;
                 }
                 _ = sleep_until(timer) => self.node.handle_timeout(self.clock.now()),
+                // Nothing else ready: the next piece of bulk work.
+                () = std::future::ready(()), if bulk_waiting => self.feed_bulk()?,
             }
             self.flush_outputs();
             self.exporter.tick(&self.node);
+            if !self.bulk.is_empty() {
+                // Let other tasks (this process's other connections and
+                // nodes) run between pieces of bulk work.
+                tokio::task::yield_now().await;
+            }
         }
+        let rest: Vec<Event> = self.bulk.drain(..).collect();
+        self.feed_events(rest)?;
         self.stop(&mut events, accept).await
     }
 
-    /// Feeds a batch of events: client requests and replica reads and
-    /// writes first, and their answers sent, before the bulk work of
-    /// repair and topology (hint replay, streaming, handoff, anti-entropy
-    /// states), so a repair in progress adds little to request latency.
+    /// Feeds a batch of events: client requests, replica reads and writes
+    /// and gossip at once; the bulk work of repair and topology (hint
+    /// replay, streaming, handoff, anti-entropy states) is queued and fed
+    /// one message at a time when nothing else is ready, so a repair in
+    /// progress adds little to request latency. (Bulk messages are few at
+    /// a time: each sender waits for its batch to be acknowledged.)
     fn feed(&mut self, batch: impl Iterator<Item = Event>) -> Result<(), StoreError> {
         let (bulk, urgent): (Vec<Event>, Vec<Event>) = batch
             .into_iter()
             .partition(|e| matches!(e, Event::Peer { message, .. } if message.is_bulk()));
         self.feed_events(urgent)?;
-        if !bulk.is_empty() {
-            self.flush_outputs();
-            self.feed_events(bulk)?;
+        self.bulk.extend(bulk);
+        // Never let bulk work pile up: past a batch's worth, feed it now.
+        while self.bulk.len() > MAX_BATCH {
+            self.feed_bulk()?;
         }
         Ok(())
+    }
+
+    /// Feeds the oldest queued bulk message.
+    fn feed_bulk(&mut self) -> Result<(), StoreError> {
+        match self.bulk.pop_front() {
+            Some(event) => self.feed_events(vec![event]),
+            None => Ok(()),
+        }
     }
 
     /// Feeds events in order, then makes their writes durable if needed.
