@@ -15,6 +15,27 @@ fn setting<'a>(printed: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{name} not printed:\n{printed}"))
 }
 
+/// `shoal cluster init` in `dir`; the cluster directory.
+fn init_cluster(dir: &std::path::Path) -> std::path::PathBuf {
+    let cluster = dir.join("cluster");
+    let init = Command::new(SHOAL)
+        .args(["cluster", "init", "--dir"])
+        .arg(&cluster)
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    cluster
+}
+
+/// The first line a started node prints ("node ID listening on ADDR").
+fn first_line(child: &mut std::process::Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 #[test]
 fn print_config_shows_file_then_environment_then_flags() {
     let dir = tempfile::tempdir().unwrap();
@@ -85,16 +106,7 @@ fn an_invalid_setting_is_refused_at_start_naming_it_and_nothing_starts() {
 #[test]
 fn a_node_started_from_a_config_file_logs_json_when_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster");
-    assert!(
-        Command::new(SHOAL)
-            .args(["cluster", "init", "--dir"])
-            .arg(&cluster)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
+    let cluster = init_cluster(dir.path());
     let file = dir.path().join("shoal.toml");
     std::fs::write(
         &file,
@@ -113,10 +125,7 @@ fn a_node_started_from_a_config_file_logs_json_when_asked() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     assert!(line.contains("listening on 127.0.0.1:"), "{line}");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut first = String::new();
@@ -154,13 +163,7 @@ fn http_get(addr: &str, path: &str) -> String {
 #[test]
 fn metrics_are_served_in_prometheus_format_when_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = dir.path().join("cluster");
-    let init = Command::new(SHOAL)
-        .args(["cluster", "init", "--dir"])
-        .arg(&cluster)
-        .output()
-        .unwrap();
-    assert!(init.status.success());
+    let cluster = init_cluster(dir.path());
     // A free loopback port for the endpoint.
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -186,10 +189,7 @@ fn metrics_are_served_in_prometheus_format_when_asked() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     let node = line.trim().rsplit(' ').next().unwrap().to_string();
     let cli = |args: &[&str]| {
         Command::new(SHOAL)

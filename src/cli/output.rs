@@ -49,6 +49,7 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
                         "hints": r.hints,
                         "in_flight": r.in_flight,
                         "keys": r.keys,
+                        "root": format!("{:016x}", r.root.digest),
                         "streaming": r.streaming,
                     })
                 });

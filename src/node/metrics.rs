@@ -146,16 +146,16 @@ impl Exporter {
                 continue;
             }
             self.membership_changes += 1;
-            let up = if m.up { "up" } else { "down" };
+            let liveness = if m.up { "up" } else { "down" };
             match before {
                 None => {
-                    tracing::info!(node = %me, peer = %m.node, addr = %m.addr, status = %m.status, up, "member seen")
+                    tracing::info!(node = %me, peer = %m.node, addr = %m.addr, status = %m.status, liveness, "member seen")
                 }
                 Some((_, true)) if !m.up => {
                     tracing::warn!(node = %me, peer = %m.node, addr = %m.addr, status = %m.status, "member down")
                 }
                 Some(_) => {
-                    tracing::info!(node = %me, peer = %m.node, status = %m.status, up, "member changed")
+                    tracing::info!(node = %me, peer = %m.node, status = %m.status, liveness, "member changed")
                 }
             }
         }

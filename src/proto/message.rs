@@ -402,6 +402,11 @@ pub struct StatusReport {
     pub hints: Vec<HintsPending>,
     /// Keys this node stores (tombstones included).
     pub keys: u64,
+    /// The root of its digest tree: the XOR of every stored key's digest,
+    /// and the key count. Two nodes holding the same keys in the same
+    /// states have the same root (with N equal to the cluster size, every
+    /// converged node does).
+    pub root: super::merkle::Summary,
     /// The join or leave this node is carrying out, if any.
     pub streaming: Option<StreamProgress>,
 }

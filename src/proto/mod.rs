@@ -442,6 +442,7 @@ impl<S: Store> Node<S> {
                 .merkle
                 .summary(&self.store, 0, u64::MAX)
                 .map_or(0, |s| s.count),
+            root: self.merkle.summary(&self.store, 0, u64::MAX).unwrap_or_default(),
             streaming: self.streaming(),
         }
     }
