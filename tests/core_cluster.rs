@@ -444,3 +444,36 @@ fn a_put_that_would_grow_the_state_past_its_limit_fails_and_stores_nothing_new()
     let response = c.put(at, KEY, &value(3), context, Consistency::All);
     assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
 }
+
+#[test]
+fn a_request_asking_for_the_default_gets_the_nodes_default_consistency() {
+    let config = Config {
+        default_consistency: Consistency::All,
+        ..Config::default()
+    };
+    let mut c = Cluster::new(3, config, 5);
+    let at = first_replica(&c);
+    let down = c.replicas(KEY).into_iter().find(|&n| n != at).unwrap();
+    c.cut_off(down);
+    // QUORUM would succeed with one replica silent; the default here is ALL.
+    let response = c.request(
+        at,
+        ClientRequest::Put {
+            key: KEY.to_vec(),
+            value: b"v".to_vec(),
+            context: Context::empty(),
+            consistency: Consistency::Default,
+            timeout_ms: None,
+            sloppy_quorum: false,
+        },
+    );
+    assert!(
+        matches!(
+            response,
+            ClientResponse::Failed(RequestError::QuorumNotMet { required: 3, .. })
+        ),
+        "{response:?}"
+    );
+    let response = c.put(at, KEY, b"v", Context::empty(), Consistency::Quorum);
+    assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
+}

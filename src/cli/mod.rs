@@ -60,8 +60,9 @@ enum Command {
         key: String,
         #[command(flatten)]
         target: Target,
-        /// How many replicas must answer: one, two, quorum, all, or R,W.
-        #[arg(long, default_value = "quorum")]
+        /// How many replicas must answer: one, two, quorum, all, R,W, or
+        /// default (the node's `default_consistency`, QUORUM unless set).
+        #[arg(long, default_value = "default")]
         consistency: Consistency,
         /// Print JSON instead of lines.
         #[arg(long)]
@@ -123,8 +124,9 @@ struct Target {
 struct WriteArgs {
     #[command(flatten)]
     target: Target,
-    /// How many replicas must acknowledge: one, two, quorum, all, or R,W.
-    #[arg(long, default_value = "quorum")]
+    /// How many replicas must acknowledge: one, two, quorum, all, R,W, or
+    /// default (the node's `default_consistency`, QUORUM unless set).
+    #[arg(long, default_value = "default")]
     consistency: Consistency,
     /// The context printed by a previous get; empty for a blind write.
     #[arg(long, default_value = "")]

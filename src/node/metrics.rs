@@ -51,10 +51,15 @@ pub(super) struct RequestLabels {
 }
 
 impl RequestLabels {
-    pub(super) fn new(request: &crate::proto::ClientRequest) -> RequestLabels {
+    /// Labels for `request`; a request asking for the default is labelled
+    /// with the level it gets (`default`).
+    pub(super) fn new(
+        request: &crate::proto::ClientRequest,
+        default: crate::proto::Consistency,
+    ) -> RequestLabels {
         RequestLabels {
             op: request.operation().to_string(),
-            consistency: request.consistency().to_string(),
+            consistency: request.consistency().or(default).to_string(),
             started: Instant::now(),
         }
     }

@@ -349,7 +349,8 @@ impl Driver {
                     match request {
                         Request::Data(request) => {
                             wrote |= !matches!(request, crate::proto::ClientRequest::Get { .. });
-                            let labels = metrics::RequestLabels::new(&request);
+                            let default = self.node.config().default_consistency;
+                            let labels = metrics::RequestLabels::new(&request, default);
                             self.pending.insert(client, Reply::Data(reply, labels));
                             self.node.handle_client_request(now, client, request);
                         }

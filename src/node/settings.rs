@@ -363,7 +363,8 @@ mod tests {
     #[test]
     fn file_then_environment_then_flags_each_override_the_one_before() {
         let f = file(
-            "replication = 5\nhint_window = \"1h\"\ntombstone_grace = \"2h\"\nlisten = \"127.0.0.1:7200\"\n",
+            "replication = 5\nhint_window = \"1h\"\ntombstone_grace = \"2h\"\nlisten = \"127.0.0.1:7200\"\n\
+             default_consistency = \"2,1\"\n",
         );
         let mut env = required();
         env.push(("SHOAL_HINT_WINDOW".into(), "30m".into()));
@@ -385,6 +386,10 @@ mod tests {
         assert_eq!(s.core.vnodes, Config::default().vnodes, "the default stays");
         assert_eq!(s.process.listen, "127.0.0.1:7200".parse().unwrap());
         assert_eq!(s.process.seeds.len(), 2);
+        assert_eq!(
+            s.core.default_consistency,
+            crate::proto::Consistency::Custom { r: 2, w: 1 }
+        );
     }
 
     #[test]
@@ -422,6 +427,9 @@ mod tests {
         assert!(refused("", &[("max_state_bytes", "4194304")]).contains("`max_state_bytes`"));
         assert!(refused("", &[("node_id", "xyz")]).contains("`node_id`"));
         assert!(refused("", &[("durability", "sometimes")]).contains("`durability`"));
+        assert!(refused("", &[("default_consistency", "most")]).contains("`default_consistency`"));
+        assert!(refused("", &[("default_consistency", "default")]).contains("`default_consistency`"));
+        assert!(refused("", &[("default_consistency", "5,1")]).contains("`default_consistency`"));
         assert!(refused("this is not toml", &[]).contains("config file"));
         let missing = Settings::load(None, Vec::new(), &[])
             .unwrap()

@@ -27,6 +27,10 @@ pub struct Config {
     pub max_key_bytes: usize,
     /// Largest value accepted, in bytes.
     pub max_value_bytes: usize,
+    /// The consistency level of a request that asks for `default`
+    /// (`one`, `two`, `quorum`, `all` or `R,W`).
+    #[serde(with = "consistency_text")]
+    pub default_consistency: super::Consistency,
     /// Most siblings a key may hold; a put that would exceed it fails.
     pub max_siblings: usize,
     /// Largest state one key may hold, all its siblings together, in bytes
@@ -90,6 +94,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(2),
             max_key_bytes: 4 * 1024,
             max_value_bytes: 1024 * 1024,
+            default_consistency: super::Consistency::Quorum,
             max_siblings: 64,
             max_state_bytes: 3 * 1024 * 1024,
             max_requests_in_flight: 10_000,
@@ -123,7 +128,11 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let checks: [(bool, &'static str, &'static str); 14] = [
+        let default_ok = self.default_consistency != super::Consistency::Default
+            && [super::quorum::Access::Read, super::quorum::Access::Write]
+                .into_iter()
+                .all(|a| self.default_consistency.required(a, self.replication).is_ok());
+        let checks: [(bool, &'static str, &'static str); 15] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -194,11 +203,31 @@ impl Config {
                 "tombstone_grace",
                 "must be longer than hint_window (or a late hint could bring a deleted value back)",
             ),
+            (
+                default_ok,
+                "default_consistency",
+                "must be one, two, quorum, all or R,W, each at most replication",
+            ),
         ];
         match checks.into_iter().find(|(ok, _, _)| !ok) {
             Some((_, setting, reason)) => Err(ConfigError { setting, reason }),
             None => Ok(()),
         }
+    }
+}
+
+/// A consistency level in a config file: its text form (`quorum`, `2,1`).
+mod consistency_text {
+    use super::super::Consistency;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(level: &Consistency, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(level)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Consistency, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 

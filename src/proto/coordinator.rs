@@ -168,7 +168,7 @@ impl<S: Store> Node<S> {
             ClientRequest::Get { .. } => Access::Read,
             _ => Access::Write,
         };
-        let consistency = request.consistency();
+        let consistency = request.consistency().or(self.config.default_consistency);
         consistency
             .required(access, self.config.replication)
             .map_err(|e| RequestError::ImpossibleConsistency {

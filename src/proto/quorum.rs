@@ -24,6 +24,9 @@ pub enum Consistency {
         /// Replicas that must acknowledge a write.
         w: u8,
     },
+    /// The coordinating node's `default_consistency` setting (QUORUM
+    /// unless the operator set another).
+    Default,
 }
 
 /// Whether a request reads or writes; picks `r` or `w` of a consistency.
@@ -58,6 +61,9 @@ impl Consistency {
             (Consistency::All, _) => replication,
             (Consistency::Custom { r, .. }, Access::Read) => usize::from(r),
             (Consistency::Custom { w, .. }, Access::Write) => usize::from(w),
+            // Resolved by the coordinator first ([`Consistency::or`]);
+            // unresolved, it means QUORUM.
+            (Consistency::Default, _) => replication / 2 + 1,
         };
         if required == 0 || required > replication {
             return Err(ImpossibleConsistency {
@@ -70,6 +76,16 @@ impl Consistency {
     }
 }
 
+impl Consistency {
+    /// This level, or `default` if this is [`Consistency::Default`].
+    pub fn or(self, default: Consistency) -> Consistency {
+        match self {
+            Consistency::Default => default,
+            level => level,
+        }
+    }
+}
+
 impl fmt::Display for Consistency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // `pad` honours width and alignment, as in `{:>6}`.
@@ -79,11 +95,12 @@ impl fmt::Display for Consistency {
             Consistency::Quorum => f.pad("quorum"),
             Consistency::All => f.pad("all"),
             Consistency::Custom { r, w } => f.pad(&format!("{r},{w}")),
+            Consistency::Default => f.pad("default"),
         }
     }
 }
 
-/// Parses `one`, `two`, `quorum`, `all` or `R,W` (e.g. `2,1`).
+/// Parses `one`, `two`, `quorum`, `all`, `R,W` (e.g. `2,1`) or `default`.
 impl std::str::FromStr for Consistency {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -92,12 +109,13 @@ impl std::str::FromStr for Consistency {
             "two" => Ok(Consistency::Two),
             "quorum" => Ok(Consistency::Quorum),
             "all" => Ok(Consistency::All),
+            "default" => Ok(Consistency::Default),
             other => {
                 let parse = |p: &str| p.trim().parse::<u8>().ok();
                 match other.split_once(',').map(|(r, w)| (parse(r), parse(w))) {
                     Some((Some(r), Some(w))) => Ok(Consistency::Custom { r, w }),
                     _ => Err(format!(
-                        "unknown consistency `{s}`: use one, two, quorum, all or R,W such as 2,1"
+                        "unknown consistency `{s}`: use one, two, quorum, all, R,W such as 2,1, or default"
                     )),
                 }
             }
