@@ -42,6 +42,10 @@ pub(super) struct Cleanup {
     /// exactly these.
     ring: Vec<NodeId>,
     ring_since: Time,
+    /// The next pass waits until then (the delay after the ring change, or
+    /// after an incomplete pass). Unlike `ring_since`, which bounds how
+    /// long states may be pushed, it moves with retries.
+    pass_after: Time,
     /// Where the pass continues; `None` when no pass is due.
     cursor: Option<Vec<u8>>,
     /// A key was left behind in this pass: run another after the delay.
@@ -85,6 +89,7 @@ impl<S: Store> Node<S> {
         if cleanup.ring != self.ring.nodes() {
             cleanup.ring = self.ring.nodes().to_vec();
             cleanup.ring_since = now;
+            cleanup.pass_after = now + self.config.cleanup_delay;
             cleanup.cursor = Some(Vec::new());
             cleanup.incomplete = false;
             cleanup.in_flight = None;
@@ -107,16 +112,18 @@ impl<S: Store> Node<S> {
         let Some(cursor) = cleanup.cursor.clone() else {
             return;
         };
-        let stable = now.saturating_since(cleanup.ring_since) >= self.config.cleanup_delay;
-        if !stable || self.future_ring.is_some() || !self.is_ready() || self.status() != NodeStatus::Normal {
+        if now < cleanup.pass_after
+            || self.future_ring.is_some()
+            || !self.is_ready()
+            || self.status() != NodeStatus::Normal
+        {
             return;
         }
         let push = now.saturating_since(self.cleanup.ring_since) <= self.config.hint_window;
-        let batch = match self.store.scan(&cursor, STEP_KEYS) {
+        let batch = match self.scan_local(&cursor, STEP_KEYS) {
             Ok(batch) => batch,
-            Err(super::store::StoreError::Corrupt { key, .. }) => {
-                let _ = self.drop_corrupt(&key);
-                self.cleanup.next_step = Some(now);
+            Err(super::store::StoreError::Corrupt { .. }) => {
+                self.cleanup.next_step = Some(now); // Dropped: go on past it.
                 return;
             }
             Err(_) => return, // Storage trouble: the next check retries.
@@ -197,9 +204,10 @@ impl<S: Store> Node<S> {
     fn end_cleanup_pass(&mut self, now: Time) {
         let cleanup = &mut self.cleanup;
         if cleanup.incomplete {
-            // Another pass once the delay has passed again.
+            // Another pass once the delay has passed again; the push
+            // window still runs from the ring change.
             cleanup.incomplete = false;
-            cleanup.ring_since = now;
+            cleanup.pass_after = now + self.config.cleanup_delay;
             cleanup.cursor = Some(Vec::new());
         } else {
             cleanup.cursor = None;

@@ -82,14 +82,11 @@ impl<S: Store> Node<S> {
         if self.future_ring.is_some() || !self.is_ready() || self.gc.pending.len() >= MAX_PENDING {
             return; // Ranges are moving: replicas are about to change.
         }
-        let batch = match self.store.scan(&self.gc.cursor, SWEEP_KEYS) {
-            Ok(batch) => batch,
-            Err(StoreError::Corrupt { key, .. }) => {
-                // Dropped, so replicas repair it; the next sweep goes on.
-                let _ = self.drop_corrupt(&key);
-                return;
-            }
-            Err(_) => return, // Storage trouble: the next sweep retries.
+        let cursor = self.gc.cursor.clone();
+        // A corrupt record is dropped (replicas repair it); the next sweep
+        // goes on past it. Other storage trouble: the next sweep retries.
+        let Ok(batch) = self.scan_local(&cursor, SWEEP_KEYS) else {
+            return;
         };
         self.gc.cursor = match batch.last() {
             Some((key, _)) if batch.len() == SWEEP_KEYS => [key.as_slice(), &[0]].concat(),

@@ -669,6 +669,18 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Up to `limit` stored states from key `from` on, as
+    /// [`Store::scan`]. A corrupt record met on the way is dropped as by
+    /// [`Node::load`] and the scan fails with it; the caller scans again
+    /// later and goes past it.
+    fn scan_local(&mut self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
+        let scanned = self.store.scan(from, limit);
+        if let Err(StoreError::Corrupt { key, .. }) = &scanned {
+            let _ = self.drop_corrupt(&key.clone());
+        }
+        scanned
+    }
+
     /// Removes a corrupt record and its digest (as indexed) from the tree.
     fn drop_corrupt(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let position = ring::key_position(key);
