@@ -105,3 +105,42 @@ fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
         cluster.shutdown().await.unwrap();
     });
 }
+
+/// Nodes on runtimes of their own (as the hint benchmark runs them, like
+/// separate processes) serve, stop, restart and shut down like the others,
+/// and starting a node turns transparent huge pages off for the process.
+#[test]
+fn nodes_on_their_own_runtimes_serve_stop_and_restart() {
+    run(Duration::from_secs(60), async {
+        let mut cluster = TestCluster::start(0).await.unwrap();
+        cluster.own_runtime = Some(1);
+        for _ in 0..3 {
+            cluster.add_node().await.unwrap();
+        }
+        // A started node turned transparent huge pages off for its process
+        // (their first touch stalls the node for milliseconds).
+        #[cfg(target_os = "linux")]
+        assert!(nix::sys::prctl::get_thp_disable().unwrap());
+        let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
+        client
+            .put("own", "v1", &Context::empty(), Consistency::All)
+            .await
+            .unwrap();
+        cluster.stop(2).await.unwrap();
+        cluster
+            .wait_until_members_up(2, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let read = client.get("own", Consistency::Quorum).await.unwrap();
+        assert_eq!(read.values[0].value, b"v1");
+        cluster.restart(2).await.unwrap();
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let read = client.get("own", Consistency::All).await.unwrap();
+        assert_eq!(read.values[0].value, b"v1");
+        client.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}

@@ -27,6 +27,13 @@ pub struct LocalCluster {
     pub config: Config,
     /// Network limits of every node (taken at each start).
     pub limits: super::Limits,
+    /// Run each node started from now on on its own tokio runtime with
+    /// this many worker threads, as if it were its own process (its tasks
+    /// then do not queue behind other nodes' tasks). `None` (the default):
+    /// every node shares the caller's runtime.
+    pub own_runtime: Option<usize>,
+    /// The runtimes of nodes started with `own_runtime`.
+    runtimes: Vec<Option<tokio::runtime::Runtime>>,
 }
 
 impl LocalCluster {
@@ -67,14 +74,43 @@ impl LocalCluster {
             durability,
             config,
             limits: super::Limits::default(),
+            own_runtime: None,
+            runtimes: Vec::new(),
         };
         for i in 0..size {
             let port = if base_port == 0 { 0 } else { base_port + i as u16 };
-            let node = super::start(cluster.options(i, SocketAddr::from(([127, 0, 0, 1], port)))).await?;
+            let node = cluster
+                .launch(i, cluster.options(i, SocketAddr::from(([127, 0, 0, 1], port))))
+                .await?;
             cluster.addrs.push(node.addr());
             cluster.nodes.push(Some(node));
         }
         Ok(cluster)
+    }
+
+    /// Starts node `i`: on the caller's runtime, or on a runtime of its own.
+    async fn launch(&mut self, i: usize, options: NodeOptions) -> Result<NodeHandle, NodeError> {
+        if self.runtimes.len() <= i {
+            self.runtimes.resize_with(i + 1, || None);
+        }
+        let Some(threads) = self.own_runtime else {
+            return super::start(options).await;
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(format!("shoal-node{i}"))
+            .enable_all()
+            .build()
+            .map_err(|source| NodeError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let started = runtime.spawn(super::start(options)).await;
+        self.runtimes[i] = Some(runtime);
+        match started {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
     }
 
     /// The cluster directory (CA certificate and key).
@@ -156,12 +192,17 @@ impl LocalCluster {
     /// If node `i` is not running.
     pub async fn stop(&mut self, i: usize) -> Result<(), NodeError> {
         let node = self.nodes[i].take().expect("stop: node is running");
-        Ok(node.shutdown().await?)
+        let result = node.shutdown().await;
+        if let Some(runtime) = self.runtimes.get_mut(i).and_then(Option::take) {
+            // Its tasks have ended; the runtime's threads go in the background.
+            runtime.shutdown_background();
+        }
+        Ok(result?)
     }
 
     /// Restarts node `i` on its old address and data directory.
     pub async fn restart(&mut self, i: usize) -> Result<(), NodeError> {
-        let node = super::start(self.options(i, self.addrs[i])).await?;
+        let node = self.launch(i, self.options(i, self.addrs[i])).await?;
         self.nodes[i] = Some(node);
         Ok(())
     }
@@ -177,7 +218,7 @@ impl LocalCluster {
         })?;
         let mut options = self.options(i, self.addrs[i]);
         options.config.node_id = Some(node);
-        self.nodes[i] = Some(super::start(options).await?);
+        self.nodes[i] = Some(self.launch(i, options).await?);
         Ok(())
     }
 
@@ -188,7 +229,7 @@ impl LocalCluster {
         let i = self.nodes.len();
         let mut options = self.options(i, SocketAddr::from(([127, 0, 0, 1], 0)));
         options.seeds = self.running();
-        let node = super::start(options).await?;
+        let node = self.launch(i, options).await?;
         self.addrs.push(node.addr());
         self.nodes.push(Some(node));
         Ok(i)
@@ -207,5 +248,14 @@ impl LocalCluster {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (which blocks) inside another one.
+        for runtime in self.runtimes.drain(..).flatten() {
+            runtime.shutdown_background();
+        }
     }
 }
