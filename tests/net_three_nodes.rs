@@ -126,6 +126,11 @@ fn nodes_on_their_own_runtimes_serve_stop_and_restart() {
             .put("own", "v1", &Context::empty(), Consistency::All)
             .await
             .unwrap();
+        // Each node, asked directly, answers from its own replica.
+        for &addr in &cluster.addrs {
+            let read = client.get_via(addr, "own", Consistency::One).await.unwrap();
+            assert_eq!(read.values[0].value, b"v1");
+        }
         cluster.stop(2).await.unwrap();
         cluster
             .wait_until_members_up(2, Duration::from_secs(20))
@@ -133,6 +138,12 @@ fn nodes_on_their_own_runtimes_serve_stop_and_restart() {
             .unwrap();
         let read = client.get("own", Consistency::Quorum).await.unwrap();
         assert_eq!(read.values[0].value, b"v1");
+        // A stopped node is not replaced by another when asked directly.
+        let stopped = client.get_via(cluster.addrs[2], "own", Consistency::One).await;
+        assert!(
+            matches!(stopped, Err(ClientError::Unreachable { tried: 1, .. })),
+            "{stopped:?}"
+        );
         cluster.restart(2).await.unwrap();
         cluster
             .wait_until_members_up(3, Duration::from_secs(30))

@@ -294,6 +294,34 @@ impl Client {
         written(self.data_request(request).await?)
     }
 
+    /// Reads `key` with the node at `addr` as its coordinator, and no other
+    /// node tried: one node's view and latency (a node answers a read at
+    /// ONE from its own store when it is one of the key's replicas).
+    pub async fn get_via(
+        &self,
+        addr: SocketAddr,
+        key: impl AsRef<[u8]>,
+        consistency: Consistency,
+    ) -> Result<ReadResult, ClientError> {
+        let request = Request::Data(ClientRequest::Get {
+            key: key.as_ref().to_vec(),
+            consistency,
+            timeout_ms: None,
+        });
+        let response = self.attempt(addr, &request).await.map_err(|e| match e {
+            Attempt::NotSent(last) | Attempt::NoAnswer(last) => ClientError::Unreachable { tried: 1, last },
+            Attempt::Final(e) => e,
+        })?;
+        match response {
+            Response::Data(ClientResponse::Found { values, context }) => Ok(ReadResult { values, context }),
+            Response::Data(ClientResponse::Failed(error)) => Err(error.into()),
+            Response::Data(other) => Err(unexpected(other)),
+            Response::Admin(other) => Err(ClientError::Unexpected {
+                answer: format!("{other:?}"),
+            }),
+        }
+    }
+
     /// The status report of the node at `addr`.
     pub async fn status_of(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {
         match self.admin(addr, AdminRequest::Status).await? {
