@@ -358,3 +358,65 @@ fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
         "one state overwrote the other"
     );
 }
+
+#[test]
+fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
+    use shoal::proto::membership::NodeStatus;
+    use shoal::proto::ring::Ring;
+    // One token per node, so a leave moves ranges to known nodes.
+    let config = Config {
+        vnodes: 1,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_membership(5, config, 29);
+    c.run_for(Duration::from_secs(5));
+    let nodes = c.node_ids();
+    let ring = c.node(nodes[0]).ring().clone();
+    // Whether `node` takes over a range of `leaving` (the leave then waits
+    // for it while it is down, so `leaving` stays leaving).
+    let gains = |leaving: NodeId, node: NodeId| {
+        let future = Ring::with_nodes(1, nodes.iter().copied().filter(|&n| n != leaving));
+        ring.ranges(3).iter().any(|(_, last, owners)| {
+            owners.contains(&leaving)
+                && !owners.contains(&node)
+                && future.walk_from(*last).take(3).any(|n| n == node)
+        })
+    };
+    // A key whose first fallback is `leaving` and one of whose replicas,
+    // `down`, takes over a range of `leaving`.
+    let (key, down, leaving) = (0..)
+        .map(|i| format!("key{i}").into_bytes())
+        .take(1000)
+        .find_map(|k| {
+            let walk: Vec<NodeId> = ring.walk(&k).take(4).collect();
+            let (replicas, fallback) = (&walk[..3], walk[3]);
+            let down = replicas[1..].iter().copied().find(|&d| gains(fallback, d))?;
+            Some((k, down, fallback))
+        })
+        .expect("some key");
+    let coordinator = c.replicas(&key)[0];
+    c.cut_off(down);
+    c.run_for(Duration::from_secs(8));
+    c.submit_admin(leaving, AdminRequest::Leave);
+    c.run_for(Duration::from_secs(2));
+    let status = c
+        .node(coordinator)
+        .membership()
+        .and_then(|m| m.state(leaving))
+        .map(|s| s.status);
+    assert_eq!(status, Some(NodeStatus::Leaving));
+
+    assert_written(&c.put(coordinator, &key, b"v", Context::empty(), Consistency::All));
+    assert_eq!(
+        c.node(leaving).hints_held(),
+        0,
+        "the leaving node was picked as a fallback"
+    );
+    let replicas = c.replicas(&key);
+    let fallback = c
+        .node_ids()
+        .into_iter()
+        .find(|&n| !replicas.contains(&n) && c.node(n).hints_held() > 0)
+        .expect("another fallback holds the hint");
+    assert_ne!(fallback, leaving);
+}

@@ -226,7 +226,8 @@ impl<S: Store> Node<S> {
                 .ring
                 .walk(request.key())
                 .skip(replicas.len())
-                .filter(|&n| self.is_up(n))
+                // A leaving node would only hand the hint on again.
+                .filter(|&n| self.is_up(n) && !self.is_leaving(n))
                 .collect::<Vec<_>>()
                 .into_iter();
             for slot in replicas.iter_mut() {

@@ -366,6 +366,14 @@ impl<S: Store> Node<S> {
         self.membership.as_ref().is_none_or(|m| m.is_up(node))
     }
 
+    /// Whether this node knows `node` to be leaving the cluster.
+    fn is_leaving(&self, node: NodeId) -> bool {
+        self.membership
+            .as_ref()
+            .and_then(|m| m.state(node))
+            .is_some_and(|s| s.status == NodeStatus::Leaving)
+    }
+
     /// An operator request arrived; the answer comes out as
     /// [`Output::AdminReply`].
     pub fn handle_admin_request(&mut self, now: Time, client: ClientId, request: AdminRequest) {
