@@ -243,7 +243,6 @@ fn hints_survive_a_restart_and_are_counted_again() {
 
 #[test]
 fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
-    use shoal::proto::ring::Ring;
     // One token per node, so a leave moves ranges to known nodes.
     let config = Config {
         vnodes: 1,
@@ -255,14 +254,7 @@ fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
     let ring = c.node(nodes[0]).ring().clone();
     // A replica that gains no range when `leaving` leaves: the leave does
     // not wait for it, so it can stay down throughout.
-    let gains = |leaving: NodeId, node: NodeId| {
-        let future = Ring::with_nodes(1, nodes.iter().copied().filter(|&n| n != leaving));
-        ring.ranges(3).iter().any(|(_, last, owners)| {
-            owners.contains(&leaving)
-                && !owners.contains(&node)
-                && future.walk_from(*last).take(3).any(|n| n == node)
-        })
-    };
+    let gains = |leaving, node| gains_range(&ring, &nodes, leaving, node);
     let (leaving, down) = nodes
         .iter()
         .flat_map(|&l| nodes.iter().map(move |&d| (l, d)))
@@ -362,7 +354,6 @@ fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
 #[test]
 fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
     use shoal::proto::membership::NodeStatus;
-    use shoal::proto::ring::Ring;
     // One token per node, so a leave moves ranges to known nodes.
     let config = Config {
         vnodes: 1,
@@ -372,16 +363,9 @@ fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
     c.run_for(Duration::from_secs(5));
     let nodes = c.node_ids();
     let ring = c.node(nodes[0]).ring().clone();
-    // Whether `node` takes over a range of `leaving` (the leave then waits
-    // for it while it is down, so `leaving` stays leaving).
-    let gains = |leaving: NodeId, node: NodeId| {
-        let future = Ring::with_nodes(1, nodes.iter().copied().filter(|&n| n != leaving));
-        ring.ranges(3).iter().any(|(_, last, owners)| {
-            owners.contains(&leaving)
-                && !owners.contains(&node)
-                && future.walk_from(*last).take(3).any(|n| n == node)
-        })
-    };
+    // The leave waits for a node taking over one of its ranges while that
+    // node is down, so `leaving` stays leaving.
+    let gains = |leaving, node| gains_range(&ring, &nodes, leaving, node);
     // A key whose first fallback is `leaving` and one of whose replicas,
     // `down`, takes over a range of `leaving`.
     let (key, down, leaving) = (0..)
@@ -419,4 +403,15 @@ fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
         .find(|&n| !replicas.contains(&n) && c.node(n).hints_held() > 0)
         .expect("another fallback holds the hint");
     assert_ne!(fallback, leaving);
+}
+
+/// Whether `node` takes over a range of `leaving` when it leaves a ring of
+/// `nodes` with one token each and N = 3.
+fn gains_range(ring: &shoal::proto::ring::Ring, nodes: &[NodeId], leaving: NodeId, node: NodeId) -> bool {
+    let future = shoal::proto::ring::Ring::with_nodes(1, nodes.iter().copied().filter(|&n| n != leaving));
+    ring.ranges(3).iter().any(|(_, last, owners)| {
+        owners.contains(&leaving)
+            && !owners.contains(&node)
+            && future.walk_from(*last).take(3).any(|n| n == node)
+    })
 }

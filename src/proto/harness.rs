@@ -289,11 +289,7 @@ impl Cluster {
     /// Sends an operator request to node `at` and runs the cluster until
     /// it is answered (a leave answers once its ranges are handed off).
     pub fn admin(&mut self, at: NodeId, request: AdminRequest) -> AdminResponse {
-        let client = ClientId(self.next_client);
-        self.next_client += 1;
-        let now = self.now;
-        self.node_mut(at).handle_admin_request(now, client, request);
-        self.drain(at);
+        let client = self.submit_admin(at, request);
         for _ in 0..MAX_EVENTS_PER_REQUEST {
             if let Some(response) = self.admin_replies.remove(&client) {
                 return response;
