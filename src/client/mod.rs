@@ -228,10 +228,7 @@ impl Client {
             consistency,
             timeout_ms: None,
         };
-        match self.data_request(request).await? {
-            ClientResponse::Found { values, context } => Ok(ReadResult { values, context }),
-            other => Err(unexpected(other)),
-        }
+        read_result(self.data_request(request).await?)
     }
 
     /// Writes `value`, replacing what `context` saw (use
@@ -308,14 +305,10 @@ impl Client {
             consistency,
             timeout_ms: None,
         });
-        let response = self.attempt(addr, &request).await.map_err(|e| match e {
-            Attempt::NotSent(last) | Attempt::NoAnswer(last) => ClientError::Unreachable { tried: 1, last },
-            Attempt::Final(e) => e,
-        })?;
-        match response {
-            Response::Data(ClientResponse::Found { values, context }) => Ok(ReadResult { values, context }),
+        let timeout = self.options.attempt_timeout;
+        match self.ask(addr, &request, timeout).await? {
             Response::Data(ClientResponse::Failed(error)) => Err(error.into()),
-            Response::Data(other) => Err(unexpected(other)),
+            Response::Data(response) => read_result(response),
             Response::Admin(other) => Err(ClientError::Unexpected {
                 answer: format!("{other:?}"),
             }),
@@ -339,20 +332,29 @@ impl Client {
             AdminRequest::Leave => LEAVE_TIMEOUT,
             _ => self.options.attempt_timeout,
         };
-        let response = self
-            .attempt_within(addr, &Request::Admin(request), answer_within)
+        match self.ask(addr, &Request::Admin(request), answer_within).await? {
+            Response::Admin(AdminResponse::Refused { reason }) => Err(ClientError::Admin { reason }),
+            Response::Admin(response) => Ok(response),
+            Response::Data(other) => Err(unexpected(other)),
+        }
+    }
+
+    /// One request to the node at `addr` only, answered within
+    /// `answer_within`.
+    async fn ask(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        answer_within: Duration,
+    ) -> Result<Response, ClientError> {
+        self.attempt_within(addr, request, answer_within)
             .await
             .map_err(|e| match e {
                 Attempt::NotSent(last) | Attempt::NoAnswer(last) => {
                     ClientError::Unreachable { tried: 1, last }
                 }
                 Attempt::Final(e) => e,
-            })?;
-        match response {
-            Response::Admin(AdminResponse::Refused { reason }) => Err(ClientError::Admin { reason }),
-            Response::Admin(response) => Ok(response),
-            Response::Data(other) => Err(unexpected(other)),
-        }
+            })
     }
 
     /// Re-reads the ring from the first node that answers.
@@ -579,6 +581,13 @@ fn local_bind(seeds: &[SocketAddr]) -> SocketAddr {
         Some(SocketAddr::V6(a)) if a.ip().is_loopback() => (Ipv6Addr::LOCALHOST, 0).into(),
         Some(SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
         _ => (Ipv4Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+fn read_result(response: ClientResponse) -> Result<ReadResult, ClientError> {
+    match response {
+        ClientResponse::Found { values, context } => Ok(ReadResult { values, context }),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -101,10 +101,7 @@ impl LocalCluster {
             .thread_name(format!("shoal-node{i}"))
             .enable_all()
             .build()
-            .map_err(|source| NodeError::Bind {
-                addr: options.listen,
-                source,
-            })?;
+            .map_err(|source| NodeError::Runtime { source })?;
         let started = runtime.spawn(super::start(options)).await;
         self.runtimes[i] = Some(runtime);
         match started {

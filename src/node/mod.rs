@@ -97,6 +97,13 @@ pub enum NodeError {
     /// The cluster directory or certificates are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A runtime of its own could not be made for the node.
+    #[error("cannot start a runtime for the node: {source}")]
+    Runtime {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The data directory could not be opened.
     #[error("data directory: {0}")]
     Store(#[from] StoreError),
