@@ -133,6 +133,81 @@ fn hints_older_than_the_window_are_dropped_not_delivered() {
     assert_eq!(c.node(replicas[0]).stats().hints_replayed, 0);
 }
 
+/// A short hint window, as in the simulator: hints re-home up to 17 s.
+fn short_window() -> Config {
+    Config {
+        hint_window: Duration::from_secs(4),
+        tombstone_grace: Duration::from_secs(30),
+        ..Config::default()
+    }
+}
+
+/// A five-node cluster where `KEY`'s third home replica has been down
+/// long enough for the others to know: (cluster, first, second, down).
+fn third_replica_down(seed: u64) -> (Cluster, NodeId, NodeId, NodeId) {
+    let mut c = Cluster::with_membership(5, short_window(), seed);
+    c.run_for(Duration::from_secs(5));
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[2]);
+    c.run_for(Duration::from_secs(8));
+    assert!(!c.node(replicas[0]).is_up(replicas[2]));
+    (c, replicas[0], replicas[1], replicas[2])
+}
+
+fn fallback_holding_hint(c: &Cluster) -> NodeId {
+    let replicas = c.replicas(KEY);
+    c.node_ids()
+        .into_iter()
+        .find(|&n| !replicas.contains(&n) && c.node(n).hints_held() > 0)
+        .expect("a fallback holds a hint")
+}
+
+#[test]
+fn a_fallbacks_hint_past_the_window_is_re_homed_to_the_live_home_replicas() {
+    let (mut c, first, second, down) = third_replica_down(47);
+    // The second home replica misses the write (not yet known down), so
+    // the write is acknowledged by the first and a fallback's hint only.
+    c.cut_off(second);
+    assert_written(&c.put(first, KEY, b"v", Context::empty(), Consistency::Quorum));
+    let fallback = fallback_holding_hint(&c);
+    // Then the first loses its disk, and with it the write.
+    c.wipe(first, short_window(), 99);
+    c.reconnect(second);
+    assert!(!stored(&c, first, KEY) && !stored(&c, second, KEY));
+
+    // The third replica stays down past the hint window: the fallback
+    // pushes the write to the home replicas that are up.
+    c.run_for(Duration::from_secs(12));
+    assert!(stored(&c, second, KEY), "re-homed to the second replica");
+    assert!(stored(&c, first, KEY), "and to the wiped first one");
+    assert!(!stored(&c, down, KEY));
+    assert_eq!(c.node(fallback).hints_held(), 0, "deleted once acknowledged");
+    assert_eq!(c.node(fallback).stats().hints_rehomed, 1);
+    assert_eq!(c.node(fallback).stats().hints_dropped, 0);
+}
+
+#[test]
+fn a_hint_no_home_replica_can_take_is_kept_then_dropped_at_the_re_home_limit() {
+    let (mut c, first, second, down) = third_replica_down(48);
+    assert_written(&c.put(first, KEY, b"v", Context::empty(), Consistency::Quorum));
+    let fallback = fallback_holding_hint(&c);
+    c.cut_off(first);
+    c.cut_off(second);
+    // Past the window (4 s) but within the re-home limit (17 s), it waits
+    // for a home replica to come up.
+    c.run_for(Duration::from_secs(10));
+    assert_eq!(c.node(fallback).hints_held(), 1);
+    // Past the limit it is dropped: a value that old could outlive a
+    // collected tombstone.
+    c.run_for(Duration::from_secs(9));
+    assert_eq!(c.node(fallback).hints_held(), 0);
+    assert_eq!(c.node(fallback).stats().hints_dropped, 1);
+    assert_eq!(c.node(fallback).stats().hints_rehomed, 0);
+    c.reconnect(down);
+    c.run_for(Duration::from_secs(10));
+    assert!(!stored(&c, down, KEY), "left to anti-entropy");
+}
+
 #[test]
 fn no_hint_is_stored_past_the_byte_limit_per_replica() {
     let config = Config {

@@ -158,9 +158,10 @@ impl Report {
         let r = &self.repairs;
         let _ = writeln!(
             out,
-            "repairs: {} hints stored, {} replayed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves, {} cleaned up by old owners; {} tombstones collected",
+            "repairs: {} hints stored, {} replayed, {} re-homed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves, {} cleaned up by old owners; {} tombstones collected",
             r.hints_stored,
             r.hints_replayed,
+            r.hints_rehomed,
             r.hints_dropped,
             r.read_repairs,
             r.ae_keys_repaired,

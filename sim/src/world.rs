@@ -164,6 +164,8 @@ pub struct RepairCounts {
     pub hints_replayed: u64,
     /// Hints dropped by their bounds.
     pub hints_dropped: u64,
+    /// Hints past the window re-homed to their key's home replicas.
+    pub hints_rehomed: u64,
     /// Stale replicas written back to by reads.
     pub read_repairs: u64,
     /// Keys anti-entropy changed.
@@ -183,6 +185,7 @@ impl RepairCounts {
         self.hints_stored += stats.hints_stored;
         self.hints_replayed += stats.hints_replayed;
         self.hints_dropped += stats.hints_dropped;
+        self.hints_rehomed += stats.hints_rehomed;
         self.read_repairs += stats.read_repairs;
         self.ae_keys_repaired += stats.ae_keys_repaired;
         self.keys_streamed_in += stats.keys_streamed_in;

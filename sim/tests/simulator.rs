@@ -158,3 +158,19 @@ fn without_read_repair_anti_entropy_alone_converges_replicas() {
         );
     }
 }
+
+/// Seed 47 once lost an acknowledged write: a sloppy write was held by its
+/// coordinator and by a fallback's hint; the hint outlived the hint window
+/// and was dropped, then the coordinator's disk was wiped. The fallback now
+/// re-homes the old hint to the key's live home replicas instead.
+#[test]
+fn a_hint_past_its_window_is_re_homed_and_the_write_survives_a_wiped_coordinator() {
+    let report = shoal_sim::run(Options::new(47, &plan("all", 300, 1000)));
+    assert!(
+        report.passed(),
+        "{}{}",
+        report.summary(),
+        report.failure_details()
+    );
+    assert!(report.repairs.hints_rehomed > 0, "{}", report.summary());
+}

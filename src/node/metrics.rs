@@ -171,16 +171,20 @@ impl Exporter {
         let delta = |now: u64, then: u64| now.saturating_sub(then);
         let hints_replayed = delta(stats.hints_replayed, before.hints_replayed);
         let hints_dropped = delta(stats.hints_dropped, before.hints_dropped);
+        let hints_rehomed = delta(stats.hints_rehomed, before.hints_rehomed);
         let ae_keys = delta(stats.ae_keys_repaired, before.ae_keys_repaired);
         let read_repairs = delta(stats.read_repairs, before.read_repairs);
         let streamed = delta(stats.keys_streamed_in, before.keys_streamed_in);
         let handed_off = delta(stats.keys_handed_off, before.keys_handed_off);
         let cleaned = delta(stats.keys_cleaned_up, before.keys_cleaned_up);
         let digests = delta(stats.digests_repaired, before.digests_repaired);
-        if hints_replayed + ae_keys + read_repairs + streamed + handed_off + cleaned + digests > 0 {
+        if hints_replayed + hints_rehomed + ae_keys + read_repairs + streamed + handed_off + cleaned + digests
+            > 0
+        {
             tracing::info!(
                 node = %me,
                 hints_replayed,
+                hints_rehomed,
                 ae_keys,
                 read_repairs,
                 streamed,
@@ -205,7 +209,7 @@ impl Exporter {
 }
 
 fn export_stats(stats: &Stats) {
-    let counters: [(&'static str, u64); 18] = [
+    let counters: [(&'static str, u64); 19] = [
         ("shoal_coordinated_requests_total", stats.requests),
         ("shoal_quorum_failures_total", stats.quorum_failures),
         ("shoal_forwards_total", stats.forwards),
@@ -217,6 +221,7 @@ fn export_stats(stats: &Stats) {
         ("shoal_hints_stored_total", stats.hints_stored),
         ("shoal_hints_replayed_total", stats.hints_replayed),
         ("shoal_hints_dropped_total", stats.hints_dropped),
+        ("shoal_hints_rehomed_total", stats.hints_rehomed),
         ("shoal_keys_streamed_in_total", stats.keys_streamed_in),
         ("shoal_bytes_streamed_in_total", stats.bytes_streamed_in),
         ("shoal_keys_handed_off_total", stats.keys_handed_off),

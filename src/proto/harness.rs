@@ -317,6 +317,23 @@ impl Cluster {
         let node = self.nodes.remove(&id).expect("a node of this cluster");
         let store = node.into_store();
         let node = Node::new(config, store, seed).expect("a valid config and store");
+        self.replace(id, node);
+    }
+
+    /// Restarts node `id` on an empty store under the same id, as after
+    /// its disk was lost (clusters made by [`Cluster::with_membership`]
+    /// only).
+    pub fn wipe(&mut self, id: NodeId, config: Config, seed: u64) {
+        self.nodes.remove(&id).expect("a node of this cluster");
+        let config = Config {
+            node_id: Some(id),
+            ..config
+        };
+        let node = Node::new(config, MemStore::new(), seed).expect("a valid config");
+        self.replace(id, node);
+    }
+
+    fn replace(&mut self, id: NodeId, node: Node<MemStore>) {
         self.nodes.insert(id, node);
         let addr = *self
             .addrs

@@ -19,9 +19,21 @@
 //! once the replica acknowledged the batch (the states are merged and
 //! durable there). Hints are bounded per replica: none are stored for a
 //! replica down for longer than the hint window or holding more than
-//! [`Config::max_hint_bytes_per_replica`](super::Config); hints older than
-//! the window are dropped unsent; hints for a removed node are dropped.
-//! Anti-entropy repairs whatever a dropped hint held.
+//! [`Config::max_hint_bytes_per_replica`](super::Config); hints for a
+//! removed node are dropped. Anti-entropy repairs whatever a dropped hint
+//! held.
+//!
+//! A hint that outlives the hint window is not simply dropped when its
+//! holder is not a home replica of the key (a sloppy-quorum fallback, or
+//! a node hints were handed to): it may be the only copy of an
+//! acknowledged write besides one replica, whose disk may be lost next.
+//! So it is *re-homed*: its state is pushed to every live home replica
+//! (the target too, if it is up) and the hint is deleted once all of them
+//! acknowledged. A hint is re-homed only while younger than the midpoint
+//! of the hint window and the tombstone grace, so a value older than a
+//! collected tombstone never comes back; past that age, or when the
+//! holder is a home replica and so holds the write itself, an old hint is
+//! dropped and anti-entropy repairs instead.
 //!
 //! A leaving node does not leave with hints undelivered: hints for a
 //! replica that is down are handed to a remaining node
@@ -63,19 +75,46 @@ struct Queue {
     in_flight: Option<InFlight>,
     /// Pacing: the next batch leaves no earlier.
     not_before: Time,
+    /// While the replica is down: no hint at the cursor passes the hint
+    /// window before this time (ms by this node's clock), so there is
+    /// nothing to re-home until then. `None`: unknown, look.
+    rehome_from_ms: Option<u64>,
 }
 
 #[derive(Debug)]
 struct InFlight {
     batch: u64,
-    /// The replica itself, or the node the hints were handed to.
-    to: NodeId,
+    /// Nodes yet to acknowledge the batch: the replica itself, the node
+    /// the hints were handed to, or the home replicas old hints were
+    /// re-homed to.
+    awaiting: Vec<NodeId>,
+    /// The hints were re-homed rather than delivered.
+    rehomed: bool,
     /// Sequence numbers and sizes of the hints sent.
     hints: Vec<(u64, u64)>,
     /// Sequence number after the last hint read, sent or dropped.
     next_from: u64,
     sent: Time,
     expires: Time,
+}
+
+/// What becomes of one held hint.
+#[derive(Debug)]
+enum Fate {
+    /// Sent to the replica, or to the node taking this one's hints.
+    Deliver,
+    /// Past the window: its state goes to these home replicas.
+    Rehome(Vec<NodeId>),
+    /// Deleted unsent.
+    Drop,
+    /// Kept for now: the replica is down and the hint is within the
+    /// window until this time (ms by this node's clock), or no home
+    /// replica is up to re-home it to.
+    Wait(u64),
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Hints {
@@ -166,7 +205,7 @@ impl<S: Store> Node<S> {
         if !self.config.hinted_handoff || target == self.id() {
             return Ok(false);
         }
-        let window_ms = u64::try_from(self.config.hint_window.as_millis()).unwrap_or(u64::MAX);
+        let window_ms = millis(self.config.hint_window);
         let too_old = hint.created_ms.saturating_add(window_ms) < now.as_millis();
         let down_too_long = self
             .membership
@@ -185,6 +224,8 @@ impl<S: Store> Node<S> {
         self.hints.next_seq += 1;
         queue.count += 1;
         queue.bytes += size;
+        let expires_ms = hint.created_ms.saturating_add(window_ms);
+        queue.rehome_from_ms = queue.rehome_from_ms.map(|at| at.min(expires_ms));
         self.stats.hints_stored += 1;
         self.hints.wake(now);
         Ok(true)
@@ -246,7 +287,7 @@ impl<S: Store> Node<S> {
                 }
                 queue.in_flight = None; // Unanswered: send again.
             }
-            let not_before = queue.not_before;
+            let (not_before, rehome_from_ms) = (queue.not_before, queue.rehome_from_ms);
             let to = if self.is_up(target) {
                 Some(target)
             } else if self.status() == NodeStatus::Leaving {
@@ -254,13 +295,16 @@ impl<S: Store> Node<S> {
             } else {
                 None
             };
-            let Some(to) = to else {
-                self.hints.wake(now + CHECK_INTERVAL);
-                continue;
-            };
             if not_before > now {
                 self.hints.wake(not_before);
                 continue;
+            }
+            if to.is_none() {
+                // The replica is down: only hints past the window move.
+                self.hints.wake(now + CHECK_INTERVAL);
+                if rehome_from_ms.is_some_and(|at| now.as_millis() <= at) {
+                    continue;
+                }
             }
             self.send_hint_batch(now, target, to);
         }
@@ -269,75 +313,156 @@ impl<S: Store> Node<S> {
             .retain(|_, q| q.count > 0 || q.in_flight.is_some());
     }
 
-    /// Sends the next hints for `target` to `to`: `target` itself, or the
-    /// node that keeps them while this one leaves.
-    fn send_hint_batch(&mut self, now: Time, target: NodeId, to: NodeId) {
+    /// What becomes of a held hint for `target` now, when its next batch
+    /// goes to `to` (`None`: nowhere, the replica is down).
+    fn hint_fate(&self, now: Time, target: NodeId, hint: Option<&Hint>, to: Option<NodeId>) -> Fate {
+        let Some(hint) = hint else {
+            return Fate::Drop; // Damaged: anti-entropy repairs instead.
+        };
+        let window_ms = millis(self.config.hint_window);
+        let age_ms = now.as_millis().saturating_sub(hint.created_ms);
+        if age_ms <= window_ms {
+            return match to {
+                Some(_) => Fate::Deliver,
+                None => Fate::Wait(hint.created_ms.saturating_add(window_ms)),
+            };
+        }
+        let me = self.id();
+        let homes = self.ring.preference_list(&hint.key, self.config.replication);
+        if homes.contains(&me) || age_ms >= millis(self.rehome_limit()) {
+            return Fate::Drop; // Held here already, or too old to bring back.
+        }
+        let live: Vec<NodeId> = homes
+            .into_iter()
+            .filter(|&n| self.is_up(n) && !self.is_leaving(n))
+            .collect();
+        match (live.is_empty(), to) {
+            (false, _) => Fate::Rehome(live),
+            // Leaving, and no home replica to take it: the node taking
+            // this one's hints would refuse it as too old.
+            (true, Some(to)) if to != target => Fate::Drop,
+            (true, _) => Fate::Wait(now.as_millis()),
+        }
+    }
+
+    /// How old a hint may grow and still be re-homed: halfway from the
+    /// hint window to the tombstone grace, so that it cannot arrive after
+    /// a tombstone of its key was collected, even with clocks apart.
+    fn rehome_limit(&self) -> Duration {
+        (self.config.hint_window + self.config.tombstone_grace) / 2
+    }
+
+    /// Sends the next hints for `target`: to `to` (`target` itself, or the
+    /// node that keeps them while this one leaves), or, for hints past
+    /// the window, to the key's live home replicas. Drops void hints.
+    fn send_hint_batch(&mut self, now: Time, target: NodeId, to: Option<NodeId>) {
         let from = self.hints.queues[&target].from;
         let Ok(stored) = self.store.hints((target, from), self.config.hint_batch) else {
             self.hints.wake(now + CHECK_INTERVAL);
             return; // Storage trouble: try again later.
         };
-        let window_ms = u64::try_from(self.config.hint_window.as_millis()).unwrap_or(u64::MAX);
+        let stored: Vec<_> = stored.into_iter().filter(|s| s.target == target).collect();
+        let read_any = !stored.is_empty();
         let mut hints = Vec::new();
+        let mut rehomed: BTreeMap<NodeId, Vec<AeState>> = BTreeMap::new();
         let mut sent = Vec::new();
         let mut next_from = from;
         let mut bytes = 0;
-        for stored in stored.into_iter().filter(|s| s.target == target) {
-            if !hints.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
+        let mut waits_until: Option<u64> = None;
+        for stored in stored {
+            if !sent.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
                 break; // The rest goes in the next batch.
             }
-            next_from = stored.seq.saturating_add(1);
-            match stored.hint {
-                Some(hint) if hint.created_ms.saturating_add(window_ms) >= now.as_millis() => {
-                    bytes += stored.bytes;
-                    sent.push((stored.seq, stored.bytes));
-                    hints.push(hint);
+            let fate = self.hint_fate(now, target, stored.hint.as_ref(), to);
+            // A batch is delivered or re-homed, not both.
+            let stop = match &fate {
+                Fate::Wait(at) => {
+                    waits_until = Some(*at);
+                    true
                 }
-                // Too old, or damaged: anti-entropy repairs instead.
+                Fate::Deliver => !rehomed.is_empty(),
+                Fate::Rehome(_) => !hints.is_empty(),
+                Fate::Drop => false,
+            };
+            if stop {
+                break;
+            }
+            next_from = stored.seq.saturating_add(1);
+            match (fate, stored.hint) {
+                (Fate::Deliver, Some(hint)) => hints.push(hint),
+                (Fate::Rehome(homes), Some(hint)) => {
+                    for home in homes {
+                        rehomed.entry(home).or_default().push(AeState {
+                            key: hint.key.clone(),
+                            object: hint.object.clone(),
+                        });
+                    }
+                }
                 _ => {
                     if self.store.remove_hint(target, stored.seq).is_ok() {
                         self.forget_hint(target, stored.bytes);
                         self.stats.hints_dropped += 1;
                     }
+                    continue;
                 }
             }
+            bytes += stored.bytes;
+            sent.push((stored.seq, stored.bytes));
         }
         let batch = self.hints.fresh_batch();
         let queue = self.hints.queues.get_mut(&target).expect("listed");
-        if hints.is_empty() {
+        queue.rehome_from_ms = waits_until.filter(|_| to.is_none());
+        if sent.is_empty() {
             queue.from = next_from;
-            if next_from == from {
+            if !read_any {
                 // Nothing readable is left: the counts were ahead of the store.
                 queue.count = 0;
                 queue.bytes = 0;
+            } else if waits_until.is_some() {
+                self.hints.wake(now + CHECK_INTERVAL);
             } else {
                 self.hints.wake(now);
             }
             return;
         }
         let expires = now + self.config.request_timeout * 2;
+        let is_rehome = !rehomed.is_empty();
+        let (awaiting, messages) = if !is_rehome {
+            let to = to.expect("hints are delivered only to a node");
+            let message = if to == target {
+                let states = hints
+                    .into_iter()
+                    .map(|h| AeState {
+                        key: h.key,
+                        object: h.object,
+                    })
+                    .collect();
+                PeerMessage::Push { batch, states }
+            } else {
+                PeerMessage::HandOffHints { batch, target, hints }
+            };
+            (vec![to], vec![(to, message)])
+        } else {
+            let awaiting = rehomed.keys().copied().collect();
+            let messages = rehomed
+                .into_iter()
+                .map(|(home, states)| (home, PeerMessage::Push { batch, states }))
+                .collect();
+            (awaiting, messages)
+        };
         queue.in_flight = Some(InFlight {
             batch,
-            to,
+            awaiting,
+            rehomed: is_rehome,
             hints: sent,
             next_from,
             sent: now,
             expires,
         });
         self.hints.wake(expires);
-        let message = if to == target {
-            let states = hints
-                .into_iter()
-                .map(|h| AeState {
-                    key: h.key,
-                    object: h.object,
-                })
-                .collect();
-            PeerMessage::Push { batch, states }
-        } else {
-            PeerMessage::HandOffHints { batch, target, hints }
-        };
-        self.send(to, message);
+        for (node, message) in messages {
+            self.send(node, message);
+        }
     }
 
     fn forget_hint(&mut self, target: NodeId, bytes: u64) {
@@ -417,8 +542,9 @@ impl<S: Store> Node<S> {
         self.send(from, PeerMessage::PushAck { batch, result });
     }
 
-    /// A replica (or the node hints were handed to) acknowledged a batch
-    /// of hints: delete them and pace the next. False if the batch was not
+    /// A replica (or the node hints were handed to, or a home replica old
+    /// hints were re-homed to) acknowledged a batch of hints: once every
+    /// node it went to did, delete them and pace the next. False if the batch was not
     /// one of hints.
     pub(super) fn on_hints_ack(
         &mut self,
@@ -430,16 +556,23 @@ impl<S: Store> Node<S> {
         let Some((&target, queue)) = self.hints.queues.iter_mut().find(|(_, q)| {
             q.in_flight
                 .as_ref()
-                .is_some_and(|f| f.batch == batch && f.to == from)
+                .is_some_and(|f| f.batch == batch && f.awaiting.contains(&from))
         }) else {
             return false; // Not ours, or a late answer to a batch sent again.
         };
-        let in_flight = queue.in_flight.take().expect("matched");
         if result.is_err() {
+            // The batch goes again later, whole (merging twice is harmless).
+            queue.in_flight = None;
             queue.not_before = now + CHECK_INTERVAL;
             self.hints.wake(now + CHECK_INTERVAL);
             return true;
         }
+        let in_flight = queue.in_flight.as_mut().expect("matched");
+        in_flight.awaiting.retain(|&n| n != from);
+        if !in_flight.awaiting.is_empty() {
+            return true; // Other home replicas are still to acknowledge.
+        }
+        let in_flight = queue.in_flight.take().expect("matched");
         let rate = f64::from(self.config.hint_replay_rate);
         let spacing = Duration::from_secs_f64(in_flight.hints.len() as f64 / rate);
         queue.not_before = in_flight.sent + spacing;
@@ -450,7 +583,11 @@ impl<S: Store> Node<S> {
         if self.store.remove_hints(target, &seqs).is_ok() {
             for (_, bytes) in in_flight.hints {
                 self.forget_hint(target, bytes);
-                self.stats.hints_replayed += 1;
+                if in_flight.rehomed {
+                    self.stats.hints_rehomed += 1;
+                } else {
+                    self.stats.hints_replayed += 1;
+                }
             }
         }
         self.hints.wake(wake);

@@ -368,6 +368,10 @@ pub struct Stats {
     /// per-replica byte limit, or for a removed node. Anti-entropy repairs
     /// what they held.
     pub hints_dropped: u64,
+    /// Hints past the hint window whose state this node pushed to every
+    /// live home replica of their key instead (it was not one), then
+    /// deleted.
+    pub hints_rehomed: u64,
 }
 
 /// Hints one node holds for one replica.
