@@ -4,8 +4,10 @@
 
 use shoal::proto::harness::Cluster;
 use shoal::proto::membership::NodeStatus;
+use shoal::proto::message::RequestError;
 use shoal::proto::message::{AdminError, AdminRequest, AdminResponse};
-use shoal::proto::{ClientResponse, Config, Consistency, Context, NodeId, Store};
+use shoal::proto::ring::Ring;
+use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Context, NodeId, Store};
 use std::time::Duration;
 
 fn key(i: usize) -> Vec<u8> {
@@ -109,6 +111,112 @@ fn writes_made_while_a_node_joins_reach_it() {
     run_until_status(&mut c, new, NodeStatus::Normal);
     c.run_for(Duration::from_secs(3));
     assert_on_every_replica(&c, new, 0..600);
+}
+
+/// While a node joins, a read or strict write needs its quorum among the key's
+/// current replicas and among its future ones. Otherwise a coordinator
+/// cut off before it learned that the join completed could acknowledge a
+/// write on replicas that a read on the other side, which already uses
+/// the new ring, does not ask.
+#[test]
+fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_too() {
+    let mut c = converged(4, 43);
+    let old_nodes = c.node_ids();
+    let new = c.add_node(Config::default(), 97);
+    let now = c.node(old_nodes[0]).ring().clone();
+    let future = Ring::with_nodes(Config::default().vnodes, c.node_ids());
+    // A key whose range moves from `loser` to the new node.
+    let (key, loser, stays) = (0..)
+        .map(key)
+        .find_map(|k| {
+            let now = now.preference_list(&k, 3);
+            let then = future.preference_list(&k, 3);
+            let loser = *now.iter().find(|n| !then.contains(n))?;
+            let stays: Vec<NodeId> = now.iter().copied().filter(|&n| n != loser).collect();
+            Some((k, loser, stays))
+        })
+        .unwrap();
+    let joining = |c: &Cluster| {
+        c.node(loser)
+            .membership()
+            .and_then(|m| m.state(new))
+            .is_some_and(|s| s.status == NodeStatus::Joining)
+    };
+    for _ in 0..5000 {
+        if joining(&c) {
+            break;
+        }
+        c.run_for(Duration::from_millis(1));
+    }
+    assert!(joining(&c), "the loser knows of the join");
+    let (with_loser, with_new) = (stays[0], stays[1]);
+    let other = *old_nodes
+        .iter()
+        .find(|n| !now.preference_list(&key, 3).contains(n))
+        .unwrap();
+    // The loser and one replica are cut off from the rest while the join
+    // completes: they never learn of it.
+    c.partition(&[loser, with_loser]);
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    c.run_for(Duration::from_secs(5));
+    assert!(c.node(with_new).ring().contains(new) && c.node(other).ring().contains(new));
+    assert!(!c.node(loser).ring().contains(new));
+
+    // The loser still sees the key's current replicas as {loser, with_loser,
+    // with_new} and could reach two of them; but only one of its future
+    // replicas {new, with_loser, with_new}.
+    let put = ClientRequest::Put {
+        key: key.clone(),
+        value: b"v".to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::Quorum,
+        timeout_ms: None,
+        sloppy_quorum: false,
+    };
+    let response = c.request(loser, put);
+    assert!(
+        matches!(
+            response,
+            ClientResponse::Failed(RequestError::QuorumNotMet { .. })
+        ),
+        "{response:?}"
+    );
+    // Had it been acknowledged, this read (on the new ring, from the new
+    // node and the replica on its side) would have missed it.
+    let read = c.get(other, &key, Consistency::Quorum);
+    assert!(
+        matches!(&read, ClientResponse::Found { values, .. } if values.is_empty()),
+        "{read:?}"
+    );
+
+    // The other way round: a write on the new ring's side reaches the new
+    // node and `with_new`. A read by the loser, which could reach two of
+    // the current replicas but one future one, must not answer without it.
+    let put = ClientRequest::Put {
+        key: key.clone(),
+        value: b"new side".to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::Quorum,
+        timeout_ms: None,
+        sloppy_quorum: false,
+    };
+    let written = c.request(other, put);
+    assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
+    let read = c.get(loser, &key, Consistency::Quorum);
+    assert!(
+        matches!(read, ClientResponse::Failed(RequestError::QuorumNotMet { .. })),
+        "{read:?}"
+    );
+    // Healed, the loser learns of the join and reads the write (beside
+    // the failed one, which is not rolled back).
+    c.heal();
+    c.run_for(Duration::from_secs(10));
+    assert!(c.node(loser).ring().contains(new));
+    let read = c.get(loser, &key, Consistency::Quorum);
+    assert!(
+        matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"new side")),
+        "{read:?}"
+    );
 }
 
 #[test]

@@ -78,8 +78,8 @@ enum Kind {
         /// The client has its answer; the operation stays until every
         /// replica acknowledged or the deadline, then hints the rest.
         answered: bool,
-        /// Nodes that will be replicas once a join or leave completes: they
-        /// get the write too, not counted toward W.
+        /// Nodes that will be replicas once a join or leave completes, for
+        /// a sloppy write that does not count them: they get the write too.
         pending: Vec<NodeId>,
     },
     Forward {
@@ -178,10 +178,32 @@ impl<S: Store> Node<S> {
             })
     }
 
-    /// A tracker for `replicas` in which those believed down have already
-    /// failed: the request neither waits for nor sends to them.
-    fn tracker(&self, request: &ClientRequest, replicas: Vec<NodeId>) -> Result<QuorumTracker, RequestError> {
-        let mut tracker = QuorumTracker::new(self.required(request)?, replicas);
+    /// The replicas `key` will have once the join or leave under way
+    /// completes, if they differ from its current `replicas`.
+    fn future_replicas(&self, key: &[u8], replicas: &[NodeId]) -> Option<Vec<NodeId>> {
+        let future = self
+            .future_ring
+            .as_ref()?
+            .preference_list(key, self.config.replication);
+        let same = future.len() == replicas.len() && future.iter().all(|n| replicas.contains(n));
+        (!same).then_some(future)
+    }
+
+    /// A tracker for `replicas` (and, while ranges move, for `future`
+    /// replicas too: see [`QuorumTracker::joint`]) in which those believed
+    /// down have already failed: the request neither waits for nor sends
+    /// to them.
+    fn tracker(
+        &self,
+        request: &ClientRequest,
+        replicas: Vec<NodeId>,
+        future: Option<Vec<NodeId>>,
+    ) -> Result<QuorumTracker, RequestError> {
+        let required = self.required(request)?;
+        let mut tracker = match future {
+            Some(future) => QuorumTracker::joint(required, replicas, future),
+            None => QuorumTracker::new(required, replicas),
+        };
         for &node in &tracker.replicas().to_vec() {
             if !self.is_up(node) {
                 tracker.fail(node);
@@ -191,7 +213,8 @@ impl<S: Store> Node<S> {
     }
 
     fn start_read(&mut self, request: ClientRequest, replicas: Vec<NodeId>) -> Result<Kind, RequestError> {
-        let mut tracker = self.tracker(&request, replicas)?;
+        let future = self.future_replicas(request.key(), &replicas);
+        let mut tracker = self.tracker(&request, replicas, future)?;
         let mut merged = Versioned::new();
         let mut states = BTreeMap::new();
         if tracker.replicas().contains(&self.id()) {
@@ -239,15 +262,23 @@ impl<S: Store> Node<S> {
                 }
             }
         }
-        let pending: Vec<NodeId> = match &self.future_ring {
+        // While ranges move, a strict write needs W acknowledgements among
+        // the key's current replicas and W among its future ones. A sloppy
+        // write promises durability, not that every read sees it: it does
+        // the same only when every node involved is up, and otherwise just
+        // sends the write to the future replicas, not counting them.
+        let mut future = self.future_replicas(request.key(), &replicas);
+        let joint = future.as_ref().is_some_and(|future| {
+            !request.sloppy_quorum() || stand_ins.is_empty() && future.iter().all(|&n| self.is_up(n))
+        });
+        let pending: Vec<NodeId> = match future.take_if(|_| !joint) {
             Some(future) => future
-                .preference_list(request.key(), self.config.replication)
                 .into_iter()
                 .filter(|n| !replicas.contains(n) && *n != self.id() && self.is_up(*n))
                 .collect(),
             None => Vec::new(),
         };
-        let mut tracker = self.tracker(&request, replicas)?;
+        let mut tracker = self.tracker(&request, replicas, future)?;
         let (object, dot) = self
             .apply_local_write(now, &request)
             .map_err(|error| self.storage_failed(error))??;

@@ -3,7 +3,7 @@
 //! and the same calls give the same run.
 //!
 //! Every message takes a fixed latency; tests can cut a node off (messages to
-//! and from it are dropped) and bring it back. Time only moves when the
+//! and from it are dropped) and bring it back, or split the nodes in two. Time only moves when the
 //! cluster has nothing else to do, jumping to the next delivery or timer.
 
 use super::message::{AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage};
@@ -41,6 +41,8 @@ pub struct Cluster {
     queue: BTreeMap<(Time, u64), InFlight>,
     sequence: u64,
     cut_off: BTreeSet<NodeId>,
+    /// Pairs that cannot reach each other (both ways).
+    split: BTreeSet<(NodeId, NodeId)>,
     replies: BTreeMap<ClientId, ClientResponse>,
     admin_replies: BTreeMap<ClientId, AdminResponse>,
     next_client: u64,
@@ -74,6 +76,7 @@ impl Cluster {
             queue: BTreeMap::new(),
             sequence: 0,
             cut_off: BTreeSet::new(),
+            split: BTreeSet::new(),
             replies: BTreeMap::new(),
             admin_replies: BTreeMap::new(),
             next_client: 1,
@@ -177,6 +180,22 @@ impl Cluster {
     /// Lets messages to and from `node` through again.
     pub fn reconnect(&mut self, node: NodeId) {
         self.cut_off.remove(&node);
+    }
+
+    /// Drops every message between a node of `side` and any other node,
+    /// until [`Cluster::heal`]: a network partition.
+    pub fn partition(&mut self, side: &[NodeId]) {
+        for &a in side {
+            for &b in self.nodes.keys().filter(|n| !side.contains(n)) {
+                self.split.insert((a, b));
+                self.split.insert((b, a));
+            }
+        }
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        self.split.clear();
     }
 
     /// Hands `request` to node `at` now; returns the id its reply will carry.
@@ -397,7 +416,7 @@ impl Cluster {
 
     /// Queues a packet for delivery after the latency, unless it crosses a cut.
     fn route(&mut self, from: NodeId, to: NodeId, packet: Packet) {
-        if self.cut_off.contains(&from) || self.cut_off.contains(&to) {
+        if self.cut_off.contains(&from) || self.cut_off.contains(&to) || self.split.contains(&(from, to)) {
             return;
         }
         self.sequence += 1;

@@ -124,10 +124,19 @@ impl std::str::FromStr for Consistency {
 }
 
 /// Tracks which of a request's replicas answered, well or badly.
+///
+/// While a join or leave moves ranges, a key has two replica sets: its
+/// current one and the one it will have. A [joint](QuorumTracker::joint)
+/// tracker needs the quorum in each, so that a read or write agrees with
+/// every coordinator whichever of the two rings it still uses.
 #[derive(Clone, Debug)]
 pub struct QuorumTracker {
     required: usize,
+    /// Every node asked: the current replicas, then the future ones that
+    /// are not current.
     replicas: Vec<NodeId>,
+    /// Sets that must each reach their count of successes.
+    groups: Vec<(Vec<NodeId>, usize)>,
     succeeded: BTreeSet<NodeId>,
     failed: BTreeSet<NodeId>,
 }
@@ -137,7 +146,24 @@ impl QuorumTracker {
     pub fn new(required: usize, replicas: Vec<NodeId>) -> QuorumTracker {
         QuorumTracker {
             required,
+            groups: vec![(replicas.clone(), required)],
             replicas,
+            succeeded: BTreeSet::new(),
+            failed: BTreeSet::new(),
+        }
+    }
+
+    /// A tracker needing `required` successes among `current` and as many
+    /// among `future` (or all of `future`, if it has fewer nodes: the ring
+    /// will be smaller than N).
+    pub fn joint(required: usize, current: Vec<NodeId>, future: Vec<NodeId>) -> QuorumTracker {
+        let mut replicas = current.clone();
+        replicas.extend(future.iter().filter(|n| !current.contains(n)));
+        let future_required = required.min(future.len());
+        QuorumTracker {
+            required,
+            replicas,
+            groups: vec![(current, required), (future, future_required)],
             succeeded: BTreeSet::new(),
             failed: BTreeSet::new(),
         }
@@ -157,14 +183,19 @@ impl QuorumTracker {
         }
     }
 
-    /// Whether enough replicas succeeded.
+    /// Whether enough replicas succeeded (in every set).
     pub fn is_met(&self) -> bool {
-        self.succeeded.len() >= self.required
+        self.groups.iter().all(|(members, required)| {
+            members.iter().filter(|n| self.succeeded.contains(n)).count() >= *required
+        })
     }
 
-    /// Whether so many failed that the quorum can no longer be met.
+    /// Whether so many failed that the quorum can no longer be met (in
+    /// some set).
     pub fn is_lost(&self) -> bool {
-        self.replicas.len() - self.failed.len() < self.required
+        self.groups.iter().any(|(members, required)| {
+            members.len() - members.iter().filter(|n| self.failed.contains(n)).count() < *required
+        })
     }
 
     /// Whether every replica answered.
@@ -264,5 +295,30 @@ mod tests {
         t.succeed(a);
         t.succeed(c);
         assert!(t.is_met() && !t.is_complete());
+    }
+
+    #[test]
+    fn a_joint_tracker_needs_the_quorum_in_the_current_and_the_future_set() {
+        // Range moves from c to d: current {a, b, c}, future {d, a, b}.
+        let (a, b, c, d) = (NodeId(1), NodeId(2), NodeId(3), NodeId(4));
+        let mut t = QuorumTracker::joint(2, vec![a, b, c], vec![d, a, b]);
+        assert_eq!(t.replicas(), &[a, b, c, d]);
+        t.succeed(c);
+        t.succeed(a);
+        assert!(!t.is_met(), "two current replicas, but one future one");
+        t.succeed(d);
+        assert!(t.is_met());
+        // Losing b and d leaves the future set one short.
+        let mut t = QuorumTracker::joint(2, vec![a, b, c], vec![d, a, b]);
+        t.fail(b);
+        assert!(!t.is_lost());
+        t.fail(d);
+        assert!(t.is_lost() && !t.is_complete());
+        // A future ring smaller than N needs all of its nodes, no more.
+        let mut t = QuorumTracker::joint(3, vec![a, b, c], vec![a, b]);
+        for n in [a, b, c] {
+            t.succeed(n);
+        }
+        assert!(t.is_met());
     }
 }

@@ -6,8 +6,12 @@
 //! replicas to stream it from (the replica that loses the range first: it
 //! may hold writes nobody else does), and pulls each range a batch at a time
 //! ([`PeerMessage::StreamRequest`] / [`PeerMessage::StreamBatch`]), a few
-//! ranges at once. Meanwhile coordinators send every write to it as well
-//! (a pending replica: not counted toward W). Progress is saved, so a join
+//! ranges at once. Meanwhile coordinators send every write to it as well.
+//! While ranges move (join or leave), reads and strict writes need their
+//! quorum among a key's current replicas and among its future ones
+//! ([`QuorumTracker::joint`](super::quorum::QuorumTracker::joint)): a
+//! coordinator cut off before it learned that the move completed then
+//! still agrees with one using the new ring. Progress is saved, so a join
 //! interrupted by a restart resumes where it stopped. When every range is
 //! in, the node turns `normal` and takes its ranges. A node restarted on an
 //! empty directory under an id the ring already knows as an owner (a lost
