@@ -299,6 +299,35 @@ fn a_key_only_the_leaving_node_holds_is_not_lost() {
     }
 }
 
+/// A node that left tells the members until one confirms: had it gone at
+/// once, a lost announcement would leave it a member in every view, its
+/// ranges short of a replica, forever.
+#[test]
+fn a_node_that_left_goes_only_once_a_member_confirmed_it() {
+    let mut c = converged(4, 44);
+    let leaving = c.node_ids()[1];
+    let others: Vec<NodeId> = c.node_ids().into_iter().filter(|&n| n != leaving).collect();
+    // With no data and no hints, the leave ends at once, and its
+    // announcement is lost.
+    c.cut_off(leaving);
+    let client = c.submit_admin(leaving, AdminRequest::Leave);
+    assert_eq!(c.node(leaving).status(), NodeStatus::Left);
+    c.run_for(Duration::from_secs(3));
+    assert_eq!(c.admin_reply(client), None, "it waits for a confirmation");
+    let status_seen =
+        |c: &Cluster, by: NodeId| c.node(by).membership().unwrap().state(leaving).unwrap().status;
+    assert!(others.iter().all(|&n| status_seen(&c, n) != NodeStatus::Left));
+
+    c.reconnect(leaving);
+    c.run_for(Duration::from_secs(2));
+    assert_eq!(c.admin_reply(client), Some(AdminResponse::Done));
+    c.run_for(Duration::from_secs(3));
+    for &n in &others {
+        assert_eq!(status_seen(&c, n), NodeStatus::Left, "{n}");
+        assert!(!c.node(n).ring().contains(leaving));
+    }
+}
+
 #[test]
 fn the_last_node_may_not_leave_and_a_joining_node_must_join_first() {
     let mut c = converged(1, 46);

@@ -523,7 +523,9 @@ impl World {
                     | PeerMessage::HintedPut { key, object, .. } => {
                         vec![(key, object)]
                     }
-                    PeerMessage::Push { states, .. } | PeerMessage::AeStates { states, .. } => {
+                    PeerMessage::Push { states, .. }
+                    | PeerMessage::AeStates { states, .. }
+                    | PeerMessage::StreamBatch { states, .. } => {
                         states.iter().map(|s| (s.key.as_slice(), &s.object)).collect()
                     }
                     PeerMessage::HandOffHints { hints, .. } => {

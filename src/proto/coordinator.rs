@@ -893,7 +893,7 @@ impl<S: Store> Node<S> {
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
             }
-            PeerMessage::MemberStates { states, ready } => self.on_member_states(&states, ready),
+            PeerMessage::MemberStates { states, ready } => self.on_member_states(from, &states, ready),
             PeerMessage::AeSummaries { intervals } => self.on_ae_summaries(from, intervals),
             PeerMessage::AeKeys { first, last, entries } => self.on_ae_keys(from, first, last, entries),
             PeerMessage::AeStates { states, want } => self.on_ae_states(from, states, want),

@@ -305,6 +305,12 @@ impl Cluster {
         client
     }
 
+    /// The answer to an operator request made with
+    /// [`Cluster::submit_admin`], if it came.
+    pub fn admin_reply(&mut self, client: ClientId) -> Option<AdminResponse> {
+        self.admin_replies.remove(&client)
+    }
+
     /// Sends an operator request to node `at` and runs the cluster until
     /// it is answered (a leave answers once its ranges are handed off).
     pub fn admin(&mut self, at: NodeId, request: AdminRequest) -> AdminResponse {

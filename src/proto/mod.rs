@@ -488,8 +488,9 @@ impl<S: Store> Node<S> {
     /// Merges a peer's member states. States from a peer that knows the
     /// ring make this node ready; a peer that is itself still starting may
     /// know only part of the ring.
-    pub(crate) fn on_member_states(&mut self, states: &[MemberState], sender_ready: bool) {
+    pub(crate) fn on_member_states(&mut self, from: NodeId, states: &[MemberState], sender_ready: bool) {
         let was_ready = self.ready;
+        self.note_departure_confirmed(from, states);
         self.check_replacement(states);
         self.ready |= sender_ready;
         if let Some(membership) = &mut self.membership
@@ -497,6 +498,15 @@ impl<S: Store> Node<S> {
         {
             self.recompute_ring();
             self.persist_members();
+        }
+        // A member that left says so until someone confirms: these states
+        // now hold its departure.
+        if from != self.id()
+            && states
+                .iter()
+                .any(|s| s.node == from && s.status == NodeStatus::Left)
+        {
+            self.sync_states_to(from);
         }
         if self.ready && !was_ready {
             // Peers may hear this node's own state now (joining, say).

@@ -24,8 +24,13 @@
 //! at a time, each acknowledged once durable ([`PeerMessage::Push`]).
 //! Writes meanwhile also go to the new owners. When every batch is
 //! acknowledged, and every hint it held is delivered or handed to a
-//! remaining node, it turns `left`, tells every member, leaves the gossip
-//! and answers the operator.
+//! remaining node, it turns `left` and tells every member, again every
+//! half second, until they confirm (a member told of a departure answers
+//! with its member states, which hold it): it goes once every live member
+//! confirmed, or [`DEPART_WAIT`] after the first did (gossip spreads it to
+//! the rest), never before one did. Then it leaves the gossip and answers
+//! the operator. A departure nobody heard of would leave the cluster
+//! believing the node is still leaving, forever.
 
 use super::membership::NodeStatus;
 use super::message::{AdminError, AdminResponse, AeState, PeerMessage, StreamCursor, StreamProgress};
@@ -35,6 +40,7 @@ use super::types::{NodeId, Time};
 use super::version::Versioned;
 use super::{BATCH_BYTES, ClientId, Node, Output};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Most keys in one stream or push batch.
@@ -45,6 +51,9 @@ const IN_FLIGHT: usize = 16;
 const BATCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a join or leave looks for work when it waits.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a node that left waits, once one member confirmed its
+/// departure, for the other live members to confirm too.
+pub const DEPART_WAIT: Duration = Duration::from_secs(5);
 /// The store record holding a join's progress.
 const JOIN_STATE: &str = "join";
 
@@ -103,6 +112,14 @@ impl Plan {
     }
 }
 
+/// A node that left, telling the members so.
+#[derive(Debug)]
+struct Departure {
+    since: Time,
+    /// Members that confirmed they know.
+    confirmed: BTreeSet<NodeId>,
+}
+
 /// The join or leave in progress.
 #[derive(Debug, Default)]
 pub(super) struct Topology {
@@ -110,6 +127,8 @@ pub(super) struct Topology {
     leave: Option<Plan>,
     /// Who waits for the leave to finish.
     leave_waiter: Option<ClientId>,
+    /// The node left and tells the members until they confirm.
+    departure: Option<Departure>,
     next_check: Option<Time>,
     next_stream: u64,
     /// The join's progress changed since it was saved.
@@ -231,6 +250,7 @@ impl<S: Store> Node<S> {
         match self.status() {
             NodeStatus::Joining => self.drive_join(now),
             NodeStatus::Leaving if self.topology.leave.is_some() => self.drive_leave(now),
+            NodeStatus::Left if self.topology.departure.is_some() => self.drive_departure(now),
             _ => {}
         }
         if self.topology.unsaved && self.topology.join.is_some() {
@@ -635,6 +655,57 @@ impl<S: Store> Node<S> {
     fn finish_leave(&mut self, now: Time) {
         self.topology.leave = None;
         self.set_own_status(NodeStatus::Left);
+        self.topology.departure = Some(Departure {
+            since: now,
+            confirmed: BTreeSet::new(),
+        });
+        self.topology.wake(now + CHECK_INTERVAL);
+    }
+
+    /// Tells the members that have not confirmed the departure again, or
+    /// goes once enough did.
+    fn drive_departure(&mut self, now: Time) {
+        let me = self.id();
+        let (Some(departure), Some(membership)) = (&self.topology.departure, &self.membership) else {
+            return;
+        };
+        let waiting: Vec<NodeId> = membership
+            .up_members()
+            .map(|p| p.node)
+            .filter(|&n| n != me && !departure.confirmed.contains(&n))
+            .collect();
+        let heard = !departure.confirmed.is_empty();
+        if heard && (waiting.is_empty() || now.saturating_since(departure.since) >= DEPART_WAIT) {
+            self.depart(now);
+            return;
+        }
+        for node in waiting {
+            self.sync_states_to(node);
+        }
+        self.topology.wake(now + CHECK_INTERVAL);
+    }
+
+    /// `from` sent its member states: if they hold this node's departure,
+    /// it has confirmed it.
+    pub(super) fn note_departure_confirmed(
+        &mut self,
+        from: NodeId,
+        states: &[super::membership::MemberState],
+    ) {
+        let me = self.id();
+        if let Some(departure) = &mut self.topology.departure
+            && states
+                .iter()
+                .any(|s| s.node == me && s.status == NodeStatus::Left)
+            && departure.confirmed.insert(from)
+        {
+            self.topology.wake_now();
+        }
+    }
+
+    /// Leaves the gossip and answers the operator.
+    fn depart(&mut self, now: Time) {
+        self.topology.departure = None;
         let mut effects = Vec::new();
         if let Some(membership) = &mut self.membership {
             membership.leave(now, &mut effects);
