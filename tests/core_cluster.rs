@@ -329,7 +329,10 @@ fn a_duplicated_forward_is_applied_once() {
     };
     let now = Time::from_micros(1_000_000);
     node.handle_peer_message(now, forwarder, message.clone());
-    node.handle_peer_message(now, forwarder, message);
+    node.handle_peer_message(now, forwarder, message.clone());
+    // A copy the network delayed past the write's deadline (1 s) too.
+    let later = Time::from_micros(6_000_000);
+    node.handle_peer_message(later, forwarder, message);
     let replies = std::iter::from_fn(|| node.poll_output())
         .filter(|o| {
             matches!(

@@ -26,8 +26,15 @@ use super::{ClientId, Node, Output};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Longest a forwarded request is remembered for deduplication.
-const MAX_FORWARD_MEMORY: Duration = Duration::from_secs(60);
+/// How long a forwarded request is remembered, so that a copy of it (a
+/// message delivered twice, the copy late) is not applied a second time:
+/// longer than any request's deadline and any delay a message survives.
+/// Applied twice, a write would come back under a second dot after a
+/// delete that covered the first.
+const FORWARD_MEMORY: Duration = Duration::from_secs(60);
+/// Most forwarded requests remembered; past it the oldest are forgotten
+/// (memory stays bounded under any load).
+const MAX_FORWARDS_REMEMBERED: usize = 100_000;
 
 /// Who is waiting for an operation's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -843,7 +850,7 @@ impl<S: Store> Node<S> {
                 }
             }
             PeerMessage::Forward { request, client } => {
-                if self.first_time_forwarded(now, from, request, &client) {
+                if self.first_time_forwarded(now, from, request) {
                     self.start(now, Requester::Peer { node: from, request }, client);
                 }
             }
@@ -902,14 +909,8 @@ impl<S: Store> Node<S> {
 
     /// Whether this forwarded write is new; a duplicate (the network
     /// repeated it) is dropped, since applying it again would make a second
-    /// version of one client write. Entries live until the write's deadline.
-    fn first_time_forwarded(
-        &mut self,
-        now: Time,
-        from: NodeId,
-        request: u64,
-        client: &ClientRequest,
-    ) -> bool {
+    /// version of one client write. Entries live [`FORWARD_MEMORY`].
+    fn first_time_forwarded(&mut self, now: Time, from: NodeId, request: u64) -> bool {
         while let Some(&(at, node, id)) = self.forwards_expiry.first()
             && at <= now
         {
@@ -919,11 +920,12 @@ impl<S: Store> Node<S> {
         if self.forwards_seen.contains_key(&(from, request)) {
             return false;
         }
-        let timeout = client
-            .timeout_ms()
-            .map(|ms| Duration::from_millis(u64::from(ms)))
-            .unwrap_or(self.config.request_timeout);
-        let expires = now + timeout.min(MAX_FORWARD_MEMORY);
+        while self.forwards_seen.len() >= MAX_FORWARDS_REMEMBERED
+            && let Some((_, node, id)) = self.forwards_expiry.pop_first()
+        {
+            self.forwards_seen.remove(&(node, id));
+        }
+        let expires = now + FORWARD_MEMORY;
         self.forwards_seen.insert((from, request), expires);
         self.forwards_expiry.insert((expires, from, request));
         true

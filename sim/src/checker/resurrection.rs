@@ -71,9 +71,11 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
                     violations.push(Violation {
                         checker: NAME,
                         detail: format!(
-                            "{} returned {:?}, deleted by {}",
+                            "{} returned {:?} (acked dot {:?}, delete context {:?}), deleted by {}",
                             describe(ri, read),
                             String::from_utf8_lossy(value),
+                            dot_of.get(value.as_slice()),
+                            delete.context,
                             describe(di, delete)
                         ),
                     });
