@@ -102,3 +102,32 @@ fn a_node_that_does_not_know_the_ring_yet_refuses_clients() {
     c.run_for(Duration::from_secs(3));
     assert!(c.node(late).is_ready());
 }
+
+/// Nodes that each believed every other down (each cut off alone long
+/// enough) find each other again once the network heals, although the
+/// seed they joined through is gone: SWIM no longer probes members it
+/// believes down, so each announces itself to every member it knows.
+#[test]
+fn nodes_isolated_from_all_find_each_other_again_without_their_seed() {
+    let mut c = converged(4);
+    let ids = c.node_ids();
+    let (seed, rest) = (ids[0], &ids[1..]);
+    c.cut_off(seed); // Gone for good.
+    for &node in rest {
+        c.cut_off(node);
+    }
+    c.run_for(Duration::from_secs(30));
+    for &node in rest {
+        assert!(
+            rest.iter()
+                .all(|&other| other == node || !c.node(node).is_up(other))
+        );
+        c.reconnect(node);
+    }
+    c.run_for(Duration::from_secs(20));
+    for &node in rest {
+        for &other in rest {
+            assert!(c.node(node).is_up(other), "{node} does not see {other} up");
+        }
+    }
+}

@@ -256,12 +256,24 @@ impl Membership {
         self.announce_to_seeds(now, effects);
     }
 
+    /// Announces this node to the seeds and to every member it knows that
+    /// has not left. A node cut off from all (a partition, or its own
+    /// crash) finds the cluster again even if its seeds are gone: once it
+    /// believes every member down, SWIM itself no longer probes them.
     fn announce_to_seeds(&mut self, now: Time, effects: &mut Vec<Effect>) {
-        for &seed in &self.seeds {
-            // A failed announce only means this seed is not reachable now.
-            let _ = self.foca.announce(PeerId::seed(seed), &mut self.runtime);
+        let members = self
+            .states
+            .values()
+            .filter(|s| s.node != self.me.node && s.status != NodeStatus::Left)
+            .map(|s| s.addr);
+        let mut targets: Vec<SocketAddr> = self.seeds.iter().copied().chain(members).collect();
+        targets.sort();
+        targets.dedup();
+        for addr in targets {
+            // A failed announce only means this node is not reachable now.
+            let _ = self.foca.announce(PeerId::seed(addr), &mut self.runtime);
         }
-        self.next_seed_announce = (!self.seeds.is_empty()).then(|| now + REANNOUNCE_INTERVAL);
+        self.next_seed_announce = Some(now + REANNOUNCE_INTERVAL);
         self.drain(now, effects);
     }
 
