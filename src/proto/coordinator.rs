@@ -900,7 +900,11 @@ impl<S: Store> Node<S> {
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
             }
-            PeerMessage::MemberStates { states, ready } => self.on_member_states(from, &states, ready),
+            PeerMessage::MemberStates {
+                states,
+                ready,
+                answer,
+            } => self.on_member_states(from, &states, ready, answer),
             PeerMessage::AeSummaries { intervals } => self.on_ae_summaries(from, intervals),
             PeerMessage::AeKeys { first, last, entries } => self.on_ae_keys(from, first, last, entries),
             PeerMessage::AeStates { states, want } => self.on_ae_states(from, states, want),

@@ -764,6 +764,10 @@ pub enum PeerMessage {
         /// Whether the sender knows the ring itself (a node that just
         /// started may not yet).
         ready: bool,
+        /// An answer to a departed node's states, confirming its departure
+        /// is known (an answer is never answered).
+        #[serde(default)]
+        answer: bool,
     },
 }
 

@@ -470,6 +470,12 @@ impl<S: Store> Node<S> {
     }
 
     fn sync_states_to(&mut self, to: NodeId) {
+        self.send_states_to(to, false);
+    }
+
+    /// Sends every member state this node knows to `to`; `answer`: in
+    /// answer to a joining, leaving or departed node's.
+    fn send_states_to(&mut self, to: NodeId, answer: bool) {
         if let Some(membership) = &self.membership {
             // Until this node knows the ring, its own state stays private:
             // what peers say of it first tells whether it is a new node or
@@ -481,16 +487,29 @@ impl<S: Store> Node<S> {
                 .copied()
                 .collect();
             let ready = self.ready;
-            self.send(to, PeerMessage::MemberStates { states, ready });
+            self.send(
+                to,
+                PeerMessage::MemberStates {
+                    states,
+                    ready,
+                    answer,
+                },
+            );
         }
     }
 
     /// Merges a peer's member states. States from a peer that knows the
     /// ring make this node ready; a peer that is itself still starting may
     /// know only part of the ring.
-    pub(crate) fn on_member_states(&mut self, from: NodeId, states: &[MemberState], sender_ready: bool) {
+    pub(crate) fn on_member_states(
+        &mut self,
+        from: NodeId,
+        states: &[MemberState],
+        sender_ready: bool,
+        answer: bool,
+    ) {
         let was_ready = self.ready;
-        self.note_departure_confirmed(from, states);
+        self.note_state_confirmed(from, states);
         self.check_replacement(states);
         self.ready |= sender_ready;
         if let Some(membership) = &mut self.membership
@@ -499,14 +518,17 @@ impl<S: Store> Node<S> {
             self.recompute_ring();
             self.persist_members();
         }
-        // A member that left says so until someone confirms: these states
-        // now hold its departure.
-        if from != self.id()
+        // A member that left says so until the others confirm: these
+        // states now hold its departure. An answer is not answered (two
+        // nodes leaving at once would answer each other forever).
+        if !answer
+            && from != self.id()
+            && self.ready
             && states
                 .iter()
                 .any(|s| s.node == from && s.status == NodeStatus::Left)
         {
-            self.sync_states_to(from);
+            self.send_states_to(from, true);
         }
         if self.ready && !was_ready {
             // Peers may hear this node's own state now (joining, say).
