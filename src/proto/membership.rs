@@ -253,14 +253,14 @@ impl Membership {
     /// [`REANNOUNCE_INTERVAL`] while it knows no live member.
     pub fn join(&mut self, now: Time, seeds: &[SocketAddr], effects: &mut Vec<Effect>) {
         self.seeds = seeds.iter().copied().filter(|&s| s != self.me.addr).collect();
-        self.announce_to_seeds(now, effects);
+        self.announce_to_seeds_and_members(now, effects);
     }
 
     /// Announces this node to the seeds and to every member it knows that
     /// has not left. A node cut off from all (a partition, or its own
     /// crash) finds the cluster again even if its seeds are gone: once it
     /// believes every member down, SWIM itself no longer probes them.
-    fn announce_to_seeds(&mut self, now: Time, effects: &mut Vec<Effect>) {
+    fn announce_to_seeds_and_members(&mut self, now: Time, effects: &mut Vec<Effect>) {
         let members = self
             .states
             .values()
@@ -296,7 +296,7 @@ impl Membership {
         self.drain(now, effects);
         if self.next_seed_announce.is_some_and(|at| at <= now) {
             if self.up.is_empty() {
-                self.announce_to_seeds(now, effects);
+                self.announce_to_seeds_and_members(now, effects);
             } else {
                 self.next_seed_announce = Some(now + REANNOUNCE_INTERVAL);
             }

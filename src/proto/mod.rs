@@ -509,7 +509,7 @@ impl<S: Store> Node<S> {
         answer: bool,
     ) {
         let was_ready = self.ready;
-        self.note_state_confirmed(from, states);
+        self.note_departure_confirmed(from, states);
         self.check_replacement(states);
         self.ready |= sender_ready;
         if let Some(membership) = &mut self.membership

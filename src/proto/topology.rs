@@ -116,6 +116,9 @@ impl Plan {
 #[derive(Debug)]
 struct Departure {
     since: Time,
+    /// Members that confirmed they know (a member told of a departure
+    /// answers with its member states, which hold it).
+    confirmed: BTreeSet<NodeId>,
 }
 
 /// The join or leave in progress.
@@ -127,9 +130,6 @@ pub(super) struct Topology {
     leave_waiter: Option<ClientId>,
     /// The node left and tells the members until they confirm.
     departure: Option<Departure>,
-    /// Members that confirmed they know this node left (a member told of
-    /// a departure answers with its member states, which hold it).
-    known_by: BTreeSet<NodeId>,
     next_check: Option<Time>,
     next_stream: u64,
     /// The join's progress changed since it was saved.
@@ -242,7 +242,6 @@ impl<S: Store> Node<S> {
             return;
         };
         membership.set_status(me, status);
-        self.topology.known_by.clear();
         self.announce_states();
     }
 
@@ -657,7 +656,10 @@ impl<S: Store> Node<S> {
     fn finish_leave(&mut self, now: Time) {
         self.topology.leave = None;
         self.set_own_status(NodeStatus::Left);
-        self.topology.departure = Some(Departure { since: now });
+        self.topology.departure = Some(Departure {
+            since: now,
+            confirmed: BTreeSet::new(),
+        });
         self.topology.wake(now + CHECK_INTERVAL);
     }
 
@@ -671,9 +673,9 @@ impl<S: Store> Node<S> {
         let waiting: Vec<NodeId> = membership
             .up_members()
             .map(|p| p.node)
-            .filter(|&n| n != me && !self.topology.known_by.contains(&n))
+            .filter(|&n| n != me && !departure.confirmed.contains(&n))
             .collect();
-        let heard = !self.topology.known_by.is_empty();
+        let heard = !departure.confirmed.is_empty();
         if heard && (waiting.is_empty() || now.saturating_since(departure.since) >= DEPART_WAIT) {
             self.depart(now);
             return;
@@ -684,20 +686,19 @@ impl<S: Store> Node<S> {
         self.topology.wake(now + CHECK_INTERVAL);
     }
 
-    /// `from` sent its member states: if they hold this node's departure
-    /// (its current state), it has confirmed it.
-    pub(super) fn note_state_confirmed(&mut self, from: NodeId, states: &[super::membership::MemberState]) {
+    /// `from` sent its member states: if they hold this node's departure,
+    /// it has confirmed it.
+    pub(super) fn note_departure_confirmed(
+        &mut self,
+        from: NodeId,
+        states: &[super::membership::MemberState],
+    ) {
         let me = self.id();
-        let Some(mine) = self.membership.as_ref().and_then(|m| m.state(me)) else {
-            return;
-        };
-        let current = (mine.generation, mine.version);
-        if mine.status == NodeStatus::Left
-            && from != me
+        if let Some(departure) = &mut self.topology.departure
             && states
                 .iter()
-                .any(|s| s.node == me && (s.generation, s.version) >= current)
-            && self.topology.known_by.insert(from)
+                .any(|s| s.node == me && s.status == NodeStatus::Left)
+            && departure.confirmed.insert(from)
         {
             self.topology.wake_now();
         }
