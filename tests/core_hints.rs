@@ -318,15 +318,7 @@ fn hints_survive_a_restart_and_are_counted_again() {
 
 #[test]
 fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
-    // One token per node, so a leave moves ranges to known nodes.
-    let config = Config {
-        vnodes: 1,
-        ..Config::default()
-    };
-    let mut c = Cluster::with_membership(5, config.clone(), 23);
-    c.run_for(Duration::from_secs(5));
-    let nodes = c.node_ids();
-    let ring = c.node(nodes[0]).ring().clone();
+    let (mut c, nodes, ring) = one_token_cluster(23);
     // A replica that gains no range when `leaving` leaves: the leave does
     // not wait for it, so it can stay down throughout.
     let gains = |leaving, node| gains_range(&ring, &nodes, leaving, node);
@@ -429,15 +421,7 @@ fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
 #[test]
 fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
     use shoal::proto::membership::NodeStatus;
-    // One token per node, so a leave moves ranges to known nodes.
-    let config = Config {
-        vnodes: 1,
-        ..Config::default()
-    };
-    let mut c = Cluster::with_membership(5, config, 29);
-    c.run_for(Duration::from_secs(5));
-    let nodes = c.node_ids();
-    let ring = c.node(nodes[0]).ring().clone();
+    let (mut c, nodes, ring) = one_token_cluster(29);
     // The leave waits for a node taking over one of its ranges while that
     // node is down, so `leaving` stays leaving.
     let gains = |leaving, node| gains_range(&ring, &nodes, leaving, node);
@@ -482,6 +466,20 @@ fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
 
 /// Whether `node` takes over a range of `leaving` when it leaves a ring of
 /// `nodes` with one token each and N = 3.
+/// Five nodes with one token each, so a leave moves ranges to known
+/// nodes: the converged cluster, its node ids and its ring.
+fn one_token_cluster(seed: u64) -> (Cluster, Vec<NodeId>, shoal::proto::ring::Ring) {
+    let config = Config {
+        vnodes: 1,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_membership(5, config, seed);
+    c.run_for(Duration::from_secs(5));
+    let nodes = c.node_ids();
+    let ring = c.node(nodes[0]).ring().clone();
+    (c, nodes, ring)
+}
+
 fn gains_range(ring: &shoal::proto::ring::Ring, nodes: &[NodeId], leaving: NodeId, node: NodeId) -> bool {
     let future = shoal::proto::ring::Ring::with_nodes(1, nodes.iter().copied().filter(|&n| n != leaving));
     ring.ranges(3).iter().any(|(_, last, owners)| {
