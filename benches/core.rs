@@ -9,7 +9,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use shoal::net::frame::{DEFAULT_MAX_FRAME, decode_exact, encode};
 use shoal::proto::merkle::Merkle;
-use shoal::proto::message::PeerMessage;
+use shoal::proto::message::{PeerMessage, Placement};
 use shoal::proto::ring::{Ring, key_position};
 use shoal::proto::version::{Actor, VersionVector};
 use shoal::proto::{NodeId, Versioned};
@@ -82,6 +82,11 @@ fn frames(c: &mut Criterion) {
         request: 12345,
         key: b"user000000000042".to_vec(),
         object: object(3, 1, 100),
+        // As sent during a join: current and future replicas.
+        placement: Some(Placement {
+            current: vec![NodeId(1), NodeId(2), NodeId(3)],
+            future: Some(vec![NodeId(4), NodeId(2), NodeId(3)]),
+        }),
     };
     let bytes = encode(&message);
     group.bench_function("encode_replica_put", |b| b.iter(|| encode(black_box(&message))));

@@ -218,6 +218,7 @@ fn metrics_are_served_in_prometheus_format_when_asked() {
         "shoal_request_duration_seconds_bucket{",
         "shoal_hints_stored_total",
         "shoal_hints_rehomed_total",
+        "shoal_placement_refusals_total",
         "shoal_anti_entropy_keys_repaired_total",
         "shoal_read_repairs_total",
         "shoal_storage_bytes",

@@ -149,6 +149,9 @@ fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_to
         c.run_for(Duration::from_millis(1));
     }
     assert!(joining(&c), "the loser knows of the join");
+    // Its confirmation reaches the new node, which may move ranges now.
+    c.run_for(Duration::from_millis(3));
+    assert_eq!(c.node(new).status(), NodeStatus::Joining);
     let (with_loser, with_new) = (stays[0], stays[1]);
     let other = *old_nodes
         .iter()
@@ -217,6 +220,155 @@ fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_to
         matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"new side")),
         "{read:?}"
     );
+}
+
+/// If `k`'s range moves from a current replica (the loser) to `new`: the
+/// key, the loser, and the two replicas that keep it.
+fn key_moving_to(
+    c: &Cluster,
+    seen_by: NodeId,
+    new: NodeId,
+    k: Vec<u8>,
+) -> Option<(Vec<u8>, NodeId, Vec<NodeId>)> {
+    let ring = c.node(seen_by).ring();
+    let future = Ring::with_nodes(
+        Config::default().vnodes,
+        ring.nodes().iter().copied().chain([new]),
+    );
+    let now = ring.preference_list(&k, 3);
+    let then = future.preference_list(&k, 3);
+    let loser = *now.iter().find(|n| !then.contains(n))?;
+    let stays: Vec<NodeId> = now.iter().copied().filter(|&n| n != loser).collect();
+    Some((k, loser, stays))
+}
+
+/// Two replicas of a range are cut off from the moment a node starts
+/// joining: they never hear of it, and acknowledge a quorum write on the
+/// old replicas. The join must not move the range before they know of it
+/// (once they do, they refuse such writes); it completes after the
+/// partition heals, and a read on the new ring sees the write.
+#[test]
+fn a_join_waits_until_the_replicas_of_its_ranges_know_of_it() {
+    let mut c = converged(4, 43);
+    let old_nodes = c.node_ids();
+    let new = c.add_node(Config::default(), 97);
+    // The new node learns the ring from its seed; nobody else has heard of
+    // it yet.
+    assert!(c.run_until(Duration::from_secs(1), |c| c.node(new).is_ready()));
+    let seed = c
+        .node(new)
+        .membership()
+        .unwrap()
+        .up_members()
+        .next()
+        .unwrap()
+        .node;
+    let (key, loser, with_loser) = (0..)
+        .map(key)
+        .find_map(|k| {
+            let (k, loser, stays) = key_moving_to(&c, old_nodes[0], new, k)?;
+            let with_loser = *stays.iter().find(|&&n| n != seed)?;
+            (loser != seed).then_some((k, loser, with_loser))
+        })
+        .unwrap();
+    let other = *old_nodes
+        .iter()
+        .find(|n| !c.node(old_nodes[0]).ring().preference_list(&key, 3).contains(n))
+        .unwrap();
+    c.partition(&[loser, with_loser]);
+    c.run_for(Duration::from_secs(30));
+    assert_eq!(c.node(new).status(), NodeStatus::Joining, "the join waits");
+    assert!(c.node(new).membership().unwrap().state(new).is_some());
+    assert!(c.node(loser).membership().unwrap().state(new).is_none());
+    let put = ClientRequest::Put {
+        key: key.clone(),
+        value: b"v".to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::Quorum,
+        timeout_ms: None,
+        sloppy_quorum: false,
+    };
+    let written = c.request(loser, put);
+    assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
+
+    c.heal();
+    run_until_status(&mut c, new, NodeStatus::Normal);
+    let normal =
+        |c: &Cluster| c.node(other).membership().unwrap().state(new).unwrap().status == NodeStatus::Normal;
+    assert!(c.run_until(Duration::from_secs(1), normal));
+    // The new ring's side alone: the new node and `with_new`.
+    c.partition(&[loser, with_loser]);
+    let read = c.get(other, &key, Consistency::Quorum);
+    assert!(
+        matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"v")),
+        "{read:?}"
+    );
+}
+
+/// A replica that knows of a join refuses a replica write whose
+/// coordinator's view of the key's replicas lacks the join, and takes one
+/// that has it.
+#[test]
+fn a_replica_refuses_a_write_from_a_coordinator_that_has_not_heard_of_a_join() {
+    use shoal::proto::message::{PeerMessage, Placement};
+    let mut c = converged(4, 43);
+    let old_nodes = c.node_ids();
+    let new = c.add_node(Config::default(), 97);
+    let (key, loser, stays) = (0..)
+        .find_map(|i| key_moving_to(&c, old_nodes[0], new, key(i)))
+        .unwrap();
+    // Some state to send: another key's.
+    let written = c.put(old_nodes[0], b"payload", b"v", Context::empty(), Consistency::All);
+    assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
+    let holder = c.replicas(b"payload")[0];
+    let object = c.node(holder).store().get(b"payload").unwrap().unwrap();
+    let replica = stays[0];
+    run_for_until(&mut c, |c| {
+        c.node(replica)
+            .membership()
+            .unwrap()
+            .state(new)
+            .is_some_and(|s| s.status == NodeStatus::Joining)
+    });
+    let current = c.node(old_nodes[0]).ring().preference_list(&key, 3);
+    let stale = Placement {
+        current: current.clone(),
+        future: None,
+    };
+    let put = |placement| PeerMessage::ReplicaPut {
+        request: 1,
+        key: key.clone(),
+        object: object.clone(),
+        placement: Some(placement),
+    };
+    c.send_as(loser, replica, put(stale));
+    c.run_for(Duration::from_millis(5));
+    assert_eq!(c.node(replica).stats().placement_refusals, 1);
+    assert!(
+        c.node(replica).store().get(&key).unwrap().is_none(),
+        "nothing stored"
+    );
+
+    let future: Vec<NodeId> = stays.iter().copied().chain([new]).collect();
+    let aware = Placement {
+        current,
+        future: Some(future),
+    };
+    c.send_as(loser, replica, put(aware));
+    c.run_for(Duration::from_millis(5));
+    assert_eq!(c.node(replica).stats().placement_refusals, 1);
+    assert!(c.node(replica).store().get(&key).unwrap().is_some(), "stored");
+}
+
+/// Runs in 1 ms steps until `done`, for at most 5 virtual seconds.
+fn run_for_until(c: &mut Cluster, done: impl Fn(&Cluster) -> bool) {
+    for _ in 0..5000 {
+        if done(c) {
+            return;
+        }
+        c.run_for(Duration::from_millis(1));
+    }
+    panic!("not reached in 5 s");
 }
 
 #[test]
@@ -307,11 +459,12 @@ fn a_node_that_left_goes_only_once_a_member_confirmed_it() {
     let mut c = converged(4, 44);
     let leaving = c.node_ids()[1];
     let others: Vec<NodeId> = c.node_ids().into_iter().filter(|&n| n != leaving).collect();
-    // With no data and no hints, the leave ends at once, and its
-    // announcement is lost.
-    c.cut_off(leaving);
+    // With no data and no hints, the leave ends as soon as the members
+    // confirmed it is leaving; its announcement that it left is lost.
     let client = c.submit_admin(leaving, AdminRequest::Leave);
-    assert_eq!(c.node(leaving).status(), NodeStatus::Left);
+    assert!(c.run_until(Duration::from_secs(1), |c| c.node(leaving).status()
+        == NodeStatus::Left));
+    c.cut_off(leaving);
     c.run_for(Duration::from_secs(3));
     assert_eq!(c.admin_reply(client), None, "it waits for a confirmation");
     let status_seen =

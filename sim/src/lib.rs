@@ -158,7 +158,7 @@ impl Report {
         let r = &self.repairs;
         let _ = writeln!(
             out,
-            "repairs: {} hints stored, {} replayed, {} re-homed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves, {} cleaned up by old owners; {} tombstones collected",
+            "repairs: {} hints stored, {} replayed, {} re-homed, {} dropped; {} read repairs; {} keys by anti-entropy; {} keys streamed in by joins, {} handed off by leaves, {} cleaned up by old owners; {} tombstones collected; {} replica requests refused for a stale ring",
             r.hints_stored,
             r.hints_replayed,
             r.hints_rehomed,
@@ -168,7 +168,8 @@ impl Report {
             r.keys_streamed_in,
             r.keys_handed_off,
             r.keys_cleaned_up,
-            r.tombstones_removed
+            r.tombstones_removed,
+            r.placement_refusals
         );
         for (name, _) in CHECKERS {
             let found = self.violations.iter().filter(|v| v.checker == name).count();

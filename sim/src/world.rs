@@ -178,6 +178,8 @@ pub struct RepairCounts {
     pub tombstones_removed: u64,
     /// Keys dropped by nodes that no longer own them.
     pub keys_cleaned_up: u64,
+    /// Replica requests refused for a coordinator's stale ring view.
+    pub placement_refusals: u64,
 }
 
 impl RepairCounts {
@@ -192,6 +194,7 @@ impl RepairCounts {
         self.keys_handed_off += stats.keys_handed_off;
         self.tombstones_removed += stats.tombstones_removed;
         self.keys_cleaned_up += stats.keys_cleaned_up;
+        self.placement_refusals += stats.placement_refusals;
     }
 }
 

@@ -258,6 +258,7 @@ mod tests {
             &PeerMessage::ReplicaGet {
                 request: 9,
                 key: b"k".to_vec(),
+                placement: None,
             },
         );
         let (first, used) = decode::<ClientRequest>(&buf, DEFAULT_MAX_FRAME).unwrap().unwrap();
@@ -269,7 +270,8 @@ mod tests {
             second,
             PeerMessage::ReplicaGet {
                 request: 9,
-                key: b"k".to_vec()
+                key: b"k".to_vec(),
+                placement: None,
             }
         );
         assert_eq!(used + rest, buf.len());
@@ -375,7 +377,8 @@ mod tests {
             decoded,
             PeerMessage::ReplicaGet {
                 request: 7,
-                key: b"k".to_vec()
+                key: b"k".to_vec(),
+                placement: None,
             }
         );
         body.extend_from_slice(&[0xc6, 0xff, 0xff, 0xff, 0xff]);

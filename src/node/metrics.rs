@@ -201,6 +201,10 @@ impl Exporter {
         if corrupt > 0 {
             tracing::warn!(node = %me, corrupt, "corrupt records found on disk: dropped, not served; replicas repair them");
         }
+        let refusals = delta(stats.placement_refusals, before.placement_refusals);
+        if refusals > 0 {
+            tracing::info!(node = %me, refusals, "replica requests refused from coordinators behind on a join or leave; sent them the ring");
+        }
         let quorum_failures = delta(stats.quorum_failures, before.quorum_failures);
         if quorum_failures > 0 {
             tracing::warn!(node = %me, quorum_failures, "requests failed for lack of replicas' answers");
@@ -209,7 +213,7 @@ impl Exporter {
 }
 
 fn export_stats(stats: &Stats) {
-    let counters: [(&'static str, u64); 19] = [
+    let counters: [(&'static str, u64); 20] = [
         ("shoal_coordinated_requests_total", stats.requests),
         ("shoal_quorum_failures_total", stats.quorum_failures),
         ("shoal_forwards_total", stats.forwards),
@@ -228,6 +232,7 @@ fn export_stats(stats: &Stats) {
         ("shoal_keys_cleaned_up_total", stats.keys_cleaned_up),
         ("shoal_tombstones_removed_total", stats.tombstones_removed),
         ("shoal_digests_repaired_total", stats.digests_repaired),
+        ("shoal_placement_refusals_total", stats.placement_refusals),
         (
             "shoal_corrupt_records_dropped_total",
             stats.corrupt_records_dropped,

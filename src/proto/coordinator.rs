@@ -16,7 +16,8 @@
 //! replicas answered of how many were needed.
 
 use super::message::{
-    AeState, ClientRequest, ClientResponse, Context, Operation as OpName, PeerMessage, RequestError, Value,
+    AeState, ClientRequest, ClientResponse, Context, Operation as OpName, PeerMessage, Placement,
+    ReplicaError, RequestError, Value,
 };
 use super::quorum::{Access, QuorumTracker};
 use super::store::{Store, StoreError};
@@ -71,6 +72,8 @@ enum Kind {
         /// Blocking read repair: the stale replicas written back to that
         /// have not acknowledged yet (`None` until the quorum is met).
         repairing: Option<Vec<NodeId>>,
+        /// The key's replicas as this node sees them, sent along.
+        placement: Placement,
     },
     Write {
         request: ClientRequest,
@@ -88,6 +91,8 @@ enum Kind {
         /// Nodes that will be replicas once a join or leave completes, for
         /// a sloppy write that does not count them: they get the write too.
         pending: Vec<NodeId>,
+        /// The key's home replicas as this node sees them, sent along.
+        placement: Placement,
     },
     Forward {
         request: ClientRequest,
@@ -219,8 +224,48 @@ impl<S: Store> Node<S> {
         Ok(tracker)
     }
 
+    /// The key's replicas as this node sees them: a replica refuses a
+    /// request whose coordinator lacks a replica set its own view needs.
+    fn placement(&self, key: &[u8]) -> Placement {
+        let current = self.ring.preference_list(key, self.config.replication);
+        let future = self.future_replicas(key, &current);
+        Placement { current, future }
+    }
+
+    /// Refuses a replica request whose coordinator's view of the key's
+    /// replicas (`theirs`) lacks a join or leave this node knows of, and
+    /// sends the coordinator this node's member states. No check for
+    /// read repair (nothing to count) or before this node knows the ring.
+    fn check_placement(
+        &mut self,
+        from: NodeId,
+        key: &[u8],
+        theirs: Option<&Placement>,
+    ) -> Result<(), ReplicaError> {
+        let Some(theirs) = theirs.filter(|_| self.is_ready()) else {
+            return Ok(());
+        };
+        let ours = self.placement(key);
+        if ours.admits(theirs) {
+            return Ok(());
+        }
+        self.stats.placement_refusals += 1;
+        self.sync_states_to(from);
+        Err(ReplicaError {
+            reason: format!(
+                "ring views differ: this replica sees replicas {:?} (future {:?}) for the key, the coordinator \
+                 {:?} (future {:?})",
+                ours.current, ours.future, theirs.current, theirs.future
+            ),
+        })
+    }
+
     fn start_read(&mut self, request: ClientRequest, replicas: Vec<NodeId>) -> Result<Kind, RequestError> {
         let future = self.future_replicas(request.key(), &replicas);
+        let placement = Placement {
+            current: replicas.clone(),
+            future: future.clone(),
+        };
         let mut tracker = self.tracker(&request, replicas, future)?;
         let mut merged = Versioned::new();
         let mut states = BTreeMap::new();
@@ -241,6 +286,7 @@ impl<S: Store> Node<S> {
             states,
             answered: false,
             repairing: None,
+            placement,
         })
     }
 
@@ -250,6 +296,10 @@ impl<S: Store> Node<S> {
         request: ClientRequest,
         mut replicas: Vec<NodeId>,
     ) -> Result<Kind, RequestError> {
+        let placement = Placement {
+            future: self.future_replicas(request.key(), &replicas),
+            current: replicas.clone(),
+        };
         let mut stand_ins = BTreeMap::new();
         if request.sloppy_quorum() && replicas.iter().any(|&n| !self.is_up(n)) {
             let mut fallbacks = self
@@ -298,6 +348,7 @@ impl<S: Store> Node<S> {
             stand_ins,
             answered: false,
             pending,
+            placement,
         })
     }
 
@@ -378,13 +429,26 @@ impl<S: Store> Node<S> {
             return;
         };
         let messages: Vec<(NodeId, PeerMessage)> = match &operation.kind {
-            Kind::Read { request, tracker, .. } => tracker
+            Kind::Read {
+                request,
+                tracker,
+                placement,
+                ..
+            } => tracker
                 .replicas()
                 .iter()
                 .filter(|&&n| n != me && self.is_up(n))
                 .map(|&n| {
                     let key = request.key().to_vec();
-                    (n, PeerMessage::ReplicaGet { request: id, key })
+                    let placement = Some(placement.clone());
+                    (
+                        n,
+                        PeerMessage::ReplicaGet {
+                            request: id,
+                            key,
+                            placement,
+                        },
+                    )
                 })
                 .collect(),
             Kind::Write {
@@ -393,6 +457,7 @@ impl<S: Store> Node<S> {
                 object,
                 stand_ins,
                 pending,
+                placement,
                 ..
             } => tracker
                 .replicas()
@@ -402,17 +467,20 @@ impl<S: Store> Node<S> {
                 .map(|&n| {
                     let key = request.key().to_vec();
                     let object = object.clone();
+                    let placement = Some(placement.clone());
                     let message = match stand_ins.get(&n) {
                         Some(&target) => PeerMessage::HintedPut {
                             request: id,
                             key,
                             object,
                             target,
+                            placement,
                         },
                         None => PeerMessage::ReplicaPut {
                             request: id,
                             key,
                             object,
+                            placement,
                         },
                     };
                     (n, message)
@@ -593,6 +661,7 @@ impl<S: Store> Node<S> {
                 request,
                 key: key.to_vec(),
                 object: merged.clone(),
+                placement: None,
             };
             self.send(node, message);
         }
@@ -788,17 +857,31 @@ impl<S: Store> Node<S> {
 
     pub(super) fn on_peer_message(&mut self, now: Time, from: NodeId, message: PeerMessage) {
         match message {
-            PeerMessage::ReplicaGet { request, key } => {
+            PeerMessage::ReplicaGet {
+                request,
+                key,
+                placement,
+            } => {
                 self.stats.replica_ops += 1;
                 let result = self
-                    .load(&key)
-                    .map(Option::unwrap_or_default)
-                    .map_err(replica_error);
+                    .check_placement(from, &key, placement.as_ref())
+                    .and_then(|()| {
+                        self.load(&key)
+                            .map(Option::unwrap_or_default)
+                            .map_err(replica_error)
+                    });
                 self.send(from, PeerMessage::ReplicaGetReply { request, result });
             }
-            PeerMessage::ReplicaPut { request, key, object } => {
+            PeerMessage::ReplicaPut {
+                request,
+                key,
+                object,
+                placement,
+            } => {
                 self.stats.replica_ops += 1;
-                let result = self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
+                let result = self
+                    .check_placement(from, &key, placement.as_ref())
+                    .and_then(|()| self.merge_local(&key, &object).map(|_| ()).map_err(replica_error));
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
             PeerMessage::ReplicaGetReply { request, result } => {
@@ -859,9 +942,12 @@ impl<S: Store> Node<S> {
                 key,
                 object,
                 target,
+                placement,
             } => {
                 self.stats.replica_ops += 1;
-                let result = if target == self.id() {
+                let result = if let Err(refused) = self.check_placement(from, &key, placement.as_ref()) {
+                    Err(refused)
+                } else if target == self.id() {
                     self.merge_local(&key, &object).map(|_| ()).map_err(replica_error)
                 } else {
                     match self.store_hint(now, target, &key, &object) {

@@ -3,7 +3,8 @@
 //! and the same calls give the same run.
 //!
 //! Every message takes a fixed latency; tests can cut a node off (messages to
-//! and from it are dropped) and bring it back, or split the nodes in two. Time only moves when the
+//! and from it are dropped, those on their way too) and bring it back, or
+//! split the nodes in two. Time only moves when the
 //! cluster has nothing else to do, jumping to the next delivery or timer.
 
 use super::message::{AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage};
@@ -193,6 +194,13 @@ impl Cluster {
         }
     }
 
+    /// Sends `message` to `to` as if `from` had sent it now (a message
+    /// from a node with another view, say); what `to` answers goes to
+    /// `from`.
+    pub fn send_as(&mut self, from: NodeId, to: NodeId, message: PeerMessage) {
+        self.route(from, to, Packet::Peer(message));
+    }
+
     /// Ends every partition.
     pub fn heal(&mut self) {
         self.split.clear();
@@ -229,6 +237,20 @@ impl Cluster {
             assert!(events < MAX_EVENTS_PER_REQUEST, "cluster does not settle");
         }
         events
+    }
+
+    /// Runs event by event until `done` holds (checked after each), for at
+    /// most `limit` of virtual time; whether it came to hold.
+    pub fn run_until(&mut self, limit: Duration, done: impl Fn(&Cluster) -> bool) -> bool {
+        let until = self.now + limit;
+        while !done(self) {
+            if self.next_event_time().is_none_or(|at| at > until) {
+                self.now = self.now.max(until);
+                return false;
+            }
+            self.step();
+        }
+        true
     }
 
     /// Submits `request` at `at` and waits for the answer.
@@ -399,6 +421,9 @@ impl Cluster {
                 let (&key, _) = self.queue.iter().next().expect("a queued message");
                 let InFlight { from, to, packet } = self.queue.remove(&key).expect("present");
                 self.now = self.now.max(at);
+                if self.is_cut(from, to) {
+                    return true; // Cut while on its way: lost.
+                }
                 self.delivered += 1;
                 let now = self.now;
                 match packet {
@@ -422,13 +447,17 @@ impl Cluster {
 
     /// Queues a packet for delivery after the latency, unless it crosses a cut.
     fn route(&mut self, from: NodeId, to: NodeId, packet: Packet) {
-        if self.cut_off.contains(&from) || self.cut_off.contains(&to) || self.split.contains(&(from, to)) {
+        if self.is_cut(from, to) {
             return;
         }
         self.sequence += 1;
         let at = self.now + self.latency;
         self.queue
             .insert((at, self.sequence), InFlight { from, to, packet });
+    }
+
+    fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.cut_off.contains(&from) || self.cut_off.contains(&to) || self.split.contains(&(from, to))
     }
 
     /// Routes everything `id` wants sent; drops what crosses a cut.

@@ -325,6 +325,17 @@ impl Membership {
         changed
     }
 
+    /// Whether this node knows a member state that `states` lack or hold
+    /// in an older version.
+    pub fn has_news_for(&self, states: &[MemberState]) -> bool {
+        self.states.values().any(|ours| {
+            states
+                .iter()
+                .find(|s| s.node == ours.node)
+                .is_none_or(|theirs| ours.supersedes(theirs))
+        })
+    }
+
     /// Sets this node's status, or another node's (an operator removing a
     /// dead node), with a bumped version so the change wins everywhere.
     pub fn set_status(&mut self, node: NodeId, status: NodeStatus) -> bool {

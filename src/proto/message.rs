@@ -372,6 +372,10 @@ pub struct Stats {
     /// live home replica of their key instead (it was not one), then
     /// deleted.
     pub hints_rehomed: u64,
+    /// Replica requests refused because the coordinator's view of the
+    /// key's replicas lacked a join or leave this node knows of (the
+    /// coordinator is sent this node's member states to catch up).
+    pub placement_refusals: u64,
 }
 
 /// Hints one node holds for one replica.
@@ -606,6 +610,33 @@ pub struct ReplicaError {
     pub reason: String,
 }
 
+/// The replicas a coordinator sees for a key: its current ones and, while
+/// ranges move (a join or leave), its future ones. A replica refuses a
+/// request whose coordinator does not count a quorum among the replicas the
+/// key will have in the replica's view: a coordinator that has not heard of
+/// a join or leave must not gather a quorum of the old replicas only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The key's current replicas.
+    pub current: Vec<NodeId>,
+    /// Its replicas once the join or leave under way completes, if other.
+    pub future: Option<Vec<NodeId>>,
+}
+
+impl Placement {
+    /// Whether a replica whose view is `self` may serve a coordinator whose
+    /// view is `theirs`: the coordinator counts a quorum among the key's
+    /// replicas as they will be once the move `self` knows of completes
+    /// (its future replicas, or its current ones when nothing moves). A
+    /// coordinator that knows more (the move completed) passes; one that
+    /// never heard of the move does not. Sets compare as sets.
+    pub fn admits(&self, theirs: &Placement) -> bool {
+        let same = |a: &[NodeId], b: &[NodeId]| a.len() == b.len() && a.iter().all(|n| b.contains(n));
+        let last = self.future.as_deref().unwrap_or(&self.current);
+        same(last, &theirs.current) || theirs.future.as_deref().is_some_and(|f| same(last, f))
+    }
+}
+
 /// The replica protocol between nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerMessage {
@@ -616,6 +647,9 @@ pub enum PeerMessage {
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        /// The coordinator's replicas for the key (checked when present).
+        #[serde(default)]
+        placement: Option<Placement>,
     },
     /// Replica -> coordinator: the replica's state (empty if absent).
     ReplicaGetReply {
@@ -633,6 +667,10 @@ pub enum PeerMessage {
         key: Vec<u8>,
         /// The coordinator's state after the write.
         object: Versioned,
+        /// The coordinator's replicas for the key (checked when present;
+        /// absent for read repair, which only merges what exists).
+        #[serde(default)]
+        placement: Option<Placement>,
     },
     /// Replica -> coordinator: merged and stored.
     ReplicaPutReply {
@@ -690,6 +728,9 @@ pub enum PeerMessage {
         object: Versioned,
         /// The replica the hint is for.
         target: NodeId,
+        /// The coordinator's replicas for the key (checked when present).
+        #[serde(default)]
+        placement: Option<Placement>,
     },
     /// States to merge and acknowledge: hints replayed to their replica,
     /// or a leaving node's keys handed to a node that takes over its
@@ -764,8 +805,9 @@ pub enum PeerMessage {
         /// Whether the sender knows the ring itself (a node that just
         /// started may not yet).
         ready: bool,
-        /// An answer to a departed node's states, confirming its departure
-        /// is known (an answer is never answered).
+        /// An answer: to a joining, leaving or departed node's states,
+        /// confirming its status is known, or to states that lacked
+        /// something the sender knew (an answer is never answered).
         #[serde(default)]
         answer: bool,
     },

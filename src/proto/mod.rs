@@ -509,7 +509,7 @@ impl<S: Store> Node<S> {
         answer: bool,
     ) {
         let was_ready = self.ready;
-        self.note_departure_confirmed(from, states);
+        self.note_known_by(from, states);
         self.check_replacement(states);
         self.ready |= sender_ready;
         if let Some(membership) = &mut self.membership
@@ -518,16 +518,21 @@ impl<S: Store> Node<S> {
             self.recompute_ring();
             self.persist_members();
         }
-        // A member that left says so until the others confirm: these
-        // states now hold its departure. An answer is not answered (two
+        // A member joining, leaving or gone waits for the others to
+        // confirm its status: these states now hold it. A sender that
+        // lacks something this node knows learns it at once (a replica
+        // that refused a request for a stale ring catches the coordinator
+        // up this way, and the reverse). An answer is not answered (two
         // nodes leaving at once would answer each other forever).
-        if !answer
-            && from != self.id()
-            && self.ready
-            && states
-                .iter()
-                .any(|s| s.node == from && s.status == NodeStatus::Left)
-        {
+        let changing = states.iter().any(|s| {
+            s.node == from
+                && matches!(
+                    s.status,
+                    NodeStatus::Joining | NodeStatus::Leaving | NodeStatus::Left
+                )
+        });
+        let news = self.membership.as_ref().is_some_and(|m| m.has_news_for(states));
+        if !answer && from != self.id() && self.ready && (changing || news) {
             self.send_states_to(from, true);
         }
         if self.ready && !was_ready {

@@ -40,7 +40,7 @@ use super::types::{NodeId, Time};
 use super::version::Versioned;
 use super::{BATCH_BYTES, ClientId, Node, Output};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Most keys in one stream or push batch.
@@ -116,9 +116,6 @@ impl Plan {
 #[derive(Debug)]
 struct Departure {
     since: Time,
-    /// Members that confirmed they know (a member told of a departure
-    /// answers with its member states, which hold it).
-    confirmed: BTreeSet<NodeId>,
 }
 
 /// The join or leave in progress.
@@ -130,6 +127,12 @@ pub(super) struct Topology {
     leave_waiter: Option<ClientId>,
     /// The node left and tells the members until they confirm.
     departure: Option<Departure>,
+    /// For each member, the newest state of this node (generation,
+    /// version) it has shown: a member told of a status change answers
+    /// with its member states, which hold it.
+    known_by: BTreeMap<NodeId, (u64, u64)>,
+    /// When to ask the members that have not confirmed a change again.
+    next_ask: Option<Time>,
     next_check: Option<Time>,
     next_stream: u64,
     /// The join's progress changed since it was saved.
@@ -315,6 +318,14 @@ impl<S: Store> Node<S> {
             };
             self.topology.join = Some(plan);
             self.topology.unsaved = true;
+        }
+        let plan = self.topology.join.as_ref().expect("planned");
+        // Each range's current replicas (its sources) must know of the
+        // join before any range moves.
+        let groups: Vec<Vec<NodeId>> = plan.transfers.iter().map(|t| t.peers.clone()).collect();
+        if !self.change_is_known(now, groups) {
+            self.topology.wake(now + CHECK_INTERVAL);
+            return;
         }
         let plan = self.topology.join.as_ref().expect("planned");
         if plan.is_done() {
@@ -554,6 +565,19 @@ impl<S: Store> Node<S> {
         let Some(plan) = &self.topology.leave else {
             return;
         };
+        let n = self.config.replication;
+        let groups: Vec<Vec<NodeId>> = plan
+            .transfers
+            .iter()
+            .map(|t| self.ring.walk_from(t.last).take(n).collect())
+            .collect();
+        if !self.change_is_known(now, groups) {
+            self.topology.wake(now + CHECK_INTERVAL);
+            return;
+        }
+        let Some(plan) = &self.topology.leave else {
+            return;
+        };
         if plan.is_done() {
             self.finish_leave_when_hints_are_out(now);
             return;
@@ -656,10 +680,7 @@ impl<S: Store> Node<S> {
     fn finish_leave(&mut self, now: Time) {
         self.topology.leave = None;
         self.set_own_status(NodeStatus::Left);
-        self.topology.departure = Some(Departure {
-            since: now,
-            confirmed: BTreeSet::new(),
-        });
+        self.topology.departure = Some(Departure { since: now });
         self.topology.wake(now + CHECK_INTERVAL);
     }
 
@@ -673,9 +694,9 @@ impl<S: Store> Node<S> {
         let waiting: Vec<NodeId> = membership
             .up_members()
             .map(|p| p.node)
-            .filter(|&n| n != me && !departure.confirmed.contains(&n))
+            .filter(|&n| n != me && !self.knows_my_state(n))
             .collect();
-        let heard = !departure.confirmed.is_empty();
+        let heard = self.topology.known_by.keys().any(|&n| self.knows_my_state(n));
         if heard && (waiting.is_empty() || now.saturating_since(departure.since) >= DEPART_WAIT) {
             self.depart(now);
             return;
@@ -686,22 +707,66 @@ impl<S: Store> Node<S> {
         self.topology.wake(now + CHECK_INTERVAL);
     }
 
-    /// `from` sent its member states: if they hold this node's departure,
-    /// it has confirmed it.
-    pub(super) fn note_departure_confirmed(
-        &mut self,
-        from: NodeId,
-        states: &[super::membership::MemberState],
-    ) {
+    /// `from` sent its member states: it knows this node's state as they
+    /// hold it. A join, leave or departure waiting for it moves on.
+    pub(super) fn note_known_by(&mut self, from: NodeId, states: &[super::membership::MemberState]) {
         let me = self.id();
-        if let Some(departure) = &mut self.topology.departure
-            && states
-                .iter()
-                .any(|s| s.node == me && s.status == NodeStatus::Left)
-            && departure.confirmed.insert(from)
-        {
+        let Some(shown) = states.iter().find(|s| s.node == me) else {
+            return;
+        };
+        let shown = (shown.generation, shown.version);
+        let known = self.topology.known_by.entry(from).or_insert(shown);
+        *known = (*known).max(shown);
+        if self.knows_my_state(from) {
             self.topology.wake_now();
         }
+    }
+
+    /// Whether `node` has shown this node's current state.
+    fn knows_my_state(&self, node: NodeId) -> bool {
+        let Some(mine) = self.membership.as_ref().and_then(|m| m.state(self.id())) else {
+            return false;
+        };
+        self.topology
+            .known_by
+            .get(&node)
+            .is_some_and(|&known| known >= (mine.generation, mine.version))
+    }
+
+    /// Whether enough of each range's current replicas know this node's
+    /// status (joining or leaving) for the ranges to move: a majority of
+    /// every group, and each member of it that is up. A replica that knows
+    /// refuses requests from a coordinator that does not (see
+    /// [`Placement`](super::message::Placement)), so once ranges move no
+    /// quorum of old replicas alone acknowledges a write any more, even
+    /// from a coordinator a partition kept from hearing of the change.
+    /// Asks the live members that have not confirmed, at most every
+    /// [`CHECK_INTERVAL`].
+    fn change_is_known(&mut self, now: Time, groups: Vec<Vec<NodeId>>) -> bool {
+        let me = self.id();
+        let mut known = true;
+        let mut ask = BTreeSet::new();
+        for group in groups {
+            let confirmed = group
+                .iter()
+                .filter(|&&n| n == me || self.knows_my_state(n))
+                .count();
+            let waiting = group.into_iter().filter(|&n| n != me && !self.knows_my_state(n));
+            let mut live_waiting = false;
+            let len = confirmed + waiting.clone().count();
+            for node in waiting.filter(|&n| self.is_up(n)) {
+                live_waiting = true;
+                ask.insert(node);
+            }
+            known &= !live_waiting && confirmed > len / 2;
+        }
+        if !known && self.topology.next_ask.is_none_or(|at| at <= now) {
+            self.topology.next_ask = Some(now + CHECK_INTERVAL);
+            for node in ask {
+                self.sync_states_to(node);
+            }
+        }
+        known
     }
 
     /// Leaves the gossip and answers the operator.
