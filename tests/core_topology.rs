@@ -278,6 +278,9 @@ fn a_join_waits_until_the_replicas_of_its_ranges_know_of_it() {
     c.partition(&[loser, with_loser]);
     c.run_for(Duration::from_secs(30));
     assert_eq!(c.node(new).status(), NodeStatus::Joining, "the join waits");
+    let progress = c.node(new).status_report().streaming.unwrap();
+    assert!(progress.unconfirmed >= 2, "{progress:?}");
+    assert_eq!(progress.keys, 0, "{progress:?}");
     assert!(c.node(new).membership().unwrap().state(new).is_some());
     assert!(c.node(loser).membership().unwrap().state(new).is_none());
     let put = ClientRequest::Put {
@@ -299,6 +302,46 @@ fn a_join_waits_until_the_replicas_of_its_ranges_know_of_it() {
     // The new ring's side alone: the new node and `with_new`.
     c.partition(&[loser, with_loser]);
     let read = c.get(other, &key, Consistency::Quorum);
+    assert!(
+        matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"v")),
+        "{read:?}"
+    );
+}
+
+/// A leave waits, like a join, until the replicas of the ranges it hands
+/// off know of it; once they do, it completes and loses nothing written
+/// meanwhile.
+#[test]
+fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
+    let mut c = converged(5, 46);
+    let nodes = c.node_ids();
+    let leaving = nodes[0];
+    let k = (0..).map(key).find(|k| c.replicas(k).contains(&leaving)).unwrap();
+    let cut: Vec<NodeId> = c.replicas(&k).into_iter().filter(|&n| n != leaving).collect();
+    c.partition(&cut);
+    let client = c.submit_admin(leaving, AdminRequest::Leave);
+    c.run_for(Duration::from_secs(30));
+    assert_eq!(c.node(leaving).status(), NodeStatus::Leaving, "the leave waits");
+    assert_eq!(c.admin_reply(client), None);
+    let progress = c.node(leaving).status_report().streaming.unwrap();
+    assert!(progress.leaving && progress.unconfirmed >= 2, "{progress:?}");
+    // The cut-off replicas, which never heard of the leave, take a write.
+    let written = c.put(cut[0], &k, b"v", Context::empty(), Consistency::Quorum);
+    assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
+
+    c.heal();
+    assert!(c.run_until(Duration::from_secs(30), |c| c.node(leaving).status()
+        == NodeStatus::Left));
+    c.run_for(Duration::from_secs(10));
+    assert_eq!(c.admin_reply(client), Some(AdminResponse::Done));
+    let remaining: Vec<NodeId> = nodes.iter().copied().filter(|&n| n != leaving).collect();
+    for &n in &remaining {
+        assert!(
+            !c.node(n).ring().contains(leaving),
+            "{n} still sees the leaving node"
+        );
+    }
+    let read = c.get(remaining[0], &k, Consistency::All);
     assert!(
         matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"v")),
         "{read:?}"

@@ -174,3 +174,25 @@ fn a_hint_past_its_window_is_re_homed_and_the_write_survives_a_wiped_coordinator
     );
     assert!(report.repairs.hints_rehomed > 0, "{}", report.summary());
 }
+
+/// Seeds 3949 and 4397 once lost acknowledged writes: a node finished
+/// joining while a partition kept two replicas of its ranges from hearing
+/// of it, and they acknowledged quorum writes on the old replicas that a
+/// read on the new ring did not ask. A join now moves no range until the
+/// replicas know of it.
+#[test]
+fn a_join_hidden_from_replicas_by_a_partition_loses_no_write() {
+    for (seed, faults) in [
+        (3949, "reorder,partition,skew,join,leave"),
+        (4397, "dup,reorder,partition,oneway,crash,wipe,join,leave"),
+    ] {
+        let report = shoal_sim::run(Options::new(seed, &plan(faults, 300, 1000)));
+        assert!(
+            report.passed(),
+            "seed {seed}: {}{}",
+            report.summary(),
+            report.failure_details()
+        );
+        assert!(report.faults.joins > 0, "{}", report.summary());
+    }
+}

@@ -92,7 +92,10 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
             .and_then(|r| r.streaming)
             .map(|p| {
                 let what = if p.leaving { "out" } else { "in" };
-                format!("{what} {}/{}", p.ranges_done, p.ranges)
+                match p.unconfirmed {
+                    0 => format!("{what} {}/{}", p.ranges_done, p.ranges),
+                    n => format!("{what} {}/{} wait {n}", p.ranges_done, p.ranges),
+                }
             })
             .unwrap_or_else(|| "-".into());
         println!(
@@ -116,6 +119,8 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
         "HINTS: hints this node holds for others; REPLAYED: hints it delivered; RREPAIRS: read repairs;"
     );
     println!("AEKEYS: keys anti-entropy repaired here; MOVING: ranges streamed in (joining) or handed");
-    println!("off (leaving) of all to move. '-': the member did not answer, or nothing to show.");
+    println!("off (leaving) of all to move; 'wait N': N replicas of those ranges have not yet confirmed");
+    println!("they know of the move, and nothing moves until enough do (check that they are reachable).");
+    println!("'-': the member did not answer, or nothing to show.");
     Ok(())
 }

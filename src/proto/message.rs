@@ -306,6 +306,11 @@ pub struct StreamProgress {
     pub keys: u64,
     /// Bytes of states moved so far.
     pub bytes: u64,
+    /// Replicas of the ranges to move that have not yet confirmed they
+    /// know of the join or leave: nothing moves until they do (enough of
+    /// them; see the topology module).
+    #[serde(default)]
+    pub unconfirmed: u64,
 }
 
 /// One member as a node sees it.

@@ -97,8 +97,9 @@ struct Plan {
 }
 
 impl Plan {
-    fn progress(&self, leaving: bool) -> StreamProgress {
+    fn progress(&self, leaving: bool, unconfirmed: u64) -> StreamProgress {
         StreamProgress {
+            unconfirmed,
             leaving,
             ranges: self.transfers.len() as u64,
             ranges_done: self.transfers.iter().filter(|t| t.done).count() as u64,
@@ -133,6 +134,8 @@ pub(super) struct Topology {
     known_by: BTreeMap<NodeId, (u64, u64)>,
     /// When to ask the members that have not confirmed a change again.
     next_ask: Option<Time>,
+    /// Replicas the join or leave waits for, as last checked.
+    unconfirmed: u64,
     next_check: Option<Time>,
     next_stream: u64,
     /// The join's progress changed since it was saved.
@@ -219,8 +222,10 @@ impl<S: Store> Node<S> {
     /// The join or leave in progress, for status.
     pub(super) fn streaming(&self) -> Option<StreamProgress> {
         match (&self.topology.join, &self.topology.leave) {
-            (_, Some(plan)) => Some(plan.progress(true)),
-            (Some(plan), None) if self.status() == NodeStatus::Joining => Some(plan.progress(false)),
+            (_, Some(plan)) => Some(plan.progress(true, self.topology.unconfirmed)),
+            (Some(plan), None) if self.status() == NodeStatus::Joining => {
+                Some(plan.progress(false, self.topology.unconfirmed))
+            }
             _ => None,
         }
     }
@@ -746,20 +751,22 @@ impl<S: Store> Node<S> {
         let me = self.id();
         let mut known = true;
         let mut ask = BTreeSet::new();
+        let mut unconfirmed = BTreeSet::new();
         for group in groups {
             let confirmed = group
                 .iter()
                 .filter(|&&n| n == me || self.knows_my_state(n))
                 .count();
-            let waiting = group.into_iter().filter(|&n| n != me && !self.knows_my_state(n));
-            let mut live_waiting = false;
-            let len = confirmed + waiting.clone().count();
-            for node in waiting.filter(|&n| self.is_up(n)) {
-                live_waiting = true;
-                ask.insert(node);
-            }
-            known &= !live_waiting && confirmed > len / 2;
+            let waiting: Vec<NodeId> = group
+                .into_iter()
+                .filter(|&n| n != me && !self.knows_my_state(n))
+                .collect();
+            let live: Vec<NodeId> = waiting.iter().copied().filter(|&n| self.is_up(n)).collect();
+            known &= live.is_empty() && confirmed > (confirmed + waiting.len()) / 2;
+            ask.extend(live);
+            unconfirmed.extend(waiting);
         }
+        self.topology.unconfirmed = if known { 0 } else { unconfirmed.len() as u64 };
         if !known && self.topology.next_ask.is_none_or(|at| at <= now) {
             self.topology.next_ask = Some(now + CHECK_INTERVAL);
             for node in ask {
