@@ -165,3 +165,62 @@ fn hints_left_after_healing_are_caught() {
         vec![checker::hints_delivered::NAME]
     );
 }
+
+/// A write replaced by a later one, which a delete then covered: once the
+/// tombstone is collected and the key written anew, a strict read sees
+/// only the new write. That is no stale read; without the delete it is.
+#[test]
+fn a_read_after_a_replaced_write_was_deleted_and_collected_is_not_stale() {
+    use shoal::proto::version::Dot;
+    // Each write by another node, so no clock covers another's dot by
+    // its counter alone.
+    let dot = |counter| Dot {
+        node: NodeId(counter),
+        epoch: 1,
+        counter,
+    };
+    let put = |at, counter, context: &[u64]| {
+        let mut op = op(
+            Kind::Put { value: b"v".to_vec() },
+            at,
+            Outcome::Written { dot: dot(counter) },
+        );
+        for &c in context {
+            op.context.add(&dot(c));
+        }
+        op
+    };
+    let first = put(100, 1, &[]);
+    let replacing = put(200, 2, &[1]);
+    let mut delete = op(Kind::Delete, 300, Outcome::Written { dot: dot(3) });
+    delete.context.add(&dot(2));
+    let again = put(400, 4, &[]);
+    let mut context = VersionVector::new();
+    context.add(&dot(4));
+    let read = op(
+        Kind::Get,
+        500,
+        Outcome::Read {
+            values: vec![b"v".to_vec()],
+            context,
+        },
+    );
+    let states = vec![Versioned::new(); 3];
+    let run = run_with(
+        vec![
+            first.clone(),
+            replacing.clone(),
+            delete,
+            again.clone(),
+            read.clone(),
+        ],
+        states.clone(),
+    );
+    assert!(checker::read_your_writes::check(&run).is_empty());
+
+    let run = run_with(vec![first, replacing, again, read], states);
+    assert_eq!(
+        names(&checker::read_your_writes::check(&run)),
+        vec![checker::read_your_writes::NAME; 2]
+    );
+}
