@@ -722,7 +722,10 @@ impl<S: Store> Node<S> {
         let shown = (shown.generation, shown.version);
         let known = self.topology.known_by.entry(from).or_insert(shown);
         *known = (*known).max(shown);
-        if self.knows_my_state(from) {
+        let waiting = self.topology.join.is_some()
+            || self.topology.leave.is_some()
+            || self.topology.departure.is_some();
+        if waiting && self.knows_my_state(from) {
             self.topology.wake_now();
         }
     }
