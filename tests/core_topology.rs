@@ -36,6 +36,27 @@ fn write_at(c: &mut Cluster, keys: std::ops::Range<usize>, consistency: Consiste
     }
 }
 
+/// `read` found `value` among the key's values.
+fn assert_sees(read: &ClientResponse, value: &[u8]) {
+    assert!(
+        matches!(read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == value)),
+        "{read:?}"
+    );
+}
+
+/// A strict write of `value` to `k` at QUORUM, coordinated by `at`.
+fn quorum_put(c: &mut Cluster, at: NodeId, k: &[u8], value: &[u8]) -> ClientResponse {
+    let put = ClientRequest::Put {
+        key: k.to_vec(),
+        value: value.to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::Quorum,
+        timeout_ms: None,
+        sloppy_quorum: false,
+    };
+    c.request(at, put)
+}
+
 /// Runs until `node` reaches `status`, for at most a virtual minute.
 fn run_until_status(c: &mut Cluster, node: NodeId, status: NodeStatus) {
     for _ in 0..600 {
@@ -168,15 +189,7 @@ fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_to
     // The loser still sees the key's current replicas as {loser, with_loser,
     // with_new} and could reach two of them; but only one of its future
     // replicas {new, with_loser, with_new}.
-    let put = ClientRequest::Put {
-        key: key.clone(),
-        value: b"v".to_vec(),
-        context: Context::empty(),
-        consistency: Consistency::Quorum,
-        timeout_ms: None,
-        sloppy_quorum: false,
-    };
-    let response = c.request(loser, put);
+    let response = quorum_put(&mut c, loser, &key, b"v");
     assert!(
         matches!(
             response,
@@ -195,15 +208,7 @@ fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_to
     // The other way round: a write on the new ring's side reaches the new
     // node and `with_new`. A read by the loser, which could reach two of
     // the current replicas but one future one, must not answer without it.
-    let put = ClientRequest::Put {
-        key: key.clone(),
-        value: b"new side".to_vec(),
-        context: Context::empty(),
-        consistency: Consistency::Quorum,
-        timeout_ms: None,
-        sloppy_quorum: false,
-    };
-    let written = c.request(other, put);
+    let written = quorum_put(&mut c, other, &key, b"new side");
     assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
     let read = c.get(loser, &key, Consistency::Quorum);
     assert!(
@@ -216,10 +221,7 @@ fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_to
     c.run_for(Duration::from_secs(10));
     assert!(c.node(loser).ring().contains(new));
     let read = c.get(loser, &key, Consistency::Quorum);
-    assert!(
-        matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"new side")),
-        "{read:?}"
-    );
+    assert_sees(&read, b"new side");
 }
 
 /// If `k`'s range moves from a current replica (the loser) to `new`: the
@@ -283,15 +285,7 @@ fn a_join_waits_until_the_replicas_of_its_ranges_know_of_it() {
     assert_eq!(progress.keys, 0, "{progress:?}");
     assert!(c.node(new).membership().unwrap().state(new).is_some());
     assert!(c.node(loser).membership().unwrap().state(new).is_none());
-    let put = ClientRequest::Put {
-        key: key.clone(),
-        value: b"v".to_vec(),
-        context: Context::empty(),
-        consistency: Consistency::Quorum,
-        timeout_ms: None,
-        sloppy_quorum: false,
-    };
-    let written = c.request(loser, put);
+    let written = quorum_put(&mut c, loser, &key, b"v");
     assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
 
     c.heal();
@@ -302,10 +296,7 @@ fn a_join_waits_until_the_replicas_of_its_ranges_know_of_it() {
     // The new ring's side alone: the new node and `with_new`.
     c.partition(&[loser, with_loser]);
     let read = c.get(other, &key, Consistency::Quorum);
-    assert!(
-        matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"v")),
-        "{read:?}"
-    );
+    assert_sees(&read, b"v");
 }
 
 /// A leave waits, like a join, until the replicas of the ranges it hands
@@ -326,7 +317,7 @@ fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
     let progress = c.node(leaving).status_report().streaming.unwrap();
     assert!(progress.leaving && progress.unconfirmed >= 2, "{progress:?}");
     // The cut-off replicas, which never heard of the leave, take a write.
-    let written = c.put(cut[0], &k, b"v", Context::empty(), Consistency::Quorum);
+    let written = quorum_put(&mut c, cut[0], &k, b"v");
     assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
 
     c.heal();
@@ -342,10 +333,7 @@ fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
         );
     }
     let read = c.get(remaining[0], &k, Consistency::All);
-    assert!(
-        matches!(&read, ClientResponse::Found { values, .. } if values.iter().any(|v| v.value == b"v")),
-        "{read:?}"
-    );
+    assert_sees(&read, b"v");
 }
 
 /// A replica that knows of a join refuses a replica write whose
