@@ -261,12 +261,26 @@ impl Membership {
     /// crash) finds the cluster again even if its seeds are gone: once it
     /// believes every member down, SWIM itself no longer probes them.
     fn announce_to_seeds_and_members(&mut self, now: Time, effects: &mut Vec<Effect>) {
+        self.announce_to(now, true, effects);
+    }
+
+    /// Announces this node to every member it knows that has not left and
+    /// that it believes down (and to the seeds, with `seeds`). SWIM asks
+    /// down members back on its own, by the identities it last knew; after
+    /// links failed one way and members rejoined under new generations,
+    /// nodes were seen holding each other's old identities and never
+    /// meeting again (simulator seed 6772). An announcement reaches any
+    /// identity at the member's address.
+    fn announce_to(&mut self, now: Time, seeds: bool, effects: &mut Vec<Effect>) {
         let members = self
             .states
             .values()
-            .filter(|s| s.node != self.me.node && s.status != NodeStatus::Left)
+            .filter(|s| {
+                s.node != self.me.node && s.status != NodeStatus::Left && !self.up.contains_key(&s.node)
+            })
             .map(|s| s.addr);
-        let mut targets: Vec<SocketAddr> = self.seeds.iter().copied().chain(members).collect();
+        let seeds = self.seeds.iter().copied().filter(|_| seeds);
+        let mut targets: Vec<SocketAddr> = seeds.chain(members).collect();
         targets.sort();
         targets.dedup();
         for addr in targets {
@@ -295,11 +309,8 @@ impl Membership {
         }
         self.drain(now, effects);
         if self.next_seed_announce.is_some_and(|at| at <= now) {
-            if self.up.is_empty() {
-                self.announce_to_seeds_and_members(now, effects);
-            } else {
-                self.next_seed_announce = Some(now + REANNOUNCE_INTERVAL);
-            }
+            let alone = self.up.is_empty();
+            self.announce_to(now, alone, effects);
         }
     }
 
