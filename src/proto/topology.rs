@@ -18,6 +18,19 @@
 //! disk, `--node-id`) takes its place back at once instead: anti-entropy,
 //! hints and read repair refill it.
 //!
+//! **Fencing.** Neither a join nor a leave moves a range (or finishes)
+//! until, for every range it moves, a majority of the range's current
+//! replicas, and each of them that is up, have confirmed they know the
+//! node's new status (a member answers a joining or leaving node's member
+//! states; the node asks again every [`CHECK_INTERVAL`] and `shoal status`
+//! counts whom it waits for). Replica requests carry the coordinator's
+//! view of the key's replicas, and a replica that knows of the move
+//! refuses a coordinator that does not count a quorum among the key's
+//! future replicas ([`Placement`](super::message::Placement)). So a
+//! coordinator a partition kept from hearing of the move cannot gather a
+//! quorum of old replicas once data moves: the replicas that know refuse
+//! it, and they are a majority.
+//!
 //! **Leave.** A leaving node is `leaving` (it still owns its ranges) while it
 //! pushes every key of every range it owns to the node that takes the range
 //! over (or, where nobody new does, to the first remaining replica), a batch
