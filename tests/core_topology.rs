@@ -145,17 +145,9 @@ fn during_a_join_reads_and_strict_writes_need_a_quorum_of_the_future_replicas_to
     let old_nodes = c.node_ids();
     let new = c.add_node(Config::default(), 97);
     let now = c.node(old_nodes[0]).ring().clone();
-    let future = Ring::with_nodes(Config::default().vnodes, c.node_ids());
     // A key whose range moves from `loser` to the new node.
     let (key, loser, stays) = (0..)
-        .map(key)
-        .find_map(|k| {
-            let now = now.preference_list(&k, 3);
-            let then = future.preference_list(&k, 3);
-            let loser = *now.iter().find(|n| !then.contains(n))?;
-            let stays: Vec<NodeId> = now.iter().copied().filter(|&n| n != loser).collect();
-            Some((k, loser, stays))
-        })
+        .find_map(|i| key_moving_to(&c, old_nodes[0], new, key(i)))
         .unwrap();
     let joining = |c: &Cluster| {
         c.node(loser)
@@ -354,13 +346,17 @@ fn a_replica_refuses_a_write_from_a_coordinator_that_has_not_heard_of_a_join() {
     let holder = c.replicas(b"payload")[0];
     let object = c.node(holder).store().get(b"payload").unwrap().unwrap();
     let replica = stays[0];
-    run_for_until(&mut c, |c| {
+    let knows = |c: &Cluster| {
         c.node(replica)
             .membership()
             .unwrap()
             .state(new)
             .is_some_and(|s| s.status == NodeStatus::Joining)
-    });
+    };
+    assert!(
+        c.run_until(Duration::from_secs(5), knows),
+        "the replica knows of the join"
+    );
     let current = c.node(old_nodes[0]).ring().preference_list(&key, 3);
     let stale = Placement {
         current: current.clone(),
@@ -389,17 +385,6 @@ fn a_replica_refuses_a_write_from_a_coordinator_that_has_not_heard_of_a_join() {
     c.run_for(Duration::from_millis(5));
     assert_eq!(c.node(replica).stats().placement_refusals, 1);
     assert!(c.node(replica).store().get(&key).unwrap().is_some(), "stored");
-}
-
-/// Runs in 1 ms steps until `done`, for at most 5 virtual seconds.
-fn run_for_until(c: &mut Cluster, done: impl Fn(&Cluster) -> bool) {
-    for _ in 0..5000 {
-        if done(c) {
-            return;
-        }
-        c.run_for(Duration::from_millis(1));
-    }
-    panic!("not reached in 5 s");
 }
 
 #[test]

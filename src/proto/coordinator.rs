@@ -224,10 +224,9 @@ impl<S: Store> Node<S> {
         Ok(tracker)
     }
 
-    /// The key's replicas as this node sees them: a replica refuses a
-    /// request whose coordinator lacks a replica set its own view needs.
-    fn placement(&self, key: &[u8]) -> Placement {
-        let current = self.ring.preference_list(key, self.config.replication);
+    /// The key's replicas as this node sees them, given its `current`
+    /// ones: sent with replica requests, checked by the replicas.
+    fn placement(&self, key: &[u8], current: Vec<NodeId>) -> Placement {
         let future = self.future_replicas(key, &current);
         Placement { current, future }
     }
@@ -245,7 +244,7 @@ impl<S: Store> Node<S> {
         let Some(theirs) = theirs.filter(|_| self.is_ready()) else {
             return Ok(());
         };
-        let ours = self.placement(key);
+        let ours = self.placement(key, self.ring.preference_list(key, self.config.replication));
         if ours.admits(theirs) {
             return Ok(());
         }
@@ -261,12 +260,8 @@ impl<S: Store> Node<S> {
     }
 
     fn start_read(&mut self, request: ClientRequest, replicas: Vec<NodeId>) -> Result<Kind, RequestError> {
-        let future = self.future_replicas(request.key(), &replicas);
-        let placement = Placement {
-            current: replicas.clone(),
-            future: future.clone(),
-        };
-        let mut tracker = self.tracker(&request, replicas, future)?;
+        let placement = self.placement(request.key(), replicas.clone());
+        let mut tracker = self.tracker(&request, replicas, placement.future.clone())?;
         let mut merged = Versioned::new();
         let mut states = BTreeMap::new();
         if tracker.replicas().contains(&self.id()) {
@@ -296,10 +291,7 @@ impl<S: Store> Node<S> {
         request: ClientRequest,
         mut replicas: Vec<NodeId>,
     ) -> Result<Kind, RequestError> {
-        let placement = Placement {
-            future: self.future_replicas(request.key(), &replicas),
-            current: replicas.clone(),
-        };
+        let placement = self.placement(request.key(), replicas.clone());
         let mut stand_ins = BTreeMap::new();
         if request.sloppy_quorum() && replicas.iter().any(|&n| !self.is_up(n)) {
             let mut fallbacks = self
@@ -945,19 +937,20 @@ impl<S: Store> Node<S> {
                 placement,
             } => {
                 self.stats.replica_ops += 1;
-                let result = if let Err(refused) = self.check_placement(from, &key, placement.as_ref()) {
-                    Err(refused)
-                } else if target == self.id() {
-                    self.merge_local(&key, &object).map(|_| ()).map_err(replica_error)
-                } else {
-                    match self.store_hint(now, target, &key, &object) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(super::message::ReplicaError {
-                            reason: format!("no hint stored for {target}: over the hint limits"),
-                        }),
-                        Err(error) => Err(replica_error(error)),
-                    }
-                };
+                let result = self
+                    .check_placement(from, &key, placement.as_ref())
+                    .and_then(|()| {
+                        if target == self.id() {
+                            return self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
+                        }
+                        match self.store_hint(now, target, &key, &object) {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err(ReplicaError {
+                                reason: format!("no hint stored for {target}: over the hint limits"),
+                            }),
+                            Err(error) => Err(replica_error(error)),
+                        }
+                    });
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
             PeerMessage::Push { batch, states } => self.on_push(from, batch, states),

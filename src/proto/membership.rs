@@ -212,7 +212,7 @@ pub struct Membership {
     timers: BTreeMap<(Time, u64), Timer<PeerId>>,
     timer_sequence: u64,
     seeds: Vec<SocketAddr>,
-    next_seed_announce: Option<Time>,
+    next_announce: Option<Time>,
 }
 
 impl Membership {
@@ -245,27 +245,24 @@ impl Membership {
             timers: BTreeMap::new(),
             timer_sequence: 0,
             seeds: Vec::new(),
-            next_seed_announce: None,
+            next_announce: None,
         }
     }
 
-    /// Announces this node to the seeds, and again every
-    /// [`REANNOUNCE_INTERVAL`] while it knows no live member.
+    /// Announces this node to the seeds (and to the members it knows);
+    /// then every [`REANNOUNCE_INTERVAL`] to the members it believes down,
+    /// and to the seeds again while it knows no live member.
     pub fn join(&mut self, now: Time, seeds: &[SocketAddr], effects: &mut Vec<Effect>) {
         self.seeds = seeds.iter().copied().filter(|&s| s != self.me.addr).collect();
-        self.announce_to_seeds_and_members(now, effects);
-    }
-
-    /// Announces this node to the seeds and to every member it knows that
-    /// has not left. A node cut off from all (a partition, or its own
-    /// crash) finds the cluster again even if its seeds are gone: once it
-    /// believes every member down, SWIM itself no longer probes them.
-    fn announce_to_seeds_and_members(&mut self, now: Time, effects: &mut Vec<Effect>) {
         self.announce_to(now, true, effects);
     }
 
     /// Announces this node to every member it knows that has not left and
-    /// that it believes down (and to the seeds, with `seeds`). SWIM asks
+    /// that it believes down, and to the seeds too with `seeds` (when it
+    /// believes every member down: a node cut off from all, by a partition
+    /// or its own crash, finds the cluster again even if its seeds are
+    /// gone, although SWIM itself no longer probes members it believes
+    /// down). SWIM asks
     /// down members back on its own, by the identities it last knew; after
     /// links failed one way and members rejoined under new generations,
     /// nodes were seen holding each other's old identities and never
@@ -287,7 +284,7 @@ impl Membership {
             // A failed announce only means this node is not reachable now.
             let _ = self.foca.announce(PeerId::seed(addr), &mut self.runtime);
         }
-        self.next_seed_announce = Some(now + REANNOUNCE_INTERVAL);
+        self.next_announce = Some(now + REANNOUNCE_INTERVAL);
         self.drain(now, effects);
     }
 
@@ -308,7 +305,7 @@ impl Membership {
             let _ = self.foca.handle_timer(timer, &mut self.runtime);
         }
         self.drain(now, effects);
-        if self.next_seed_announce.is_some_and(|at| at <= now) {
+        if self.next_announce.is_some_and(|at| at <= now) {
             let alone = self.up.is_empty();
             self.announce_to(now, alone, effects);
         }
@@ -317,7 +314,7 @@ impl Membership {
     /// The next SWIM timer.
     pub fn poll_timeout(&self) -> Option<Time> {
         let foca = self.timers.keys().next().map(|&(at, _)| at);
-        foca.into_iter().chain(self.next_seed_announce).min()
+        foca.into_iter().chain(self.next_announce).min()
     }
 
     /// Merges states received from a peer; true if anything changed.

@@ -474,7 +474,8 @@ impl<S: Store> Node<S> {
     }
 
     /// Sends every member state this node knows to `to`; `answer`: in
-    /// answer to a joining, leaving or departed node's.
+    /// answer to a joining, leaving or departed node's states, or to
+    /// states that lacked something this node knows.
     fn send_states_to(&mut self, to: NodeId, answer: bool) {
         if let Some(membership) = &self.membership {
             // Until this node knows the ring, its own state stays private:
