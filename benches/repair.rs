@@ -229,10 +229,15 @@ async fn hint_replay() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(Config::default().hint_batch);
+    let window = std::env::var("SHOAL_HINT_WINDOW")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(Config::default().hint_batches_in_flight);
     let config = Config {
         anti_entropy_interval: Duration::from_secs(3600),
         hint_replay_rate: rate,
         hint_batch: batch,
+        hint_batches_in_flight: window,
         ..Config::default()
     };
     // Each node on a runtime of its own (2 worker threads, as a node process
@@ -241,7 +246,8 @@ async fn hint_replay() {
     // three on the benchmark's runtime instead.
     let shared = std::env::var_os("SHOAL_SHARED_RUNTIME").is_some();
     println!(
-        "hints: replay limited to {rate} hints/s per holder and replica, {batch} per batch; {}",
+        "hints: replay limited to {rate} hints/s per holder and replica, {batch} per batch, \
+         {window} batches in flight; {}",
         if shared {
             "nodes share one runtime"
         } else {

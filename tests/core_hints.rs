@@ -230,24 +230,28 @@ fn no_hint_is_stored_past_the_byte_limit_per_replica() {
     assert_eq!(stats.hints_stored + stats.hints_dropped, 20);
 }
 
-#[test]
-fn replay_keeps_to_the_rate_limit() {
-    let config = Config {
-        hint_batch: 10,
-        hint_replay_rate: 100,
-        ..Config::default()
-    };
+/// A cluster where `coordinator` holds a hint for each of `count` keys,
+/// for `absent`, which is still cut off.
+fn hints_held_for_a_cut_off_replica(config: Config, count: usize) -> (Cluster, NodeId, NodeId, Vec<Vec<u8>>) {
     let mut c = Cluster::new(3, config, 9);
     let coordinator = c.replicas(KEY)[0];
     let absent = c.replicas(KEY)[2];
     c.cut_off(absent);
-    for key in keys_for(&c, coordinator, absent, 300) {
-        assert_written(&c.put(coordinator, &key, b"v", Context::empty(), Consistency::Quorum));
+    let keys = keys_for(&c, coordinator, absent, count);
+    for key in &keys {
+        assert_written(&c.put(coordinator, key, b"v", Context::empty(), Consistency::Quorum));
     }
     c.run_for(Duration::from_secs(3));
-    assert_eq!(c.node(coordinator).hints_held(), 300);
+    assert_eq!(c.node(coordinator).hints_held(), count as u64);
+    (c, coordinator, absent, keys)
+}
+
+/// Brings `absent` back and steps in tenths of a second: in how many
+/// tenths from the first acknowledged batch were all `count` hints
+/// replayed? Checks they all arrived.
+fn replay_tenths(c: &mut Cluster, coordinator: NodeId, absent: NodeId, keys: &[Vec<u8>]) -> u32 {
     c.reconnect(absent);
-    // Step in tenths of a second: when did replay start and end?
+    let count = keys.len() as u64;
     let (mut started, mut ended) = (None, None);
     for tenth in 0..150u32 {
         c.run_for(Duration::from_millis(100));
@@ -255,19 +259,83 @@ fn replay_keeps_to_the_rate_limit() {
         if replayed > 0 && started.is_none() {
             started = Some(tenth);
         }
-        if replayed == 300 && ended.is_none() {
+        if replayed == count && ended.is_none() {
             ended = Some(tenth);
         }
     }
     let (started, ended) = (started.expect("replay started"), ended.expect("replay ended"));
+    assert_eq!(c.node(coordinator).hints_held(), 0);
+    assert!(keys.iter().all(|key| stored(c, absent, key)));
+    ended - started
+}
+
+#[test]
+fn replay_keeps_to_the_rate_limit() {
+    let config = Config {
+        hint_batch: 10,
+        hint_replay_rate: 100,
+        ..Config::default()
+    };
+    let (mut c, coordinator, absent, keys) = hints_held_for_a_cut_off_replica(config, 300);
     // 300 hints at 100 a second: about 3 s, never much faster.
-    let tenths = ended - started;
+    let tenths = replay_tenths(&mut c, coordinator, absent, &keys);
     assert!(
         (27..=33).contains(&tenths),
         "300 hints replayed in {tenths} tenths of a second"
     );
-    assert_eq!(c.node(coordinator).hints_held(), 0);
-    assert!(stored(&c, absent, &keys_for(&c, coordinator, absent, 300)[299]));
+}
+
+#[test]
+fn replay_is_clocked_by_acknowledgements_within_a_window_of_batches() {
+    // No rate limit to speak of: only the window of unacknowledged batches
+    // and the 100 ms round trip bound the replay of 30 batches of 10.
+    let tenths_with = |window: usize| {
+        let config = Config {
+            hint_batch: 10,
+            hint_batches_in_flight: window,
+            hint_replay_rate: 1_000_000,
+            ..Config::default()
+        };
+        let (mut c, coordinator, absent, keys) = hints_held_for_a_cut_off_replica(config, 300);
+        c.set_latency(Duration::from_millis(50));
+        replay_tenths(&mut c, coordinator, absent, &keys)
+    };
+    // One batch at a time: a round trip each, about 3 s.
+    let one = tenths_with(1);
+    assert!((28..=31).contains(&one), "one batch in flight: {one} tenths");
+    // Four at a time: a quarter of that, and never more than four per round trip.
+    let four = tenths_with(4);
+    assert!((6..=8).contains(&four), "four batches in flight: {four} tenths");
+}
+
+#[test]
+fn batches_lost_in_flight_are_sent_again_with_those_after_them() {
+    let config = Config {
+        hint_batch: 10,
+        hint_batches_in_flight: 4,
+        hint_replay_rate: 1_000_000,
+        ..Config::default()
+    };
+    let (mut c, coordinator, absent, keys) = hints_held_for_a_cut_off_replica(config, 300);
+    c.set_latency(Duration::from_millis(50));
+    c.reconnect(absent);
+    let replayed = |c: &Cluster| c.node(coordinator).stats().hints_replayed;
+    assert!(c.run_until(Duration::from_secs(5), |c| replayed(c) >= 100));
+    // A blink: the batches on their way, and their acknowledgements, are lost.
+    c.cut_off(absent);
+    c.run_for(Duration::from_millis(60));
+    c.reconnect(absent);
+    let at_cut = replayed(&c);
+    assert!(at_cut < 300);
+    c.run_for(Duration::from_secs(1));
+    assert_eq!(
+        replayed(&c),
+        at_cut,
+        "nothing is acknowledged until the lost batches time out"
+    );
+    assert!(c.run_until(Duration::from_secs(20), |c| c.node(coordinator).hints_held() == 0));
+    assert_eq!(replayed(&c), 300, "each hint is counted once");
+    assert!(keys.iter().all(|key| stored(&c, absent, key)));
 }
 
 #[test]

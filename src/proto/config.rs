@@ -63,6 +63,9 @@ pub struct Config {
     pub max_hint_bytes_per_replica: u64,
     /// Hints per replay message.
     pub hint_batch: usize,
+    /// Replay messages one holder keeps unacknowledged per replica: replay
+    /// slows down by itself when the replica acknowledges more slowly.
+    pub hint_batches_in_flight: usize,
     /// Most hints one holder replays per second to one replica, so replay
     /// cannot swamp a node that has just come back (with two holders, a
     /// replica receives up to twice this; see BENCH.md for the measured
@@ -108,6 +111,7 @@ impl Default for Config {
             hint_window: Duration::from_secs(3 * 3600),
             max_hint_bytes_per_replica: 256 * 1024 * 1024,
             hint_batch: 32,
+            hint_batches_in_flight: 4,
             hint_replay_rate: 20_000,
             tombstone_grace: Duration::from_secs(4 * 3600),
             cleanup_delay: Duration::from_secs(60),
@@ -134,7 +138,7 @@ impl Config {
             && [super::quorum::Access::Read, super::quorum::Access::Write]
                 .into_iter()
                 .all(|a| self.default_consistency.required(a, self.replication).is_ok());
-        let checks: [(bool, &'static str, &'static str); 15] = [
+        let checks: [(bool, &'static str, &'static str); 16] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -194,6 +198,11 @@ impl Config {
                 (1..=65_536).contains(&self.hint_batch),
                 "hint_batch",
                 "must be between 1 and 65536",
+            ),
+            (
+                (1..=1024).contains(&self.hint_batches_in_flight),
+                "hint_batches_in_flight",
+                "must be between 1 and 1024",
             ),
             (
                 self.hint_replay_rate >= 1,

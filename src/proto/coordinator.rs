@@ -1040,7 +1040,6 @@ impl<S: Store> Node<S> {
         self.finish(id, response);
     }
 
-    /// Merges a peer's state of `key` into ours; true if ours changed.
     /// Merges many states into the local ones, writing the changed ones in
     /// one batch; how many keys changed. A key may come more than once.
     pub(super) fn merge_many(&mut self, states: &[AeState]) -> Result<usize, StoreError> {
@@ -1066,6 +1065,7 @@ impl<S: Store> Node<S> {
         Ok(merged.len())
     }
 
+    /// Merges a peer's state of `key` into ours; true if ours changed.
     pub(super) fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<bool, StoreError> {
         let stored = self.load(key)?;
         let mut local = stored.clone().unwrap_or_default();

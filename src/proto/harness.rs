@@ -206,6 +206,11 @@ impl Cluster {
         self.split.clear();
     }
 
+    /// Makes every message sent from now on take `latency` (1 ms unless set).
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
     /// Hands `request` to node `at` now; returns the id its reply will carry.
     pub fn submit(&mut self, at: NodeId, request: ClientRequest) -> ClientId {
         let client = ClientId(self.next_client);

@@ -13,11 +13,16 @@
 //!   silent until the deadline, failed, or a fallback that failed).
 //!
 //! Each holder replays its hints per replica, in the order stored, in
-//! batches of [`Config::hint_batch`](super::Config) with one batch in flight
-//! at a time and at most [`Config::hint_replay_rate`](super::Config) hints a
-//! second, so a replica that comes back is not swamped. A hint is deleted
-//! once the replica acknowledged the batch (the states are merged and
-//! durable there). Hints are bounded per replica: none are stored for a
+//! batches of [`Config::hint_batch`](super::Config), with at most
+//! [`Config::hint_batches_in_flight`](super::Config) batches unacknowledged
+//! and at most [`Config::hint_replay_rate`](super::Config) hints a second,
+//! so a replica that comes back is not swamped: small batches keep each
+//! piece of merge work on the replica short (its reads and writes wait
+//! less behind one), and the window of batches keeps the rate up while
+//! making replay slow down by itself when the replica acknowledges more
+//! slowly. A hint is deleted once the replica acknowledged its batch (the
+//! states are merged and durable there); a batch refused or unanswered
+//! sends every unacknowledged batch again (merging twice is harmless). Hints are bounded per replica: none are stored for a
 //! replica down for longer than the hint window or holding more than
 //! [`Config::max_hint_bytes_per_replica`](super::Config); hints for a
 //! removed node are dropped. Anti-entropy repairs whatever a dropped hint
@@ -54,6 +59,9 @@ use std::time::Duration;
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Hints read per step when counting them at start or dropping them.
 const SCAN_STEP: usize = 4096;
+/// How far replay may catch up at once after falling behind its rate
+/// (timers wake late by up to a millisecond or so): a short burst.
+const PACING_SLACK: Duration = Duration::from_millis(10);
 
 /// The hints a node holds, by replica.
 #[derive(Debug, Default)]
@@ -72,7 +80,8 @@ struct Queue {
     /// The replay cursor: hints before it were delivered, dropped, or are
     /// in flight.
     from: u64,
-    in_flight: Option<InFlight>,
+    /// Batches sent and not yet acknowledged, oldest first.
+    in_flight: Vec<InFlight>,
     /// Pacing: the next batch leaves no earlier.
     not_before: Time,
     /// While the replica is down: no hint at the cursor passes the hint
@@ -92,10 +101,31 @@ struct InFlight {
     rehomed: bool,
     /// Sequence numbers and sizes of the hints sent.
     hints: Vec<(u64, u64)>,
-    /// Sequence number after the last hint read, sent or dropped.
-    next_from: u64,
-    sent: Time,
+    /// The replay cursor when the batch was read: where replay starts
+    /// again if the batch is not acknowledged.
+    start: u64,
     expires: Time,
+}
+
+impl Queue {
+    /// Forgets the batches in flight; replay starts again at the oldest.
+    fn resend_in_flight(&mut self) {
+        if let Some(oldest) = self.in_flight.first() {
+            self.from = oldest.start;
+        }
+        self.in_flight.clear();
+    }
+
+    /// Paces the next batch after one of `hints` hints left at `now`.
+    fn pace(&mut self, now: Time, hints: usize, rate: u32) {
+        let behind = now.saturating_since(self.not_before);
+        let base = if behind > PACING_SLACK {
+            now.earlier_by(PACING_SLACK)
+        } else {
+            self.not_before
+        };
+        self.not_before = base + Duration::from_secs_f64(hints as f64 / f64::from(rate));
+    }
 }
 
 /// What becomes of one held hint.
@@ -279,15 +309,12 @@ impl<S: Store> Node<S> {
                 continue;
             }
             let queue = self.hints.queues.get_mut(&target).expect("listed");
-            if let Some(in_flight) = &queue.in_flight {
-                if in_flight.expires > now {
-                    let at = in_flight.expires;
-                    self.hints.wake(at);
-                    continue;
-                }
-                queue.in_flight = None; // Unanswered: send again.
+            if queue.in_flight.iter().any(|f| f.expires <= now) {
+                queue.resend_in_flight(); // Unanswered: send again.
             }
-            let (not_before, rehome_from_ms) = (queue.not_before, queue.rehome_from_ms);
+            if let Some(at) = queue.in_flight.iter().map(|f| f.expires).min() {
+                self.hints.wake(at);
+            }
             let to = if self.is_up(target) {
                 Some(target)
             } else if self.status() == NodeStatus::Leaving {
@@ -295,22 +322,31 @@ impl<S: Store> Node<S> {
             } else {
                 None
             };
-            if not_before > now {
-                self.hints.wake(not_before);
-                continue;
-            }
-            if to.is_none() {
-                // The replica is down: only hints past the window move.
-                self.hints.wake(now + CHECK_INTERVAL);
-                if rehome_from_ms.is_some_and(|at| now.as_millis() <= at) {
-                    continue;
+            loop {
+                let queue = &self.hints.queues[&target];
+                if queue.in_flight.len() >= self.config.hint_batches_in_flight {
+                    break; // An acknowledgement wakes replay.
+                }
+                let (not_before, rehome_from_ms) = (queue.not_before, queue.rehome_from_ms);
+                if not_before > now {
+                    self.hints.wake(not_before);
+                    break;
+                }
+                if to.is_none() {
+                    // The replica is down: only hints past the window move.
+                    self.hints.wake(now + CHECK_INTERVAL);
+                    if rehome_from_ms.is_some_and(|at| now.as_millis() <= at) {
+                        break;
+                    }
+                }
+                if !self.send_hint_batch(now, target, to) {
+                    break;
                 }
             }
-            self.send_hint_batch(now, target, to);
         }
         self.hints
             .queues
-            .retain(|_, q| q.count > 0 || q.in_flight.is_some());
+            .retain(|_, q| q.count > 0 || !q.in_flight.is_empty());
     }
 
     /// What becomes of a held hint for `target` now, when its next batch
@@ -355,11 +391,12 @@ impl<S: Store> Node<S> {
     /// Sends the next hints for `target`: to `to` (`target` itself, or the
     /// node that keeps them while this one leaves), or, for hints past
     /// the window, to the key's live home replicas. Drops void hints.
-    fn send_hint_batch(&mut self, now: Time, target: NodeId, to: Option<NodeId>) {
+    /// True if a batch left.
+    fn send_hint_batch(&mut self, now: Time, target: NodeId, to: Option<NodeId>) -> bool {
         let from = self.hints.queues[&target].from;
         let Ok(stored) = self.store.hints((target, from), self.config.hint_batch) else {
             self.hints.wake(now + CHECK_INTERVAL);
-            return; // Storage trouble: try again later.
+            return false; // Storage trouble: try again later.
         };
         let stored: Vec<_> = stored.into_iter().filter(|s| s.target == target).collect();
         let read_any = !stored.is_empty();
@@ -415,15 +452,17 @@ impl<S: Store> Node<S> {
         if sent.is_empty() {
             queue.from = next_from;
             if !read_any {
-                // Nothing readable is left: the counts were ahead of the store.
-                queue.count = 0;
-                queue.bytes = 0;
+                if queue.in_flight.is_empty() {
+                    // Nothing readable is left: the counts were ahead of the store.
+                    queue.count = 0;
+                    queue.bytes = 0;
+                }
             } else if waits_until.is_some() {
                 self.hints.wake(now + CHECK_INTERVAL);
             } else {
                 self.hints.wake(now);
             }
-            return;
+            return false;
         }
         let expires = now + self.config.request_timeout * 2;
         let is_rehome = !rehomed.is_empty();
@@ -450,19 +489,21 @@ impl<S: Store> Node<S> {
                 .collect();
             (awaiting, messages)
         };
-        queue.in_flight = Some(InFlight {
+        queue.pace(now, sent.len(), self.config.hint_replay_rate);
+        queue.in_flight.push(InFlight {
             batch,
             awaiting,
             rehomed: is_rehome,
             hints: sent,
-            next_from,
-            sent: now,
+            start: from,
             expires,
         });
+        queue.from = next_from;
         self.hints.wake(expires);
         for (node, message) in messages {
             self.send(node, message);
         }
+        true
     }
 
     fn forget_hint(&mut self, target: NodeId, bytes: u64) {
@@ -494,7 +535,7 @@ impl<S: Store> Node<S> {
             self.stats.hints_dropped += 1;
         }
         if let Some(queue) = self.hints.queues.get_mut(&target) {
-            queue.in_flight = None;
+            queue.in_flight.clear();
             queue.from = 0;
         }
         self.hints.wake(now);
@@ -553,30 +594,30 @@ impl<S: Store> Node<S> {
         batch: u64,
         result: Result<(), ReplicaError>,
     ) -> bool {
-        let Some((&target, queue)) = self.hints.queues.iter_mut().find(|(_, q)| {
-            q.in_flight
-                .as_ref()
-                .is_some_and(|f| f.batch == batch && f.awaiting.contains(&from))
-        }) else {
+        let found = self.hints.queues.iter_mut().find_map(|(&target, q)| {
+            let at = q
+                .in_flight
+                .iter()
+                .position(|f| f.batch == batch && f.awaiting.contains(&from))?;
+            Some((target, q, at))
+        });
+        let Some((target, queue, at)) = found else {
             return false; // Not ours, or a late answer to a batch sent again.
         };
         if result.is_err() {
-            // The batch goes again later, whole (merging twice is harmless).
-            queue.in_flight = None;
+            // The batch and those after it go again later, whole (merging
+            // twice is harmless).
+            queue.resend_in_flight();
             queue.not_before = now + CHECK_INTERVAL;
             self.hints.wake(now + CHECK_INTERVAL);
             return true;
         }
-        let in_flight = queue.in_flight.as_mut().expect("matched");
+        let in_flight = &mut queue.in_flight[at];
         in_flight.awaiting.retain(|&n| n != from);
         if !in_flight.awaiting.is_empty() {
             return true; // Other home replicas are still to acknowledge.
         }
-        let in_flight = queue.in_flight.take().expect("matched");
-        let rate = f64::from(self.config.hint_replay_rate);
-        let spacing = Duration::from_secs_f64(in_flight.hints.len() as f64 / rate);
-        queue.not_before = in_flight.sent + spacing;
-        queue.from = in_flight.next_from;
+        let in_flight = queue.in_flight.remove(at);
         let wake = queue.not_before.max(now);
         let seqs: Vec<u64> = in_flight.hints.iter().map(|&(seq, _)| seq).collect();
         // A failed delete only means the hints are sent again later.

@@ -56,6 +56,12 @@ impl Time {
         self.0 / 1000
     }
 
+    /// `d` before this time (the epoch if that is earlier).
+    pub fn earlier_by(self, d: Duration) -> Time {
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Time(self.0.saturating_sub(micros))
+    }
+
     /// How long after `earlier` this is; zero if `earlier` is later.
     pub fn saturating_since(self, earlier: Time) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
