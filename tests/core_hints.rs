@@ -1,7 +1,7 @@
 //! Hinted handoff and sloppy quorum on the virtual-time cluster.
 
 use shoal::proto::harness::Cluster;
-use shoal::proto::message::{AdminRequest, AdminResponse, HintsPending};
+use shoal::proto::message::{AdminRequest, AdminResponse, HintsPending, PeerMessage};
 use shoal::proto::store::{Hint, encode_hint};
 use shoal::proto::version::Actor;
 use shoal::proto::{
@@ -555,4 +555,62 @@ fn gains_range(ring: &shoal::proto::ring::Ring, nodes: &[NodeId], leaving: NodeI
             && !owners.contains(&node)
             && future.walk_from(*last).take(3).any(|n| n == node)
     })
+}
+
+/// Hints handed over by a leaving node whose clock is `skew` ahead of the
+/// receiver's (behind if negative), each `age` old by the sender's clock.
+fn hand_off_with_skew(c: &mut Cluster, from: NodeId, to: NodeId, target: NodeId, skew: i64, age: Duration) {
+    let mut object = Versioned::new();
+    let actor = Actor { node: from, epoch: 1 };
+    object
+        .write(actor, &Default::default(), Some(b"v".to_vec()), 1, 8)
+        .unwrap();
+    let sent_ms = c.now().as_millis().saturating_add_signed(skew);
+    let hint = Hint {
+        key: KEY.to_vec(),
+        object,
+        created_ms: sent_ms - age.as_millis() as u64,
+    };
+    let message = PeerMessage::HandOffHints {
+        batch: 1,
+        target,
+        hints: vec![hint],
+        sent_ms: Some(sent_ms),
+    };
+    c.send_as(from, to, message);
+}
+
+#[test]
+fn handed_off_hints_keep_the_age_the_sender_gave_them_whatever_the_clocks_read() {
+    let config = Config {
+        hint_window: Duration::from_secs(60),
+        tombstone_grace: Duration::from_secs(120),
+        ..Config::default()
+    };
+    let mut c = Cluster::with_membership(4, config, 21);
+    c.run_for(Duration::from_secs(5));
+    let replicas = c.replicas(KEY);
+    let target = replicas[0];
+    let holder = replicas[1];
+    let sender = *c.node_ids().iter().find(|n| !replicas.contains(n)).unwrap();
+    c.cut_off(target);
+    c.run_for(Duration::from_secs(8));
+    assert!(!c.node(holder).is_up(target));
+    let held_by = |c: &Cluster| c.node(holder).hints_held();
+
+    // A sender an hour ahead: its 50 s old hint passes the 60 s window
+    // about 10 s later, not an hour later. The holder is a home replica of
+    // the key (it holds the write itself), so it drops the hint then.
+    hand_off_with_skew(&mut c, sender, holder, target, 3_600_000, Duration::from_secs(50));
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(held_by(&c), 1);
+    c.run_for(Duration::from_secs(15));
+    assert_eq!(held_by(&c), 0, "the hint is past the window");
+    assert_eq!(c.node(holder).stats().hints_dropped, 1);
+
+    // A sender an hour behind: its 5 s old hint is not taken as an hour old.
+    hand_off_with_skew(&mut c, sender, holder, target, -3_600_000, Duration::from_secs(5));
+    c.run_for(Duration::from_millis(10));
+    assert_eq!(held_by(&c), 1, "a young hint is kept");
+    assert_eq!(c.node(holder).stats().hints_dropped, 1);
 }

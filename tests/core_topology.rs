@@ -645,3 +645,49 @@ fn a_write_only_an_old_owner_took_is_handed_to_the_new_owners_before_it_is_dropp
     }
     assert!(c.node(old).stats().keys_cleaned_up >= 20);
 }
+
+/// A sloppy write made while a node joins, with a home replica down, does
+/// not count the joining node (a future replica) toward W; it still sends
+/// it the write, and if the joining node does not acknowledge it, the
+/// coordinator keeps a hint for it, like for any replica that missed it.
+#[test]
+fn a_future_replica_that_misses_an_uncounted_sloppy_write_gets_a_hint() {
+    let mut c = converged(4, 43);
+    let old_nodes = c.node_ids();
+    let new = c.add_node(Config::default(), 97);
+    let (k, loser, stays) = (0..)
+        .find_map(|i| key_moving_to(&c, old_nodes[0], new, key(i)))
+        .unwrap();
+    let coordinator = stays[0];
+    let joining = |c: &Cluster| {
+        c.node(coordinator)
+            .membership()
+            .and_then(|m| m.state(new))
+            .is_some_and(|s| s.status == NodeStatus::Joining)
+    };
+    assert!(c.run_until(Duration::from_secs(5), joining));
+    // The join cannot finish: the joining node is cut off, and so is a
+    // current replica of the key, which a fallback stands in for.
+    c.cut_off(new);
+    c.cut_off(loser);
+    c.run_for(Duration::from_secs(10));
+    assert!(joining(&c) && !c.node(coordinator).is_up(loser));
+    let written = c.put(coordinator, &k, b"v", Context::empty(), Consistency::Quorum);
+    assert!(matches!(written, ClientResponse::Written { .. }), "{written:?}");
+    c.run_for(Duration::from_secs(3));
+    let hinted: Vec<NodeId> = c
+        .node(coordinator)
+        .hints_pending()
+        .iter()
+        .map(|h| h.target)
+        .collect();
+    assert!(hinted.contains(&new), "hints held for {hinted:?}");
+    // (The fallback holds the one for the current replica.)
+    // Back, the joining node gets the write from the hint.
+    c.reconnect(new);
+    c.reconnect(loser);
+    assert!(c.run_until(Duration::from_secs(30), |c| {
+        c.nodes().all(|n| n.hints_held() == 0)
+    }));
+    assert!(c.node(new).store().get(&k).unwrap().is_some());
+}

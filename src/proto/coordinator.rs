@@ -89,8 +89,10 @@ enum Kind {
         /// replica acknowledged or the deadline, then hints the rest.
         answered: bool,
         /// Nodes that will be replicas once a join or leave completes, for
-        /// a sloppy write that does not count them: they get the write too.
-        pending: Vec<NodeId>,
+        /// a sloppy write that does not count them: they get the write too,
+        /// and a hint unless they acknowledge it. Each one's answer so far
+        /// (`Some(true)`: acknowledged).
+        pending: BTreeMap<NodeId, Option<bool>>,
         /// The key's home replicas as this node sees them, sent along.
         placement: Placement,
     },
@@ -320,12 +322,15 @@ impl<S: Store> Node<S> {
         let joint = future.as_ref().is_some_and(|future| {
             !request.sloppy_quorum() || stand_ins.is_empty() && future.iter().all(|&n| self.is_up(n))
         });
-        let pending: Vec<NodeId> = match future.take_if(|_| !joint) {
+        // (A future replica that is also a current one is written, or
+        // hinted through its stand-in, as a current replica.)
+        let pending = match future.take_if(|_| !joint) {
             Some(future) => future
                 .into_iter()
-                .filter(|n| !replicas.contains(n) && *n != self.id() && self.is_up(*n))
+                .filter(|n| !placement.current.contains(n) && !replicas.contains(n) && *n != self.id())
+                .map(|n| (n, None))
                 .collect(),
-            None => Vec::new(),
+            None => BTreeMap::new(),
         };
         let mut tracker = self.tracker(&request, replicas, future)?;
         let (object, dot) = self
@@ -454,7 +459,7 @@ impl<S: Store> Node<S> {
             } => tracker
                 .replicas()
                 .iter()
-                .chain(pending)
+                .chain(pending.keys())
                 .filter(|&&n| n != me)
                 .map(|&n| {
                     let key = request.key().to_vec();
@@ -562,9 +567,10 @@ impl<S: Store> Node<S> {
             Kind::Write {
                 answered: true,
                 tracker,
+                pending,
                 ..
             } => {
-                if tracker.is_complete() {
+                if all_answered(tracker, pending) {
                     self.end_write(now, id);
                 }
                 return;
@@ -664,9 +670,13 @@ impl<S: Store> Node<S> {
     fn answer_write(&mut self, now: Time, id: u64, response: ClientResponse) {
         let Some(Operation {
             requester,
-            kind: Kind::Write {
-                answered, tracker, ..
-            },
+            kind:
+                Kind::Write {
+                    answered,
+                    tracker,
+                    pending,
+                    ..
+                },
             ..
         }) = self.operations.get_mut(&id)
         else {
@@ -674,7 +684,7 @@ impl<S: Store> Node<S> {
         };
         *answered = true;
         self.answered_ops += 1;
-        let (requester, complete) = (*requester, tracker.is_complete());
+        let (requester, complete) = (*requester, all_answered(tracker, pending));
         if matches!(
             response,
             ClientResponse::Failed(RequestError::QuorumNotMet { .. })
@@ -688,7 +698,8 @@ impl<S: Store> Node<S> {
     }
 
     /// Ends an answered write: stores a hint for every home replica that
-    /// did not acknowledge it (itself, or through its stand-in).
+    /// did not acknowledge it (itself, or through its stand-in), and for
+    /// every future replica it went to uncounted that did not.
     fn end_write(&mut self, now: Time, id: u64) {
         let Some(operation) = self.take_operation(id) else {
             return;
@@ -698,16 +709,24 @@ impl<S: Store> Node<S> {
             tracker,
             object,
             stand_ins,
+            pending,
             ..
         } = operation.kind
         else {
             unreachable!("only writes are ended here")
         };
-        for &node in tracker.replicas() {
-            if tracker.has_succeeded(node) {
-                continue;
-            }
-            let target = stand_ins.get(&node).copied().unwrap_or(node);
+        let missed = tracker
+            .replicas()
+            .iter()
+            .filter(|&&node| !tracker.has_succeeded(node))
+            .map(|node| stand_ins.get(node).unwrap_or(node))
+            .chain(
+                pending
+                    .iter()
+                    .filter(|(_, a)| **a != Some(true))
+                    .map(|(node, _)| node),
+            );
+        for &target in missed {
             // A hint that cannot be stored leaves the repair to
             // anti-entropy.
             let _ = self.store_hint(now, target, request.key(), &object);
@@ -913,13 +932,14 @@ impl<S: Store> Node<S> {
                     waiting.retain(|&n| n != from);
                     self.check_done(now, request);
                 } else if let Some(Operation {
-                    kind: Kind::Write { tracker, .. },
+                    kind: Kind::Write { tracker, pending, .. },
                     ..
                 }) = self.operations.get_mut(&request)
                 {
-                    match result {
-                        Ok(()) => tracker.succeed(from),
-                        Err(_) => tracker.fail(from),
+                    match (pending.get_mut(&from), result) {
+                        (Some(answer), result) => *answer = Some(result.is_ok()),
+                        (None, Ok(())) => tracker.succeed(from),
+                        (None, Err(_)) => tracker.fail(from),
                     }
                     self.check_done(now, request);
                 }
@@ -954,9 +974,12 @@ impl<S: Store> Node<S> {
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
             PeerMessage::Push { batch, states } => self.on_push(from, batch, states),
-            PeerMessage::HandOffHints { batch, target, hints } => {
-                self.on_hand_off_hints(now, from, batch, target, hints)
-            }
+            PeerMessage::HandOffHints {
+                batch,
+                target,
+                hints,
+                sent_ms,
+            } => self.on_hand_off_hints(now, from, batch, target, hints, sent_ms),
             PeerMessage::PushAck { batch, result } => {
                 let ok = result.is_ok();
                 if !self.on_hints_ack(now, from, batch, result) && !self.on_cleanup_ack(now, from, batch, ok)
@@ -1075,6 +1098,11 @@ impl<S: Store> Node<S> {
         }
         Ok(changed)
     }
+}
+
+/// Whether every node a write went to has answered.
+fn all_answered(tracker: &QuorumTracker, pending: &BTreeMap<NodeId, Option<bool>>) -> bool {
+    tracker.is_complete() && pending.values().all(Option::is_some)
 }
 
 fn replica_error(error: StoreError) -> super::message::ReplicaError {

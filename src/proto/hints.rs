@@ -478,7 +478,12 @@ impl<S: Store> Node<S> {
                     .collect();
                 PeerMessage::Push { batch, states }
             } else {
-                PeerMessage::HandOffHints { batch, target, hints }
+                PeerMessage::HandOffHints {
+                    batch,
+                    target,
+                    hints,
+                    sent_ms: Some(now.as_millis()),
+                }
             };
             (vec![to], vec![(to, message)])
         } else {
@@ -556,7 +561,9 @@ impl<S: Store> Node<S> {
 
     /// A leaving node handed over its hints for `target`: keep them (within
     /// the bounds; what they exclude is left to anti-entropy), then
-    /// acknowledge.
+    /// acknowledge. Each keeps the age its sender gave it (`sent_ms`, the
+    /// sender's clock when it sent them), so clocks that disagree neither
+    /// drop young hints nor keep old ones past the window.
     pub(super) fn on_hand_off_hints(
         &mut self,
         now: Time,
@@ -564,9 +571,14 @@ impl<S: Store> Node<S> {
         batch: u64,
         target: NodeId,
         hints: Vec<Hint>,
+        sent_ms: Option<u64>,
     ) {
         let mut result = Ok(());
-        for hint in hints {
+        for mut hint in hints {
+            if let Some(sent_ms) = sent_ms {
+                let age_ms = sent_ms.saturating_sub(hint.created_ms);
+                hint.created_ms = now.as_millis().saturating_sub(age_ms);
+            }
             self.stats.replica_ops += 1;
             let kept = if target == self.id() {
                 self.merge_local(&hint.key, &hint.object).map(|_| ())

@@ -764,6 +764,11 @@ pub enum PeerMessage {
         target: NodeId,
         /// The hints, with the time each was first stored.
         hints: Vec<super::store::Hint>,
+        /// The sender's clock (ms) when it sent them: the receiver keeps
+        /// each hint's age as the sender measured it, whatever the two
+        /// clocks read. `None`: take the times as they are.
+        #[serde(default)]
+        sent_ms: Option<u64>,
     },
     /// Joining node -> current replica: send your keys in `first..=last`
     /// after `after` (a ring position and key), a batch at a time.
