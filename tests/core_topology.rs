@@ -691,3 +691,31 @@ fn a_future_replica_that_misses_an_uncounted_sloppy_write_gets_a_hint() {
     }));
     assert!(c.node(new).store().get(&k).unwrap().is_some());
 }
+
+/// A node that left goes only once a majority of the other members
+/// confirmed it: a single member may crash before it passes the news on,
+/// and then nobody running knows the node left.
+#[test]
+fn a_node_that_left_waits_for_a_majority_of_the_members_to_confirm_it() {
+    let mut c = converged(5, 44);
+    let nodes = c.node_ids();
+    let leaving = nodes[1];
+    let friend = nodes[2];
+    let client = c.submit_admin(leaving, AdminRequest::Leave);
+    assert!(c.run_until(Duration::from_secs(1), |c| c.node(leaving).status()
+        == NodeStatus::Left));
+    // Only one member hears of the departure.
+    c.partition(&[leaving, friend]);
+    c.run_for(Duration::from_secs(10));
+    let status_seen =
+        |c: &Cluster, by: NodeId| c.node(by).membership().unwrap().state(leaving).unwrap().status;
+    assert_eq!(status_seen(&c, friend), NodeStatus::Left);
+    assert_eq!(c.admin_reply(client), None, "one confirmation is not enough");
+
+    c.heal();
+    c.run_for(Duration::from_secs(5));
+    assert_eq!(c.admin_reply(client), Some(AdminResponse::Done));
+    for n in nodes.into_iter().filter(|&n| n != leaving) {
+        assert_eq!(status_seen(&c, n), NodeStatus::Left, "{n}");
+    }
+}

@@ -221,3 +221,23 @@ fn members_that_rejoined_while_links_failed_one_way_are_seen_up_after_healing() 
         report.failure_details()
     );
 }
+
+/// Seed 954 (7 nodes) once ended with a node that had left still in every
+/// ring, seen as leaving and down: it went once one member confirmed its
+/// departure, and that member crashed before passing the news on. A node
+/// that left now waits for a majority of the members.
+#[test]
+fn a_departure_is_not_forgotten_when_the_member_that_confirmed_it_crashes() {
+    let plan = Plan {
+        nodes: 7,
+        ..plan("all", 600, 3000)
+    };
+    let report = shoal_sim::run(Options::new(954, &plan));
+    assert!(
+        report.passed(),
+        "{}{}",
+        report.summary(),
+        report.failure_details()
+    );
+    assert!(report.faults.leaves > 0, "{}", report.summary());
+}

@@ -39,11 +39,13 @@
 //! acknowledged, and every hint it held is delivered or handed to a
 //! remaining node, it turns `left` and tells every member, again every
 //! half second, until they confirm (a member told of a departure answers
-//! with its member states, which hold it): it goes once every live member
-//! confirmed, or [`DEPART_WAIT`] after the first did (gossip spreads it to
-//! the rest), never before one did. Then it leaves the gossip and answers
-//! the operator. A departure nobody heard of would leave the cluster
-//! believing the node is still leaving, forever.
+//! with its member states, which hold it): it goes once a majority of the
+//! other ring members confirmed and either every live member did or
+//! [`DEPART_WAIT`] passed (gossip spreads it to the rest). Then it leaves
+//! the gossip and answers the operator. A departure nobody running had
+//! heard of would leave the cluster believing the node is still leaving,
+//! forever; one member's word is not enough, since that member may crash
+//! (membership is not kept across a restart) before it passed it on.
 
 use super::membership::NodeStatus;
 use super::message::{AdminError, AdminResponse, AeState, PeerMessage, StreamCursor, StreamProgress};
@@ -64,8 +66,8 @@ const IN_FLIGHT: usize = 16;
 const BATCH_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often a join or leave looks for work when it waits.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a node that left waits, once one member confirmed its
-/// departure, for the other live members to confirm too.
+/// How long a node that left waits, once a majority of the members
+/// confirmed its departure, for the other live members to confirm too.
 pub const DEPART_WAIT: Duration = Duration::from_secs(5);
 /// The store record holding a join's progress.
 const JOIN_STATE: &str = "join";
@@ -714,7 +716,9 @@ impl<S: Store> Node<S> {
             .map(|p| p.node)
             .filter(|&n| n != me && !self.knows_my_state(n))
             .collect();
-        let heard = self.topology.known_by.keys().any(|&n| self.knows_my_state(n));
+        let others: Vec<NodeId> = self.ring.nodes().iter().copied().filter(|&n| n != me).collect();
+        let confirmed = others.iter().filter(|&&n| self.knows_my_state(n)).count();
+        let heard = confirmed > others.len() / 2;
         if heard && (waiting.is_empty() || now.saturating_since(departure.since) >= DEPART_WAIT) {
             self.depart(now);
             return;
