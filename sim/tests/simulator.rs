@@ -16,6 +16,18 @@ fn plan(faults: &str, seconds: u64, ops: usize) -> Plan {
     }
 }
 
+/// Runs `seed` with `plan` and checks every checker passed.
+fn passing_run(seed: u64, plan: &Plan) -> shoal_sim::Report {
+    let report = shoal_sim::run(Options::new(seed, plan));
+    assert!(
+        report.passed(),
+        "seed {seed}: {}{}",
+        report.summary(),
+        report.failure_details()
+    );
+    report
+}
+
 #[test]
 fn the_same_seed_gives_the_same_trace_hash() {
     let plan = plan("all", 60, 200);
@@ -77,13 +89,7 @@ fn skipping_epoch_bumps_reissues_dots_after_wipes() {
     // The same runs with the bug absent pass.
     let correct = plan("wipe", 120, 300);
     for seed in 1..=3 {
-        let report = shoal_sim::run(Options::new(seed, &correct));
-        assert!(
-            report.passed(),
-            "{}{}",
-            report.summary(),
-            report.failure_details()
-        );
+        passing_run(seed, &correct);
     }
 }
 
@@ -92,13 +98,7 @@ fn every_fault_class_alone_and_all_together_pass_on_fixed_seeds() {
     let mut runs: Vec<(String, u64)> = ALL_FAULTS.iter().map(|f| (f.name().to_string(), 1)).collect();
     runs.extend((1..=4).map(|seed| ("all".to_string(), seed)));
     for (faults, seed) in runs {
-        let report = shoal_sim::run(Options::new(seed, &plan(&faults, 120, 300)));
-        assert!(
-            report.passed(),
-            "{}{}",
-            report.summary(),
-            report.failure_details()
-        );
+        let report = passing_run(seed, &plan(&faults, 120, 300));
         if faults != "all" {
             let f = &report.faults;
             let injected = f.lost
@@ -149,13 +149,7 @@ fn without_read_repair_anti_entropy_alone_converges_replicas() {
         ..plan("all", 120, 300)
     };
     for seed in 1..=4 {
-        let report = shoal_sim::run(Options::new(seed, &plan));
-        assert!(
-            report.passed(),
-            "{}{}",
-            report.summary(),
-            report.failure_details()
-        );
+        passing_run(seed, &plan);
     }
 }
 
@@ -169,14 +163,7 @@ fn without_read_repair_anti_entropy_alone_converges_replicas() {
 fn a_hint_past_its_window_is_re_homed_and_the_write_survives_a_wiped_coordinator() {
     let mut rehomed = 0;
     for seed in [47, 4] {
-        let report = shoal_sim::run(Options::new(seed, &plan("all", 300, 1000)));
-        assert!(
-            report.passed(),
-            "seed {seed}: {}{}",
-            report.summary(),
-            report.failure_details()
-        );
-        rehomed += report.repairs.hints_rehomed;
+        rehomed += passing_run(seed, &plan("all", 300, 1000)).repairs.hints_rehomed;
     }
     assert!(rehomed > 0, "no hint was re-homed");
 }
@@ -192,13 +179,7 @@ fn a_join_hidden_from_replicas_by_a_partition_loses_no_write() {
         (3949, "reorder,partition,skew,join,leave"),
         (4397, "dup,reorder,partition,oneway,crash,wipe,join,leave"),
     ] {
-        let report = shoal_sim::run(Options::new(seed, &plan(faults, 300, 1000)));
-        assert!(
-            report.passed(),
-            "seed {seed}: {}{}",
-            report.summary(),
-            report.failure_details()
-        );
+        let report = passing_run(seed, &plan(faults, 300, 1000));
         assert!(report.faults.joins > 0, "{}", report.summary());
     }
 }
@@ -210,16 +191,7 @@ fn a_join_hidden_from_replicas_by_a_partition_loses_no_write() {
 /// to the members it believes down.
 #[test]
 fn members_that_rejoined_while_links_failed_one_way_are_seen_up_after_healing() {
-    let report = shoal_sim::run(Options::new(
-        6772,
-        &plan("loss,dup,partition,oneway,leave", 300, 1000),
-    ));
-    assert!(
-        report.passed(),
-        "{}{}",
-        report.summary(),
-        report.failure_details()
-    );
+    passing_run(6772, &plan("loss,dup,partition,oneway,leave", 300, 1000));
 }
 
 /// Seed 954 (7 nodes) once ended with a node that had left still in every
@@ -232,12 +204,6 @@ fn a_departure_is_not_forgotten_when_the_member_that_confirmed_it_crashes() {
         nodes: 7,
         ..plan("all", 600, 3000)
     };
-    let report = shoal_sim::run(Options::new(954, &plan));
-    assert!(
-        report.passed(),
-        "{}{}",
-        report.summary(),
-        report.failure_details()
-    );
+    let report = passing_run(954, &plan);
     assert!(report.faults.leaves > 0, "{}", report.summary());
 }

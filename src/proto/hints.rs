@@ -22,7 +22,8 @@
 //! making replay slow down by itself when the replica acknowledges more
 //! slowly. A hint is deleted once the replica acknowledged its batch (the
 //! states are merged and durable there); a batch refused or unanswered
-//! sends every unacknowledged batch again (merging twice is harmless). Hints are bounded per replica: none are stored for a
+//! sends every unacknowledged batch again (merging twice is harmless).
+//! Hints are bounded per replica: none are stored for a
 //! replica down for longer than the hint window or holding more than
 //! [`Config::max_hint_bytes_per_replica`](super::Config); hints for a
 //! removed node are dropped. Anti-entropy repairs whatever a dropped hint

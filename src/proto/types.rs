@@ -58,8 +58,7 @@ impl Time {
 
     /// `d` before this time (the epoch if that is earlier).
     pub fn earlier_by(self, d: Duration) -> Time {
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        Time(self.0.saturating_sub(micros))
+        Time(self.0.saturating_sub(micros(d)))
     }
 
     /// How long after `earlier` this is; zero if `earlier` is later.
@@ -71,9 +70,13 @@ impl Time {
 impl std::ops::Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        Time(self.0.saturating_add(micros))
+        Time(self.0.saturating_add(micros(d)))
     }
+}
+
+/// `d` in whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 impl fmt::Debug for Time {
