@@ -374,6 +374,7 @@ fn hints_survive_a_restart_and_are_counted_again() {
             key: KEY.to_vec(),
             object: object.clone(),
             created_ms: 1,
+            written_to: Vec::new(),
         };
         store.put_hint(NodeId(77), seq, &encode_hint(&hint)).unwrap();
     }
@@ -432,6 +433,57 @@ fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
             "{} never delivered",
             String::from_utf8_lossy(k)
         );
+    }
+    assert_eq!(held(&c), 0);
+}
+
+/// The nodes that hold `key`'s write: as data, or as a hint.
+fn copies(c: &Cluster, key: &[u8]) -> Vec<NodeId> {
+    c.node_ids()
+        .into_iter()
+        .filter(|&n| stored(c, n, key) || c.node(n).hints_held() > 0)
+        .collect()
+}
+
+#[test]
+fn a_leaving_node_hands_a_hint_to_no_node_that_may_hold_the_write_already() {
+    let (mut c, nodes, ring) = one_token_cluster_of(7, 1);
+    // Two home replicas of KEY are cut off; the third coordinates a
+    // QUORUM write, which fallbacks complete, holding hints for the two.
+    let homes = c.replicas(KEY);
+    let (down, coordinator) = (&homes[..2], homes[2]);
+    for &node in down {
+        c.cut_off(node);
+    }
+    c.run_for(Duration::from_secs(8));
+    assert_written(&c.put(coordinator, KEY, b"v", Context::empty(), Consistency::Quorum));
+    let before = copies(&c, KEY);
+    let fallbacks: Vec<NodeId> = before.iter().copied().filter(|n| !homes.contains(n)).collect();
+    assert!(!fallbacks.is_empty(), "no fallback holds a hint");
+    // A fallback whose leave moves no range to a node that is down (the
+    // leave would wait for it).
+    let leaving = *fallbacks
+        .iter()
+        .find(|&&l| !down.iter().any(|&d| gains_range(&ring, &nodes, l, d)))
+        .expect("a fallback that can leave");
+
+    assert_eq!(c.admin(leaving, AdminRequest::Leave), AdminResponse::Done);
+    assert_eq!(c.node(leaving).hints_held(), 0, "left with hints undelivered");
+    // The hint went to a node that held no copy: the write has as many
+    // copies as before, on other nodes.
+    let after = copies(&c, KEY);
+    let custodians: Vec<NodeId> = after.iter().copied().filter(|n| !before.contains(n)).collect();
+    assert_eq!(custodians.len(), 1, "before {before:?}, after {after:?}");
+    assert!(!homes.contains(&custodians[0]));
+    assert_eq!(after.len(), before.len(), "the leave took a copy of the write");
+
+    // The cut-off replicas come back and get the write from the hints.
+    for &node in down {
+        c.reconnect(node);
+    }
+    c.run_for(Duration::from_secs(20));
+    for &node in down {
+        assert!(stored(&c, node, KEY), "{node} never got the write");
     }
     assert_eq!(held(&c), 0);
 }
@@ -537,11 +589,15 @@ fn sloppy_quorum_passes_over_a_leaving_node_for_its_fallback() {
 /// Five nodes with one token each, so a leave moves ranges to known
 /// nodes: the converged cluster, its node ids and its ring.
 fn one_token_cluster(seed: u64) -> (Cluster, Vec<NodeId>, shoal::proto::ring::Ring) {
+    one_token_cluster_of(5, seed)
+}
+
+fn one_token_cluster_of(size: usize, seed: u64) -> (Cluster, Vec<NodeId>, shoal::proto::ring::Ring) {
     let config = Config {
         vnodes: 1,
         ..Config::default()
     };
-    let mut c = Cluster::with_membership(5, config, seed);
+    let mut c = Cluster::with_membership(size, config, seed);
     c.run_for(Duration::from_secs(5));
     let nodes = c.node_ids();
     let ring = c.node(nodes[0]).ring().clone();
@@ -570,6 +626,7 @@ fn hand_off_with_skew(c: &mut Cluster, from: NodeId, to: NodeId, target: NodeId,
         key: KEY.to_vec(),
         object,
         created_ms: sent_ms - age.as_millis() as u64,
+        written_to: Vec::new(),
     };
     let message = PeerMessage::HandOffHints {
         batch: 1,

@@ -207,3 +207,12 @@ fn a_departure_is_not_forgotten_when_the_member_that_confirmed_it_crashes() {
     let report = passing_run(954, &plan);
     assert!(report.faults.leaves > 0, "{}", report.summary());
 }
+
+/// Seed 1409 once lost an acknowledged write: a leaving fallback handed its
+/// hint to the write's coordinator, a home replica and its only other
+/// holder, whose disk was then wiped. A leaving node now hands a hint only
+/// to a node that cannot hold the write already.
+#[test]
+fn a_leaving_node_does_not_hand_a_hint_to_the_other_holder_of_its_write() {
+    passing_run(1409, &plan("all", 300, 1000));
+}

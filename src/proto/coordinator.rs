@@ -472,6 +472,7 @@ impl<S: Store> Node<S> {
                             object,
                             target,
                             placement,
+                            written_to: written_to(tracker, pending),
                         },
                         None => PeerMessage::ReplicaPut {
                             request: id,
@@ -726,10 +727,11 @@ impl<S: Store> Node<S> {
                     .filter(|(_, a)| **a != Some(true))
                     .map(|(node, _)| node),
             );
+        let written_to = written_to(&tracker, &pending);
         for &target in missed {
             // A hint that cannot be stored leaves the repair to
             // anti-entropy.
-            let _ = self.store_hint(now, target, request.key(), &object);
+            let _ = self.store_hint(now, target, request.key(), &object, &written_to);
         }
     }
 
@@ -955,6 +957,7 @@ impl<S: Store> Node<S> {
                 object,
                 target,
                 placement,
+                written_to,
             } => {
                 self.stats.replica_ops += 1;
                 let result = self
@@ -963,7 +966,7 @@ impl<S: Store> Node<S> {
                         if target == self.id() {
                             return self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
                         }
-                        match self.store_hint(now, target, &key, &object) {
+                        match self.store_hint(now, target, &key, &object, &written_to) {
                             Ok(true) => Ok(()),
                             Ok(false) => Err(ReplicaError {
                                 reason: format!("no hint stored for {target}: over the hint limits"),
@@ -1103,6 +1106,16 @@ impl<S: Store> Node<S> {
 /// Whether every node a write went to has answered.
 fn all_answered(tracker: &QuorumTracker, pending: &BTreeMap<NodeId, Option<bool>>) -> bool {
     tracker.is_complete() && pending.values().all(Option::is_some)
+}
+
+/// Every node a write goes to (its replicas, their stand-ins and the
+/// future replicas it does not count), sorted: what its hints record as
+/// [`written_to`](super::store::Hint::written_to).
+fn written_to(tracker: &QuorumTracker, pending: &BTreeMap<NodeId, Option<bool>>) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = tracker.replicas().iter().chain(pending.keys()).copied().collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
 }
 
 fn replica_error(error: StoreError) -> super::message::ReplicaError {

@@ -44,7 +44,11 @@
 //! A leaving node does not leave with hints undelivered: hints for a
 //! replica that is down are handed to a remaining node
 //! ([`PeerMessage::HandOffHints`], paced like replay), which keeps them,
-//! with their original age, and delivers them in turn.
+//! with their original age, and delivers them in turn. That node must not
+//! hold the write already (a home replica of the key, or a node the write
+//! was sent to): the leave would otherwise take one of the write's copies
+//! with it. While no such node is up, the hint waits for its replica or
+//! for the hint window to pass, and the leave waits with it.
 
 use super::Node;
 use super::membership::NodeStatus;
@@ -213,20 +217,22 @@ impl Hints {
 }
 
 impl<S: Store> Node<S> {
-    /// Stores a hint of `object` for `target`; false if the bounds say no
-    /// (hinted handoff off, `target` down too long, or too many bytes held
-    /// for it).
+    /// Stores a hint of `object` for `target` (the write went to
+    /// `written_to`); false if the bounds say no (hinted handoff off,
+    /// `target` down too long, or too many bytes held for it).
     pub(super) fn store_hint(
         &mut self,
         now: Time,
         target: NodeId,
         key: &[u8],
         object: &Versioned,
+        written_to: &[NodeId],
     ) -> Result<bool, StoreError> {
         let hint = Hint {
             key: key.to_vec(),
             object: object.clone(),
             created_ms: now.as_millis(),
+            written_to: written_to.to_vec(),
         };
         self.keep_hint(now, target, &hint)
     }
@@ -280,17 +286,31 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// A node to hand the hints for `target` to while this node leaves:
-    /// a live, normal ring member other than this node and `target`, the
-    /// first after `target` on the ring.
-    fn hint_custodian(&self, target: NodeId) -> Option<NodeId> {
+    /// A node to hand `hint` (for `target`) to while this node leaves: a
+    /// live, normal ring member, the first after `target` on the ring,
+    /// that cannot hold the write already. So not this node or `target`,
+    /// not a home replica of the key (now or once ranges move: hints and
+    /// repairs bring the write there) and not a node the write was sent to.
+    /// Handing it to one of those would leave one copy fewer than the
+    /// write was acknowledged with. `None` while there is no such node:
+    /// the hint then waits for `target`, or for the hint window to pass.
+    fn hint_custodian(&self, target: NodeId, hint: &Hint) -> Option<NodeId> {
         let me = self.id();
         let membership = self.membership.as_ref()?;
+        let n = self.config.replication;
+        let mut holders = self.ring.preference_list(&hint.key, n);
+        holders.extend(
+            self.future_ring
+                .iter()
+                .flat_map(|r| r.preference_list(&hint.key, n)),
+        );
+        holders.extend(&hint.written_to);
         let nodes = self.ring.nodes();
         let start = nodes.iter().position(|&n| n >= target).unwrap_or(0);
         nodes[start..].iter().chain(&nodes[..start]).copied().find(|&n| {
             n != me
                 && n != target
+                && !holders.contains(&n)
                 && self.is_up(n)
                 && membership
                     .state(n)
@@ -316,13 +336,8 @@ impl<S: Store> Node<S> {
             if let Some(at) = queue.in_flight.iter().map(|f| f.expires).min() {
                 self.hints.wake(at);
             }
-            let to = if self.is_up(target) {
-                Some(target)
-            } else if self.status() == NodeStatus::Leaving {
-                self.hint_custodian(target)
-            } else {
-                None
-            };
+            let up = self.is_up(target);
+            let leaving = self.status() == NodeStatus::Leaving;
             loop {
                 let queue = &self.hints.queues[&target];
                 if queue.in_flight.len() >= self.config.hint_batches_in_flight {
@@ -333,14 +348,14 @@ impl<S: Store> Node<S> {
                     self.hints.wake(not_before);
                     break;
                 }
-                if to.is_none() {
+                if !up && !leaving {
                     // The replica is down: only hints past the window move.
                     self.hints.wake(now + CHECK_INTERVAL);
                     if rehome_from_ms.is_some_and(|at| now.as_millis() <= at) {
                         break;
                     }
                 }
-                if !self.send_hint_batch(now, target, to) {
+                if !self.send_hint_batch(now, target, up) {
                     break;
                 }
             }
@@ -389,11 +404,13 @@ impl<S: Store> Node<S> {
         (self.config.hint_window + self.config.tombstone_grace) / 2
     }
 
-    /// Sends the next hints for `target`: to `to` (`target` itself, or the
-    /// node that keeps them while this one leaves), or, for hints past
-    /// the window, to the key's live home replicas. Drops void hints.
-    /// True if a batch left.
-    fn send_hint_batch(&mut self, now: Time, target: NodeId, to: Option<NodeId>) -> bool {
+    /// Sends the next hints for `target`: to `target` itself if it is
+    /// `up`, or, while this node leaves, to a node that keeps them (each
+    /// hint's custodian; a batch goes to one), or, for hints past the
+    /// window, to the key's live home replicas. Drops void hints. True if
+    /// a batch left.
+    fn send_hint_batch(&mut self, now: Time, target: NodeId, up: bool) -> bool {
+        let leaving = self.status() == NodeStatus::Leaving;
         let from = self.hints.queues[&target].from;
         let Ok(stored) = self.store.hints((target, from), self.config.hint_batch) else {
             self.hints.wake(now + CHECK_INTERVAL);
@@ -407,18 +424,24 @@ impl<S: Store> Node<S> {
         let mut next_from = from;
         let mut bytes = 0;
         let mut waits_until: Option<u64> = None;
+        let mut dest = None;
         for stored in stored {
             if !sent.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
                 break; // The rest goes in the next batch.
             }
+            let to = match &stored.hint {
+                _ if up => Some(target),
+                Some(hint) if leaving => self.hint_custodian(target, hint),
+                _ => None,
+            };
             let fate = self.hint_fate(now, target, stored.hint.as_ref(), to);
-            // A batch is delivered or re-homed, not both.
+            // A batch is delivered (to one node) or re-homed, not both.
             let stop = match &fate {
                 Fate::Wait(at) => {
                     waits_until = Some(*at);
                     true
                 }
-                Fate::Deliver => !rehomed.is_empty(),
+                Fate::Deliver => !rehomed.is_empty() || dest.is_some_and(|d| Some(d) != to),
                 Fate::Rehome(_) => !hints.is_empty(),
                 Fate::Drop => false,
             };
@@ -427,7 +450,10 @@ impl<S: Store> Node<S> {
             }
             next_from = stored.seq.saturating_add(1);
             match (fate, stored.hint) {
-                (Fate::Deliver, Some(hint)) => hints.push(hint),
+                (Fate::Deliver, Some(hint)) => {
+                    dest = to;
+                    hints.push(hint);
+                }
                 (Fate::Rehome(homes), Some(hint)) => {
                     for home in homes {
                         rehomed.entry(home).or_default().push(AeState {
@@ -449,7 +475,7 @@ impl<S: Store> Node<S> {
         }
         let batch = self.hints.fresh_batch();
         let queue = self.hints.queues.get_mut(&target).expect("listed");
-        queue.rehome_from_ms = waits_until.filter(|_| to.is_none());
+        queue.rehome_from_ms = waits_until.filter(|_| !up);
         if sent.is_empty() {
             queue.from = next_from;
             if !read_any {
@@ -468,7 +494,7 @@ impl<S: Store> Node<S> {
         let expires = now + self.config.request_timeout * 2;
         let is_rehome = !rehomed.is_empty();
         let (awaiting, messages) = if !is_rehome {
-            let to = to.expect("hints are delivered only to a node");
+            let to = dest.expect("hints are delivered only to a node");
             let message = if to == target {
                 let states = hints
                     .into_iter()

@@ -736,6 +736,10 @@ pub enum PeerMessage {
         /// The coordinator's replicas for the key (checked when present).
         #[serde(default)]
         placement: Option<Placement>,
+        /// Every node the coordinator sent the write to, kept with the
+        /// hint (see [`Hint::written_to`](super::store::Hint)).
+        #[serde(default)]
+        written_to: Vec<NodeId>,
     },
     /// States to merge and acknowledge: hints replayed to their replica,
     /// or a leaving node's keys handed to a node that takes over its

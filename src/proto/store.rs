@@ -127,6 +127,13 @@ pub struct Hint {
     pub object: Versioned,
     /// When the hint was stored: the holder's clock, ms since the Unix epoch.
     pub created_ms: u64,
+    /// Every node the write's coordinator sent it to (the key's replicas,
+    /// their stand-ins and future replicas): any may hold the write
+    /// already, so a leaving node hands the hint to none of them (nor to
+    /// a home replica of the key). Empty in hints stored before shoal
+    /// recorded it.
+    #[serde(default)]
+    pub written_to: Vec<NodeId>,
 }
 
 /// A hint as read back from a store.
@@ -450,6 +457,7 @@ pub(crate) mod contract {
             key: b"k".to_vec(),
             object: object(v),
             created_ms: at,
+            written_to: vec![NodeId(3)],
         };
         let (a, b) = (NodeId(1), NodeId(u64::MAX));
         s.put_hint(b, 0, &encode_hint(&hint(b"b0", 5))).unwrap();
@@ -617,6 +625,27 @@ mod tests {
             decode_meta(&encode_meta(&meta)),
             Err(StoreError::UnsupportedFormat { .. })
         ));
+    }
+
+    #[test]
+    fn a_hint_stored_before_written_to_was_recorded_still_reads() {
+        #[derive(Serialize)]
+        struct EarlierHint {
+            #[serde(with = "serde_bytes")]
+            key: Vec<u8>,
+            object: Versioned,
+            created_ms: u64,
+        }
+        let earlier = EarlierHint {
+            key: b"k".to_vec(),
+            object: contract::object(b"v"),
+            created_ms: 7,
+        };
+        let record = frame(rmp_serde::to_vec(&earlier).unwrap());
+        let hint = decode_hint(&record).expect("an earlier hint reads");
+        assert_eq!((hint.key, hint.created_ms), (b"k".to_vec(), 7));
+        assert_eq!(hint.object, contract::object(b"v"));
+        assert!(hint.written_to.is_empty());
     }
 
     /// Bytes written by format 1: later builds must keep reading them.
