@@ -240,6 +240,9 @@ pub struct RunResult {
     pub replicas: BTreeMap<Vec<u8>, Vec<NodeId>>,
     /// Hints each node still held at the end.
     pub hints_left: BTreeMap<NodeId, u64>,
+    /// Ring members (by a running node's ring) not running after healing:
+    /// a node that left, or stopped, and is still in the ring.
+    pub stopped_replicas: Vec<NodeId>,
     /// Repairs made.
     pub repairs: RepairCounts,
 }
@@ -992,6 +995,11 @@ impl World {
         );
     }
 
+    /// The node `id`, if it runs.
+    fn running(&self, id: NodeId) -> Option<&Node<SimStore>> {
+        self.by_id.get(&id).and_then(|&i| self.nodes[i].node.as_ref())
+    }
+
     fn finish(mut self) -> RunResult {
         let keys: Vec<Vec<u8>> = (0..self.options.keys)
             .map(|k| format!("key{k}").into_bytes())
@@ -1003,15 +1011,21 @@ impl World {
             .expect("nodes run after healing")
             .ring()
             .clone();
+        let stopped_replicas: Vec<NodeId> = ring
+            .nodes()
+            .iter()
+            .copied()
+            .filter(|&id| self.running(id).is_none())
+            .collect();
         let mut final_states = BTreeMap::new();
         let mut replicas_of = BTreeMap::new();
         for key in keys {
             let replicas = ring.preference_list(&key, self.config.replication);
             let states: Vec<(NodeId, Versioned)> = replicas
                 .iter()
-                .map(|id| {
-                    let node = self.nodes[self.by_id[id]].node.as_ref().expect("healed");
-                    (*id, node.store().get(&key).expect("sim disk").unwrap_or_default())
+                .filter_map(|id| {
+                    let node = self.running(*id)?;
+                    Some((*id, node.store().get(&key).expect("sim disk").unwrap_or_default()))
                 })
                 .collect();
             for (_, state) in &states {
@@ -1034,6 +1048,7 @@ impl World {
         }
         RunResult {
             hints_left,
+            stopped_replicas,
             repairs: self.repairs,
             replication: self.config.replication,
             options: self.options,

@@ -26,6 +26,7 @@ fn run_with(ops: Vec<Op>, states: Vec<Versioned>) -> RunResult {
         replication: 3,
         replicas: BTreeMap::from([(KEY.to_vec(), nodes.to_vec())]),
         hints_left: BTreeMap::new(),
+        stopped_replicas: Vec::new(),
         repairs: Default::default(),
     }
 }
@@ -134,6 +135,17 @@ fn diverged_replicas_and_a_failed_heal_read_are_caught() {
         2,
         "one liveness, one divergence"
     );
+}
+
+#[test]
+fn a_ring_member_not_running_after_healing_is_caught() {
+    let (state, put) = written(b"v");
+    let mut run = run_with(vec![put], vec![state.clone(), state.clone(), state]);
+    assert!(checker::convergence::check(&run).is_empty());
+    run.stopped_replicas.push(NodeId(3));
+    let found = checker::convergence::check(&run);
+    assert_eq!(names(&found), vec![checker::convergence::NAME]);
+    assert!(found[0].detail.contains(&NodeId(3).to_string()), "{found:?}");
 }
 
 #[test]

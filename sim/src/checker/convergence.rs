@@ -1,6 +1,7 @@
 //! After healing: every request issued in the heal phase completed
-//! successfully (liveness), and within the stated time all replicas of
-//! every key hold identical state (convergence).
+//! successfully (liveness), every ring member runs (a node that left is
+//! out of the ring), and within the stated time all replicas of every key
+//! hold identical state (convergence).
 
 use super::{Violation, describe};
 use crate::history::{Outcome, Phase};
@@ -22,6 +23,12 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
                 ),
             });
         }
+    }
+    for node in &run.stopped_replicas {
+        violations.push(Violation {
+            checker: NAME,
+            detail: format!("{node} is a ring member after healing but is not running (it left or stopped)"),
+        });
     }
     for (key, states) in &run.final_states {
         let Some((first_node, first)) = states.first() else {
