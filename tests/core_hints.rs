@@ -286,6 +286,99 @@ fn replay_keeps_to_the_rate_limit() {
 }
 
 #[test]
+fn a_replica_takes_replay_in_at_its_intake_rate_however_many_nodes_hold_hints() {
+    // Four holders, each free to replay as fast as it likes: the replica
+    // that comes back still takes in 1,000 hints a second, all together.
+    let config = Config {
+        hint_batch: 10,
+        hint_replay_rate: 1_000_000,
+        intake_rate: 1_000,
+        ..Config::default()
+    };
+    let mut c = Cluster::with_membership(5, config, 9);
+    c.run_for(Duration::from_secs(5));
+    let absent = c.node_ids()[0];
+    let holders = c.node_ids()[1..].to_vec();
+    c.cut_off(absent);
+    c.run_for(Duration::from_secs(8));
+    // Strict writes: each coordinator keeps the hint for `absent` itself.
+    for &holder in &holders {
+        for key in keys_for(&c, holder, absent, 500) {
+            assert_written(&c.request(holder, strict_put(&key, b"v", Consistency::Quorum)));
+        }
+    }
+    for &holder in &holders {
+        assert_eq!(c.node(holder).hints_held(), 500);
+    }
+
+    c.reconnect(absent);
+    let mut tenths = Vec::new();
+    // (The holders see it up again about 9 s later.)
+    for _ in 0..150 {
+        c.run_for(Duration::from_millis(100));
+        tenths.push(held(&c));
+    }
+    // 2,000 hints at 1,000 a second: about 2 s from the first delivered.
+    let started = tenths.iter().position(|&h| h < 2_000).expect("replay started");
+    let ended = tenths.iter().position(|&h| h == 0).expect("replay ended");
+    assert!(
+        (19..=22).contains(&(ended - started)),
+        "held per tenth of a second: {tenths:?}"
+    );
+    let first_second = 2_000 - tenths[started + 9];
+    assert!(
+        (900..=1_100).contains(&first_second),
+        "{first_second} replayed in the first second: {tenths:?}"
+    );
+}
+
+#[test]
+fn a_held_back_acknowledgement_leaves_within_half_the_request_timeout() {
+    use shoal::proto::message::AeState;
+    use shoal::proto::{Output, Time};
+    let config = Config {
+        intake_rate: 10,
+        ..Config::default()
+    };
+    let mut node = Node::new(config, MemStore::new(), 5).unwrap();
+    let states: Vec<AeState> = (0..100)
+        .map(|i| AeState {
+            key: format!("key{i}").into_bytes(),
+            object: Versioned::new(),
+        })
+        .collect();
+    let push = |node: &mut Node<MemStore>, batch: u64| {
+        let message = PeerMessage::Push {
+            batch,
+            states: states.clone(),
+        };
+        node.handle_peer_message(Time::ZERO, NodeId(9), message);
+    };
+    let acked = |node: &mut Node<MemStore>| -> Vec<u64> {
+        std::iter::from_fn(|| node.poll_output())
+            .filter_map(|o| match o {
+                Output::Send {
+                    message: PeerMessage::PushAck { batch, .. },
+                    ..
+                } => Some(batch),
+                _ => None,
+            })
+            .collect()
+    };
+    // The first 100 states are taken in at once; the next would be due
+    // 10 s later at 10 a second, but a sender gives up on a batch after
+    // twice the request timeout: its acknowledgement leaves after 1 s.
+    push(&mut node, 1);
+    assert_eq!(acked(&mut node), vec![1]);
+    push(&mut node, 2);
+    assert_eq!(acked(&mut node), Vec::<u64>::new());
+    let due = node.poll_timeout().expect("an acknowledgement held back");
+    assert_eq!(due, Time::ZERO + Duration::from_secs(1));
+    node.handle_timeout(due);
+    assert_eq!(acked(&mut node), vec![2]);
+}
+
+#[test]
 fn replay_is_clocked_by_acknowledgements_within_a_window_of_batches() {
     // No rate limit to speak of: only the window of unacknowledged batches
     // and the 100 ms round trip bound the replay of 30 batches of 10.

@@ -66,11 +66,15 @@ pub struct Config {
     /// Replay messages one holder keeps unacknowledged per replica: replay
     /// slows down by itself when the replica acknowledges more slowly.
     pub hint_batches_in_flight: usize,
-    /// Most hints one holder replays per second to one replica, so replay
-    /// cannot swamp a node that has just come back (with two holders, a
-    /// replica receives up to twice this; see BENCH.md for the measured
-    /// effect on its latency).
+    /// Most hints one holder replays per second to one replica.
     pub hint_replay_rate: u32,
+    /// Most pushed states this node takes in per second from all senders
+    /// together (hints replayed or re-homed to it, hints and keys a
+    /// leaving node hands it, keys a cleanup pushes): past it, it holds
+    /// its acknowledgements back and the senders slow down. So however
+    /// many nodes hold hints for a node that comes back, replay cannot
+    /// swamp it (see BENCH.md for the measured effect on its latency).
+    pub intake_rate: u32,
     /// How old a tombstone must be before it may be removed (once every
     /// home replica is confirmed to hold it). Longer than the hint window,
     /// so no hint of an older value can arrive after it is gone.
@@ -113,6 +117,7 @@ impl Default for Config {
             hint_batch: 32,
             hint_batches_in_flight: 4,
             hint_replay_rate: 20_000,
+            intake_rate: 25_000,
             tombstone_grace: Duration::from_secs(4 * 3600),
             cleanup_delay: Duration::from_secs(60),
             node_id: None,
@@ -138,7 +143,7 @@ impl Config {
             && [super::quorum::Access::Read, super::quorum::Access::Write]
                 .into_iter()
                 .all(|a| self.default_consistency.required(a, self.replication).is_ok());
-        let checks: [(bool, &'static str, &'static str); 16] = [
+        let checks: [(bool, &'static str, &'static str); 17] = [
             (
                 (1..=16).contains(&self.replication),
                 "replication",
@@ -208,6 +213,11 @@ impl Config {
                 self.hint_replay_rate >= 1,
                 "hint_replay_rate",
                 "must be at least 1 hint per second",
+            ),
+            (
+                self.intake_rate >= 1,
+                "intake_rate",
+                "must be at least 1 state per second",
             ),
             (
                 self.tombstone_grace > self.hint_window,

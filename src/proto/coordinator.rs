@@ -976,7 +976,7 @@ impl<S: Store> Node<S> {
                     });
                 self.send(from, PeerMessage::ReplicaPutReply { request, result });
             }
-            PeerMessage::Push { batch, states } => self.on_push(from, batch, states),
+            PeerMessage::Push { batch, states } => self.on_push(now, from, batch, states),
             PeerMessage::HandOffHints {
                 batch,
                 target,

@@ -20,11 +20,14 @@
 //! piece of merge work on the replica short (its reads and writes wait
 //! less behind one), and the window of batches keeps the rate up while
 //! making replay slow down by itself when the replica acknowledges more
-//! slowly. A hint is deleted once the replica acknowledged its batch (the
-//! states are merged and durable there); a batch refused or unanswered
-//! sends every unacknowledged batch again (merging twice is harmless).
-//! Hints are bounded per replica: none are stored for a
-//! replica down for longer than the hint window or holding more than
+//! slowly (and the replica holds its acknowledgements back past its
+//! [`Config::intake_rate`](super::Config), from all holders together:
+//! see [`intake`](super::intake)). A hint is deleted once the replica
+//! acknowledged its batch (the states are merged and durable there); a
+//! batch refused or unanswered sends every unacknowledged batch again
+//! (merging twice is harmless). Hints are bounded per replica: none are
+//! stored for a replica down for longer than the hint window or holding
+//! more than
 //! [`Config::max_hint_bytes_per_replica`](super::Config); hints for a
 //! removed node are dropped. Anti-entropy repairs whatever a dropped hint
 //! held.
@@ -574,8 +577,8 @@ impl<S: Store> Node<S> {
     }
 
     /// Pushed states (hints, or a leaving node's keys): merge every state,
-    /// then acknowledge.
-    pub(super) fn on_push(&mut self, from: NodeId, batch: u64, states: Vec<AeState>) {
+    /// then acknowledge (when the intake rate allows).
+    pub(super) fn on_push(&mut self, now: Time, from: NodeId, batch: u64, states: Vec<AeState>) {
         self.stats.replica_ops += states.len() as u64;
         let result = self
             .merge_many(&states)
@@ -583,7 +586,7 @@ impl<S: Store> Node<S> {
             .map_err(|error| ReplicaError {
                 reason: error.to_string(),
             });
-        self.send(from, PeerMessage::PushAck { batch, result });
+        self.acknowledge_intake(now, from, states.len(), PeerMessage::PushAck { batch, result });
     }
 
     /// A leaving node handed over its hints for `target`: keep them (within
@@ -601,6 +604,7 @@ impl<S: Store> Node<S> {
         sent_ms: Option<u64>,
     ) {
         let mut result = Ok(());
+        let count = hints.len();
         for mut hint in hints {
             if let Some(sent_ms) = sent_ms {
                 let age_ms = sent_ms.saturating_sub(hint.created_ms);
@@ -619,7 +623,7 @@ impl<S: Store> Node<S> {
                 break;
             }
         }
-        self.send(from, PeerMessage::PushAck { batch, result });
+        self.acknowledge_intake(now, from, count, PeerMessage::PushAck { batch, result });
     }
 
     /// A replica (or the node hints were handed to, or a home replica old

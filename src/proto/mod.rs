@@ -24,6 +24,7 @@ pub mod coordinator;
 mod gc;
 pub mod harness;
 mod hints;
+mod intake;
 pub mod membership;
 pub mod merkle;
 pub mod message;
@@ -145,6 +146,7 @@ pub struct Node<S: Store> {
     outputs: VecDeque<Output>,
     stats: Stats,
     hints: hints::Hints,
+    intake: intake::Intake,
     gc: gc::Gc,
     cleanup: cleanup::Cleanup,
     /// The last dot counter this node issued, for any key.
@@ -233,6 +235,7 @@ impl<S: Store> Node<S> {
             stats: Stats::default(),
             hints,
             gc: gc::Gc::default(),
+            intake: intake::Intake::default(),
             cleanup: cleanup::Cleanup::default(),
             last_counter: 0,
             topology: topology::Topology::default(),
@@ -641,6 +644,9 @@ impl<S: Store> Node<S> {
         if self.cleanup.poll_timeout().is_some_and(|at| at <= now) {
             self.drive_cleanup(now);
         }
+        if self.intake.poll_timeout().is_some_and(|at| at <= now) {
+            self.release_intake(now);
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
@@ -656,6 +662,7 @@ impl<S: Store> Node<S> {
             self.topology.poll_timeout(),
             self.gc.poll_timeout(),
             self.cleanup.poll_timeout(),
+            self.intake.poll_timeout(),
         ]
         .into_iter()
         .flatten()
