@@ -146,31 +146,40 @@ fn restart() {
     );
 }
 
-/// Gets of random preloaded keys from `tasks` tasks until `stop`: at ALL
-/// through any coordinator, or (`via`) at ONE coordinated by one node,
-/// which answers from its own store.
+/// When a read load counts its gets, and when it stops.
+#[derive(Default)]
+struct Window {
+    /// Gets that start while this is set are counted.
+    record: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Gets of random preloaded keys from `tasks` tasks until the window
+/// stops: at ALL through any coordinator, or (`via`) at ONE coordinated by
+/// one node, which answers from its own store.
 async fn read_load(
     client: Arc<Client>,
     keys: u64,
     tasks: u64,
     via: Option<std::net::SocketAddr>,
-    stop: Arc<AtomicBool>,
+    window: Arc<Window>,
 ) -> Histogram<u64> {
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let (client, stop) = (client.clone(), stop.clone());
+        let (client, window) = (client.clone(), window.clone());
         handles.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3).unwrap();
             let mut i = t * 7919;
-            while !stop.load(Ordering::Relaxed) {
+            while !window.stop.load(Ordering::Relaxed) {
                 i = (i + 104_729) % keys;
                 let key = format!("pre{i}");
+                let counted = window.record.load(Ordering::Relaxed);
                 let started = Instant::now();
                 let read = match via {
                     Some(addr) => client.get_via(addr, key, Consistency::One).await,
                     None => client.get(key, Consistency::All).await,
                 };
-                if read.is_ok() {
+                if read.is_ok() && counted {
                     let _ = histogram.record(started.elapsed().as_micros() as u64);
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -268,18 +277,25 @@ async fn hint_replay() {
     // target among them) and gets at ONE coordinated by the target, which
     // answer from its store: the target's own latency.
     let target = cluster.addrs[2];
-    let loads = |stop: &Arc<AtomicBool>| {
+    let loads = |window: &Arc<Window>| {
         (
-            tokio::spawn(read_load(client.clone(), PRELOAD, 8, None, stop.clone())),
-            tokio::spawn(read_load(client.clone(), PRELOAD, 4, Some(target), stop.clone())),
+            tokio::spawn(read_load(client.clone(), PRELOAD, 8, None, window.clone())),
+            tokio::spawn(read_load(
+                client.clone(),
+                PRELOAD,
+                4,
+                Some(target),
+                window.clone(),
+            )),
         )
     };
     let measure = |seconds: u64| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (all, one) = loads(&stop);
+        let window = Arc::new(Window::default());
+        window.record.store(true, Ordering::Relaxed);
+        let (all, one) = loads(&window);
         async move {
             tokio::time::sleep(Duration::from_secs(seconds)).await;
-            stop.store(true, Ordering::Relaxed);
+            window.stop.store(true, Ordering::Relaxed);
             (all.await.unwrap(), one.await.unwrap())
         }
     };
@@ -304,8 +320,10 @@ async fn hint_replay() {
         .wait_until_members_up(3, Duration::from_secs(30))
         .await
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (load_all, load_one) = loads(&stop);
+    // The loads run from now, but count only the gets that start during
+    // replay: from the first poll that sees hints delivered to the end.
+    let window = Arc::new(Window::default());
+    let (load_all, load_one) = loads(&window);
     let mut first_replayed = None;
     loop {
         let left = hints_held(&cluster, &client).await;
@@ -313,6 +331,7 @@ async fn hint_replay() {
         // and only the hints still held then (replay may have begun
         // before the first poll).
         if left < held && first_replayed.is_none() {
+            window.record.store(true, Ordering::Relaxed);
             first_replayed = Some((Instant::now(), left));
         }
         if left == 0 {
@@ -326,7 +345,7 @@ async fn hint_replay() {
     }
     let (since, counted) = first_replayed.unwrap_or((restarted, held));
     let replay = since.elapsed();
-    stop.store(true, Ordering::Relaxed);
+    window.stop.store(true, Ordering::Relaxed);
     let during = (load_all.await.unwrap(), load_one.await.unwrap());
     // The restarted node once replay is over: same data, warm again.
     let after = measure(5).await;
