@@ -242,11 +242,16 @@ async fn hint_replay() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(Config::default().hint_batches_in_flight);
+    let intake = std::env::var("SHOAL_INTAKE_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(Config::default().intake_rate);
     let config = Config {
         anti_entropy_interval: Duration::from_secs(3600),
         hint_replay_rate: rate,
         hint_batch: batch,
         hint_batches_in_flight: window,
+        intake_rate: intake,
         ..Config::default()
     };
     // Each node on a runtime of its own (2 worker threads, as a node process
@@ -256,7 +261,7 @@ async fn hint_replay() {
     let shared = std::env::var_os("SHOAL_SHARED_RUNTIME").is_some();
     println!(
         "hints: replay limited to {rate} hints/s per holder and replica, {batch} per batch, \
-         {window} batches in flight; {}",
+         {window} batches in flight, at most {intake}/s taken in; {}",
         if shared {
             "nodes share one runtime"
         } else {
