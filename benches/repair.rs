@@ -226,26 +226,23 @@ async fn hints_held(cluster: &LocalCluster, client: &Client) -> u64 {
     total
 }
 
+/// The environment variable `name` if set and valid, else `default`.
+fn setting<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 async fn hint_replay() {
     const HINTS: u64 = 100_000;
     const PRELOAD: u64 = 10_000;
-    // SHOAL_HINT_RATE overrides the per-holder replay rate, to explore it.
-    let rate = std::env::var("SHOAL_HINT_RATE")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(Config::default().hint_replay_rate);
-    let batch = std::env::var("SHOAL_HINT_BATCH")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(Config::default().hint_batch);
-    let window = std::env::var("SHOAL_HINT_WINDOW")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(Config::default().hint_batches_in_flight);
-    let intake = std::env::var("SHOAL_INTAKE_RATE")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(Config::default().intake_rate);
+    // Settings to explore, from the environment; the defaults otherwise.
+    let defaults = Config::default();
+    let rate = setting("SHOAL_HINT_RATE", defaults.hint_replay_rate);
+    let batch = setting("SHOAL_HINT_BATCH", defaults.hint_batch);
+    let window = setting("SHOAL_HINT_WINDOW", defaults.hint_batches_in_flight);
+    let intake = setting("SHOAL_INTAKE_RATE", defaults.intake_rate);
     let config = Config {
         anti_entropy_interval: Duration::from_secs(3600),
         hint_replay_rate: rate,
