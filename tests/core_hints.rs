@@ -334,8 +334,8 @@ fn a_replica_takes_replay_in_at_its_intake_rate_however_many_nodes_hold_hints() 
 
 #[test]
 fn a_held_back_acknowledgement_leaves_within_half_the_request_timeout() {
+    use shoal::proto::Time;
     use shoal::proto::message::AeState;
-    use shoal::proto::{Output, Time};
     let config = Config {
         intake_rate: 10,
         ..Config::default()
@@ -354,28 +354,17 @@ fn a_held_back_acknowledgement_leaves_within_half_the_request_timeout() {
         };
         node.handle_peer_message(Time::ZERO, NodeId(9), message);
     };
-    let acked = |node: &mut Node<MemStore>| -> Vec<u64> {
-        std::iter::from_fn(|| node.poll_output())
-            .filter_map(|o| match o {
-                Output::Send {
-                    message: PeerMessage::PushAck { batch, .. },
-                    ..
-                } => Some(batch),
-                _ => None,
-            })
-            .collect()
-    };
     // The first 100 states are taken in at once; the next would be due
     // 10 s later at 10 a second, but a sender gives up on a batch after
     // twice the request timeout: its acknowledgement leaves after 1 s.
     push(&mut node, 1);
-    assert_eq!(acked(&mut node), vec![1]);
+    assert_eq!(push_acks(&mut node), vec![(1, true)]);
     push(&mut node, 2);
-    assert_eq!(acked(&mut node), Vec::<u64>::new());
+    assert_eq!(push_acks(&mut node), vec![]);
     let due = node.poll_timeout().expect("an acknowledgement held back");
     assert_eq!(due, Time::ZERO + Duration::from_secs(1));
     node.handle_timeout(due);
-    assert_eq!(acked(&mut node), vec![2]);
+    assert_eq!(push_acks(&mut node), vec![(2, true)]);
 }
 
 #[test]
@@ -530,6 +519,20 @@ fn a_leaving_node_hands_the_hints_it_holds_to_a_remaining_node() {
     assert_eq!(held(&c), 0);
 }
 
+/// The push acknowledgements `node` sent since last asked: each batch,
+/// and whether it was a success.
+fn push_acks(node: &mut Node<MemStore>) -> Vec<(u64, bool)> {
+    std::iter::from_fn(|| node.poll_output())
+        .filter_map(|o| match o {
+            shoal::proto::Output::Send {
+                message: PeerMessage::PushAck { batch, result },
+                ..
+            } => Some((batch, result.is_ok())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The nodes that hold `key`'s write: as data, or as a hint.
 fn copies(c: &Cluster, key: &[u8]) -> Vec<NodeId> {
     c.node_ids()
@@ -584,7 +587,6 @@ fn a_leaving_node_hands_a_hint_to_no_node_that_may_hold_the_write_already() {
 #[test]
 fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
     use shoal::proto::message::AeState;
-    use shoal::proto::{Output, PeerMessage};
     let mut node = Node::new(Config::default(), MemStore::new(), 5).unwrap();
     // Two holders' concurrent versions of one key, in one batch (as hints
     // handed over by a leaving node can be).
@@ -608,19 +610,7 @@ fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
         NodeId(9),
         PeerMessage::Push { batch: 1, states },
     );
-    let acked = std::iter::from_fn(|| node.poll_output()).any(|o| {
-        matches!(
-            o,
-            Output::Send {
-                message: PeerMessage::PushAck {
-                    batch: 1,
-                    result: Ok(())
-                },
-                ..
-            }
-        )
-    });
-    assert!(acked);
+    assert_eq!(push_acks(&mut node), vec![(1, true)]);
     let state = node.store().get(KEY).unwrap().unwrap();
     let mut values: Vec<Vec<u8>> = state.values().map(|s| s.value.clone().unwrap()).collect();
     values.sort();

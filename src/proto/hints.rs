@@ -27,10 +27,9 @@
 //! batch refused or unanswered sends every unacknowledged batch again
 //! (merging twice is harmless). Hints are bounded per replica: none are
 //! stored for a replica down for longer than the hint window or holding
-//! more than
-//! [`Config::max_hint_bytes_per_replica`](super::Config); hints for a
-//! removed node are dropped. Anti-entropy repairs whatever a dropped hint
-//! held.
+//! more than [`Config::max_hint_bytes_per_replica`](super::Config); hints
+//! for a removed node are dropped. Anti-entropy repairs whatever a dropped
+//! hint held.
 //!
 //! A hint that outlives the hint window is not simply dropped when its
 //! holder is not a home replica of the key (a sloppy-quorum fallback, or

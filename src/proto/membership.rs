@@ -263,11 +263,10 @@ impl Membership {
     /// or its own crash, finds the cluster again even if its seeds are
     /// gone, although SWIM itself no longer probes members it believes
     /// down). SWIM asks down members back on its own, by the identities it
-    /// last knew; after
-    /// links failed one way and members rejoined under new generations,
-    /// nodes were seen holding each other's old identities and never
-    /// meeting again (simulator seed 6772). An announcement reaches any
-    /// identity at the member's address.
+    /// last knew; after links failed one way and members rejoined under new
+    /// generations, nodes were seen holding each other's old identities
+    /// and never meeting again (simulator seed 6772). An announcement
+    /// reaches any identity at the member's address.
     fn announce_to(&mut self, now: Time, seeds: bool, effects: &mut Vec<Effect>) {
         let members = self
             .states
