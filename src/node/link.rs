@@ -1,8 +1,14 @@
 //! One outgoing link to a peer: a QUIC connection (re-established when it
 //! fails, with backoff), one long-lived stream carrying peer messages in
 //! order (batched into few writes), and datagrams for SWIM packets.
+//!
+//! A message larger than the peer accepts (`max_frame_bytes`, the same on
+//! every node) is not sent: the peer would close the stream, and every
+//! message queued behind it would be lost with it. The core treats it as a
+//! lost message. Only merging concurrent siblings from several replicas
+//! can make a state that large: no single write may (`max_state_bytes`).
 
-use crate::net::frame::encode_into;
+use crate::net::frame::{HEADER_LEN, encode_into};
 use crate::net::tls::SERVER_NAME;
 use crate::proto::message::PeerHello;
 use crate::proto::{NodeId, PeerMessage};
@@ -36,9 +42,9 @@ impl Drop for Link {
 }
 
 impl Link {
-    pub(super) fn spawn(endpoint: quinn::Endpoint, addr: SocketAddr, me: NodeId) -> Link {
+    pub(super) fn spawn(endpoint: quinn::Endpoint, addr: SocketAddr, me: NodeId, max_frame: usize) -> Link {
         let (queue, rx) = mpsc::channel(LINK_QUEUE);
-        let task = tokio::spawn(run(endpoint, addr, me, rx));
+        let task = tokio::spawn(run(endpoint, addr, me, max_frame, rx));
         Link { queue, task }
     }
 
@@ -51,7 +57,13 @@ impl Link {
     }
 }
 
-async fn run(endpoint: quinn::Endpoint, addr: SocketAddr, me: NodeId, mut rx: mpsc::Receiver<Outgoing>) {
+async fn run(
+    endpoint: quinn::Endpoint,
+    addr: SocketAddr,
+    me: NodeId,
+    max_frame: usize,
+    mut rx: mpsc::Receiver<Outgoing>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let connection = match connect(&endpoint, addr).await {
@@ -70,10 +82,29 @@ async fn run(endpoint: quinn::Endpoint, addr: SocketAddr, me: NodeId, mut rx: mp
             }
         };
         backoff = Duration::from_millis(50);
-        match pump(&connection, me, &mut rx).await {
+        match pump(&connection, me, max_frame, &mut rx).await {
             Ok(()) => return, // the driver is gone
             Err(error) => tracing::debug!(%addr, %error, "peer link broke; reconnecting"),
         }
+    }
+}
+
+/// Appends `message`'s frame to `out` if its body is at most `max_frame`
+/// bytes (what the peer accepts); otherwise leaves `out` as it was and
+/// logs a warning.
+fn encode_within(out: &mut Vec<u8>, message: &PeerMessage, max_frame: usize) {
+    let start = out.len();
+    encode_into(out, message);
+    let body = out.len() - start - HEADER_LEN;
+    if body > max_frame {
+        out.truncate(start);
+        tracing::warn!(
+            kind = message.kind(),
+            bytes = body,
+            max_frame_bytes = max_frame,
+            "peer message larger than a peer accepts; not sent (siblings merged from several \
+             replicas may outgrow max_state_bytes)"
+        );
     }
 }
 
@@ -86,6 +117,7 @@ async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Result<quinn::
 async fn pump(
     connection: &quinn::Connection,
     me: NodeId,
+    max_frame: usize,
     rx: &mut mpsc::Receiver<Outgoing>,
 ) -> Result<(), String> {
     let mut stream = connection.open_uni().await.map_err(|e| e.to_string())?;
@@ -98,7 +130,7 @@ async fn pump(
         }
         for outgoing in batch.drain(..) {
             match outgoing {
-                Outgoing::Message(message) => encode_into(&mut buf, &message),
+                Outgoing::Message(message) => encode_within(&mut buf, &message, max_frame),
                 Outgoing::Gossip(data) => {
                     // A SWIM packet lost here is like one lost on the wire.
                     let _ = connection.send_datagram(data);
@@ -109,5 +141,74 @@ async fn pump(
             stream.write_all(&buf).await.map_err(|e| e.to_string())?;
             buf.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::stream::read_frame;
+    use crate::net::tls::{Credentials, init_cluster_dir, transport_config};
+    use crate::proto::message::AeState;
+
+    fn ack(batch: u64) -> PeerMessage {
+        PeerMessage::PushAck {
+            batch,
+            result: Ok(()),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_a_peer_accepts_is_skipped_and_the_link_carries_on() {
+        const MAX_FRAME: usize = 1000;
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster_dir(dir.path()).unwrap();
+        let credentials = Credentials::from_cluster_dir(dir.path()).unwrap();
+        let transport = transport_config(16);
+        let server = quinn::Endpoint::server(
+            credentials.server_config(transport.clone()).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_default_client_config(credentials.client_config(transport).unwrap());
+
+        let link = Link::spawn(client.clone(), server.local_addr().unwrap(), NodeId(7), MAX_FRAME);
+        let too_big = PeerMessage::Push {
+            batch: 2,
+            states: vec![AeState {
+                key: vec![b'k'; 2 * MAX_FRAME],
+                object: Default::default(),
+            }],
+        };
+        link.send_message(ack(1));
+        link.send_message(too_big);
+        link.send_message(ack(3));
+
+        let received = tokio::time::timeout(Duration::from_secs(10), async {
+            let connection = server.accept().await.unwrap().await.unwrap();
+            let mut recv = connection.accept_uni().await.unwrap();
+            let hello: PeerHello = read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap();
+            assert_eq!(hello.node, NodeId(7));
+            let mut batches = Vec::new();
+            for _ in 0..2 {
+                // A frame over MAX_FRAME would fail here, as it does on a node.
+                match read_frame::<PeerMessage>(&mut recv, MAX_FRAME).await {
+                    Ok(Some(PeerMessage::PushAck { batch, .. })) => batches.push(batch),
+                    other => panic!("expected an acknowledgement, got {other:?}"),
+                }
+            }
+            batches
+        })
+        .await
+        .expect("both small messages arrive within 10 s");
+        assert_eq!(
+            received,
+            vec![1, 3],
+            "the one too large is skipped, the rest arrive in order"
+        );
+        drop(link);
+        client.close(0u32.into(), b"done");
+        server.close(0u32.into(), b"done");
     }
 }

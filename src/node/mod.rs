@@ -222,6 +222,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         leaving: false,
         exporter: metrics::Exporter::default(),
         bulk: std::collections::VecDeque::new(),
+        max_frame: limits.max_frame_bytes,
     };
     let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
     Ok(NodeHandle {
@@ -299,6 +300,8 @@ struct Driver {
     exporter: metrics::Exporter,
     /// Bulk repair and topology messages waiting for a quiet moment.
     bulk: std::collections::VecDeque<Event>,
+    /// Largest message a peer accepts (every node has the same limits).
+    max_frame: usize,
 }
 
 impl Driver {
@@ -439,10 +442,10 @@ impl Driver {
 
     fn link(&mut self, addr: SocketAddr) -> &link::Link {
         let endpoint = &self.endpoint;
-        let me = self.node.id();
+        let (me, max_frame) = (self.node.id(), self.max_frame);
         self.links
             .entry(addr)
-            .or_insert_with(|| link::Link::spawn(endpoint.clone(), addr, me))
+            .or_insert_with(|| link::Link::spawn(endpoint.clone(), addr, me, max_frame))
     }
 
     /// Graceful stop: no new connections, requests in flight finished,

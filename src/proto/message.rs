@@ -828,6 +828,31 @@ pub enum PeerMessage {
 }
 
 impl PeerMessage {
+    /// The message's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMessage::ReplicaGet { .. } => "ReplicaGet",
+            PeerMessage::ReplicaGetReply { .. } => "ReplicaGetReply",
+            PeerMessage::ReplicaPut { .. } => "ReplicaPut",
+            PeerMessage::ReplicaPutReply { .. } => "ReplicaPutReply",
+            PeerMessage::Forward { .. } => "Forward",
+            PeerMessage::ForwardReply { .. } => "ForwardReply",
+            PeerMessage::AeSummaries { .. } => "AeSummaries",
+            PeerMessage::AeKeys { .. } => "AeKeys",
+            PeerMessage::AeStates { .. } => "AeStates",
+            PeerMessage::HintedPut { .. } => "HintedPut",
+            PeerMessage::Push { .. } => "Push",
+            PeerMessage::PushAck { .. } => "PushAck",
+            PeerMessage::HandOffHints { .. } => "HandOffHints",
+            PeerMessage::StreamRequest { .. } => "StreamRequest",
+            PeerMessage::StreamBatch { .. } => "StreamBatch",
+            PeerMessage::GcCheck { .. } => "GcCheck",
+            PeerMessage::GcConfirm { .. } => "GcConfirm",
+            PeerMessage::GcRemove { .. } => "GcRemove",
+            PeerMessage::MemberStates { .. } => "MemberStates",
+        }
+    }
+
     /// Whether this is bulk repair or topology work (many keys at once)
     /// rather than a request's replica read or write: a node may handle it
     /// after the requests that arrived with it.
