@@ -328,6 +328,33 @@ fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
     assert_sees(&read, b"v");
 }
 
+/// Asking a leaving node to leave again (an operator whose first `leave`
+/// timed out, say) answers both requests once the leave is done: neither
+/// is told it is done before (the node process exits on that answer).
+#[test]
+fn a_leave_asked_twice_answers_both_only_once_it_is_done() {
+    let mut c = converged(5, 46);
+    let nodes = c.node_ids();
+    let leaving = nodes[0];
+    let k = (0..).map(key).find(|k| c.replicas(k).contains(&leaving)).unwrap();
+    let cut: Vec<NodeId> = c.replicas(&k).into_iter().filter(|&n| n != leaving).collect();
+    c.partition(&cut);
+    let first = c.submit_admin(leaving, AdminRequest::Leave);
+    c.run_for(Duration::from_secs(10));
+    let second = c.submit_admin(leaving, AdminRequest::Leave);
+    c.run_for(Duration::from_secs(10));
+    assert_eq!(c.node(leaving).status(), NodeStatus::Leaving, "the leave waits");
+    assert_eq!(c.admin_reply(first), None, "told done while still leaving");
+    assert_eq!(c.admin_reply(second), None, "told done while still leaving");
+
+    c.heal();
+    assert!(c.run_until(Duration::from_secs(30), |c| c.node(leaving).status()
+        == NodeStatus::Left));
+    c.run_for(Duration::from_secs(10));
+    assert_eq!(c.admin_reply(first), Some(AdminResponse::Done));
+    assert_eq!(c.admin_reply(second), Some(AdminResponse::Done));
+}
+
 /// A replica that knows of a join refuses a replica write whose
 /// coordinator's view of the key's replicas lacks the join, and takes one
 /// that has it.

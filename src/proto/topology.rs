@@ -139,8 +139,9 @@ struct Departure {
 pub(super) struct Topology {
     join: Option<Plan>,
     leave: Option<Plan>,
-    /// Who waits for the leave to finish.
-    leave_waiter: Option<ClientId>,
+    /// Who wait for the leave to finish: each request to leave, answered
+    /// together once it has (the node process exits on that answer).
+    leave_waiters: Vec<ClientId>,
     /// The node left and tells the members until they confirm.
     departure: Option<Departure>,
     /// For each member, the newest state of this node (generation,
@@ -533,13 +534,8 @@ impl<S: Store> Node<S> {
         match self.status() {
             NodeStatus::Joining => return Some(refused(AdminError::StillJoining)),
             NodeStatus::Leaving if self.topology.leave.is_some() => {
-                // Asked again: answer this request when done instead.
-                if let Some(previous) = self.topology.leave_waiter.replace(client) {
-                    self.outputs.push_back(Output::AdminReply {
-                        client: previous,
-                        response: AdminResponse::Done,
-                    });
-                }
+                // Asked again: answer this request too once done.
+                self.topology.leave_waiters.push(client);
                 return None;
             }
             _ => {}
@@ -576,7 +572,7 @@ impl<S: Store> Node<S> {
             keys: 0,
             bytes: 0,
         });
-        self.topology.leave_waiter = Some(client);
+        self.topology.leave_waiters = vec![client];
         self.drive_leave(now);
         None
     }
@@ -804,7 +800,7 @@ impl<S: Store> Node<S> {
             membership.leave(now, &mut effects);
         }
         self.apply_effects(effects);
-        if let Some(client) = self.topology.leave_waiter.take() {
+        for client in std::mem::take(&mut self.topology.leave_waiters) {
             self.outputs.push_back(Output::AdminReply {
                 client,
                 response: AdminResponse::Done,
