@@ -34,6 +34,9 @@ pub const CONVERGE: Duration = Duration::from_secs(40);
 const EPOCH: Time = Time::from_micros(1_790_000_000_000_000);
 /// Client <-> node latency (clients are never partitioned).
 const CLIENT_LATENCY: Duration = Duration::from_millis(1);
+/// How long after a leaving node restarted (or refused to leave while
+/// joining) it is asked to leave again.
+const RELEAVE_AFTER: Duration = Duration::from_secs(10);
 
 /// A packet between nodes.
 #[derive(Clone, Debug)]
@@ -90,7 +93,12 @@ enum Event {
     Join {
         node: usize,
     },
-    Leave,
+    /// A node is asked to leave: a random running one, or (`again`) the
+    /// one asked before, once it restarted after a crash cut its leave
+    /// short or once it may have finished joining.
+    Leave {
+        again: Option<usize>,
+    },
 }
 
 impl Event {
@@ -110,7 +118,7 @@ impl Event {
             Event::HealRead { .. } => 12,
             Event::CheckFormed => 13,
             Event::Join { .. } => 14,
-            Event::Leave => 15,
+            Event::Leave { .. } => 15,
         }
     }
 }
@@ -260,6 +268,8 @@ pub struct World {
     by_addr: BTreeMap<SocketAddr, usize>,
     blocked: BTreeSet<(usize, usize)>,
     faults_on: bool,
+    /// The node asked to leave, until it has left.
+    leave_asked: Option<usize>,
     history: History,
     contexts: Vec<BTreeMap<Vec<u8>, VersionVector>>,
     /// Each dot seen: the key and value it was issued for.
@@ -321,6 +331,7 @@ impl World {
             sequence: 0,
             blocked: BTreeSet::new(),
             faults_on: true,
+            leave_asked: None,
             history: History::default(),
             dots: BTreeMap::new(),
             dot_conflicts: Vec::new(),
@@ -439,6 +450,11 @@ impl World {
                 if self.nodes[node].node.is_none() && !self.nodes[node].left {
                     let seeds = self.seeds_for(node);
                     self.boot(node, &seeds);
+                    // A restarted node forgets a leave in progress; as an
+                    // operator would, ask it again once it is back in.
+                    if self.leave_asked == Some(node) {
+                        self.at(RELEAVE_AFTER, Event::Leave { again: Some(node) });
+                    }
                 }
             }
             Event::Block { pairs, length } => {
@@ -463,7 +479,7 @@ impl World {
                     self.boot(node, &seeds);
                 }
             }
-            Event::Leave => self.start_leave(),
+            Event::Leave { again } => self.start_leave(again),
         }
     }
 
@@ -563,8 +579,14 @@ impl World {
             }
             Output::AdminReply { response, .. } => {
                 // Only leaves are asked for; a finished one stops the node.
-                if response == AdminResponse::Done {
-                    self.stop_left(from);
+                // A node still joining is asked again later, as an
+                // operator would.
+                match response {
+                    AdminResponse::Done => self.stop_left(from),
+                    AdminResponse::Refused {
+                        reason: shoal::proto::message::AdminError::StillJoining,
+                    } => self.at(RELEAVE_AFTER, Event::Leave { again: Some(from) }),
+                    _ => {}
                 }
             }
         }
@@ -589,15 +611,21 @@ impl World {
             .collect()
     }
 
-    /// Asks a random running node to leave the cluster.
-    fn start_leave(&mut self) {
+    /// Asks a random running node (or `again` that node) to leave the
+    /// cluster.
+    fn start_leave(&mut self, again: Option<usize>) {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].node.is_some())
             .collect();
         if running.len() <= 1 || !self.faults_on {
             return;
         }
-        let i = running[self.rng.random_range(0..running.len())];
+        let i = match again {
+            Some(i) if running.contains(&i) && self.leave_asked == Some(i) => i,
+            Some(_) => return,
+            None => running[self.rng.random_range(0..running.len())],
+        };
+        self.leave_asked = Some(i);
         self.trace.update(&[0xfe, i as u8]);
         let local = self.local(i);
         if let Some(node) = self.nodes[i].node.as_mut() {
@@ -613,6 +641,7 @@ impl World {
             self.nodes[i].parked = Some(node.into_store());
             self.nodes[i].left = true;
             self.counts.leaves += 1;
+            self.leave_asked = None;
         }
     }
 
@@ -769,7 +798,8 @@ impl World {
         if self.options.faults.has(Fault::Leave) {
             let at = duration.mul_f64(self.rng.random_range(0.3..0.8));
             self.sequence += 1;
-            self.queue.insert((EPOCH + at, self.sequence), Event::Leave);
+            self.queue
+                .insert((EPOCH + at, self.sequence), Event::Leave { again: None });
         }
         let downtime = rates.downtime_max;
         for (fault, wipe) in [(Fault::Crash, false), (Fault::Wipe, true)] {
