@@ -632,6 +632,11 @@ impl World {
             node.handle_admin_request(local, ClientId(u64::MAX), AdminRequest::Leave);
             self.after_input(i);
         }
+        if again.is_none() {
+            // An operator whose first request went unanswered asks again
+            // while the node may still be leaving.
+            self.at(RELEAVE_AFTER, Event::Leave { again: Some(i) });
+        }
     }
 
     /// A node finished leaving: it stops for good.
