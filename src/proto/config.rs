@@ -117,7 +117,7 @@ impl Default for Config {
             hint_batch: 32,
             hint_batches_in_flight: 4,
             hint_replay_rate: 20_000,
-            intake_rate: 25_000,
+            intake_rate: 22_000,
             tombstone_grace: Duration::from_secs(4 * 3600),
             cleanup_delay: Duration::from_secs(60),
             node_id: None,
