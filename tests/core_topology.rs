@@ -291,17 +291,25 @@ fn a_join_waits_until_the_replicas_of_its_ranges_know_of_it() {
     assert_sees(&read, b"v");
 }
 
-/// A leave waits, like a join, until the replicas of the ranges it hands
-/// off know of it; once they do, it completes and loses nothing written
-/// meanwhile.
-#[test]
-fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
+/// Five nodes, the first of which will leave, and a key it holds whose
+/// other replicas are cut off: a leave waits for them (they never hear of
+/// it). The cluster, its nodes, the leaving node, the key, the cut-off.
+fn leave_held_back() -> (Cluster, Vec<NodeId>, NodeId, Vec<u8>, Vec<NodeId>) {
     let mut c = converged(5, 46);
     let nodes = c.node_ids();
     let leaving = nodes[0];
     let k = (0..).map(key).find(|k| c.replicas(k).contains(&leaving)).unwrap();
     let cut: Vec<NodeId> = c.replicas(&k).into_iter().filter(|&n| n != leaving).collect();
     c.partition(&cut);
+    (c, nodes, leaving, k, cut)
+}
+
+/// A leave waits, like a join, until the replicas of the ranges it hands
+/// off know of it; once they do, it completes and loses nothing written
+/// meanwhile.
+#[test]
+fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
+    let (mut c, nodes, leaving, k, cut) = leave_held_back();
     let client = c.submit_admin(leaving, AdminRequest::Leave);
     c.run_for(Duration::from_secs(30));
     assert_eq!(c.node(leaving).status(), NodeStatus::Leaving, "the leave waits");
@@ -333,12 +341,7 @@ fn a_leave_waits_until_the_replicas_of_its_ranges_know_of_it() {
 /// is told it is done before (the node process exits on that answer).
 #[test]
 fn a_leave_asked_twice_answers_both_only_once_it_is_done() {
-    let mut c = converged(5, 46);
-    let nodes = c.node_ids();
-    let leaving = nodes[0];
-    let k = (0..).map(key).find(|k| c.replicas(k).contains(&leaving)).unwrap();
-    let cut: Vec<NodeId> = c.replicas(&k).into_iter().filter(|&n| n != leaving).collect();
-    c.partition(&cut);
+    let (mut c, _, leaving, _, _) = leave_held_back();
     let first = c.submit_admin(leaving, AdminRequest::Leave);
     c.run_for(Duration::from_secs(10));
     let second = c.submit_admin(leaving, AdminRequest::Leave);
