@@ -249,7 +249,7 @@ async fn hint_replay() {
         hint_batch: batch,
         hint_batches_in_flight: window,
         intake_rate: intake,
-        ..Config::default()
+        ..defaults
     };
     // Each node on a runtime of its own (2 worker threads, as a node process
     // on this 2-core machine has), like three processes: a node's tasks do
