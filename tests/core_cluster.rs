@@ -328,11 +328,14 @@ fn a_duplicated_forward_is_applied_once() {
         client: write,
     };
     let now = Time::from_micros(1_000_000);
-    node.handle_peer_message(now, forwarder, message.clone());
-    node.handle_peer_message(now, forwarder, message.clone());
+    node.handle_peer_message(now, forwarder, message.clone())
+        .expect("a valid message");
+    node.handle_peer_message(now, forwarder, message.clone())
+        .expect("a valid message");
     // A copy the network delayed past the write's deadline (1 s) too.
     let later = Time::from_micros(6_000_000);
-    node.handle_peer_message(later, forwarder, message);
+    node.handle_peer_message(later, forwarder, message)
+        .expect("a valid message");
     let replies = std::iter::from_fn(|| node.poll_output())
         .filter(|o| {
             matches!(

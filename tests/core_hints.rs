@@ -352,7 +352,8 @@ fn a_held_back_acknowledgement_leaves_within_half_the_request_timeout() {
             batch,
             states: states.clone(),
         };
-        node.handle_peer_message(Time::ZERO, NodeId(9), message);
+        node.handle_peer_message(Time::ZERO, NodeId(9), message)
+            .expect("a valid message");
     };
     // The first 100 states are taken in at once; the next would be due
     // 10 s later at 10 a second, but a sender gives up on a batch after
@@ -609,7 +610,8 @@ fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
         shoal::proto::Time::ZERO,
         NodeId(9),
         PeerMessage::Push { batch: 1, states },
-    );
+    )
+    .expect("a valid message");
     assert_eq!(push_acks(&mut node), vec![(1, true)]);
     let state = node.store().get(KEY).unwrap().unwrap();
     let mut values: Vec<Vec<u8>> = state.values().map(|s| s.value.clone().unwrap()).collect();

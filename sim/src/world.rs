@@ -251,6 +251,9 @@ pub struct RunResult {
     /// Ring members (by a running node's ring) not running after healing:
     /// a node that left, or stopped, and is still in the ring.
     pub stopped_replicas: Vec<NodeId>,
+    /// Peer messages a node refused at its boundary as invalid (every
+    /// node is honest here, so any is a bug), described.
+    pub refused_messages: Vec<String>,
     /// Repairs made.
     pub repairs: RepairCounts,
 }
@@ -276,6 +279,7 @@ pub struct World {
     dots: BTreeMap<Dot, (Vec<u8>, Option<Vec<u8>>)>,
     dot_conflicts: Vec<DotConflict>,
     wipes: Vec<(Time, NodeId)>,
+    refused_messages: Vec<String>,
     counts: FaultCounts,
     repairs: RepairCounts,
     trace: Xxh3,
@@ -336,6 +340,7 @@ impl World {
             dots: BTreeMap::new(),
             dot_conflicts: Vec::new(),
             wipes: Vec::new(),
+            refused_messages: Vec::new(),
             counts: FaultCounts::default(),
             repairs: RepairCounts::default(),
             trace: Xxh3::new(),
@@ -495,7 +500,11 @@ impl World {
                 if let Ok(bytes) = rmp_serde::to_vec(&message) {
                     self.trace.update(&bytes);
                 }
-                node.handle_peer_message(local, sender, message);
+                let kind = message.kind();
+                if let Err(fault) = node.handle_peer_message(local, sender, message) {
+                    self.refused_messages
+                        .push(format!("{kind} from {sender} to node {to} at {local:?}: {fault}"));
+                }
             }
             Packet::Gossip(data) => {
                 self.trace.update(&data);
@@ -1084,6 +1093,7 @@ impl World {
         RunResult {
             hints_left,
             stopped_replicas,
+            refused_messages: self.refused_messages,
             repairs: self.repairs,
             replication: self.config.replication,
             options: self.options,

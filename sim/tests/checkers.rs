@@ -27,6 +27,7 @@ fn run_with(ops: Vec<Op>, states: Vec<Versioned>) -> RunResult {
         replicas: BTreeMap::from([(KEY.to_vec(), nodes.to_vec())]),
         hints_left: BTreeMap::new(),
         stopped_replicas: Vec::new(),
+        refused_messages: Vec::new(),
         repairs: Default::default(),
     }
 }
@@ -146,6 +147,17 @@ fn a_ring_member_not_running_after_healing_is_caught() {
     let found = checker::convergence::check(&run);
     assert_eq!(names(&found), vec![checker::convergence::NAME]);
     assert!(found[0].detail.contains(&NodeId(3).to_string()), "{found:?}");
+}
+
+#[test]
+fn an_honest_message_refused_as_invalid_is_caught() {
+    let (state, put) = written(b"v");
+    let mut run = run_with(vec![put], vec![state.clone(), state.clone(), state]);
+    assert!(checker::honest_messages::check(&run).is_empty());
+    run.refused_messages
+        .push("AeKeys from 2 to node 1: a key of 0 bytes".into());
+    let found = checker::honest_messages::check(&run);
+    assert_eq!(names(&found), vec![checker::honest_messages::NAME]);
 }
 
 #[test]

@@ -125,6 +125,9 @@ impl Exporter {
         counter!("shoal_membership_changes_total").absolute(self.membership_changes);
         self.log_repairs(me, &report.stats);
         export_stats(&report.stats);
+        for (&kind, &count) in node.invalid_messages() {
+            counter!("shoal_invalid_messages_total", "kind" => kind).absolute(count);
+        }
         gauge!("shoal_hints_held").set(report.hints.iter().map(|h| h.count).sum::<u64>() as f64);
         gauge!("shoal_hint_bytes_held").set(report.hints.iter().map(|h| h.bytes).sum::<u64>() as f64);
         gauge!("shoal_keys").set(report.keys as f64);

@@ -223,6 +223,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         exporter: metrics::Exporter::default(),
         bulk: std::collections::VecDeque::new(),
         max_frame: limits.max_frame_bytes,
+        invalid_logged: None,
     };
     let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
     Ok(NodeHandle {
@@ -302,6 +303,9 @@ struct Driver {
     bulk: std::collections::VecDeque<Event>,
     /// Largest message a peer accepts (every node has the same limits).
     max_frame: usize,
+    /// When an invalid peer message was last logged: a flood of junk is
+    /// logged at most once a second (the metric counts every message).
+    invalid_logged: Option<crate::proto::Time>,
 }
 
 impl Driver {
@@ -394,7 +398,15 @@ impl Driver {
                 }
                 Event::Peer { from, message } => {
                     wrote |= message.writes();
-                    self.node.handle_peer_message(now, from, message);
+                    let kind = message.kind();
+                    if let Err(fault) = self.node.handle_peer_message(now, from, message)
+                        && self
+                            .invalid_logged
+                            .is_none_or(|at| now >= at + Duration::from_secs(1))
+                    {
+                        self.invalid_logged = Some(now);
+                        tracing::warn!(node = %self.node.id(), peer = %from, kind, %fault, "invalid peer message dropped");
+                    }
                 }
                 Event::Gossip { data } => self.node.handle_gossip(now, &data),
             }

@@ -8,6 +8,9 @@ use super::types::NodeId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// The largest replication factor (N) a node accepts.
+pub const MAX_REPLICATION: usize = 16;
+
 /// Settings of one node's core. Cluster-wide settings (replication, vnodes)
 /// must be equal on every node.
 ///
@@ -145,7 +148,7 @@ impl Config {
                 .all(|a| self.default_consistency.required(a, self.replication).is_ok());
         let checks: [(bool, &'static str, &'static str); 17] = [
             (
-                (1..=16).contains(&self.replication),
+                (1..=MAX_REPLICATION).contains(&self.replication),
                 "replication",
                 "must be between 1 and 16",
             ),

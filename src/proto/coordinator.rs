@@ -164,6 +164,11 @@ impl<S: Store> Node<S> {
                 max: self.config.max_value_bytes,
             });
         }
+        if let ClientRequest::Put { context, .. } | ClientRequest::Delete { context, .. } = request
+            && let Err(reason) = context.version_vector().check()
+        {
+            return Err(RequestError::MalformedContext { reason });
+        }
         if self.operations.len() - self.answered_ops >= self.config.max_requests_in_flight {
             return Err(RequestError::Busy {
                 max: self.config.max_requests_in_flight,

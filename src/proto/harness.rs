@@ -432,7 +432,12 @@ impl Cluster {
                 self.delivered += 1;
                 let now = self.now;
                 match packet {
-                    Packet::Peer(message) => self.node_mut(to).handle_peer_message(now, from, message),
+                    Packet::Peer(message) => {
+                        let kind = message.kind();
+                        if let Err(fault) = self.node_mut(to).handle_peer_message(now, from, message) {
+                            panic!("an honest node's {kind} was refused as invalid: {fault}");
+                        }
+                    }
                     Packet::Gossip(data) => self.node_mut(to).handle_gossip(now, &data),
                 }
                 self.drain(to);

@@ -381,6 +381,11 @@ pub struct Stats {
     /// key's replicas lacked a join or leave this node knows of (the
     /// coordinator is sent this node's member states to catch up).
     pub placement_refusals: u64,
+    /// Peer messages dropped at the core's boundary as malformed (a key
+    /// out of bounds, a reversed interval, a state breaking its
+    /// invariants, ...): nothing in them was applied.
+    #[serde(default)]
+    pub invalid_messages: u64,
 }
 
 /// Hints one node holds for one replica.
@@ -604,6 +609,13 @@ pub enum RequestError {
         size: usize,
         /// The limit.
         max: usize,
+    },
+    /// The request's causal context is not one a read returned (a
+    /// counter out of range). Nothing changed.
+    #[error("malformed context: {reason}")]
+    MalformedContext {
+        /// What is wrong with it.
+        reason: super::version::MalformedState,
     },
 }
 

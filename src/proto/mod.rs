@@ -33,6 +33,7 @@ pub mod ring;
 pub mod store;
 mod topology;
 pub mod types;
+pub mod validate;
 pub mod version;
 
 pub use config::{Config, ConfigError};
@@ -43,6 +44,7 @@ pub use message::{
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
 pub use types::{NodeId, Time};
+pub use validate::Invalid;
 pub use version::Versioned;
 
 use coordinator::Operation;
@@ -159,6 +161,8 @@ pub struct Node<S: Store> {
     /// Whether the digest tree was loaded as saved at the last clean stop
     /// (rather than rebuilt from the digest index).
     digest_tree_restored: bool,
+    /// Peer messages refused at the boundary, by kind (see [`validate`]).
+    invalid_messages: BTreeMap<&'static str, u64>,
     /// Operations whose requester has its answer; they stay to repair
     /// (reads) or to hint replicas that have not acknowledged (writes) and
     /// do not count toward the in-flight limit.
@@ -241,6 +245,7 @@ impl<S: Store> Node<S> {
             topology: topology::Topology::default(),
             future_ring: None,
             answered_ops: 0,
+            invalid_messages: BTreeMap::new(),
             digest_tree_restored,
         })
     }
@@ -607,9 +612,28 @@ impl<S: Store> Node<S> {
         self.start(now, coordinator::Requester::Client(client), request);
     }
 
-    /// A peer's message arrived.
-    pub fn handle_peer_message(&mut self, now: Time, from: NodeId, message: PeerMessage) {
+    /// A peer's message arrived. A message that fails the boundary's checks
+    /// ([`validate`]) is dropped before it touches state, counted by kind
+    /// ([`Node::invalid_messages`]), and its fault returned for the driver
+    /// to log with the peer.
+    pub fn handle_peer_message(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        message: PeerMessage,
+    ) -> Result<(), Invalid> {
+        if let Err(invalid) = validate::peer_message(&message, &self.config) {
+            *self.invalid_messages.entry(message.kind()).or_insert(0) += 1;
+            self.stats.invalid_messages += 1;
+            return Err(invalid);
+        }
         self.on_peer_message(now, from, message);
+        Ok(())
+    }
+
+    /// Peer messages refused at the boundary since start, by kind.
+    pub fn invalid_messages(&self) -> &BTreeMap<&'static str, u64> {
+        &self.invalid_messages
     }
 
     /// Fires every timer due at `now`.
@@ -753,6 +777,11 @@ impl<S: Store> Node<S> {
 
     /// Keeps the digest tree in step with a put of `object` over `old`.
     fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
+        // States from the wire were checked at the boundary, and merges
+        // and writes of well-formed states keep them so.
+        if let Err(fault) = object.check() {
+            panic!("a state about to be stored breaks its invariants: {fault}");
+        }
         let old_digest = old.map_or(0, |o| store::digest(key, o));
         let count = if old.is_some() { 0 } else { 1 };
         self.merkle.apply(

@@ -139,6 +139,42 @@ pub struct TooManySiblings {
     pub max: usize,
 }
 
+/// The highest dot counter a well-formed state or context may hold (2^62).
+/// A node issuing a billion writes a second would take over a century to
+/// reach it; anything above is junk from the wire, and a counter near
+/// `u64::MAX` would overflow the next write's dot.
+pub const MAX_COUNTER: u64 = 1 << 62;
+
+/// A state or context from the wire breaks the invariants [`Versioned`]
+/// keeps. Nothing was merged; the sender's bytes are junk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum MalformedState {
+    /// A counter above [`MAX_COUNTER`], or a dot with counter 0.
+    #[error("a counter of {counter} is outside 1..={MAX_COUNTER}")]
+    Counter {
+        /// The counter found.
+        counter: u64,
+    },
+    /// Siblings are not in strictly increasing dot order.
+    #[error("siblings are not sorted by distinct dots")]
+    Unsorted,
+    /// A sibling's dot is not covered by the state's clock.
+    #[error("a sibling's dot is not covered by the state's clock")]
+    Uncovered,
+}
+
+impl VersionVector {
+    /// Checks a vector from the wire: every counter at most
+    /// [`MAX_COUNTER`].
+    pub fn check(&self) -> Result<(), MalformedState> {
+        match self.0.values().find(|&&c| c > MAX_COUNTER) {
+            Some(&counter) => Err(MalformedState::Counter { counter }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Versioned {
     /// The state of a key nobody wrote.
     pub fn new() -> Versioned {
@@ -216,6 +252,26 @@ impl Versioned {
         let at = self.siblings.partition_point(|s| s.dot < dot);
         self.siblings.insert(at, sibling);
         Ok(dot)
+    }
+
+    /// Checks a state from the wire against the invariants every state
+    /// this build makes keeps: siblings sorted by distinct dots, each
+    /// covered by the clock, counters in 1..=[`MAX_COUNTER`]. Merging a
+    /// state that fails would break the merge laws.
+    pub fn check(&self) -> Result<(), MalformedState> {
+        self.clock.check()?;
+        if let Some(s) = self.siblings.iter().find(|s| s.dot.counter == 0) {
+            return Err(MalformedState::Counter {
+                counter: s.dot.counter,
+            });
+        }
+        if self.siblings.windows(2).any(|w| w[0].dot >= w[1].dot) {
+            return Err(MalformedState::Unsorted);
+        }
+        if self.siblings.iter().any(|s| !self.clock.covers(&s.dot)) {
+            return Err(MalformedState::Uncovered);
+        }
+        Ok(())
     }
 
     /// The join of two states; see the module doc for the laws it obeys.

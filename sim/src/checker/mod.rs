@@ -5,6 +5,7 @@
 pub mod convergence;
 pub mod fabrication;
 pub mod hints_delivered;
+pub mod honest_messages;
 pub mod lost_writes;
 pub mod read_your_writes;
 pub mod resurrection;
@@ -29,7 +30,7 @@ pub struct Violation {
 pub type Checker = (&'static str, fn(&RunResult) -> Vec<Violation>);
 
 /// Every checker, in report order.
-pub const CHECKERS: [Checker; 7] = [
+pub const CHECKERS: [Checker; 8] = [
     (lost_writes::NAME, lost_writes::check),
     (read_your_writes::NAME, read_your_writes::check),
     (fabrication::NAME, fabrication::check),
@@ -37,6 +38,7 @@ pub const CHECKERS: [Checker; 7] = [
     (resurrection::NAME, resurrection::check),
     (convergence::NAME, convergence::check),
     (hints_delivered::NAME, hints_delivered::check),
+    (honest_messages::NAME, honest_messages::check),
 ];
 
 /// The union of the replicas' final states of `key`.
