@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the core's hot paths: version merge, ring lookup,
-//! frame encode/decode and the Merkle tree update on every write.
+//! frame encode/decode and the DigestTree tree update on every write.
 //!
 //! `cargo bench --bench core`; figures are in BENCH.md.
 
@@ -8,7 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use shoal::net::frame::{DEFAULT_MAX_FRAME, decode_exact, encode};
-use shoal::proto::merkle::Merkle;
+use shoal::proto::digest_tree::DigestTree;
 use shoal::proto::message::{PeerMessage, Placement};
 use shoal::proto::ring::{Ring, key_position};
 use shoal::proto::version::{Actor, VersionVector};
@@ -96,19 +96,19 @@ fn frames(c: &mut Criterion) {
     group.finish();
 }
 
-fn merkle_update(c: &mut Criterion) {
-    let mut merkle = Merkle::new();
+fn digest_tree_update(c: &mut Criterion) {
+    let mut tree = DigestTree::new();
     let positions: Vec<u64> = (0..4096u32)
         .map(|i| key_position(format!("user{i:012}").as_bytes()))
         .collect();
     let mut i = 0;
-    c.bench_function("merkle_apply", |b| {
+    c.bench_function("digest_tree_apply", |b| {
         b.iter(|| {
             i = (i + 1) % positions.len();
-            merkle.apply(black_box(positions[i]), i as u64, (i as u64).wrapping_mul(31), 0);
+            tree.apply(black_box(positions[i]), i as u64, (i as u64).wrapping_mul(31), 0);
         })
     });
 }
 
-criterion_group!(benches, version_merge, ring_lookup, frames, merkle_update);
+criterion_group!(benches, version_merge, ring_lookup, frames, digest_tree_update);
 criterion_main!(benches);

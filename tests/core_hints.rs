@@ -335,14 +335,14 @@ fn a_replica_takes_replay_in_at_its_intake_rate_however_many_nodes_hold_hints() 
 #[test]
 fn a_held_back_acknowledgement_leaves_within_half_the_request_timeout() {
     use shoal::proto::Time;
-    use shoal::proto::message::AeState;
+    use shoal::proto::message::KeyState;
     let config = Config {
         intake_rate: 10,
         ..Config::default()
     };
     let mut node = Node::new(config, MemStore::new(), 5).unwrap();
-    let states: Vec<AeState> = (0..100)
-        .map(|i| AeState {
+    let states: Vec<KeyState> = (0..100)
+        .map(|i| KeyState {
             key: format!("key{i}").into_bytes(),
             object: Versioned::new(),
         })
@@ -587,7 +587,7 @@ fn a_leaving_node_hands_a_hint_to_no_node_that_may_hold_the_write_already() {
 
 #[test]
 fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
-    use shoal::proto::message::AeState;
+    use shoal::proto::message::KeyState;
     let mut node = Node::new(Config::default(), MemStore::new(), 5).unwrap();
     // Two holders' concurrent versions of one key, in one batch (as hints
     // handed over by a leaving node can be).
@@ -600,7 +600,7 @@ fn a_pushed_batch_holding_one_key_twice_keeps_both_states() {
         object
             .write(actor, &Default::default(), Some(value.to_vec()), 1, 8)
             .unwrap();
-        AeState {
+        KeyState {
             key: KEY.to_vec(),
             object,
         }

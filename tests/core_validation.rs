@@ -3,9 +3,9 @@
 //! the store. Each of these messages panicked a node, or stored what no
 //! honest node stores, before the boundary checked it.
 
+use shoal::proto::digest_tree::Summary;
 use shoal::proto::membership::{MemberState, NodeStatus};
-use shoal::proto::merkle::Summary;
-use shoal::proto::message::{AeEntry, AeInterval, AeState, Placement, StreamCursor};
+use shoal::proto::message::{AeInterval, KeyDigest, KeyState, Placement, StreamCursor};
 use shoal::proto::store::Hint;
 use shoal::proto::validate::Invalid;
 use shoal::proto::version::{Actor, Dot, MalformedState, Sibling, VersionVector};
@@ -62,8 +62,8 @@ fn raw_state(clock: &[(u64, u64)], dots: &[u64]) -> Versioned {
     rmp_serde::from_slice(&bytes).unwrap()
 }
 
-fn ae_state(key: &[u8], object: Versioned) -> AeState {
-    AeState {
+fn ae_state(key: &[u8], object: Versioned) -> KeyState {
+    KeyState {
         key: key.to_vec(),
         object,
     }
@@ -176,7 +176,7 @@ fn keys_empty_or_over_the_limit_never_reach_the_store() {
                 placement: None,
             },
             PeerMessage::GcCheck {
-                keys: vec![AeEntry {
+                keys: vec![KeyDigest {
                     key: key.clone(),
                     digest: 1,
                 }],

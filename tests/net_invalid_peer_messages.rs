@@ -10,7 +10,7 @@ use common::raw::{ask, connect, start, until_ready};
 use common::run;
 use shoal::net::stream::write_frame;
 use shoal::node::Limits;
-use shoal::proto::merkle::Summary;
+use shoal::proto::digest_tree::Summary;
 use shoal::proto::message::{AdminRequest, AdminResponse, AeInterval, PeerHello};
 use shoal::proto::version::{Actor, VersionVector};
 use shoal::proto::{

@@ -1,4 +1,4 @@
-//! Peer frames, anti-entropy (Merkle exchange) messages included: any
+//! Peer frames, anti-entropy (DigestTree exchange) messages included: any
 //! bytes decode to a message or an error, never a panic or a runaway
 //! allocation. The body is also tried with a valid checksum, so the
 //! MessagePack decoder sees every input.

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shoal::proto::merkle::Merkle;
+use shoal::proto::digest_tree::DigestTree;
 use shoal::proto::store::{decode_hint, decode_meta, decode_record};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,5 +15,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = decode_record(b"k", &framed);
     let _ = decode_hint(data);
     let _ = decode_meta(data);
-    let _ = Merkle::from_bytes(data);
+    let _ = DigestTree::from_bytes(data);
 });

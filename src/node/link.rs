@@ -149,7 +149,7 @@ mod tests {
     use super::*;
     use crate::net::stream::read_frame;
     use crate::net::tls::{Credentials, init_cluster_dir, transport_config};
-    use crate::proto::message::AeState;
+    use crate::proto::message::KeyState;
 
     fn ack(batch: u64) -> PeerMessage {
         PeerMessage::PushAck {
@@ -176,7 +176,7 @@ mod tests {
         let link = Link::spawn(client.clone(), server.local_addr().unwrap(), NodeId(7), MAX_FRAME);
         let too_big = PeerMessage::Push {
             batch: 2,
-            states: vec![AeState {
+            states: vec![KeyState {
                 key: vec![b'k'; 2 * MAX_FRAME],
                 object: Default::default(),
             }],

@@ -17,7 +17,7 @@
 //! states per message); whatever is cut off is found again next round.
 
 use super::Node;
-use super::message::{AeEntry, AeInterval, AeState, PeerMessage};
+use super::message::{AeInterval, KeyDigest, KeyState, PeerMessage};
 use super::ring::Ring;
 use super::store::Store;
 use super::types::{NodeId, Time};
@@ -98,7 +98,7 @@ impl<S: Store> Node<S> {
         let mut out = Vec::with_capacity(intervals.len());
         for &(first, last) in intervals {
             // An unreadable store skips this round; the next one retries.
-            let Ok(summary) = self.merkle.summary(&self.store, first, last) else {
+            let Ok(summary) = self.digest_tree.summary(&self.store, first, last) else {
                 return;
             };
             out.push(AeInterval { first, last, summary });
@@ -118,7 +118,7 @@ impl<S: Store> Node<S> {
     pub(super) fn on_ae_summaries(&mut self, from: NodeId, intervals: Vec<AeInterval>) {
         let mut finer = Vec::new();
         for theirs in intervals.into_iter().take(MAX_INTERVALS) {
-            let Ok(mine) = self.merkle.summary(&self.store, theirs.first, theirs.last) else {
+            let Ok(mine) = self.digest_tree.summary(&self.store, theirs.first, theirs.last) else {
                 return;
             };
             if mine == theirs.summary {
@@ -140,9 +140,9 @@ impl<S: Store> Node<S> {
         let Ok(entries) = self.store.digests(first, last, 4 * KEYS_THRESHOLD as usize) else {
             return;
         };
-        let entries: Vec<AeEntry> = entries
+        let entries: Vec<KeyDigest> = entries
             .into_iter()
-            .map(|e| AeEntry {
+            .map(|e| KeyDigest {
                 key: e.key,
                 digest: e.digest,
             })
@@ -152,7 +152,7 @@ impl<S: Store> Node<S> {
     }
 
     /// A peer's keys in an interval: send what it lacks, ask for what we lack.
-    pub(super) fn on_ae_keys(&mut self, from: NodeId, first: u64, last: u64, entries: Vec<AeEntry>) {
+    pub(super) fn on_ae_keys(&mut self, from: NodeId, first: u64, last: u64, entries: Vec<KeyDigest>) {
         let Ok(mine) = self.store.digests(first, last, 4 * KEYS_THRESHOLD as usize) else {
             return;
         };
@@ -182,7 +182,7 @@ impl<S: Store> Node<S> {
                 }
                 bytes += size;
                 self.stats.ae_bytes_sent += size;
-                states.push(AeState {
+                states.push(KeyState {
                     key: key.clone(),
                     object,
                 });
@@ -199,7 +199,7 @@ impl<S: Store> Node<S> {
     }
 
     /// States from a peer: merge them; send the ones it asked for.
-    pub(super) fn on_ae_states(&mut self, from: NodeId, states: Vec<AeState>, want: Vec<Vec<u8>>) {
+    pub(super) fn on_ae_states(&mut self, from: NodeId, states: Vec<KeyState>, want: Vec<Vec<u8>>) {
         match self.merge_many(&states) {
             Ok(changed) => self.stats.ae_keys_repaired += changed as u64,
             Err(_) => return, // Storage trouble: the next round retries.

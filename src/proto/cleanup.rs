@@ -22,7 +22,7 @@
 
 use super::Node;
 use super::membership::NodeStatus;
-use super::message::{AeState, PeerMessage};
+use super::message::{KeyState, PeerMessage};
 use super::store::{Store, digest};
 use super::types::{NodeId, Time};
 use std::collections::BTreeMap;
@@ -135,7 +135,7 @@ impl<S: Store> Node<S> {
         let mut resume = batch.last().map(|(key, _)| [key.as_slice(), &[0]].concat());
         let mut stopped = false;
         let mut bytes = 0;
-        let mut outgoing: BTreeMap<NodeId, Vec<AeState>> = BTreeMap::new();
+        let mut outgoing: BTreeMap<NodeId, Vec<KeyState>> = BTreeMap::new();
         let mut keys = BTreeMap::new();
         for (key, state) in batch {
             let owners = self.ring.preference_list(&key, n);
@@ -158,7 +158,7 @@ impl<S: Store> Node<S> {
             }
             bytes += super::topology::state_bytes(&key, &state);
             for &owner in &owners {
-                outgoing.entry(owner).or_default().push(AeState {
+                outgoing.entry(owner).or_default().push(KeyState {
                     key: key.clone(),
                     object: state.clone(),
                 });

@@ -16,8 +16,8 @@
 //! replicas answered of how many were needed.
 
 use super::message::{
-    AeState, ClientRequest, ClientResponse, Context, Operation as OpName, PeerMessage, Placement,
-    ReplicaError, RequestError, Value,
+    ClientRequest, ClientResponse, Context, KeyState, Operation, PeerMessage, Placement, ReplicaError,
+    RequestError, Value,
 };
 use super::quorum::{Access, QuorumTracker};
 use super::store::{Store, StoreError};
@@ -51,9 +51,10 @@ pub enum Requester {
     },
 }
 
-/// One operation this node is coordinating.
+/// A client request this node is coordinating (a read, a write, or a write
+/// forwarded to a replica), until it is answered and done.
 #[derive(Debug)]
-pub struct Operation {
+pub struct Coordinated {
     requester: Requester,
     deadline: Time,
     kind: Kind,
@@ -127,7 +128,7 @@ impl<S: Store> Node<S> {
                     Ok(kind) => {
                         self.operations.insert(
                             id,
-                            Operation {
+                            Coordinated {
                                 requester,
                                 deadline,
                                 kind,
@@ -501,7 +502,7 @@ impl<S: Store> Node<S> {
 
     /// Sends a forwarded write to the next candidate, with the time left.
     fn forward_attempt(&mut self, id: u64) {
-        let Some(Operation {
+        let Some(Coordinated {
             kind:
                 Kind::Forward {
                     request,
@@ -553,7 +554,7 @@ impl<S: Store> Node<S> {
             Kind::Read { tracker, merged, .. } if tracker.is_met() => {
                 let response = found(merged);
                 let requester = operation.requester;
-                if let Some(Operation {
+                if let Some(Coordinated {
                     kind: Kind::Read {
                         answered, tracker, ..
                     },
@@ -617,7 +618,7 @@ impl<S: Store> Node<S> {
             return false;
         }
         let me = self.id();
-        let Some(Operation {
+        let Some(Coordinated {
             kind:
                 Kind::Read {
                     request,
@@ -674,7 +675,7 @@ impl<S: Store> Node<S> {
     /// Answers a write's requester; the write stays until every replica
     /// acknowledged or its deadline, to hint those that did not.
     fn answer_write(&mut self, now: Time, id: u64, response: ClientResponse) {
-        let Some(Operation {
+        let Some(Coordinated {
             requester,
             kind:
                 Kind::Write {
@@ -741,7 +742,7 @@ impl<S: Store> Node<S> {
     }
 
     /// Removes an operation and its deadline timer.
-    fn take_operation(&mut self, id: u64) -> Option<Operation> {
+    fn take_operation(&mut self, id: u64) -> Option<Coordinated> {
         let operation = self.operations.remove(&id)?;
         self.timers.remove(&(operation.deadline, id));
         if matches!(
@@ -827,7 +828,7 @@ impl<S: Store> Node<S> {
             }
             Kind::Read { tracker, .. } if tracker.is_met() => {
                 // Blocking repairs unanswered by the deadline: answer now.
-                if let Some(Operation {
+                if let Some(Coordinated {
                     kind: Kind::Read { repairing, .. },
                     ..
                 }) = self.operations.get_mut(&id)
@@ -850,7 +851,7 @@ impl<S: Store> Node<S> {
     /// Moves a forwarded write on to the next replica after an explicit
     /// refusal (nothing was applied there), if any replica is left.
     fn next_forward_candidate(&mut self, now: Time, id: u64, deadline: Time) {
-        let Some(Operation {
+        let Some(Coordinated {
             kind:
                 Kind::Forward {
                     request,
@@ -873,152 +874,137 @@ impl<S: Store> Node<S> {
         self.forward_attempt(id);
     }
 
-    pub(super) fn on_peer_message(&mut self, now: Time, from: NodeId, message: PeerMessage) {
-        match message {
-            PeerMessage::ReplicaGet {
-                request,
-                key,
-                placement,
-            } => {
-                self.stats.replica_ops += 1;
-                let result = self
-                    .check_placement(from, &key, placement.as_ref())
-                    .and_then(|()| {
-                        self.load(&key)
-                            .map(Option::unwrap_or_default)
-                            .map_err(replica_error)
-                    });
-                self.send(from, PeerMessage::ReplicaGetReply { request, result });
-            }
-            PeerMessage::ReplicaPut {
-                request,
-                key,
-                object,
-                placement,
-            } => {
-                self.stats.replica_ops += 1;
-                let result = self
-                    .check_placement(from, &key, placement.as_ref())
-                    .and_then(|()| self.merge_local(&key, &object).map(|_| ()).map_err(replica_error));
-                self.send(from, PeerMessage::ReplicaPutReply { request, result });
-            }
-            PeerMessage::ReplicaGetReply { request, result } => {
-                if let Some(Operation {
-                    kind:
-                        Kind::Read {
-                            tracker,
-                            merged,
-                            states,
-                            ..
-                        },
+    /// A coordinator asks for this replica's state of `key`.
+    pub(super) fn on_replica_get(
+        &mut self,
+        from: NodeId,
+        request: u64,
+        key: &[u8],
+        placement: Option<&Placement>,
+    ) {
+        self.stats.replica_ops += 1;
+        let result = self.check_placement(from, key, placement).and_then(|()| {
+            self.load(key)
+                .map(Option::unwrap_or_default)
+                .map_err(replica_error)
+        });
+        self.send(from, PeerMessage::ReplicaGetReply { request, result });
+    }
+
+    /// A coordinator asks this replica to merge its state of `key`.
+    pub(super) fn on_replica_put(
+        &mut self,
+        from: NodeId,
+        request: u64,
+        key: &[u8],
+        object: &Versioned,
+        placement: Option<&Placement>,
+    ) {
+        self.stats.replica_ops += 1;
+        let result = self
+            .check_placement(from, key, placement)
+            .and_then(|()| self.merge_local(key, object).map(|_| ()).map_err(replica_error));
+        self.send(from, PeerMessage::ReplicaPutReply { request, result });
+    }
+
+    /// A replica's state for a read this node coordinates.
+    pub(super) fn on_replica_get_reply(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        request: u64,
+        result: Result<Versioned, ReplicaError>,
+    ) {
+        if let Some(Coordinated {
+            kind:
+                Kind::Read {
+                    tracker,
+                    merged,
+                    states,
                     ..
-                }) = self.operations.get_mut(&request)
-                {
-                    match result {
-                        Ok(object) if tracker.replicas().contains(&from) && !states.contains_key(&from) => {
-                            merged.merge_from(&object);
-                            states.insert(from, object);
-                            tracker.succeed(from);
-                        }
-                        Ok(_) => {}
-                        Err(_) => tracker.fail(from),
-                    }
-                    self.check_done(now, request);
+                },
+            ..
+        }) = self.operations.get_mut(&request)
+        {
+            match result {
+                Ok(object) if tracker.replicas().contains(&from) && !states.contains_key(&from) => {
+                    merged.merge_from(&object);
+                    states.insert(from, object);
+                    tracker.succeed(from);
                 }
+                Ok(_) => {}
+                Err(_) => tracker.fail(from),
             }
-            PeerMessage::ReplicaPutReply { request, result } => {
-                if let Some(Operation {
-                    kind:
-                        Kind::Read {
-                            repairing: Some(waiting),
-                            ..
-                        },
-                    ..
-                }) = self.operations.get_mut(&request)
-                {
-                    waiting.retain(|&n| n != from);
-                    self.check_done(now, request);
-                } else if let Some(Operation {
-                    kind: Kind::Write { tracker, pending, .. },
-                    ..
-                }) = self.operations.get_mut(&request)
-                {
-                    match (pending.get_mut(&from), result) {
-                        (Some(answer), result) => *answer = Some(result.is_ok()),
-                        (None, Ok(())) => tracker.succeed(from),
-                        (None, Err(_)) => tracker.fail(from),
-                    }
-                    self.check_done(now, request);
-                }
-            }
-            PeerMessage::Forward { request, client } => {
-                if self.first_time_forwarded(now, from, request) {
-                    self.start(now, Requester::Peer { node: from, request }, client);
-                }
-            }
-            PeerMessage::HintedPut {
-                request,
-                key,
-                object,
-                target,
-                placement,
-                written_to,
-            } => {
-                self.stats.replica_ops += 1;
-                let result = self
-                    .check_placement(from, &key, placement.as_ref())
-                    .and_then(|()| {
-                        if target == self.id() {
-                            return self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
-                        }
-                        match self.store_hint(now, target, &key, &object, &written_to) {
-                            Ok(true) => Ok(()),
-                            Ok(false) => Err(ReplicaError {
-                                reason: format!("no hint stored for {target}: over the hint limits"),
-                            }),
-                            Err(error) => Err(replica_error(error)),
-                        }
-                    });
-                self.send(from, PeerMessage::ReplicaPutReply { request, result });
-            }
-            PeerMessage::Push { batch, states } => self.on_push(now, from, batch, states),
-            PeerMessage::HandOffHints {
-                batch,
-                target,
-                hints,
-                sent_ms,
-            } => self.on_hand_off_hints(now, from, batch, target, hints, sent_ms),
-            PeerMessage::PushAck { batch, result } => {
-                let ok = result.is_ok();
-                if !self.on_hints_ack(now, from, batch, result) && !self.on_cleanup_ack(now, from, batch, ok)
-                {
-                    self.on_handoff_ack(now, from, batch, ok);
-                }
-            }
-            PeerMessage::StreamRequest {
-                stream,
-                first,
-                last,
-                after,
-            } => self.on_stream_request(from, stream, first, last, after),
-            PeerMessage::GcCheck { keys } => self.on_gc_check(from, keys),
-            PeerMessage::GcConfirm { keys } => self.on_gc_confirm(from, keys),
-            PeerMessage::GcRemove { keys } => self.on_gc_remove(keys),
-            PeerMessage::StreamBatch { stream, states, next } => {
-                self.on_stream_batch(now, from, stream, states, next)
-            }
-            PeerMessage::ForwardReply { request, response } => {
-                self.on_forward_reply(now, from, request, response)
-            }
-            PeerMessage::MemberStates {
-                states,
-                ready,
-                answer,
-            } => self.on_member_states(from, &states, ready, answer),
-            PeerMessage::AeSummaries { intervals } => self.on_ae_summaries(from, intervals),
-            PeerMessage::AeKeys { first, last, entries } => self.on_ae_keys(from, first, last, entries),
-            PeerMessage::AeStates { states, want } => self.on_ae_states(from, states, want),
+            self.check_done(now, request);
         }
+    }
+
+    /// A replica stored a write (or a read repair) this node coordinates,
+    /// or could not.
+    pub(super) fn on_replica_put_reply(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        request: u64,
+        result: Result<(), ReplicaError>,
+    ) {
+        if let Some(Coordinated {
+            kind: Kind::Read {
+                repairing: Some(waiting),
+                ..
+            },
+            ..
+        }) = self.operations.get_mut(&request)
+        {
+            waiting.retain(|&n| n != from);
+            self.check_done(now, request);
+        } else if let Some(Coordinated {
+            kind: Kind::Write { tracker, pending, .. },
+            ..
+        }) = self.operations.get_mut(&request)
+        {
+            match (pending.get_mut(&from), result) {
+                (Some(answer), result) => *answer = Some(result.is_ok()),
+                (None, Ok(())) => tracker.succeed(from),
+                (None, Err(_)) => tracker.fail(from),
+            }
+            self.check_done(now, request);
+        }
+    }
+
+    /// A peer forwards a client's write for this node to coordinate.
+    pub(super) fn on_forward(&mut self, now: Time, from: NodeId, request: u64, client: ClientRequest) {
+        if self.first_time_forwarded(now, from, request) {
+            self.start(now, Requester::Peer { node: from, request }, client);
+        }
+    }
+
+    /// A coordinator asks this node to keep a hint for `target` (or to
+    /// store the write, if `target` is this node).
+    pub(super) fn on_hinted_put(&mut self, now: Time, from: NodeId, request: u64, put: HintedPut) {
+        self.stats.replica_ops += 1;
+        let HintedPut {
+            key,
+            object,
+            target,
+            placement,
+            written_to,
+        } = put;
+        let result = self
+            .check_placement(from, &key, placement.as_ref())
+            .and_then(|()| {
+                if target == self.id() {
+                    return self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
+                }
+                match self.store_hint(now, target, &key, &object, &written_to) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(ReplicaError {
+                        reason: format!("no hint stored for {target}: over the hint limits"),
+                    }),
+                    Err(error) => Err(replica_error(error)),
+                }
+            });
+        self.send(from, PeerMessage::ReplicaPutReply { request, result });
     }
 
     /// Whether this forwarded write is new; a duplicate (the network
@@ -1045,8 +1031,8 @@ impl<S: Store> Node<S> {
         true
     }
 
-    fn on_forward_reply(&mut self, now: Time, from: NodeId, id: u64, response: ClientResponse) {
-        let Some(Operation {
+    pub(super) fn on_forward_reply(&mut self, now: Time, from: NodeId, id: u64, response: ClientResponse) {
+        let Some(Coordinated {
             kind: Kind::Forward {
                 candidates, tried, ..
             },
@@ -1073,10 +1059,10 @@ impl<S: Store> Node<S> {
 
     /// Merges many states into the local ones, writing the changed ones in
     /// one batch; how many keys changed. A key may come more than once.
-    pub(super) fn merge_many(&mut self, states: &[AeState]) -> Result<usize, StoreError> {
+    pub(super) fn merge_many(&mut self, states: &[KeyState]) -> Result<usize, StoreError> {
         // Key -> (state before, merged state, changed).
         let mut merged: BTreeMap<&[u8], (Option<Versioned>, Versioned, bool)> = BTreeMap::new();
-        for AeState { key, object } in states {
+        for KeyState { key, object } in states {
             let entry = match merged.entry(key.as_slice()) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
@@ -1143,7 +1129,7 @@ fn found(merged: &Versioned) -> ClientResponse {
 }
 
 fn quorum_not_met(request: &ClientRequest, tracker: &QuorumTracker) -> ClientResponse {
-    let operation: OpName = request.operation();
+    let operation: Operation = request.operation();
     ClientResponse::Failed(RequestError::QuorumNotMet {
         operation,
         consistency: request.consistency(),
@@ -1151,4 +1137,13 @@ fn quorum_not_met(request: &ClientRequest, tracker: &QuorumTracker) -> ClientRes
         required: tracker.required(),
         replicas: tracker.replicas().len(),
     })
+}
+
+/// What a [`PeerMessage::HintedPut`] carries besides its request id.
+pub(super) struct HintedPut {
+    pub key: Vec<u8>,
+    pub object: Versioned,
+    pub target: NodeId,
+    pub placement: Option<Placement>,
+    pub written_to: Vec<NodeId>,
 }

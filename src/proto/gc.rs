@@ -27,7 +27,7 @@
 //! tombstone that a lagging replica may still send.
 
 use super::Node;
-use super::message::{AeEntry, PeerMessage};
+use super::message::{KeyDigest, PeerMessage};
 use super::ring::key_position;
 use super::store::{Store, StoreError, digest};
 use super::types::{NodeId, Time};
@@ -94,7 +94,7 @@ impl<S: Store> Node<S> {
             _ => Vec::new(), // The end: start over.
         };
         let me = self.id();
-        let mut asks: BTreeMap<NodeId, Vec<AeEntry>> = BTreeMap::new();
+        let mut asks: BTreeMap<NodeId, Vec<KeyDigest>> = BTreeMap::new();
         for (key, state) in batch {
             let d = digest(&key, &state);
             self.verify_digest(&key, &state, d);
@@ -126,7 +126,7 @@ impl<S: Store> Node<S> {
                 continue;
             }
             for &other in &others {
-                asks.entry(other).or_default().push(AeEntry {
+                asks.entry(other).or_default().push(KeyDigest {
                     key: key.clone(),
                     digest: d,
                 });
@@ -153,7 +153,7 @@ impl<S: Store> Node<S> {
         }
         if self.store.put(key, state).is_ok() {
             let count = if indexed.is_some() { 0 } else { 1 };
-            self.merkle.apply(position, indexed.unwrap_or(0), d, count);
+            self.digest_tree.apply(position, indexed.unwrap_or(0), d, count);
             self.stats.digests_repaired += 1;
         }
     }
@@ -185,12 +185,12 @@ impl<S: Store> Node<S> {
         }
         self.store.remove(key)?;
         self.gc.seen.remove(key);
-        self.merkle.apply(key_position(key), current, 0, -1);
+        self.digest_tree.apply(key_position(key), current, 0, -1);
         Ok(true)
     }
 
     /// A first replica asks which of these tombstones this node holds.
-    pub(super) fn on_gc_check(&mut self, from: NodeId, keys: Vec<AeEntry>) {
+    pub(super) fn on_gc_check(&mut self, from: NodeId, keys: Vec<KeyDigest>) {
         let mut confirmed: Vec<Vec<u8>> = Vec::new();
         for entry in keys {
             if matches!(self.load(&entry.key), Ok(Some(state))
@@ -216,7 +216,7 @@ impl<S: Store> Node<S> {
             }
         }
         let replication = self.config.replication;
-        let mut removals: BTreeMap<NodeId, Vec<AeEntry>> = BTreeMap::new();
+        let mut removals: BTreeMap<NodeId, Vec<KeyDigest>> = BTreeMap::new();
         for (key, d) in removable {
             self.gc.pending.remove(&key);
             if !matches!(self.remove_tombstone(&key, d), Ok(true)) {
@@ -224,7 +224,7 @@ impl<S: Store> Node<S> {
             }
             for replica in self.ring.preference_list(&key, replication) {
                 if replica != self.id() {
-                    removals.entry(replica).or_default().push(AeEntry {
+                    removals.entry(replica).or_default().push(KeyDigest {
                         key: key.clone(),
                         digest: d,
                     });
@@ -237,7 +237,7 @@ impl<S: Store> Node<S> {
     }
 
     /// Every home replica held these tombstones: remove the ones unchanged.
-    pub(super) fn on_gc_remove(&mut self, keys: Vec<AeEntry>) {
+    pub(super) fn on_gc_remove(&mut self, keys: Vec<KeyDigest>) {
         for entry in keys {
             // A failure leaves the tombstone; it is collected again later.
             let _ = self.remove_tombstone(&entry.key, entry.digest);

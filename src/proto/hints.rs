@@ -54,7 +54,7 @@
 
 use super::Node;
 use super::membership::NodeStatus;
-use super::message::{AeState, HintsPending, PeerMessage, ReplicaError};
+use super::message::{HintsPending, KeyState, PeerMessage, ReplicaError};
 use super::store::{Hint, Store, StoreError};
 use super::types::{NodeId, Time};
 use super::version::Versioned;
@@ -421,7 +421,7 @@ impl<S: Store> Node<S> {
         let stored: Vec<_> = stored.into_iter().filter(|s| s.target == target).collect();
         let read_any = !stored.is_empty();
         let mut hints = Vec::new();
-        let mut rehomed: BTreeMap<NodeId, Vec<AeState>> = BTreeMap::new();
+        let mut rehomed: BTreeMap<NodeId, Vec<KeyState>> = BTreeMap::new();
         let mut sent = Vec::new();
         let mut next_from = from;
         let mut bytes = 0;
@@ -458,7 +458,7 @@ impl<S: Store> Node<S> {
                 }
                 (Fate::Rehome(homes), Some(hint)) => {
                     for home in homes {
-                        rehomed.entry(home).or_default().push(AeState {
+                        rehomed.entry(home).or_default().push(KeyState {
                             key: hint.key.clone(),
                             object: hint.object.clone(),
                         });
@@ -500,7 +500,7 @@ impl<S: Store> Node<S> {
             let message = if to == target {
                 let states = hints
                     .into_iter()
-                    .map(|h| AeState {
+                    .map(|h| KeyState {
                         key: h.key,
                         object: h.object,
                     })
@@ -577,7 +577,7 @@ impl<S: Store> Node<S> {
 
     /// Pushed states (hints, or a leaving node's keys): merge every state,
     /// then acknowledge (when the intake rate allows).
-    pub(super) fn on_push(&mut self, now: Time, from: NodeId, batch: u64, states: Vec<AeState>) {
+    pub(super) fn on_push(&mut self, now: Time, from: NodeId, batch: u64, states: Vec<KeyState>) {
         self.stats.replica_ops += states.len() as u64;
         let result = self
             .merge_many(&states)

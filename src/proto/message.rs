@@ -260,12 +260,13 @@ pub struct AeInterval {
     /// Last position.
     pub last: u64,
     /// XOR digest and count of the keys in it.
-    pub summary: super::merkle::Summary,
+    pub summary: super::digest_tree::Summary,
 }
 
-/// A key and the digest of its state.
+/// A key and the digest of its state (anti-entropy compares them; tombstone
+/// collection asks whether a replica holds exactly this state).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AeEntry {
+pub struct KeyDigest {
     /// The key.
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
@@ -273,9 +274,11 @@ pub struct AeEntry {
     pub digest: u64,
 }
 
-/// A key and its state.
+/// A key and its whole state, as every bulk message carries it:
+/// anti-entropy repairs, replayed and handed-off hints, join and leave
+/// streams, cleanup pushes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AeState {
+pub struct KeyState {
     /// The key.
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
@@ -424,7 +427,7 @@ pub struct StatusReport {
     /// and the key count. Two nodes holding the same keys in the same
     /// states have the same root (with N equal to the cluster size, every
     /// converged node does).
-    pub root: super::merkle::Summary,
+    pub root: super::digest_tree::Summary,
     /// The join or leave this node is carrying out, if any.
     pub streaming: Option<StreamProgress>,
 }
@@ -722,13 +725,13 @@ pub enum PeerMessage {
         /// Last ring position.
         last: u64,
         /// The keys there and their digests.
-        entries: Vec<AeEntry>,
+        entries: Vec<KeyDigest>,
     },
     /// Anti-entropy: states to merge, and keys whose states the sender
     /// wants.
     AeStates {
         /// States to merge.
-        states: Vec<AeState>,
+        states: Vec<KeyState>,
         /// Keys to send back.
         want: Vec<Vec<u8>>,
     },
@@ -760,7 +763,7 @@ pub enum PeerMessage {
         /// Correlates the acknowledgement.
         batch: u64,
         /// The states.
-        states: Vec<AeState>,
+        states: Vec<KeyState>,
     },
     /// The pushed states are merged and durable (the sender may forget
     /// them), or why not.
@@ -803,7 +806,7 @@ pub enum PeerMessage {
         /// The `StreamRequest` answered.
         stream: u64,
         /// The keys' states, in ring order.
-        states: Vec<AeState>,
+        states: Vec<KeyState>,
         /// Where to continue; `None` when the range is complete.
         next: Option<StreamCursor>,
     },
@@ -811,7 +814,7 @@ pub enum PeerMessage {
     /// (digest)? Sent by a key's first replica to the others.
     GcCheck {
         /// Keys and the digests of their tombstone states.
-        keys: Vec<AeEntry>,
+        keys: Vec<KeyDigest>,
     },
     /// The keys of a `GcCheck` held in exactly the state asked about.
     GcConfirm {
@@ -822,7 +825,7 @@ pub enum PeerMessage {
     /// state still has this digest.
     GcRemove {
         /// Keys and the digests of their tombstone states.
-        keys: Vec<AeEntry>,
+        keys: Vec<KeyDigest>,
     },
     /// Ring metadata: every member state the sender knows.
     MemberStates {

@@ -21,12 +21,13 @@ pub mod anti_entropy;
 mod cleanup;
 pub mod config;
 pub mod coordinator;
+pub mod digest_tree;
+mod dispatch;
 mod gc;
 pub mod harness;
 mod hints;
 mod intake;
 pub mod membership;
-pub mod merkle;
 pub mod message;
 pub mod quorum;
 pub mod ring;
@@ -47,7 +48,7 @@ pub use types::{NodeId, Time};
 pub use validate::Invalid;
 pub use version::Versioned;
 
-use coordinator::Operation;
+use coordinator::Coordinated;
 use membership::{Effect, MemberState, Membership, NodeStatus, PeerId, STATE_SYNC_INTERVAL};
 use message::{AdminError, MemberReport};
 use rand::rngs::StdRng;
@@ -130,7 +131,7 @@ pub struct Node<S: Store> {
     rng: StdRng,
     ring: Ring,
     /// Digests of every stored key, kept in step with the store.
-    merkle: merkle::Merkle,
+    digest_tree: digest_tree::DigestTree,
     next_anti_entropy: Option<Time>,
     last_anti_entropy_peer: NodeId,
     /// `None` in a static test cluster whose ring is set by hand.
@@ -143,7 +144,7 @@ pub struct Node<S: Store> {
     /// Whether the ring is known (always, without membership).
     ready: bool,
     next_request: u64,
-    operations: BTreeMap<u64, Operation>,
+    operations: BTreeMap<u64, Coordinated>,
     timers: BTreeSet<(Time, u64)>,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -200,7 +201,7 @@ impl<S: Store> Node<S> {
         let saved_tree = store
             .load_state(DIGEST_TREE_STATE)?
             .filter(|bytes| !bytes.is_empty())
-            .and_then(|bytes| merkle::Merkle::from_bytes(&bytes));
+            .and_then(|bytes| digest_tree::DigestTree::from_bytes(&bytes));
         if saved_tree.is_some() {
             store.save_state(DIGEST_TREE_STATE, &[])?;
         }
@@ -209,9 +210,9 @@ impl<S: Store> Node<S> {
         // ones peers may still remember (forward deduplication).
         let next_request = (rng.random::<u64>() >> 1).max(1);
         let digest_tree_restored = saved_tree.is_some();
-        let merkle = match saved_tree {
+        let digest_tree = match saved_tree {
             Some(tree) => tree,
-            None => merkle::Merkle::build(&store)?,
+            None => digest_tree::DigestTree::build(&store)?,
         };
         let hints = hints::Hints::load(&store)?;
         let actor = Actor {
@@ -224,7 +225,7 @@ impl<S: Store> Node<S> {
             actor,
             store,
             rng,
-            merkle,
+            digest_tree,
             next_anti_entropy: None,
             last_anti_entropy_peer: NodeId(0),
             membership: None,
@@ -455,10 +456,13 @@ impl<S: Store> Node<S> {
             vnodes: self.config.vnodes,
             hints: self.hints.pending(),
             keys: self
-                .merkle
+                .digest_tree
                 .summary(&self.store, 0, u64::MAX)
                 .map_or(0, |s| s.count),
-            root: self.merkle.summary(&self.store, 0, u64::MAX).unwrap_or_default(),
+            root: self
+                .digest_tree
+                .summary(&self.store, 0, u64::MAX)
+                .unwrap_or_default(),
             streaming: self.streaming(),
         }
     }
@@ -769,7 +773,7 @@ impl<S: Store> Node<S> {
             .map(|e| e.digest);
         self.store.remove(key)?;
         if let Some(d) = indexed {
-            self.merkle.apply(position, d, 0, -1);
+            self.digest_tree.apply(position, d, 0, -1);
         }
         self.stats.corrupt_records_dropped += 1;
         Ok(())
@@ -784,7 +788,7 @@ impl<S: Store> Node<S> {
         }
         let old_digest = old.map_or(0, |o| store::digest(key, o));
         let count = if old.is_some() { 0 } else { 1 };
-        self.merkle.apply(
+        self.digest_tree.apply(
             ring::key_position(key),
             old_digest,
             store::digest(key, object),
@@ -793,15 +797,16 @@ impl<S: Store> Node<S> {
     }
 
     /// The digest and key count of ring positions `first..=last` here.
-    pub fn summary(&self, first: u64, last: u64) -> Result<merkle::Summary, StoreError> {
-        self.merkle.summary(&self.store, first, last)
+    pub fn summary(&self, first: u64, last: u64) -> Result<digest_tree::Summary, StoreError> {
+        self.digest_tree.summary(&self.store, first, last)
     }
 
     /// Saves the digest tree for the next start, which then skips
     /// rebuilding it. Call at a clean stop, after the last write; the
     /// driver syncs afterwards.
     pub fn save_digest_tree(&mut self) -> Result<(), StoreError> {
-        self.store.save_state(DIGEST_TREE_STATE, &self.merkle.to_bytes())
+        self.store
+            .save_state(DIGEST_TREE_STATE, &self.digest_tree.to_bytes())
     }
 
     /// Whether the digest tree was loaded as saved at the last clean stop.

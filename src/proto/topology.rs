@@ -48,7 +48,7 @@
 //! (membership is not kept across a restart) before it passed it on.
 
 use super::membership::NodeStatus;
-use super::message::{AdminError, AdminResponse, AeState, PeerMessage, StreamCursor, StreamProgress};
+use super::message::{AdminError, AdminResponse, KeyState, PeerMessage, StreamCursor, StreamProgress};
 use super::ring::Ring;
 use super::store::{Store, StoreError};
 use super::types::{NodeId, Time};
@@ -424,7 +424,7 @@ impl<S: Store> Node<S> {
         first: u64,
         last: u64,
         after: Option<&StreamCursor>,
-    ) -> Result<(Vec<AeState>, u64, Option<StreamCursor>, bool), StoreError> {
+    ) -> Result<(Vec<KeyState>, u64, Option<StreamCursor>, bool), StoreError> {
         let start = after.map_or(first, |c| c.position);
         let limit = BATCH_KEYS + 8;
         let entries = self.store.digests(start, last, limit)?;
@@ -452,7 +452,7 @@ impl<S: Store> Node<S> {
                     break;
                 }
                 bytes += size;
-                states.push(AeState {
+                states.push(KeyState {
                     key: here.key.clone(),
                     object,
                 });
@@ -486,7 +486,7 @@ impl<S: Store> Node<S> {
         now: Time,
         from: NodeId,
         stream: u64,
-        states: Vec<AeState>,
+        states: Vec<KeyState>,
         next: Option<StreamCursor>,
     ) {
         let Some(plan) = &self.topology.join else {

@@ -23,8 +23,8 @@
 use super::anti_entropy::{KEYS_THRESHOLD, MAX_INTERVALS};
 use super::config::{Config, MAX_REPLICATION};
 use super::membership::MemberState;
-use super::message::{AeEntry, AeState, Placement, StreamCursor};
 use super::message::{AeInterval, PeerMessage};
+use super::message::{KeyDigest, KeyState, Placement, StreamCursor};
 use super::store::Hint;
 use super::version::{MAX_COUNTER, MalformedState};
 
@@ -170,7 +170,7 @@ impl KeyCheck {
         Ok(())
     }
 
-    fn states(&self, states: &[AeState]) -> Result<(), Invalid> {
+    fn states(&self, states: &[KeyState]) -> Result<(), Invalid> {
         at_most("states", states.len(), MAX_BATCH_ITEMS)?;
         states.iter().try_for_each(|s| {
             self.key(&s.key)?;
@@ -178,7 +178,7 @@ impl KeyCheck {
         })
     }
 
-    fn entries(&self, entries: &[AeEntry]) -> Result<(), Invalid> {
+    fn entries(&self, entries: &[KeyDigest]) -> Result<(), Invalid> {
         entries.iter().try_for_each(|e| self.key(&e.key))
     }
 

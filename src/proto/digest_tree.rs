@@ -44,7 +44,7 @@ impl Summary {
 }
 
 /// See the module doc.
-pub struct Merkle {
+pub struct DigestTree {
     /// 1-based Fenwick tree over buckets.
     tree: Vec<Summary>,
 }
@@ -61,10 +61,10 @@ fn bucket_last(bucket: usize) -> u64 {
     bucket_first(bucket) | ((1u64 << BUCKET_SHIFT) - 1)
 }
 
-impl Merkle {
+impl DigestTree {
     /// An empty tree.
-    pub fn new() -> Merkle {
-        Merkle {
+    pub fn new() -> DigestTree {
+        DigestTree {
             tree: vec![Summary::default(); BUCKETS + 1],
         }
     }
@@ -76,24 +76,24 @@ impl Merkle {
         [crc32fast::hash(&body).to_le_bytes().as_slice(), &body].concat()
     }
 
-    /// A tree saved by [`Merkle::to_bytes`]; `None` if damaged.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Merkle> {
+    /// A tree saved by [`DigestTree::to_bytes`]; `None` if damaged.
+    pub fn from_bytes(bytes: &[u8]) -> Option<DigestTree> {
         let (crc, body) = (bytes.get(..4)?, bytes.get(4..)?);
         if crc32fast::hash(body).to_le_bytes() != crc {
             return None;
         }
         let tree: Vec<Summary> = rmp_serde::from_slice(body).ok()?;
-        (tree.len() == BUCKETS + 1).then_some(Merkle { tree })
+        (tree.len() == BUCKETS + 1).then_some(DigestTree { tree })
     }
 
     /// The tree of everything in `store` (read from its digest index).
-    pub fn build<S: Store>(store: &S) -> Result<Merkle, StoreError> {
-        let mut merkle = Merkle::new();
+    pub fn build<S: Store>(store: &S) -> Result<DigestTree, StoreError> {
+        let mut tree = DigestTree::new();
         let mut first = 0u64;
         loop {
             let batch = store.digests(first, u64::MAX, 4096)?;
             for entry in &batch {
-                merkle.apply(entry.position, 0, entry.digest, 1);
+                tree.apply(entry.position, 0, entry.digest, 1);
             }
             match batch.last() {
                 Some(last) if batch.len() == 4096 => {
@@ -103,7 +103,7 @@ impl Merkle {
                     let seen = batch.iter().filter(|e| e.position == position).count();
                     let again = store.digests(position, position, usize::MAX)?;
                     for entry in again.iter().skip(seen) {
-                        merkle.apply(entry.position, 0, entry.digest, 1);
+                        tree.apply(entry.position, 0, entry.digest, 1);
                     }
                     match position.checked_add(1) {
                         Some(next) => first = next,
@@ -113,7 +113,7 @@ impl Merkle {
                 _ => break,
             }
         }
-        Ok(merkle)
+        Ok(tree)
     }
 
     /// Records a key's change at `position`: `old` digest out (0 if new),
@@ -190,9 +190,9 @@ impl Merkle {
     }
 }
 
-impl Default for Merkle {
+impl Default for DigestTree {
     fn default() -> Self {
-        Merkle::new()
+        DigestTree::new()
     }
 }
 
@@ -226,52 +226,52 @@ mod tests {
     }
 
     /// A store and its tree kept in step the way the node does it.
-    fn filled(keys: u32) -> (MemStore, Merkle) {
+    fn filled(keys: u32) -> (MemStore, DigestTree) {
         let mut store = MemStore::new();
-        let mut merkle = Merkle::new();
+        let mut tree = DigestTree::new();
         for i in 0..keys {
             let key = format!("k{i}").into_bytes();
             store.put(&key, &object(i)).unwrap();
-            merkle.apply(key_position(&key), 0, digest(&key, &object(i)), 1);
+            tree.apply(key_position(&key), 0, digest(&key, &object(i)), 1);
         }
-        (store, merkle)
+        (store, tree)
     }
 
     proptest! {
         #[test]
         fn any_interval_summary_equals_the_naive_one(a in any::<u64>(), b in any::<u64>()) {
-            let (store, merkle) = filled(300);
+            let (store, tree) = filled(300);
             let (first, last) = (a.min(b), a.max(b));
-            prop_assert_eq!(merkle.summary(&store, first, last).unwrap(), naive(&store, first, last));
+            prop_assert_eq!(tree.summary(&store, first, last).unwrap(), naive(&store, first, last));
         }
     }
 
     #[test]
     fn whole_ring_and_bucket_aligned_intervals_match() {
-        let (store, merkle) = filled(1000);
+        let (store, tree) = filled(1000);
         assert_eq!(
-            merkle.summary(&store, 0, u64::MAX).unwrap(),
+            tree.summary(&store, 0, u64::MAX).unwrap(),
             naive(&store, 0, u64::MAX)
         );
-        assert_eq!(merkle.summary(&store, 0, u64::MAX).unwrap().count, 1000);
+        assert_eq!(tree.summary(&store, 0, u64::MAX).unwrap().count, 1000);
         let (f, l) = (bucket_first(100), bucket_last(40_000));
-        assert_eq!(merkle.summary(&store, f, l).unwrap(), naive(&store, f, l));
+        assert_eq!(tree.summary(&store, f, l).unwrap(), naive(&store, f, l));
     }
 
     #[test]
     fn updates_and_removals_keep_the_tree_in_step() {
-        let (mut store, mut merkle) = filled(200);
+        let (mut store, mut tree) = filled(200);
         let key = b"k7".to_vec();
         let position = key_position(&key);
         store.put(&key, &object(999)).unwrap();
-        merkle.apply(position, digest(&key, &object(7)), digest(&key, &object(999)), 0);
+        tree.apply(position, digest(&key, &object(7)), digest(&key, &object(999)), 0);
         store.remove(b"k8").unwrap();
-        merkle.apply(key_position(b"k8"), digest(b"k8", &object(8)), 0, -1);
+        tree.apply(key_position(b"k8"), digest(b"k8", &object(8)), 0, -1);
         assert_eq!(
-            merkle.summary(&store, 0, u64::MAX).unwrap(),
+            tree.summary(&store, 0, u64::MAX).unwrap(),
             naive(&store, 0, u64::MAX)
         );
-        let rebuilt = Merkle::build(&store).unwrap();
+        let rebuilt = DigestTree::build(&store).unwrap();
         assert_eq!(
             rebuilt.summary(&store, 0, u64::MAX).unwrap(),
             naive(&store, 0, u64::MAX)
