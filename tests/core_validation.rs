@@ -280,6 +280,7 @@ fn lists_longer_than_any_honest_peer_sends_are_refused() {
         generation: u64::MAX,
         status: NodeStatus::Normal,
         version: 1,
+        storage_failed: false,
     };
     let states = PeerMessage::MemberStates {
         states: vec![member],

@@ -54,6 +54,7 @@ fn a_node_from_another_cluster_cannot_join() {
             cluster_dir: other_cluster.clone(),
             seeds: cluster.addrs.clone(),
             durability: Durability::Buffer,
+            disk_failure_policy: Default::default(),
             config: Config::default(),
             limits: Default::default(),
         })

@@ -51,6 +51,7 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
                         "keys": r.keys,
                         "root": format!("{:016x}", r.root.digest),
                         "streaming": r.streaming,
+                        "storage_failure": r.storage_failure,
                     })
                 });
                 (node.to_string(), serde_json::to_value(value).unwrap_or_default())
@@ -66,7 +67,7 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
         report.node, report.replication, report.in_flight
     );
     println!(
-        "{:<16}  {:<21}  {:<7}  {:<5}  {:>6}  {:>9}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}  {:<14}",
+        "{:<16}  {:<21}  {:<7}  {:<7}  {:>6}  {:>9}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}  {:<14}",
         "NODE",
         "ADDRESS",
         "STATUS",
@@ -99,11 +100,16 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
             })
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<16}  {:<21}  {:<7}  {:<5}  {:>6.1}  {:>9}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}  {:<14}",
+            "{:<16}  {:<21}  {:<7}  {:<7}  {:>6.1}  {:>9}  {:>8}  {:>6}  {:>7}  {:>8}  {:>8}  {:>7}  {:<14}",
             member.node.to_string(),
             member.addr.to_string(),
             member.status.to_string(),
-            if member.up { "up" } else { "down" },
+            match (member.up, member.storage_failed) {
+                (true, false) => "up",
+                (true, true) => "up ro",
+                (false, false) => "down",
+                (false, true) => "down ro",
+            },
             member.ownership * 100.0,
             cell(&|r| r.keys),
             cell(&|r| r.stats.requests),
@@ -121,6 +127,11 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
     println!("AEKEYS: keys anti-entropy repaired here; MOVING: ranges streamed in (joining) or handed");
     println!("off (leaving) of all to move; 'wait N': N replicas of those ranges have not yet confirmed");
     println!("they know of the move, and nothing moves until enough do (check that they are reachable).");
+    println!("'ro': the member's storage failed (full or failing disk); it serves reads, takes no writes,");
+    println!("and others write to stand-ins for it until it recovers by itself.");
+    if let Some(reason) = &report.storage_failure {
+        println!("this node's storage failed: {reason}");
+    }
     println!("'-': the member did not answer, or nothing to show.");
     Ok(())
 }

@@ -27,6 +27,8 @@ pub struct LocalCluster {
     pub config: Config,
     /// Network limits of every node (taken at each start).
     pub limits: super::Limits,
+    /// What a node started from now on does when its storage fails.
+    pub disk_failure_policy: super::DiskFailurePolicy,
     /// Run each node started from now on on its own tokio runtime with
     /// this many worker threads, as if it were its own process (its tasks
     /// then do not queue behind other nodes' tasks). `None` (the default):
@@ -74,6 +76,7 @@ impl LocalCluster {
             durability,
             config,
             limits: super::Limits::default(),
+            disk_failure_policy: super::DiskFailurePolicy::default(),
             own_runtime: None,
             runtimes: Vec::new(),
         };
@@ -153,6 +156,7 @@ impl LocalCluster {
                 .map(|(_, addr)| *addr)
                 .collect(),
             durability: self.durability,
+            disk_failure_policy: self.disk_failure_policy,
             config: self.config.clone(),
             limits: self.limits,
         }

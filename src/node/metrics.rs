@@ -131,6 +131,11 @@ impl Exporter {
         gauge!("shoal_hints_held").set(report.hints.iter().map(|h| h.count).sum::<u64>() as f64);
         gauge!("shoal_hint_bytes_held").set(report.hints.iter().map(|h| h.bytes).sum::<u64>() as f64);
         gauge!("shoal_keys").set(report.keys as f64);
+        gauge!("shoal_storage_failed").set(if report.storage_failure.is_some() {
+            1.0
+        } else {
+            0.0
+        });
         gauge!("shoal_requests_in_flight").set(report.in_flight as f64);
         gauge!("shoal_storage_bytes").set(node.store().disk_space() as f64);
         let mut by_state: BTreeMap<(String, bool), u64> = BTreeMap::new();

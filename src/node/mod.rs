@@ -49,6 +49,23 @@ pub enum Durability {
     Fsync,
 }
 
+/// What a node does when its storage fails (a full or failing disk).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DiskFailurePolicy {
+    /// Keep serving reads and refuse writes at once, tell the other nodes
+    /// (they write to stand-ins and keep hints for it), and take writes
+    /// again by itself once the store does.
+    #[default]
+    ReadOnly,
+    /// Stop the process with a non-zero exit and a clear message, for a
+    /// supervisor to act on.
+    Stop,
+}
+
 /// Everything needed to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
@@ -62,6 +79,8 @@ pub struct NodeOptions {
     pub seeds: Vec<SocketAddr>,
     /// When writes are acknowledged.
     pub durability: Durability,
+    /// What to do when storage fails.
+    pub disk_failure_policy: DiskFailurePolicy,
     /// The core's settings.
     pub config: Config,
     /// Limits of the network layer.
@@ -219,6 +238,8 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         pending: HashMap::new(),
         next_client: 1,
         durability: options.durability,
+        disk_failure_policy: options.disk_failure_policy,
+        storage_failed: false,
         leaving: false,
         exporter: metrics::Exporter::default(),
         bulk: std::collections::VecDeque::new(),
@@ -297,6 +318,9 @@ struct Driver {
     pending: HashMap<ClientId, Reply>,
     next_client: u64,
     durability: Durability,
+    disk_failure_policy: DiskFailurePolicy,
+    /// Whether the core's storage was failed when last looked at.
+    storage_failed: bool,
     leaving: bool,
     exporter: metrics::Exporter,
     /// Bulk repair and topology messages waiting for a quiet moment.
@@ -333,6 +357,7 @@ impl Driver {
                 () = std::future::ready(()), if bulk_waiting => self.feed_bulk()?,
             }
             self.flush_outputs();
+            self.watch_storage()?;
             self.exporter.tick(&self.node);
             if !self.bulk.is_empty() {
                 // Let other tasks (this process's other connections and
@@ -343,6 +368,34 @@ impl Driver {
         let rest: Vec<Event> = self.bulk.drain(..).collect();
         self.feed_events(rest)?;
         self.stop(&mut events, accept).await
+    }
+
+    /// Logs a storage failure and its recovery, and stops the node on a
+    /// failure if the policy says so.
+    fn watch_storage(&mut self) -> Result<(), StoreError> {
+        let failure = self.node.storage_failure();
+        if failure.is_some() == self.storage_failed {
+            return Ok(());
+        }
+        self.storage_failed = failure.is_some();
+        let node = self.node.id();
+        match (failure, self.disk_failure_policy) {
+            (Some(reason), DiskFailurePolicy::Stop) => {
+                tracing::error!(%node, reason, "storage failed; disk_failure_policy is stop: the node stops");
+                return Err(StoreError::Engine {
+                    source: format!("storage failed ({reason}); stopped by disk_failure_policy = stop")
+                        .into(),
+                });
+            }
+            (Some(reason), _) => tracing::error!(
+                %node,
+                reason,
+                "storage failed: the node is read-only (serves reads, refuses writes; other nodes write to \
+                 stand-ins and keep hints for it) and checks every second whether the store takes writes again"
+            ),
+            (None, _) => tracing::info!(%node, "storage recovered: the node takes writes again"),
+        }
+        Ok(())
     }
 
     /// Feeds a batch of events: client requests, replica reads and writes

@@ -12,7 +12,7 @@
 //! or a value of the wrong type is refused, naming the setting, and so is
 //! a value [`Settings::validate`] finds unsafe.
 
-use super::{Durability, NodeOptions};
+use super::{DiskFailurePolicy, Durability, NodeOptions};
 use crate::net::frame::DEFAULT_MAX_FRAME;
 use crate::proto::{Config, NodeId};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,10 @@ pub struct ProcessSettings {
     pub seeds: Vec<SocketAddr>,
     /// When writes are acknowledged: `buffer` or `fsync`.
     pub durability: Durability,
+    /// When storage fails (a full or failing disk): `read_only` (serve
+    /// reads, refuse writes, recover by itself once the disk has room) or
+    /// `stop` (exit non-zero for a supervisor to act on).
+    pub disk_failure_policy: DiskFailurePolicy,
     /// The id to start an empty data directory under (16 hex digits).
     pub node_id: Option<String>,
     /// Where to serve Prometheus metrics over HTTP; none: not served.
@@ -71,6 +75,7 @@ impl Default for ProcessSettings {
             cluster_dir: None,
             seeds: Vec::new(),
             durability: Durability::default(),
+            disk_failure_policy: DiskFailurePolicy::default(),
             node_id: None,
             metrics: None,
             log_format: LogFormat::default(),
@@ -316,6 +321,7 @@ impl Settings {
             cluster_dir: p.cluster_dir.clone().unwrap_or_default(),
             seeds: p.seeds.clone(),
             durability: p.durability,
+            disk_failure_policy: p.disk_failure_policy,
             config,
             limits: super::Limits {
                 max_connections: p.max_connections,
@@ -399,6 +405,21 @@ mod tests {
         let back = Settings::load(Some(f.path()), Vec::new(), &[]).unwrap();
         assert_eq!(back, s);
         assert!(s.to_toml().contains("hint_window = \"3h\""), "{}", s.to_toml());
+        assert!(
+            s.to_toml().contains("disk_failure_policy = \"read_only\""),
+            "{}",
+            s.to_toml()
+        );
+    }
+
+    #[test]
+    fn the_disk_failure_policy_is_read_only_unless_set_to_stop() {
+        let s = Settings::load(None, required(), &[]).unwrap();
+        assert_eq!(s.node_options().disk_failure_policy, DiskFailurePolicy::ReadOnly);
+        let flags = [("disk_failure_policy".to_string(), "stop".to_string())];
+        let s = Settings::load(None, required(), &flags).unwrap();
+        assert_eq!(s.node_options().disk_failure_policy, DiskFailurePolicy::Stop);
+        assert!(refused("", &[("disk_failure_policy", "panic")]).contains("`disk_failure_policy`"));
     }
 
     fn refused(file_text: &str, flags: &[(&str, &str)]) -> String {

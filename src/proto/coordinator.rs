@@ -211,8 +211,8 @@ impl<S: Store> Node<S> {
 
     /// A tracker for `replicas` (and, while ranges move, for `future`
     /// replicas too: see [`QuorumTracker::joint`]) in which those believed
-    /// down have already failed: the request neither waits for nor sends
-    /// to them.
+    /// down (for a write: or whose storage failed) have already failed:
+    /// the request neither waits for nor sends to them.
     fn tracker(
         &self,
         request: &ClientRequest,
@@ -224,8 +224,9 @@ impl<S: Store> Node<S> {
             Some(future) => QuorumTracker::joint(required, replicas, future),
             None => QuorumTracker::new(required, replicas),
         };
+        let write = !matches!(request, ClientRequest::Get { .. });
         for &node in &tracker.replicas().to_vec() {
-            if !self.is_up(node) {
+            if !self.is_up(node) || write && !self.writable(node) {
                 tracker.fail(node);
             }
         }
@@ -301,17 +302,17 @@ impl<S: Store> Node<S> {
     ) -> Result<Kind, RequestError> {
         let placement = self.placement(request.key(), replicas.clone());
         let mut stand_ins = BTreeMap::new();
-        if request.sloppy_quorum() && replicas.iter().any(|&n| !self.is_up(n)) {
+        if request.sloppy_quorum() && replicas.iter().any(|&n| !self.writable(n)) {
             let mut fallbacks = self
                 .ring
                 .walk(request.key())
                 .skip(replicas.len())
                 // A leaving node would only hand the hint on again.
-                .filter(|&n| self.is_up(n) && !self.is_leaving(n))
+                .filter(|&n| self.writable(n) && !self.is_leaving(n))
                 .collect::<Vec<_>>()
                 .into_iter();
             for slot in replicas.iter_mut() {
-                if !self.is_up(*slot)
+                if !self.writable(*slot)
                     && let Some(fallback) = fallbacks.next()
                 {
                     stand_ins.insert(fallback, *slot);
@@ -326,7 +327,7 @@ impl<S: Store> Node<S> {
         // sends the write to the future replicas, not counting them.
         let mut future = self.future_replicas(request.key(), &replicas);
         let joint = future.as_ref().is_some_and(|future| {
-            !request.sloppy_quorum() || stand_ins.is_empty() && future.iter().all(|&n| self.is_up(n))
+            !request.sloppy_quorum() || stand_ins.is_empty() && future.iter().all(|&n| self.writable(n))
         });
         // (A future replica that is also a current one is written, or
         // hinted through its stand-in, as a current replica.)
@@ -339,10 +340,17 @@ impl<S: Store> Node<S> {
             None => BTreeMap::new(),
         };
         let mut tracker = self.tracker(&request, replicas, future)?;
-        let (object, dot) = self
-            .apply_local_write(now, &request)
-            .map_err(|error| self.storage_failed(error))??;
-        tracker.succeed(self.id());
+        // A coordinator whose own write failed (or whose storage failed
+        // earlier) counts as one replica not answering: the other
+        // replicas, or stand-ins for it, may still make W.
+        let me = self.id();
+        let store_here = tracker.replicas().contains(&me) && self.writable(me);
+        let (object, dot, stored) = self.apply_local_write(now, &request, store_here)?;
+        if stored {
+            tracker.succeed(me);
+        } else {
+            tracker.fail(me);
+        }
         Ok(Kind::Write {
             request,
             tracker,
@@ -355,19 +363,31 @@ impl<S: Store> Node<S> {
         })
     }
 
-    /// Applies a client write to the local state of its key and stores it.
-    /// The outer error is storage; the inner a refused write (nothing stored).
+    /// Applies a client write to the local state of its key and, if
+    /// `store` is set, stores it; the new state, its dot and whether it was
+    /// stored here. A state that cannot be read here (storage failed) is
+    /// not stored: the write is made on an empty state, which the other
+    /// replicas merge with theirs exactly as with the full one (the new
+    /// dot is above every counter this node issued). The error is a
+    /// refused write; nothing was stored.
     fn apply_local_write(
         &mut self,
         now: Time,
         request: &ClientRequest,
-    ) -> Result<Result<(Versioned, Dot), RequestError>, StoreError> {
+        store: bool,
+    ) -> Result<(Versioned, Dot, bool), RequestError> {
         let (context, value) = match request {
             ClientRequest::Put { value, context, .. } => (context, Some(value.clone())),
             ClientRequest::Delete { context, .. } => (context, None),
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let stored = self.load(request.key())?;
+        let (stored, readable) = match self.load(request.key()) {
+            Ok(stored) => (stored, true),
+            Err(error) => {
+                self.note_storage_error(&error);
+                (None, false)
+            }
+        };
         let mut object = stored.clone().unwrap_or_default();
         let written = object.write_above(
             self.actor,
@@ -383,28 +403,21 @@ impl<S: Store> Node<S> {
                 dot
             }
             Err(e) => {
-                return Ok(Err(RequestError::TooManySiblings {
+                return Err(RequestError::TooManySiblings {
                     count: e.count,
                     max: e.max,
-                }));
+                });
             }
         };
         let size = super::topology::state_bytes(request.key(), &object) as usize;
         if size > self.config.max_state_bytes {
-            return Ok(Err(RequestError::StateTooLarge {
+            return Err(RequestError::StateTooLarge {
                 size,
                 max: self.config.max_state_bytes,
-            }));
+            });
         }
-        self.store_put(request.key(), stored.as_ref(), &object)?;
-        Ok(Ok((object, dot)))
-    }
-
-    fn storage_failed(&self, error: StoreError) -> RequestError {
-        RequestError::StorageFailed {
-            node: self.id(),
-            reason: error.to_string(),
-        }
+        let stored = store && readable && self.store_put(request.key(), stored.as_ref(), &object).is_ok();
+        Ok((object, dot, stored))
     }
 
     fn start_forward(
@@ -416,7 +429,7 @@ impl<S: Store> Node<S> {
     ) -> Kind {
         self.stats.forwards += 1;
         // Live replicas first, in preference order: the write goes to one.
-        candidates.sort_by_key(|&n| !self.is_up(n));
+        candidates.sort_by_key(|&n| !self.writable(n));
         let remaining = u32::try_from(deadline.saturating_since(now).as_millis()).unwrap_or(u32::MAX);
         Kind::Forward {
             request: request.with_timeout_ms(remaining),
@@ -1075,7 +1088,9 @@ impl<S: Store> Node<S> {
         }
         merged.retain(|_, (_, _, changed)| *changed);
         let writes: Vec<(&[u8], &Versioned)> = merged.iter().map(|(k, (_, s, _))| (*k, s)).collect();
-        self.store.put_many(&writes)?;
+        self.writable_store()?;
+        let written = self.store.put_many(&writes);
+        self.storage_result(written)?;
         for (key, (old, new, _)) in &merged {
             self.note_put(key, old.as_ref(), new);
         }

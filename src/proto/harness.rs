@@ -121,6 +121,12 @@ impl Cluster {
         }
     }
 
+    /// Makes `id`'s disk full (every write to its store fails, reads
+    /// still work), or gives it room again.
+    pub fn set_disk_full(&mut self, id: NodeId, full: bool) {
+        self.node_mut(id).store_mut().set_full(full);
+    }
+
     /// Runs every event due in the next `duration` of virtual time.
     pub fn run_for(&mut self, duration: Duration) {
         let until = self.now + duration;

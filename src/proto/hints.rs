@@ -251,16 +251,19 @@ impl<S: Store> Node<S> {
             .as_ref()
             .and_then(|m| m.down_since(target))
             .is_some_and(|since| now.saturating_since(since) > self.config.hint_window);
-        let queue = self.hints.queues.entry(target).or_default();
+        let held = self.hints.queues.entry(target).or_default().bytes;
         let record = super::store::encode_hint(hint);
         let size = record.len() as u64;
-        if too_old || down_too_long || queue.bytes + size > self.config.max_hint_bytes_per_replica {
+        if too_old || down_too_long || held + size > self.config.max_hint_bytes_per_replica {
             self.stats.hints_dropped += 1;
             return Ok(false);
         }
         let seq = self.hints.next_seq;
-        self.store.put_hint(target, seq, &record)?;
+        self.writable_store()?;
+        let written = self.store.put_hint(target, seq, &record);
+        self.storage_result(written)?;
         self.hints.next_seq += 1;
+        let queue = self.hints.queues.entry(target).or_default();
         queue.count += 1;
         queue.bytes += size;
         let expires_ms = hint.created_ms.saturating_add(window_ms);
@@ -313,7 +316,7 @@ impl<S: Store> Node<S> {
             n != me
                 && n != target
                 && !holders.contains(&n)
-                && self.is_up(n)
+                && self.writable(n)
                 && membership
                     .state(n)
                     .is_some_and(|s| s.status == NodeStatus::Normal)
@@ -338,7 +341,7 @@ impl<S: Store> Node<S> {
             if let Some(at) = queue.in_flight.iter().map(|f| f.expires).min() {
                 self.hints.wake(at);
             }
-            let up = self.is_up(target);
+            let up = self.writable(target);
             let leaving = self.status() == NodeStatus::Leaving;
             loop {
                 let queue = &self.hints.queues[&target];
@@ -388,7 +391,7 @@ impl<S: Store> Node<S> {
         }
         let live: Vec<NodeId> = homes
             .into_iter()
-            .filter(|&n| self.is_up(n) && !self.is_leaving(n))
+            .filter(|&n| self.writable(n) && !self.is_leaving(n))
             .collect();
         match (live.is_empty(), to) {
             (false, _) => Fate::Rehome(live),

@@ -111,6 +111,11 @@ pub struct MemberState {
     pub status: NodeStatus,
     /// Bumped on every change within a generation.
     pub version: u64,
+    /// The node's storage failed (a full or failing disk): it serves
+    /// reads but takes no writes, so coordinators treat it as down for
+    /// writes (fallbacks and hints take its share) until it clears this.
+    #[serde(default)]
+    pub storage_failed: bool,
 }
 
 impl MemberState {
@@ -234,6 +239,7 @@ impl Membership {
             generation: me.generation,
             status,
             version: 1,
+            storage_failed: false,
         };
         Membership {
             me,
@@ -354,6 +360,25 @@ impl Membership {
             }
             None => false,
         }
+    }
+
+    /// Sets whether this node's own storage has failed, with a bumped
+    /// version so the change wins everywhere; false if it was so already.
+    pub fn set_storage_failed(&mut self, failed: bool) -> bool {
+        let me = self.me.node;
+        match self.states.get_mut(&me) {
+            Some(state) if state.storage_failed != failed => {
+                state.storage_failed = failed;
+                state.version += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `node`'s storage is known to have failed.
+    pub fn storage_failed(&self, node: NodeId) -> bool {
+        self.states.get(&node).is_some_and(|s| s.storage_failed)
     }
 
     /// Leaves the SWIM cluster (after our Left state was sent).

@@ -331,6 +331,10 @@ pub struct MemberReport {
     pub up: bool,
     /// Its share of the ring as first replica (0 if it owns none).
     pub ownership: f64,
+    /// Its storage failed (a full or failing disk): it serves reads, takes
+    /// no writes, and coordinators write to stand-ins for it.
+    #[serde(default)]
+    pub storage_failed: bool,
 }
 
 /// Counters of one node since start.
@@ -389,6 +393,10 @@ pub struct Stats {
     /// invariants, ...): nothing in them was applied.
     #[serde(default)]
     pub invalid_messages: u64,
+    /// Times this node's storage failed (a full or failing disk) and it
+    /// turned read-only until the store took writes again.
+    #[serde(default)]
+    pub storage_failures: u64,
 }
 
 /// Hints one node holds for one replica.
@@ -430,6 +438,10 @@ pub struct StatusReport {
     pub root: super::digest_tree::Summary,
     /// The join or leave this node is carrying out, if any.
     pub streaming: Option<StreamProgress>,
+    /// Why this node's storage failed, while it has not recovered (it
+    /// serves reads and refuses writes); `None` while it is healthy.
+    #[serde(default)]
+    pub storage_failure: Option<String>,
 }
 
 /// A node's answer to an [`AdminRequest`].

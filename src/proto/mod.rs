@@ -69,6 +69,9 @@ pub(crate) const BATCH_BYTES: u64 = 1 << 20;
 /// with (after a crash the tree is rebuilt from the digest index).
 const DIGEST_TREE_STATE: &str = "digest-tree";
 
+/// How often a node whose storage failed checks whether it recovered.
+pub const STORAGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The store record holding the ring's member states.
 const MEMBERS_STATE: &str = "members";
 
@@ -162,6 +165,15 @@ pub struct Node<S: Store> {
     /// Whether the digest tree was loaded as saved at the last clean stop
     /// (rather than rebuilt from the digest index).
     digest_tree_restored: bool,
+    /// Why this node's storage failed, while it has not recovered: it
+    /// serves reads but takes no writes.
+    storage_failure: Option<String>,
+    /// When to check next whether storage recovered (set at the first
+    /// timeout after it failed).
+    storage_check: Option<Time>,
+    /// This node's member state does not yet say what `storage_failure`
+    /// says: tell the others at the next timeout.
+    storage_announce: bool,
     /// Peer messages refused at the boundary, by kind (see [`validate`]).
     invalid_messages: BTreeMap<&'static str, u64>,
     /// Operations whose requester has its answer; they stay to repair
@@ -247,6 +259,9 @@ impl<S: Store> Node<S> {
             future_ring: None,
             answered_ops: 0,
             invalid_messages: BTreeMap::new(),
+            storage_failure: None,
+            storage_check: None,
+            storage_announce: false,
             digest_tree_restored,
         })
     }
@@ -443,6 +458,11 @@ impl<S: Store> Node<S> {
                 generation: state.generation,
                 status: state.status,
                 up: self.is_up(state.node),
+                storage_failed: if state.node == self.id() {
+                    self.storage_failure.is_some()
+                } else {
+                    state.storage_failed
+                },
                 ownership: ownership.get(&state.node).copied().unwrap_or(0.0),
             })
             .collect();
@@ -464,6 +484,7 @@ impl<S: Store> Node<S> {
                 .summary(&self.store, 0, u64::MAX)
                 .unwrap_or_default(),
             streaming: self.streaming(),
+            storage_failure: self.storage_failure.clone(),
         }
     }
 
@@ -675,6 +696,85 @@ impl<S: Store> Node<S> {
         if self.intake.poll_timeout().is_some_and(|at| at <= now) {
             self.release_intake(now);
         }
+        if self.storage_failure.is_some() || self.storage_announce {
+            self.check_storage(now);
+        }
+    }
+
+    /// Why this node's storage failed, while it has not recovered (it
+    /// serves reads, takes no writes, and checks every
+    /// [`STORAGE_CHECK_INTERVAL`] whether the store takes them again).
+    pub fn storage_failure(&self) -> Option<&str> {
+        self.storage_failure.as_deref()
+    }
+
+    /// Whether writes may go to `node`: it is up and its storage has not
+    /// failed (as far as this node knows).
+    pub(crate) fn writable(&self, node: NodeId) -> bool {
+        if node == self.id() {
+            return self.storage_failure.is_none();
+        }
+        self.is_up(node) && !self.membership.as_ref().is_some_and(|m| m.storage_failed(node))
+    }
+
+    /// Refuses a write at once while storage has failed.
+    fn writable_store(&self) -> Result<(), StoreError> {
+        match self.storage_failure {
+            Some(_) => Err(StoreError::ReadOnly),
+            None => Ok(()),
+        }
+    }
+
+    /// Passes a store write's result on, noting a failure of the engine.
+    fn storage_result<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result {
+            self.note_storage_error(error);
+        }
+        result
+    }
+
+    /// The storage engine failed (a full or failing disk): from now on
+    /// the node takes no writes, and at the next timeout it tells the
+    /// other nodes and starts checking for recovery. (A corrupt record is
+    /// not a storage failure: it is dropped and repaired.)
+    fn note_storage_error(&mut self, error: &StoreError) {
+        if matches!(error, StoreError::Engine { .. }) && self.storage_failure.is_none() {
+            self.storage_failure = Some(error.to_string());
+            self.storage_check = None;
+            self.storage_announce = true;
+            self.stats.storage_failures += 1;
+        }
+    }
+
+    /// While storage has failed, asks the store every
+    /// [`STORAGE_CHECK_INTERVAL`] whether it takes writes again; tells the
+    /// other nodes when storage fails or recovers.
+    fn check_storage(&mut self, now: Time) {
+        if self.storage_failure.is_some() {
+            match self.storage_check {
+                None => self.storage_check = Some(now + STORAGE_CHECK_INTERVAL),
+                Some(at) if at > now => {}
+                Some(_) => match self.store.recover() {
+                    Ok(()) => {
+                        self.storage_failure = None;
+                        self.storage_check = None;
+                        self.storage_announce = true;
+                    }
+                    Err(_) => self.storage_check = Some(now + STORAGE_CHECK_INTERVAL),
+                },
+            }
+        }
+        if self.storage_announce {
+            self.storage_announce = false;
+            let failed = self.storage_failure.is_some();
+            if self
+                .membership
+                .as_mut()
+                .is_some_and(|m| m.set_storage_failed(failed))
+            {
+                self.announce_states();
+            }
+        }
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
@@ -691,10 +791,20 @@ impl<S: Store> Node<S> {
             self.gc.poll_timeout(),
             self.cleanup.poll_timeout(),
             self.intake.poll_timeout(),
+            self.storage_timeout(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// When storage health next needs a timeout: at once to announce a
+    /// change or to start checking, then at each check.
+    fn storage_timeout(&self) -> Option<Time> {
+        if self.storage_announce || self.storage_failure.is_some() && self.storage_check.is_none() {
+            return Some(Time::ZERO);
+        }
+        self.storage_check.filter(|_| self.storage_failure.is_some())
     }
 
     /// The next thing to do, in order.
@@ -730,7 +840,9 @@ impl<S: Store> Node<S> {
         old: Option<&Versioned>,
         object: &Versioned,
     ) -> Result<(), StoreError> {
-        self.store.put(key, object)?;
+        self.writable_store()?;
+        let written = self.store.put(key, object);
+        self.storage_result(written)?;
         self.note_put(key, old, object);
         Ok(())
     }

@@ -48,6 +48,11 @@ pub enum StoreError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// The node's storage failed earlier (a full or failing disk) and has
+    /// not recovered: the node takes no writes until it has. Nothing was
+    /// written.
+    #[error("storage failed earlier and has not recovered: this node takes no writes until it has")]
+    ReadOnly,
     /// The data directory was written by an incompatible build. Nothing was
     /// read or written.
     #[error("data has format version {found}, this build reads version {supported}")]
@@ -108,6 +113,13 @@ pub trait Store {
     fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError>;
     /// Deletes one hint (nothing happens if it is absent).
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError>;
+    /// After a failure: checks that the store takes writes again (it
+    /// writes and syncs a small record), reopening the engine first if a
+    /// failure left it unable to write. An error: not yet; try again
+    /// later. A store that cannot fail this way keeps the default.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Deletes several hints of one replica at once.
     fn remove_hints(&mut self, target: NodeId, seqs: &[u64]) -> Result<(), StoreError> {
         for &seq in seqs {
@@ -292,9 +304,26 @@ pub struct MemStore {
     /// The digest index: (position, key) -> digest.
     index: BTreeMap<(u64, Vec<u8>), u64>,
     hints: BTreeMap<(NodeId, u64), Vec<u8>>,
+    /// Set: every write fails as on a full disk (reads still work).
+    full: bool,
 }
 
 impl MemStore {
+    /// Makes every write fail as on a full disk (`true`), or succeed again
+    /// (`false`); reads work either way. For tests of a full disk.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.full {
+            return Err(StoreError::Engine {
+                source: "No space left on device (os error 28), simulated".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// An empty store, as on a fresh disk.
     pub fn new() -> MemStore {
         MemStore::default()
@@ -340,6 +369,7 @@ impl Store for MemStore {
     }
 
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+        self.writable()?;
         self.data.insert(key.to_vec(), encode_record(object));
         let position = super::ring::key_position(key);
         self.index.insert((position, key.to_vec()), digest(key, object));
@@ -347,6 +377,7 @@ impl Store for MemStore {
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
         self.data.remove(key);
         self.index.remove(&(super::ring::key_position(key), key.to_vec()));
         Ok(())
@@ -378,11 +409,13 @@ impl Store for MemStore {
     }
 
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
         self.states.insert(name.to_string(), bytes.to_vec());
         Ok(())
     }
 
     fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
         self.hints.insert((target, seq), record.to_vec());
         Ok(())
     }
@@ -392,12 +425,17 @@ impl Store for MemStore {
     }
 
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
+        self.writable()?;
         self.hints.remove(&(target, seq));
         Ok(())
     }
 
     fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
         Ok(index_range(&self.index, first, last, limit))
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
+        self.writable()
     }
 }
 

@@ -15,13 +15,23 @@ use crate::proto::store::{
 };
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const META_KEY: &[u8] = b"node";
+/// The record a recovery check writes and syncs.
+const PROBE_KEY: &[u8] = b"probe";
 const FORMAT_FILE: &str = "SHOAL_FORMAT";
 
 /// A data directory opened with fjall.
 pub struct FjallStore {
+    path: PathBuf,
+    /// `None` only while a reopen after a storage failure has not
+    /// succeeded yet (every call then fails until it does).
+    open: Option<Handles>,
+}
+
+/// The open database and its keyspaces.
+struct Handles {
     db: Database,
     data: Keyspace,
     meta: Keyspace,
@@ -54,6 +64,35 @@ impl FjallStore {
     /// process holds it or it was written by an incompatible format.
     pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
         check_format_marker(path)?;
+        Ok(FjallStore {
+            path: path.to_path_buf(),
+            open: Some(Handles::open(path)?),
+        })
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.open.as_ref().map_or(0, |h| h.db.disk_space().unwrap_or(0))
+    }
+
+    fn handles(&self) -> Result<&Handles, StoreError> {
+        self.open.as_ref().ok_or_else(|| StoreError::Engine {
+            source: "the store is closed: reopening it after a storage failure has not succeeded yet".into(),
+        })
+    }
+
+    /// Writes and syncs a small record: whether the disk takes writes.
+    fn probe(&mut self) -> Result<(), fjall::Error> {
+        let Some(handles) = &self.open else {
+            return Err(fjall::Error::Poisoned);
+        };
+        handles.meta.insert(PROBE_KEY, [0u8; 64])?;
+        handles.db.persist(PersistMode::SyncAll)
+    }
+}
+
+impl Handles {
+    fn open(path: &Path) -> Result<Handles, StoreError> {
         let db = Database::builder(path)
             .cache_size(CACHE_BYTES)
             .open()
@@ -76,18 +115,13 @@ impl FjallStore {
                 KeyspaceCreateOptions::default().max_memtable_size(INDEX_MEMTABLE_BYTES)
             })
             .map_err(engine)?;
-        Ok(FjallStore {
+        Ok(Handles {
             db,
             data,
             meta,
             digests,
             hints,
         })
-    }
-
-    /// Bytes the database takes on disk.
-    pub fn disk_space(&self) -> u64 {
-        self.db.disk_space().unwrap_or(0)
     }
 }
 
@@ -120,7 +154,7 @@ fn check_format_marker(path: &Path) -> Result<(), StoreError> {
 
 impl Store for FjallStore {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
-        match self.data.get(key).map_err(engine)? {
+        match self.handles()?.data.get(key).map_err(engine)? {
             Some(record) => decode_record(key, &record).map(Some),
             None => Ok(None),
         }
@@ -128,30 +162,39 @@ impl Store for FjallStore {
 
     /// Writes the record and its digest index entry in one atomic batch.
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        batch.insert(&self.data, key, encode_record(object));
-        batch.insert(&self.digests, index_key(key), digest(key, object).to_le_bytes());
+        let mut batch = self.handles()?.db.batch();
+        batch.insert(&self.handles()?.data, key, encode_record(object));
+        batch.insert(
+            &self.handles()?.digests,
+            index_key(key),
+            digest(key, object).to_le_bytes(),
+        );
         batch.commit().map_err(engine)
     }
 
     fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
+        let mut batch = self.handles()?.db.batch();
         for (key, object) in states {
-            batch.insert(&self.data, *key, encode_record(object));
-            batch.insert(&self.digests, index_key(key), digest(key, object).to_le_bytes());
+            batch.insert(&self.handles()?.data, *key, encode_record(object));
+            batch.insert(
+                &self.handles()?.digests,
+                index_key(key),
+                digest(key, object).to_le_bytes(),
+            );
         }
         batch.commit().map_err(engine)
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
-        batch.remove(&self.data, key);
-        batch.remove(&self.digests, index_key(key));
+        let mut batch = self.handles()?.db.batch();
+        batch.remove(&self.handles()?.data, key);
+        batch.remove(&self.handles()?.digests, index_key(key));
         batch.commit().map_err(engine)
     }
 
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
-        self.data
+        self.handles()?
+            .data
             .range(from..)
             .take(limit)
             .map(|guard| {
@@ -163,19 +206,22 @@ impl Store for FjallStore {
     }
 
     fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError> {
-        match self.meta.get(META_KEY).map_err(engine)? {
+        match self.handles()?.meta.get(META_KEY).map_err(engine)? {
             Some(bytes) => decode_meta(&bytes).map(Some),
             None => Ok(None),
         }
     }
 
     fn save_meta(&mut self, meta: &NodeMeta) -> Result<(), StoreError> {
-        self.meta.insert(META_KEY, encode_meta(meta)).map_err(engine)?;
+        self.handles()?
+            .meta
+            .insert(META_KEY, encode_meta(meta))
+            .map_err(engine)?;
         self.sync()
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.db.persist(PersistMode::SyncAll).map_err(engine)
+        self.handles()?.db.persist(PersistMode::SyncAll).map_err(engine)
     }
 
     fn digests(&self, first: u64, last: u64, limit: usize) -> Result<Vec<DigestEntry>, StoreError> {
@@ -183,8 +229,8 @@ impl Store for FjallStore {
         // Every index key of position `last` starts with its 8 bytes, so the
         // range ends before the first key of position `last + 1`.
         let entries = match last.checked_add(1) {
-            Some(end) => self.digests.range(start..end.to_be_bytes().to_vec()),
-            None => self.digests.range(start..),
+            Some(end) => self.handles()?.digests.range(start..end.to_be_bytes().to_vec()),
+            None => self.handles()?.digests.range(start..),
         };
         entries
             .take(limit)
@@ -207,20 +253,27 @@ impl Store for FjallStore {
     }
 
     fn load_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let value = self.meta.get(state_key(name)).map_err(engine)?;
+        let value = self.handles()?.meta.get(state_key(name)).map_err(engine)?;
         Ok(value.map(|v| v.to_vec()))
     }
 
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.meta.insert(state_key(name), bytes).map_err(engine)
+        self.handles()?
+            .meta
+            .insert(state_key(name), bytes)
+            .map_err(engine)
     }
 
     fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
-        self.hints.insert(hint_key(target, seq), record).map_err(engine)
+        self.handles()?
+            .hints
+            .insert(hint_key(target, seq), record)
+            .map_err(engine)
     }
 
     fn hints(&self, from: (NodeId, u64), limit: usize) -> Result<Vec<StoredHint>, StoreError> {
-        self.hints
+        self.handles()?
+            .hints
             .range(hint_key(from.0, from.1)..)
             .take(limit)
             .map(|guard| {
@@ -243,16 +296,66 @@ impl Store for FjallStore {
     }
 
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
-        self.hints.remove(hint_key(target, seq)).map_err(engine)
+        self.handles()?
+            .hints
+            .remove(hint_key(target, seq))
+            .map_err(engine)
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
+        room_to_write(&self.path)?;
+        match self.probe() {
+            Ok(()) => return Ok(()),
+            // After a failed write fjall refuses every write until the
+            // database is opened again.
+            Err(fjall::Error::Poisoned) => {}
+            Err(error) => return Err(engine(error)),
+        }
+        // Drop the old handles first: they hold the directory's lock.
+        self.open = None;
+        self.open = Some(Handles::open(&self.path)?);
+        self.probe().map_err(engine)
     }
 
     fn remove_hints(&mut self, target: NodeId, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut batch = self.db.batch();
+        let mut batch = self.handles()?.db.batch();
         for &seq in seqs {
-            batch.remove(&self.hints, hint_key(target, seq));
+            batch.remove(&self.handles()?.hints, hint_key(target, seq));
         }
         batch.commit().map_err(engine)
     }
+}
+
+/// Free space a store needs before it takes writes again after a failure:
+/// a data memtable's worth (a flush writes about that much at once), or a
+/// quarter of a smaller disk. A disk with a few pages free would take a
+/// probe and fail again at the next write.
+const RECOVERY_FREE_BYTES: u64 = DATA_MEMTABLE_BYTES;
+
+/// Whether the file system holding `path` has room to take writes again.
+#[cfg(target_os = "linux")]
+fn room_to_write(path: &Path) -> Result<(), StoreError> {
+    let io = |e: nix::Error| StoreError::Engine {
+        source: Box::new(std::io::Error::from(e)),
+    };
+    let fs = nix::sys::statvfs::statvfs(path).map_err(io)?;
+    let block = fs.fragment_size() as u64;
+    let (total, free) = (fs.blocks() as u64 * block, fs.blocks_available() as u64 * block);
+    let needed = RECOVERY_FREE_BYTES.min(total / 4);
+    if free < needed {
+        return Err(StoreError::Engine {
+            source: format!(
+                "{free} bytes free on the data directory's disk; {needed} needed to take writes again"
+            )
+            .into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn room_to_write(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 /// A hint's key: target then sequence number, both big-endian, so hints

@@ -22,6 +22,7 @@ pub async fn start(dir: &Path, limits: Limits) -> NodeHandle {
         cluster_dir: dir.join("cluster"),
         seeds: Vec::new(),
         durability: Durability::Buffer,
+        disk_failure_policy: Default::default(),
         config,
         limits,
     })
