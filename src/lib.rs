@@ -5,6 +5,11 @@
 //! * [`proto`] — the core, with no I/O: ring, versions, messages, quorums,
 //!   the coordinator, the `Store` trait. Driven by `now` and inputs; yields
 //!   outputs. Everything distributed lives here so the simulator can run it.
+//!   A peer message enters through the boundary's checks (`validate`),
+//!   then the one dispatcher (`dispatch`) hands it to the subsystem that
+//!   owns it: the coordinator (client requests and the replica side),
+//!   hints, topology (join and leave), cleanup, tombstone collection,
+//!   anti-entropy (over the `digest_tree`) and membership.
 //! * [`storage`] — the on-disk `Store` (fjall): data and node metadata.
 //! * [`net`] — wire framing (length, crc32, MessagePack body, size limits),
 //!   frames on QUIC streams, and mutual TLS from the cluster CA.

@@ -121,3 +121,57 @@ fn a_full_node_says_so_serves_reads_and_is_treated_as_down_for_writes_until_it_h
     assert_eq!(c.nodes().map(|n| n.hints_held()).sum::<u64>(), 0);
     assert_eq!(c.node(full).stats().storage_failures, 1);
 }
+
+/// A write always has a copy on its coordinator (sloppy stand-ins keep
+/// only hints, which may be dropped once the coordinator's copy can repair
+/// what they held). A replica whose own copy of a write fails (its disk has
+/// just filled) hands the write to another replica to coordinate, and
+/// forwards writes while its storage has failed; a write whose only copies
+/// were a failed coordinator's hints was lost in the simulator (seed 308,
+/// partition, crash and diskfull). Once it recovers, a blind write it
+/// coordinates makes a sibling of the earlier one, never supersedes it.
+#[test]
+fn a_write_whose_coordinator_cannot_store_it_is_coordinated_by_another_replica() {
+    let mut c = converged(3);
+    let me = c.node_ids()[0];
+    let key = keys_on(&c, me, 1).remove(0);
+    c.set_disk_full(me, true);
+    let first = c.put(me, &key, b"first", Context::empty(), Consistency::Two);
+    let ClientResponse::Written { dot, .. } = first else {
+        panic!("{first:?}");
+    };
+    assert_ne!(dot.node, me, "the full node issued the write's dot");
+    assert!(!holds(&c, me, &key));
+    let others = c.replicas(&key).into_iter().filter(|&n| n != me);
+    assert_eq!(others.filter(|&n| holds(&c, n, &key)).count(), 2);
+    let other = keys_on(&c, me, 2).remove(1);
+    assert!(written(&c.put(
+        me,
+        &other,
+        b"forwarded",
+        Context::empty(),
+        Consistency::Two
+    )));
+    assert!(!holds(&c, me, &other));
+
+    c.set_disk_full(me, false);
+    c.run_for(Duration::from_secs(2));
+    assert_eq!(c.node(me).storage_failure(), None);
+    let second = c.put(me, &key, b"second", Context::empty(), Consistency::One);
+    let ClientResponse::Written { dot, .. } = second else {
+        panic!("{second:?}");
+    };
+    assert_eq!(dot.node, me, "it coordinates writes again");
+    c.run_for(Duration::from_secs(1));
+    let found = c.get(me, &key, Consistency::All);
+    let ClientResponse::Found { values, .. } = found else {
+        panic!("{found:?}");
+    };
+    let mut values: Vec<&[u8]> = values.iter().map(|v| v.value.as_slice()).collect();
+    values.sort();
+    assert_eq!(
+        values,
+        vec![&b"first"[..], b"second"],
+        "two blind writes are siblings"
+    );
+}

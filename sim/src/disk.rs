@@ -23,9 +23,22 @@ pub struct SimStore {
     hints: BTreeMap<(NodeId, u64), Vec<u8>>,
     /// `None` is a pending removal.
     pending_hints: BTreeMap<(NodeId, u64), Option<Vec<u8>>>,
+    /// The disk is full: every write fails (reads still work). The node's
+    /// metadata record, written at start, always fits: a node that could
+    /// not save its new epoch would not start at all.
+    full: bool,
 }
 
 impl SimStore {
+    /// Fills the disk (`true`: every write fails) or gives it room again.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        shoal::proto::store::simulated_full_disk(self.full)
+    }
+
     /// Whether writes await a sync.
     pub fn is_dirty(&self) -> bool {
         !self.pending.is_empty() || !self.pending_hints.is_empty()
@@ -78,6 +91,7 @@ impl Store for SimStore {
     }
 
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+        self.writable()?;
         self.pending.insert(key.to_vec(), Some(encode_record(object)));
         self.index
             .insert((key_position(key), key.to_vec()), digest(key, object));
@@ -85,6 +99,7 @@ impl Store for SimStore {
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
         self.pending.insert(key.to_vec(), None);
         self.index.remove(&(key_position(key), key.to_vec()));
         Ok(())
@@ -117,6 +132,7 @@ impl Store for SimStore {
     }
 
     fn save_state(&mut self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
         self.states.insert(name.to_string(), bytes.to_vec());
         Ok(())
     }
@@ -134,6 +150,7 @@ impl Store for SimStore {
     }
 
     fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.writable()?;
         self.pending_hints.insert((target, seq), Some(record.to_vec()));
         Ok(())
     }
@@ -144,7 +161,12 @@ impl Store for SimStore {
     }
 
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
+        self.writable()?;
         self.pending_hints.insert((target, seq), None);
         Ok(())
+    }
+
+    fn recover(&mut self) -> Result<(), StoreError> {
+        self.writable()
     }
 }

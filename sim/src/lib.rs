@@ -143,7 +143,7 @@ impl Report {
         let f = &self.faults;
         let _ = writeln!(
             out,
-            "faults: {} lost, {} blocked, {} duplicated, {} reordered, {} delayed; {} partitions, {} crashes, {} wipes; {} joins, {} leaves",
+            "faults: {} lost, {} blocked, {} duplicated, {} reordered, {} delayed; {} partitions, {} crashes, {} wipes, {} full disks; {} joins, {} leaves",
             f.lost,
             f.blocked,
             f.duplicated,
@@ -152,6 +152,7 @@ impl Report {
             f.partitions,
             f.crashes,
             f.wipes,
+            f.disks_full,
             f.joins,
             f.leaves
         );

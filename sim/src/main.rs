@@ -25,7 +25,7 @@ struct Cli {
     /// Simulated seconds of the fault phase (healing adds 30 s).
     #[arg(long, default_value_t = 300)]
     duration: u64,
-    /// Fault classes: loss,dup,reorder,delay,partition,oneway,crash,wipe,skew,join,leave, all or none.
+    /// Fault classes: loss,dup,reorder,delay,partition,oneway,crash,wipe,skew,join,leave,diskfull, all or none.
     /// Default: each class on or off, and its rate, drawn from the seed (swarm).
     #[arg(long)]
     faults: Option<FaultSet>,

@@ -35,10 +35,13 @@ pub enum Fault {
     Join,
     /// A node leaves during the run (handing its ranges off first).
     Leave,
+    /// A node's disk is full for a while: every write to its store fails
+    /// (reads still work) until it has room again.
+    DiskFull,
 }
 
 /// Every fault class.
-pub const ALL_FAULTS: [Fault; 11] = [
+pub const ALL_FAULTS: [Fault; 12] = [
     Fault::Loss,
     Fault::Duplicate,
     Fault::Reorder,
@@ -50,6 +53,7 @@ pub const ALL_FAULTS: [Fault; 11] = [
     Fault::Skew,
     Fault::Join,
     Fault::Leave,
+    Fault::DiskFull,
 ];
 
 impl Fault {
@@ -67,6 +71,7 @@ impl Fault {
             Fault::Skew => "skew",
             Fault::Join => "join",
             Fault::Leave => "leave",
+            Fault::DiskFull => "diskfull",
         }
     }
 }

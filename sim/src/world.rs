@@ -99,6 +99,15 @@ enum Event {
     Leave {
         again: Option<usize>,
     },
+    /// A node's disk fills up for `length`.
+    DiskFull {
+        node: usize,
+        length: Duration,
+    },
+    /// A node's disk has room again.
+    DiskRoom {
+        node: usize,
+    },
 }
 
 impl Event {
@@ -119,6 +128,8 @@ impl Event {
             Event::CheckFormed => 13,
             Event::Join { .. } => 14,
             Event::Leave { .. } => 15,
+            Event::DiskFull { .. } => 16,
+            Event::DiskRoom { .. } => 17,
         }
     }
 }
@@ -161,6 +172,8 @@ pub struct FaultCounts {
     pub joins: u64,
     /// Nodes that finished leaving.
     pub leaves: u64,
+    /// Times a node's disk filled up.
+    pub disks_full: u64,
 }
 
 /// Repairs the nodes made, summed over the run (across restarts).
@@ -474,6 +487,14 @@ impl World {
                     self.blocked.remove(&pair);
                 }
             }
+            Event::DiskFull { node, length } => {
+                if self.faults_on {
+                    self.counts.disks_full += 1;
+                    self.set_disk_full(node, true);
+                    self.at(length, Event::DiskRoom { node });
+                }
+            }
+            Event::DiskRoom { node } => self.set_disk_full(node, false),
             Event::Heal => self.heal(),
             Event::HealRead { key } => self.heal_read(key),
             Event::CheckFormed => self.check_formed(),
@@ -742,6 +763,16 @@ impl World {
         self.at(downtime, Event::Restart { node: i });
     }
 
+    /// Fills node `i`'s disk, running or parked, or gives it room again.
+    fn set_disk_full(&mut self, i: usize, full: bool) {
+        let slot = &mut self.nodes[i];
+        match (slot.node.as_mut(), slot.parked.as_mut()) {
+            (Some(node), _) => node.store_mut().set_full(full),
+            (None, Some(store)) => store.set_full(full),
+            (None, None) => {}
+        }
+    }
+
     /// Draws the run's partitions and crashes up front.
     fn schedule_faults(&mut self) {
         let rates = self.options.rates.clone();
@@ -815,6 +846,15 @@ impl World {
             self.queue
                 .insert((EPOCH + at, self.sequence), Event::Leave { again: None });
         }
+        each(
+            self,
+            Fault::DiskFull,
+            rates.crash_every,
+            Box::new(move |w| Event::DiskFull {
+                node: w.rng.random_range(0..n),
+                length: Duration::from_millis(w.rng.random_range(1_000..=20_000)),
+            }),
+        );
         let downtime = rates.downtime_max;
         for (fault, wipe) in [(Fault::Crash, false), (Fault::Wipe, true)] {
             each(
@@ -1010,6 +1050,9 @@ impl World {
     fn heal(&mut self) {
         self.faults_on = false;
         self.blocked.clear();
+        for i in 0..self.nodes.len() {
+            self.set_disk_full(i, false);
+        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].node.is_none() && !self.nodes[i].left {
                 let seeds = self.seeds_for(i);

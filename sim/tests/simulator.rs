@@ -109,7 +109,8 @@ fn every_fault_class_alone_and_all_together_pass_on_fixed_seeds() {
                 + f.crashes
                 + f.wipes
                 + f.joins
-                + f.leaves;
+                + f.leaves
+                + f.disks_full;
             assert!(
                 injected > 0 || faults == "skew",
                 "{faults}: nothing injected\n{}",
@@ -215,4 +216,27 @@ fn a_departure_is_not_forgotten_when_the_member_that_confirmed_it_crashes() {
 #[test]
 fn a_leaving_node_does_not_hand_a_hint_to_the_other_holder_of_its_write() {
     passing_run(1409, &plan("all", 300, 1000));
+}
+
+/// Seed 170 (full disks only) lost an acknowledged write: a replica whose
+/// disk was full kept coordinating writes from its state of the key, which
+/// lacked a write it had coordinated but could not store, and its next
+/// dot covered that write. A node whose storage failed now forwards writes
+/// to a replica that can store them.
+#[test]
+fn a_node_whose_disk_is_full_does_not_supersede_writes_it_could_not_store() {
+    let report = passing_run(170, &plan("diskfull", 300, 1000));
+    assert!(report.faults.disks_full > 0, "{}", report.summary());
+}
+
+/// Seed 308 (partitions, crashes, full disks) lost a write acknowledged at
+/// ONE: its coordinator's own copy failed (its disk had just filled), the
+/// only other copy was a sloppy stand-in's hint, and the hint was dropped
+/// past the hint window. A coordinator whose own copy fails now hands the
+/// write to another replica to coordinate, so a write always has a copy on
+/// its coordinator.
+#[test]
+fn a_write_is_never_left_with_hints_as_its_only_copies() {
+    let report = passing_run(308, &plan("partition,crash,diskfull", 300, 1000));
+    assert!(report.faults.disks_full > 0, "{}", report.summary());
 }

@@ -116,13 +116,27 @@ impl<S: Store> Node<S> {
                     .unwrap_or(self.config.request_timeout);
                 let id = self.fresh_request_id();
                 let deadline = now + timeout;
+                // A replica whose storage failed does not coordinate
+                // writes: its state of the key may lack writes it could
+                // not store, and a dot issued over such a state would
+                // cover them (see `Node::check_storage`). It forwards them
+                // like a node that is not a replica.
+                let me = self.id();
+                let failed = self.storage_failure.is_some();
                 let outcome = match request {
                     ClientRequest::Get { .. } => self.start_read(request, replicas),
-                    _ if replicas.contains(&self.id()) => self.start_write(now, request, replicas),
-                    _ if matches!(requester, Requester::Peer { .. }) => {
-                        Err(RequestError::NotReplica { node: self.id() })
+                    _ if replicas.contains(&me) && !failed => {
+                        match self.start_write(now, request, replicas.clone()) {
+                            Ok(Ok(kind)) => Ok(kind),
+                            // Its own copy failed just now: another replica
+                            // coordinates the write instead.
+                            Ok(Err(request)) => {
+                                self.forward_elsewhere(now, deadline, requester, request, replicas)
+                            }
+                            Err(error) => Err(error),
+                        }
                     }
-                    _ => Ok(self.start_forward(now, deadline, request, replicas)),
+                    _ => self.forward_elsewhere(now, deadline, requester, request, replicas),
                 };
                 match outcome {
                     Ok(kind) => {
@@ -142,6 +156,37 @@ impl<S: Store> Node<S> {
                 }
             }
             Err(error) => self.respond(requester, ClientResponse::Failed(error)),
+        }
+    }
+
+    /// A write this node does not coordinate: forwarded to the key's other
+    /// replicas, unless it was forwarded here (the forwarder tries the
+    /// next one) or there are none.
+    fn forward_elsewhere(
+        &mut self,
+        now: Time,
+        deadline: Time,
+        requester: Requester,
+        request: ClientRequest,
+        replicas: Vec<NodeId>,
+    ) -> Result<Kind, RequestError> {
+        let me = self.id();
+        let others: Vec<NodeId> = replicas.into_iter().filter(|&n| n != me).collect();
+        if matches!(requester, Requester::Peer { .. }) || others.is_empty() {
+            return Err(self.cannot_coordinate());
+        }
+        Ok(self.start_forward(now, deadline, request, others))
+    }
+
+    /// Why this node does not coordinate a write: it is not a replica of
+    /// the key, or its storage failed.
+    fn cannot_coordinate(&self) -> RequestError {
+        match &self.storage_failure {
+            Some(reason) => RequestError::StorageFailed {
+                node: self.id(),
+                reason: reason.clone(),
+            },
+            None => RequestError::NotReplica { node: self.id() },
         }
     }
 
@@ -299,7 +344,7 @@ impl<S: Store> Node<S> {
         now: Time,
         request: ClientRequest,
         mut replicas: Vec<NodeId>,
-    ) -> Result<Kind, RequestError> {
+    ) -> Result<Result<Kind, ClientRequest>, RequestError> {
         let placement = self.placement(request.key(), replicas.clone());
         let mut stand_ins = BTreeMap::new();
         if request.sloppy_quorum() && replicas.iter().any(|&n| !self.writable(n)) {
@@ -340,18 +385,17 @@ impl<S: Store> Node<S> {
             None => BTreeMap::new(),
         };
         let mut tracker = self.tracker(&request, replicas, future)?;
-        // A coordinator whose own write failed (or whose storage failed
-        // earlier) counts as one replica not answering: the other
-        // replicas, or stand-ins for it, may still make W.
-        let me = self.id();
-        let store_here = tracker.replicas().contains(&me) && self.writable(me);
-        let (object, dot, stored) = self.apply_local_write(now, &request, store_here)?;
-        if stored {
-            tracker.succeed(me);
-        } else {
-            tracker.fail(me);
+        // A write always has a copy on its coordinator: sloppy stand-ins
+        // keep only hints, which may be dropped (past the hint window)
+        // because the coordinator's copy repairs what they held. If this
+        // node's own copy fails, the request goes back to the caller to be
+        // coordinated elsewhere.
+        let (object, dot, stored) = self.apply_local_write(now, &request)?;
+        if !stored {
+            return Ok(Err(request));
         }
-        Ok(Kind::Write {
+        tracker.succeed(self.id());
+        Ok(Ok(Kind::Write {
             request,
             tracker,
             object,
@@ -360,21 +404,18 @@ impl<S: Store> Node<S> {
             answered: false,
             pending,
             placement,
-        })
+        }))
     }
 
-    /// Applies a client write to the local state of its key and, if
-    /// `store` is set, stores it; the new state, its dot and whether it was
-    /// stored here. A state that cannot be read here (storage failed) is
-    /// not stored: the write is made on an empty state, which the other
-    /// replicas merge with theirs exactly as with the full one (the new
-    /// dot is above every counter this node issued). The error is a
+    /// Applies a client write to the local state of its key and stores
+    /// it; the new state, its dot and whether it was stored here (not if
+    /// the state could not be read or the put failed: storage failed, and
+    /// the caller has the write coordinated elsewhere). The error is a
     /// refused write; nothing was stored.
     fn apply_local_write(
         &mut self,
         now: Time,
         request: &ClientRequest,
-        store: bool,
     ) -> Result<(Versioned, Dot, bool), RequestError> {
         let (context, value) = match request {
             ClientRequest::Put { value, context, .. } => (context, Some(value.clone())),
@@ -416,7 +457,7 @@ impl<S: Store> Node<S> {
                 max: self.config.max_state_bytes,
             });
         }
-        let stored = store && readable && self.store_put(request.key(), stored.as_ref(), &object).is_ok();
+        let stored = readable && self.store_put(request.key(), stored.as_ref(), &object).is_ok();
         Ok((object, dot, stored))
     }
 
@@ -1061,7 +1102,11 @@ impl<S: Store> Node<S> {
         let deadline = *deadline;
         let refused = matches!(
             response,
-            ClientResponse::Failed(RequestError::NotReplica { .. } | RequestError::NotReady { .. })
+            ClientResponse::Failed(
+                RequestError::NotReplica { .. }
+                    | RequestError::NotReady { .. }
+                    | RequestError::StorageFailed { .. }
+            )
         );
         if refused && *tried + 1 < candidates.len() {
             self.next_forward_candidate(now, id, deadline);

@@ -746,6 +746,24 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Issues dots under a new epoch from now on, saved first, as a
+    /// restart does. A node whose storage failed may lack writes it
+    /// coordinated (its own copy failed, the others took them): a dot of
+    /// the old epoch issued over its state of such a key would have a
+    /// higher counter than the missing write's and so cover it, and a
+    /// merge would drop the write. Dots of a new epoch cover none of the
+    /// old.
+    fn bump_epoch(&mut self) -> Result<(), StoreError> {
+        let meta = NodeMeta {
+            node_id: self.id(),
+            epoch: self.actor.epoch + 1,
+            format_version: store::FORMAT_VERSION,
+        };
+        self.store.save_meta(&meta)?;
+        self.actor.epoch = meta.epoch;
+        Ok(())
+    }
+
     /// While storage has failed, asks the store every
     /// [`STORAGE_CHECK_INTERVAL`] whether it takes writes again; tells the
     /// other nodes when storage fails or recovers.
@@ -754,7 +772,7 @@ impl<S: Store> Node<S> {
             match self.storage_check {
                 None => self.storage_check = Some(now + STORAGE_CHECK_INTERVAL),
                 Some(at) if at > now => {}
-                Some(_) => match self.store.recover() {
+                Some(_) => match self.store.recover().and_then(|()| self.bump_epoch()) {
                     Ok(()) => {
                         self.storage_failure = None;
                         self.storage_check = None;

@@ -294,6 +294,17 @@ pub fn decode_meta(bytes: &[u8]) -> Result<NodeMeta, StoreError> {
     Ok(meta)
 }
 
+/// What a store in memory answers a write while its simulated disk is
+/// `full`: the engine error a full disk gives.
+pub fn simulated_full_disk(full: bool) -> Result<(), StoreError> {
+    if full {
+        return Err(StoreError::Engine {
+            source: "No space left on device (os error 28), simulated".into(),
+        });
+    }
+    Ok(())
+}
+
 /// An in-memory store. Everything is "durable" until the simulator models
 /// otherwise; clones share nothing.
 #[derive(Clone, Debug, Default)]
@@ -316,12 +327,7 @@ impl MemStore {
     }
 
     fn writable(&self) -> Result<(), StoreError> {
-        if self.full {
-            return Err(StoreError::Engine {
-                source: "No space left on device (os error 28), simulated".into(),
-            });
-        }
-        Ok(())
+        simulated_full_disk(self.full)
     }
 
     /// An empty store, as on a fresh disk.
