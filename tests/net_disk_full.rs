@@ -124,7 +124,7 @@ async fn move_onto_small_disk(cluster: &mut TestCluster, full: usize) -> Option<
     if !mount_tmpfs(&data, "16m") {
         eprintln!(
             "skipped: mounting a tmpfs needs root (this test runs as uid {})",
-            nix_uid()
+            uid()
         );
         return None;
     }
@@ -218,6 +218,6 @@ fn incompressible(seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn nix_uid() -> u32 {
+fn uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(u32::MAX, |m| std::os::unix::fs::MetadataExt::uid(&m))
 }

@@ -116,21 +116,22 @@ impl<S: Store> Node<S> {
                     .unwrap_or(self.config.request_timeout);
                 let id = self.fresh_request_id();
                 let deadline = now + timeout;
-                // A replica whose storage failed does not coordinate
-                // writes: its state of the key may lack writes it could
-                // not store, and a dot issued over such a state would
-                // cover them (see `Node::check_storage`). It forwards them
-                // like a node that is not a replica.
+                // A write always has a copy on its coordinator (see
+                // `start_write`): a replica whose storage failed cannot
+                // store one, so it forwards writes like a node that is not
+                // a replica.
                 let me = self.id();
                 let failed = self.storage_failure.is_some();
                 let outcome = match request {
                     ClientRequest::Get { .. } => self.start_read(request, replicas),
                     _ if replicas.contains(&me) && !failed => {
-                        match self.start_write(now, request, replicas.clone()) {
+                        match self.start_write(now, request, replicas) {
                             Ok(Ok(kind)) => Ok(kind),
                             // Its own copy failed just now: another replica
                             // coordinates the write instead.
                             Ok(Err(request)) => {
+                                let replicas =
+                                    self.ring.preference_list(request.key(), self.config.replication);
                                 self.forward_elsewhere(now, deadline, requester, request, replicas)
                             }
                             Err(error) => Err(error),
@@ -390,10 +391,9 @@ impl<S: Store> Node<S> {
         // because the coordinator's copy repairs what they held. If this
         // node's own copy fails, the request goes back to the caller to be
         // coordinated elsewhere.
-        let (object, dot, stored) = self.apply_local_write(now, &request)?;
-        if !stored {
+        let Some((object, dot)) = self.apply_local_write(now, &request)? else {
             return Ok(Err(request));
-        }
+        };
         tracker.succeed(self.id());
         Ok(Ok(Kind::Write {
             request,
@@ -408,25 +408,25 @@ impl<S: Store> Node<S> {
     }
 
     /// Applies a client write to the local state of its key and stores
-    /// it; the new state, its dot and whether it was stored here (not if
-    /// the state could not be read or the put failed: storage failed, and
-    /// the caller has the write coordinated elsewhere). The error is a
-    /// refused write; nothing was stored.
+    /// it: the new state and its dot, or `None` if the state could not be
+    /// read or stored (storage failed; the caller has the write
+    /// coordinated elsewhere). The error is a refused write; nothing was
+    /// stored.
     fn apply_local_write(
         &mut self,
         now: Time,
         request: &ClientRequest,
-    ) -> Result<(Versioned, Dot, bool), RequestError> {
+    ) -> Result<Option<(Versioned, Dot)>, RequestError> {
         let (context, value) = match request {
             ClientRequest::Put { value, context, .. } => (context, Some(value.clone())),
             ClientRequest::Delete { context, .. } => (context, None),
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let (stored, readable) = match self.load(request.key()) {
-            Ok(stored) => (stored, true),
+        let stored = match self.load(request.key()) {
+            Ok(stored) => stored,
             Err(error) => {
                 self.note_storage_error(&error);
-                (None, false)
+                return Ok(None);
             }
         };
         let mut object = stored.clone().unwrap_or_default();
@@ -457,8 +457,10 @@ impl<S: Store> Node<S> {
                 max: self.config.max_state_bytes,
             });
         }
-        let stored = readable && self.store_put(request.key(), stored.as_ref(), &object).is_ok();
-        Ok((object, dot, stored))
+        match self.store_put(request.key(), stored.as_ref(), &object) {
+            Ok(()) => Ok(Some((object, dot))),
+            Err(_) => Ok(None),
+        }
     }
 
     fn start_forward(

@@ -747,12 +747,12 @@ impl<S: Store> Node<S> {
     }
 
     /// Issues dots under a new epoch from now on, saved first, as a
-    /// restart does. A node whose storage failed may lack writes it
-    /// coordinated (its own copy failed, the others took them): a dot of
-    /// the old epoch issued over its state of such a key would have a
-    /// higher counter than the missing write's and so cover it, and a
-    /// merge would drop the write. Dots of a new epoch cover none of the
-    /// old.
+    /// restart does, and for the same reason: an engine that failed (and
+    /// may have been reopened) can have lost writes it had taken, own
+    /// ones among them. A dot of the old epoch issued over such a state
+    /// would have a higher counter than a lost write's and so cover it,
+    /// and merges would drop that write on every replica. Dots of a new
+    /// epoch cover none of the old.
     fn bump_epoch(&mut self) -> Result<(), StoreError> {
         let meta = NodeMeta {
             node_id: self.id(),

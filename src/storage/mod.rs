@@ -80,18 +80,15 @@ impl FjallStore {
             source: "the store is closed: reopening it after a storage failure has not succeeded yet".into(),
         })
     }
-
-    /// Writes and syncs a small record: whether the disk takes writes.
-    fn probe(&mut self) -> Result<(), fjall::Error> {
-        let Some(handles) = &self.open else {
-            return Err(fjall::Error::Poisoned);
-        };
-        handles.meta.insert(PROBE_KEY, [0u8; 64])?;
-        handles.db.persist(PersistMode::SyncAll)
-    }
 }
 
 impl Handles {
+    /// Writes and syncs a small record: whether the disk takes writes.
+    fn probe(&self) -> Result<(), fjall::Error> {
+        self.meta.insert(PROBE_KEY, [0u8; 64])?;
+        self.db.persist(PersistMode::SyncAll)
+    }
+
     fn open(path: &Path) -> Result<Handles, StoreError> {
         let db = Database::builder(path)
             .cache_size(CACHE_BYTES)
@@ -304,17 +301,19 @@ impl Store for FjallStore {
 
     fn recover(&mut self) -> Result<(), StoreError> {
         room_to_write(&self.path)?;
-        match self.probe() {
-            Ok(()) => return Ok(()),
-            // After a failed write fjall refuses every write until the
-            // database is opened again.
-            Err(fjall::Error::Poisoned) => {}
-            Err(error) => return Err(engine(error)),
+        if let Some(handles) = &self.open {
+            match handles.probe() {
+                Ok(()) => return Ok(()),
+                // After a failed write fjall refuses every write until the
+                // database is opened again.
+                Err(fjall::Error::Poisoned) => {}
+                Err(error) => return Err(engine(error)),
+            }
         }
         // Drop the old handles first: they hold the directory's lock.
         self.open = None;
-        self.open = Some(Handles::open(&self.path)?);
-        self.probe().map_err(engine)
+        let handles = self.open.insert(Handles::open(&self.path)?);
+        handles.probe().map_err(engine)
     }
 
     fn remove_hints(&mut self, target: NodeId, seqs: &[u64]) -> Result<(), StoreError> {
