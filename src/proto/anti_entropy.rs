@@ -98,7 +98,7 @@ impl<S: Store> Node<S> {
         let mut out = Vec::with_capacity(intervals.len());
         for &(first, last) in intervals {
             // An unreadable store skips this round; the next one retries.
-            let Ok(summary) = self.digest_tree.summary(&self.store, first, last) else {
+            let Ok(summary) = self.local.summary(first, last) else {
                 return;
             };
             out.push(AeInterval { first, last, summary });
@@ -118,7 +118,7 @@ impl<S: Store> Node<S> {
     pub(super) fn on_ae_summaries(&mut self, from: NodeId, intervals: Vec<AeInterval>) {
         let mut finer = Vec::new();
         for theirs in intervals.into_iter().take(MAX_INTERVALS) {
-            let Ok(mine) = self.digest_tree.summary(&self.store, theirs.first, theirs.last) else {
+            let Ok(mine) = self.local.summary(theirs.first, theirs.last) else {
                 return;
             };
             if mine == theirs.summary {
@@ -137,7 +137,7 @@ impl<S: Store> Node<S> {
     }
 
     fn send_keys(&mut self, to: NodeId, first: u64, last: u64) {
-        let Ok(entries) = self.store.digests(first, last, 4 * KEYS_THRESHOLD as usize) else {
+        let Ok(entries) = self.local.digests(first, last, 4 * KEYS_THRESHOLD as usize) else {
             return;
         };
         let entries: Vec<KeyDigest> = entries
@@ -153,7 +153,7 @@ impl<S: Store> Node<S> {
 
     /// A peer's keys in an interval: send what it lacks, ask for what we lack.
     pub(super) fn on_ae_keys(&mut self, from: NodeId, first: u64, last: u64, entries: Vec<KeyDigest>) {
-        let Ok(mine) = self.store.digests(first, last, 4 * KEYS_THRESHOLD as usize) else {
+        let Ok(mine) = self.local.digests(first, last, 4 * KEYS_THRESHOLD as usize) else {
             return;
         };
         let mine: BTreeMap<Vec<u8>, u64> = mine.into_iter().map(|e| (e.key, e.digest)).collect();
@@ -175,7 +175,7 @@ impl<S: Store> Node<S> {
         let mut states = Vec::new();
         let mut bytes = 0;
         for key in keys.iter().take(self.config.anti_entropy_max_states) {
-            if let Ok(Some(object)) = self.load(key) {
+            if let Ok(Some(object)) = self.local.get(key) {
                 let size = key.len() as u64 + rmp_serde::to_vec(&object).map_or(0, |b| b.len() as u64);
                 if !states.is_empty() && bytes + size > super::BATCH_BYTES {
                     break; // Found again by the next round.

@@ -121,7 +121,7 @@ impl<S: Store> Node<S> {
             return;
         }
         let push = now.saturating_since(self.cleanup.ring_since) <= self.config.hint_window;
-        let batch = match self.scan_local(&cursor, STEP_KEYS) {
+        let batch = match self.local.scan(&cursor, STEP_KEYS) {
             Ok(batch) => batch,
             Err(super::store::StoreError::Corrupt { .. }) => {
                 self.cleanup.next_step = Some(now); // Dropped: go on past it.

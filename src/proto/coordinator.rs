@@ -121,7 +121,7 @@ impl<S: Store> Node<S> {
                 // store one, so it forwards writes like a node that is not
                 // a replica.
                 let me = self.id();
-                let failed = self.storage_failure.is_some();
+                let failed = self.local.failure().is_some();
                 let outcome = match request {
                     ClientRequest::Get { .. } => self.start_read(request, replicas),
                     _ if replicas.contains(&me) && !failed => {
@@ -182,10 +182,10 @@ impl<S: Store> Node<S> {
     /// Why this node does not coordinate a write: it is not a replica of
     /// the key, or its storage failed.
     fn cannot_coordinate(&self) -> RequestError {
-        match &self.storage_failure {
+        match self.local.failure() {
             Some(reason) => RequestError::StorageFailed {
                 node: self.id(),
-                reason: reason.clone(),
+                reason: reason.to_owned(),
             },
             None => RequestError::NotReplica { node: self.id() },
         }
@@ -320,7 +320,7 @@ impl<S: Store> Node<S> {
         let mut merged = Versioned::new();
         let mut states = BTreeMap::new();
         if tracker.replicas().contains(&self.id()) {
-            match self.load(request.key()) {
+            match self.local.get(request.key()) {
                 Ok(local) => {
                     merged = local.unwrap_or_default();
                     states.insert(self.id(), merged.clone());
@@ -422,10 +422,10 @@ impl<S: Store> Node<S> {
             ClientRequest::Delete { context, .. } => (context, None),
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let stored = match self.load(request.key()) {
+        let stored = match self.local.get(request.key()) {
             Ok(stored) => stored,
             Err(error) => {
-                self.note_storage_error(&error);
+                self.local.note_error(&error);
                 return Ok(None);
             }
         };
@@ -457,7 +457,7 @@ impl<S: Store> Node<S> {
                 max: self.config.max_state_bytes,
             });
         }
-        match self.store_put(request.key(), stored.as_ref(), &object) {
+        match self.local.put(request.key(), stored.as_ref(), &object) {
             Ok(()) => Ok(Some((object, dot))),
             Err(_) => Ok(None),
         }
@@ -940,7 +940,8 @@ impl<S: Store> Node<S> {
     ) {
         self.stats.replica_ops += 1;
         let result = self.check_placement(from, key, placement).and_then(|()| {
-            self.load(key)
+            self.local
+                .get(key)
                 .map(Option::unwrap_or_default)
                 .map_err(replica_error)
         });
@@ -1126,7 +1127,7 @@ impl<S: Store> Node<S> {
             let entry = match merged.entry(key.as_slice()) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    let stored = self.load(key)?;
+                    let stored = self.local.get(key)?;
                     let local = stored.clone().unwrap_or_default();
                     entry.insert((stored, local, false))
                 }
@@ -1134,23 +1135,21 @@ impl<S: Store> Node<S> {
             entry.2 |= entry.1.merge_from(object);
         }
         merged.retain(|_, (_, _, changed)| *changed);
-        let writes: Vec<(&[u8], &Versioned)> = merged.iter().map(|(k, (_, s, _))| (*k, s)).collect();
-        self.writable_store()?;
-        let written = self.store.put_many(&writes);
-        self.storage_result(written)?;
-        for (key, (old, new, _)) in &merged {
-            self.note_put(key, old.as_ref(), new);
-        }
+        let writes: Vec<super::local::Write<'_>> = merged
+            .iter()
+            .map(|(k, (old, new, _))| (*k, old.as_ref(), new))
+            .collect();
+        self.local.put_many(&writes)?;
         Ok(merged.len())
     }
 
     /// Merges a peer's state of `key` into ours; true if ours changed.
     pub(super) fn merge_local(&mut self, key: &[u8], object: &Versioned) -> Result<bool, StoreError> {
-        let stored = self.load(key)?;
+        let stored = self.local.get(key)?;
         let mut local = stored.clone().unwrap_or_default();
         let changed = local.merge_from(object);
         if changed {
-            self.store_put(key, stored.as_ref(), &local)?;
+            self.local.put(key, stored.as_ref(), &local)?;
         }
         Ok(changed)
     }

@@ -28,10 +28,8 @@
 
 use super::Node;
 use super::message::{KeyDigest, PeerMessage};
-use super::ring::key_position;
 use super::store::{Store, StoreError, digest};
 use super::types::{NodeId, Time};
-use super::version::Versioned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -86,7 +84,7 @@ impl<S: Store> Node<S> {
         let cursor = self.gc.cursor.clone();
         // A corrupt record is dropped (replicas repair it); the next sweep
         // goes on past it. Other storage trouble: the next sweep retries.
-        let Ok(batch) = self.scan_local(&cursor, SWEEP_KEYS) else {
+        let Ok(batch) = self.local.scan(&cursor, SWEEP_KEYS) else {
             return;
         };
         self.gc.cursor = match batch.last() {
@@ -97,7 +95,7 @@ impl<S: Store> Node<S> {
         let mut asks: BTreeMap<NodeId, Vec<KeyDigest>> = BTreeMap::new();
         for (key, state) in batch {
             let d = digest(&key, &state);
-            self.verify_digest(&key, &state, d);
+            self.local.verify_digest(&key, &state, d);
             if !state.is_deleted() {
                 self.gc.seen.remove(&key);
                 continue;
@@ -138,26 +136,6 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Checks a key's digest index entry against its state `state` (of
-    /// digest `d`): a missing or wrong entry (a damaged disk) is rewritten
-    /// and the digest tree corrected, so anti-entropy compares what is
-    /// really stored.
-    fn verify_digest(&mut self, key: &[u8], state: &Versioned, d: u64) {
-        let position = key_position(key);
-        let Ok(entries) = self.store.digests(position, position, 64) else {
-            return;
-        };
-        let indexed = entries.iter().find(|e| e.key == key).map(|e| e.digest);
-        if indexed == Some(d) {
-            return;
-        }
-        if self.store.put(key, state).is_ok() {
-            let count = if indexed.is_some() { 0 } else { 1 };
-            self.digest_tree.apply(position, indexed.unwrap_or(0), d, count);
-            self.stats.digests_repaired += 1;
-        }
-    }
-
     /// Removes `key` if its state is still the tombstone of digest
     /// `expected`.
     fn remove_tombstone(&mut self, key: &[u8], expected: u64) -> Result<bool, StoreError> {
@@ -176,16 +154,15 @@ impl<S: Store> Node<S> {
         expected: u64,
         only_deleted: bool,
     ) -> Result<bool, StoreError> {
-        let Some(state) = self.load(key)? else {
+        let Some(state) = self.local.get(key)? else {
             return Ok(false);
         };
         let current = digest(key, &state);
         if current != expected || (only_deleted && !state.is_deleted()) {
             return Ok(false); // Written since: not the state checked.
         }
-        self.store.remove(key)?;
+        self.local.remove(key, current)?;
         self.gc.seen.remove(key);
-        self.digest_tree.apply(key_position(key), current, 0, -1);
         Ok(true)
     }
 
@@ -193,7 +170,7 @@ impl<S: Store> Node<S> {
     pub(super) fn on_gc_check(&mut self, from: NodeId, keys: Vec<KeyDigest>) {
         let mut confirmed: Vec<Vec<u8>> = Vec::new();
         for entry in keys {
-            if matches!(self.load(&entry.key), Ok(Some(state))
+            if matches!(self.local.get(&entry.key), Ok(Some(state))
                     if state.is_deleted() && digest(&entry.key, &state) == entry.digest)
             {
                 confirmed.push(entry.key);

@@ -259,9 +259,7 @@ impl<S: Store> Node<S> {
             return Ok(false);
         }
         let seq = self.hints.next_seq;
-        self.writable_store()?;
-        let written = self.store.put_hint(target, seq, &record);
-        self.storage_result(written)?;
+        self.local.put_hint(target, seq, &record)?;
         self.hints.next_seq += 1;
         let queue = self.hints.queues.entry(target).or_default();
         queue.count += 1;
@@ -417,7 +415,7 @@ impl<S: Store> Node<S> {
     fn send_hint_batch(&mut self, now: Time, target: NodeId, up: bool) -> bool {
         let leaving = self.status() == NodeStatus::Leaving;
         let from = self.hints.queues[&target].from;
-        let Ok(stored) = self.store.hints((target, from), self.config.hint_batch) else {
+        let Ok(stored) = self.local.hints((target, from), self.config.hint_batch) else {
             self.hints.wake(now + CHECK_INTERVAL);
             return false; // Storage trouble: try again later.
         };
@@ -468,7 +466,7 @@ impl<S: Store> Node<S> {
                     }
                 }
                 _ => {
-                    if self.store.remove_hint(target, stored.seq).is_ok() {
+                    if self.local.remove_hint(target, stored.seq).is_ok() {
                         self.forget_hint(target, stored.bytes);
                         self.stats.hints_dropped += 1;
                     }
@@ -556,7 +554,7 @@ impl<S: Store> Node<S> {
     /// Deletes a step of the hints for a removed node; the next check
     /// deletes more.
     fn drop_hints_of(&mut self, now: Time, target: NodeId) {
-        let Ok(stored) = self.store.hints((target, 0), SCAN_STEP) else {
+        let Ok(stored) = self.local.hints((target, 0), SCAN_STEP) else {
             return;
         };
         let mine: Vec<_> = stored.into_iter().filter(|s| s.target == target).collect();
@@ -565,7 +563,7 @@ impl<S: Store> Node<S> {
             return;
         }
         for stored in mine {
-            if self.store.remove_hint(target, stored.seq).is_err() {
+            if self.local.remove_hint(target, stored.seq).is_err() {
                 return;
             }
             self.forget_hint(target, stored.bytes);
@@ -666,7 +664,7 @@ impl<S: Store> Node<S> {
         let wake = queue.not_before.max(now);
         let seqs: Vec<u64> = in_flight.hints.iter().map(|&(seq, _)| seq).collect();
         // A failed delete only means the hints are sent again later.
-        if self.store.remove_hints(target, &seqs).is_ok() {
+        if self.local.remove_hints(target, &seqs).is_ok() {
             for (_, bytes) in in_flight.hints {
                 self.forget_hint(target, bytes);
                 if in_flight.rehomed {

@@ -27,6 +27,7 @@ mod gc;
 pub mod harness;
 mod hints;
 mod intake;
+mod local;
 pub mod membership;
 pub mod message;
 pub mod quorum;
@@ -63,11 +64,6 @@ use version::Actor;
 /// state that would take it past this, unless it is the first. Keeps
 /// messages well inside the frame limit.
 pub(crate) const BATCH_BYTES: u64 = 1 << 20;
-
-/// The store record holding the digest tree saved at a clean stop; emptied
-/// at start, so a tree is only ever loaded over the very data it was saved
-/// with (after a crash the tree is rebuilt from the digest index).
-const DIGEST_TREE_STATE: &str = "digest-tree";
 
 /// How often a node whose storage failed checks whether it recovered.
 pub const STORAGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -129,12 +125,12 @@ pub enum StartError {
 pub struct Node<S: Store> {
     config: Config,
     actor: Actor,
-    store: S,
+    /// The store and its digest tree (their only owner), and the
+    /// storage's health.
+    local: local::LocalStore<S>,
     #[allow(dead_code)] // drawn from by membership (foca) and repair jitter
     rng: StdRng,
     ring: Ring,
-    /// Digests of every stored key, kept in step with the store.
-    digest_tree: digest_tree::DigestTree,
     next_anti_entropy: Option<Time>,
     last_anti_entropy_peer: NodeId,
     /// `None` in a static test cluster whose ring is set by hand.
@@ -162,18 +158,6 @@ pub struct Node<S: Store> {
     /// left; `None` when nothing is in transition. Writes also go to
     /// replicas it adds (pending replicas).
     future_ring: Option<Ring>,
-    /// Whether the digest tree was loaded as saved at the last clean stop
-    /// (rather than rebuilt from the digest index).
-    digest_tree_restored: bool,
-    /// Why this node's storage failed, while it has not recovered: it
-    /// serves reads but takes no writes.
-    storage_failure: Option<String>,
-    /// When to check next whether storage recovered (set at the first
-    /// timeout after it failed).
-    storage_check: Option<Time>,
-    /// This node's member state does not yet say what `storage_failure`
-    /// says: tell the others at the next timeout.
-    storage_announce: bool,
     /// Peer messages refused at the boundary, by kind (see [`validate`]).
     invalid_messages: BTreeMap<&'static str, u64>,
     /// Operations whose requester has its answer; they stay to repair
@@ -189,7 +173,7 @@ impl<S: Store> Node<S> {
     /// A store with no metadata (fresh or wiped disk) gets the id from
     /// `config.node_id` or the RNG, and a random epoch in a fresh range, so
     /// dots issued before a disk was lost are never issued again.
-    pub fn new(config: Config, mut store: S, seed: u64) -> Result<Node<S>, StartError> {
+    pub fn new(config: Config, store: S, seed: u64) -> Result<Node<S>, StartError> {
         config.validate()?;
         let mut rng = StdRng::seed_from_u64(seed);
         let meta = match store.load_meta()? {
@@ -208,25 +192,11 @@ impl<S: Store> Node<S> {
                 format_version: store::FORMAT_VERSION,
             },
         };
-        // A tree saved at a clean stop is used once: the record is emptied
-        // before anything is written (save_meta below syncs it).
-        let saved_tree = store
-            .load_state(DIGEST_TREE_STATE)?
-            .filter(|bytes| !bytes.is_empty())
-            .and_then(|bytes| digest_tree::DigestTree::from_bytes(&bytes));
-        if saved_tree.is_some() {
-            store.save_state(DIGEST_TREE_STATE, &[])?;
-        }
-        store.save_meta(&meta)?;
+        let local = local::LocalStore::open(store, &meta)?;
         // A random start, so a restarted node's request ids do not repeat
         // ones peers may still remember (forward deduplication).
         let next_request = (rng.random::<u64>() >> 1).max(1);
-        let digest_tree_restored = saved_tree.is_some();
-        let digest_tree = match saved_tree {
-            Some(tree) => tree,
-            None => digest_tree::DigestTree::build(&store)?,
-        };
-        let hints = hints::Hints::load(&store)?;
+        let hints = hints::Hints::load(local.store())?;
         let actor = Actor {
             node: meta.node_id,
             epoch: meta.epoch,
@@ -235,9 +205,8 @@ impl<S: Store> Node<S> {
             ring: Ring::new(config.vnodes),
             config,
             actor,
-            store,
+            local,
             rng,
-            digest_tree,
             next_anti_entropy: None,
             last_anti_entropy_peer: NodeId(0),
             membership: None,
@@ -259,10 +228,6 @@ impl<S: Store> Node<S> {
             future_ring: None,
             answered_ops: 0,
             invalid_messages: BTreeMap::new(),
-            storage_failure: None,
-            storage_check: None,
-            storage_announce: false,
-            digest_tree_restored,
         })
     }
 
@@ -288,12 +253,14 @@ impl<S: Store> Node<S> {
 
     /// Counters since start.
     pub fn stats(&self) -> Stats {
-        self.stats
+        let mut stats = self.stats;
+        self.local.add_stats(&mut stats);
+        stats
     }
 
     /// The store, for inspection.
     pub fn store(&self) -> &S {
-        &self.store
+        self.local.store()
     }
 
     /// Client requests and peer operations in flight.
@@ -327,7 +294,7 @@ impl<S: Store> Node<S> {
         // The ring as this node knew it before a restart: it is ready at
         // once, even if every other node restarted too.
         let known: Vec<MemberState> = self
-            .store
+            .local
             .load_state(MEMBERS_STATE)
             .ok()
             .flatten()
@@ -459,7 +426,7 @@ impl<S: Store> Node<S> {
                 status: state.status,
                 up: self.is_up(state.node),
                 storage_failed: if state.node == self.id() {
-                    self.storage_failure.is_some()
+                    self.local.failure().is_some()
                 } else {
                     state.storage_failed
                 },
@@ -470,21 +437,15 @@ impl<S: Store> Node<S> {
             node: self.id(),
             generation: self.membership.as_ref().map_or(self.epoch(), |m| m.generation()),
             members,
-            stats: self.stats,
+            stats: self.stats(),
             in_flight: self.operations.len(),
             replication: self.config.replication,
             vnodes: self.config.vnodes,
             hints: self.hints.pending(),
-            keys: self
-                .digest_tree
-                .summary(&self.store, 0, u64::MAX)
-                .map_or(0, |s| s.count),
-            root: self
-                .digest_tree
-                .summary(&self.store, 0, u64::MAX)
-                .unwrap_or_default(),
+            keys: self.local.summary(0, u64::MAX).map_or(0, |s| s.count),
+            root: self.local.summary(0, u64::MAX).unwrap_or_default(),
             streaming: self.streaming(),
-            storage_failure: self.storage_failure.clone(),
+            storage_failure: self.local.failure().map(str::to_owned),
         }
     }
 
@@ -590,7 +551,7 @@ impl<S: Store> Node<S> {
         let bytes = rmp_serde::to_vec(&states).expect("member states encode");
         // Best effort: losing this only means learning the ring from a
         // peer after the next restart.
-        let _ = self.store.save_state(MEMBERS_STATE, &bytes);
+        let _ = self.local.save_state(MEMBERS_STATE, &bytes);
     }
 
     /// Whether the node knows the ring and serves client requests.
@@ -696,7 +657,7 @@ impl<S: Store> Node<S> {
         if self.intake.poll_timeout().is_some_and(|at| at <= now) {
             self.release_intake(now);
         }
-        if self.storage_failure.is_some() || self.storage_announce {
+        if self.local.needs_check() {
             self.check_storage(now);
         }
     }
@@ -705,93 +666,47 @@ impl<S: Store> Node<S> {
     /// serves reads, takes no writes, and checks every
     /// [`STORAGE_CHECK_INTERVAL`] whether the store takes them again).
     pub fn storage_failure(&self) -> Option<&str> {
-        self.storage_failure.as_deref()
+        self.local.failure()
     }
 
     /// Whether writes may go to `node`: it is up and its storage has not
     /// failed (as far as this node knows).
     pub(crate) fn writable(&self, node: NodeId) -> bool {
         if node == self.id() {
-            return self.storage_failure.is_none();
+            return self.local.failure().is_none();
         }
         self.is_up(node) && !self.membership.as_ref().is_some_and(|m| m.storage_failed(node))
-    }
-
-    /// Refuses a write at once while storage has failed.
-    fn writable_store(&self) -> Result<(), StoreError> {
-        match self.storage_failure {
-            Some(_) => Err(StoreError::ReadOnly),
-            None => Ok(()),
-        }
-    }
-
-    /// Passes a store write's result on, noting a failure of the engine.
-    fn storage_result<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(error) = &result {
-            self.note_storage_error(error);
-        }
-        result
-    }
-
-    /// The storage engine failed (a full or failing disk): from now on
-    /// the node takes no writes, and at the next timeout it tells the
-    /// other nodes and starts checking for recovery. (A corrupt record is
-    /// not a storage failure: it is dropped and repaired.)
-    fn note_storage_error(&mut self, error: &StoreError) {
-        if matches!(error, StoreError::Engine { .. }) && self.storage_failure.is_none() {
-            self.storage_failure = Some(error.to_string());
-            self.storage_check = None;
-            self.storage_announce = true;
-            self.stats.storage_failures += 1;
-        }
-    }
-
-    /// Issues dots under a new epoch from now on, saved first, as a
-    /// restart does, and for the same reason: an engine that failed (and
-    /// may have been reopened) can have lost writes it had taken, own
-    /// ones among them. A dot of the old epoch issued over such a state
-    /// would have a higher counter than a lost write's and so cover it,
-    /// and merges would drop that write on every replica. Dots of a new
-    /// epoch cover none of the old.
-    fn bump_epoch(&mut self) -> Result<(), StoreError> {
-        let meta = NodeMeta {
-            node_id: self.id(),
-            epoch: self.actor.epoch + 1,
-            format_version: store::FORMAT_VERSION,
-        };
-        self.store.save_meta(&meta)?;
-        self.actor.epoch = meta.epoch;
-        Ok(())
     }
 
     /// While storage has failed, asks the store every
     /// [`STORAGE_CHECK_INTERVAL`] whether it takes writes again; tells the
     /// other nodes when storage fails or recovers.
+    ///
+    /// On recovery the node issues dots under a new epoch, saved first, as
+    /// a restart does, and for the same reason: an engine that failed (and
+    /// may have been reopened) can have lost writes it had taken, own ones
+    /// among them. A dot of the old epoch issued over such a state would
+    /// have a higher counter than a lost write's and so cover it, and
+    /// merges would drop that write on every replica. Dots of a new epoch
+    /// cover none of the old.
     fn check_storage(&mut self, now: Time) {
-        if self.storage_failure.is_some() {
-            match self.storage_check {
-                None => self.storage_check = Some(now + STORAGE_CHECK_INTERVAL),
-                Some(at) if at > now => {}
-                Some(_) => match self.store.recover().and_then(|()| self.bump_epoch()) {
-                    Ok(()) => {
-                        self.storage_failure = None;
-                        self.storage_check = None;
-                        self.storage_announce = true;
-                    }
-                    Err(_) => self.storage_check = Some(now + STORAGE_CHECK_INTERVAL),
-                },
+        if self.local.recovery_due(now) {
+            let meta = NodeMeta {
+                node_id: self.id(),
+                epoch: self.actor.epoch + 1,
+                format_version: store::FORMAT_VERSION,
+            };
+            if self.local.recover(now, &meta) {
+                self.actor.epoch = meta.epoch;
             }
         }
-        if self.storage_announce {
-            self.storage_announce = false;
-            let failed = self.storage_failure.is_some();
-            if self
+        if let Some(failed) = self.local.take_announcement()
+            && self
                 .membership
                 .as_mut()
                 .is_some_and(|m| m.set_storage_failed(failed))
-            {
-                self.announce_states();
-            }
+        {
+            self.announce_states();
         }
     }
 
@@ -809,20 +724,11 @@ impl<S: Store> Node<S> {
             self.gc.poll_timeout(),
             self.cleanup.poll_timeout(),
             self.intake.poll_timeout(),
-            self.storage_timeout(),
+            self.local.poll_timeout(),
         ]
         .into_iter()
         .flatten()
         .min()
-    }
-
-    /// When storage health next needs a timeout: at once to announce a
-    /// change or to start checking, then at each check.
-    fn storage_timeout(&self) -> Option<Time> {
-        if self.storage_announce || self.storage_failure.is_some() && self.storage_check.is_none() {
-            return Some(Time::ZERO);
-        }
-        self.storage_check.filter(|_| self.storage_failure.is_some())
     }
 
     /// The next thing to do, in order.
@@ -840,7 +746,7 @@ impl<S: Store> Node<S> {
 
     /// Stops the node and hands back its store (the simulator's crash).
     pub fn into_store(self) -> S {
-        self.store
+        self.local.into_store()
     }
 
     /// Starts anti-entropy rounds in a static cluster (membership starts
@@ -850,103 +756,26 @@ impl<S: Store> Node<S> {
         self.gc.start(now);
     }
 
-    /// Stores `object` as `key`'s state in place of `old`, keeping the
-    /// digest tree in step.
-    fn store_put(
-        &mut self,
-        key: &[u8],
-        old: Option<&Versioned>,
-        object: &Versioned,
-    ) -> Result<(), StoreError> {
-        self.writable_store()?;
-        let written = self.store.put(key, object);
-        self.storage_result(written)?;
-        self.note_put(key, old, object);
-        Ok(())
-    }
-
-    /// Reads `key`'s state. A record that fails its checksum or cannot be
-    /// decoded is never served: it is dropped (counted in
-    /// `Stats::corrupt_records_dropped`) and the key reads as absent here,
-    /// so read repair, anti-entropy and the next write bring it back from
-    /// the other replicas.
-    fn load(&mut self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
-        match self.store.get(key) {
-            Err(StoreError::Corrupt { key: damaged, .. }) => {
-                self.drop_corrupt(&damaged)?;
-                Ok(None)
-            }
-            other => other,
-        }
-    }
-
-    /// Up to `limit` stored states from key `from` on, as
-    /// [`Store::scan`]. A corrupt record met on the way is dropped as by
-    /// [`Node::load`] and the scan fails with it; the caller scans again
-    /// later and goes past it.
-    fn scan_local(&mut self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
-        let scanned = self.store.scan(from, limit);
-        if let Err(StoreError::Corrupt { key, .. }) = &scanned {
-            let _ = self.drop_corrupt(&key.clone());
-        }
-        scanned
-    }
-
-    /// Removes a corrupt record and its digest (as indexed) from the tree.
-    fn drop_corrupt(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        let position = ring::key_position(key);
-        let indexed = self
-            .store
-            .digests(position, position, 64)?
-            .into_iter()
-            .find(|e| e.key == key)
-            .map(|e| e.digest);
-        self.store.remove(key)?;
-        if let Some(d) = indexed {
-            self.digest_tree.apply(position, d, 0, -1);
-        }
-        self.stats.corrupt_records_dropped += 1;
-        Ok(())
-    }
-
-    /// Keeps the digest tree in step with a put of `object` over `old`.
-    fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
-        // States from the wire were checked at the boundary, and merges
-        // and writes of well-formed states keep them so.
-        if let Err(fault) = object.check() {
-            panic!("a state about to be stored breaks its invariants: {fault}");
-        }
-        let old_digest = old.map_or(0, |o| store::digest(key, o));
-        let count = if old.is_some() { 0 } else { 1 };
-        self.digest_tree.apply(
-            ring::key_position(key),
-            old_digest,
-            store::digest(key, object),
-            count,
-        );
-    }
-
     /// The digest and key count of ring positions `first..=last` here.
     pub fn summary(&self, first: u64, last: u64) -> Result<digest_tree::Summary, StoreError> {
-        self.digest_tree.summary(&self.store, first, last)
+        self.local.summary(first, last)
     }
 
     /// Saves the digest tree for the next start, which then skips
     /// rebuilding it. Call at a clean stop, after the last write; the
     /// driver syncs afterwards.
     pub fn save_digest_tree(&mut self) -> Result<(), StoreError> {
-        self.store
-            .save_state(DIGEST_TREE_STATE, &self.digest_tree.to_bytes())
+        self.local.save_tree()
     }
 
     /// Whether the digest tree was loaded as saved at the last clean stop.
     pub fn digest_tree_restored(&self) -> bool {
-        self.digest_tree_restored
+        self.local.tree_restored()
     }
 
     /// Mutable access to the store (the driver syncs it for group commit).
     pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
+        self.local.store_mut()
     }
 
     fn fresh_request_id(&mut self) -> u64 {

@@ -225,7 +225,7 @@ impl<S: Store> Node<S> {
     /// Loads a saved join's progress (joining nodes, at start).
     pub(super) fn resume_join(&mut self) {
         let saved: Option<Plan> = self
-            .store
+            .local
             .load_state(JOIN_STATE)
             .ok()
             .flatten()
@@ -255,7 +255,7 @@ impl<S: Store> Node<S> {
             return;
         }
         self.topology.join = None;
-        let _ = self.store.save_state(JOIN_STATE, &[]);
+        let _ = self.local.save_state(JOIN_STATE, &[]);
         self.set_own_status(NodeStatus::Normal);
     }
 
@@ -288,7 +288,7 @@ impl<S: Store> Node<S> {
         if let Some(plan) = &self.topology.join {
             let bytes = rmp_serde::to_vec(plan).expect("a plan encodes");
             // Best effort: a lost save only means streaming some keys again.
-            let _ = self.store.save_state(JOIN_STATE, &bytes);
+            let _ = self.local.save_state(JOIN_STATE, &bytes);
         }
     }
 
@@ -412,7 +412,7 @@ impl<S: Store> Node<S> {
 
     fn finish_join(&mut self) {
         self.topology.join = None;
-        let _ = self.store.save_state(JOIN_STATE, &[]);
+        let _ = self.local.save_state(JOIN_STATE, &[]);
         self.set_own_status(NodeStatus::Normal);
     }
 
@@ -427,7 +427,7 @@ impl<S: Store> Node<S> {
     ) -> Result<(Vec<KeyState>, u64, Option<StreamCursor>, bool), StoreError> {
         let start = after.map_or(first, |c| c.position);
         let limit = BATCH_KEYS + 8;
-        let entries = self.store.digests(start, last, limit)?;
+        let entries = self.local.digests(start, last, limit)?;
         let listed_all = entries.len() < limit;
         let mut states = Vec::new();
         let mut bytes = 0u64;
@@ -445,7 +445,7 @@ impl<S: Store> Node<S> {
                 stopped_early = true;
                 break;
             }
-            if let Some(object) = self.load(&here.key)? {
+            if let Some(object) = self.local.get(&here.key)? {
                 let size = state_bytes(&here.key, &object);
                 if !states.is_empty() && bytes + size > BATCH_BYTES {
                     stopped_early = true;
