@@ -1,0 +1,179 @@
+//! Reads: a get gathers R replicas' states, merges them and answers;
+//! read repair writes the merged state back to replicas that differed
+//! (before answering, with `read_repair_blocking`).
+
+use super::{Coordinated, Kind};
+use crate::proto::Node;
+use crate::proto::message::{
+    ClientRequest, ClientResponse, Context, PeerMessage, ReplicaError, RequestError, Value,
+};
+use crate::proto::store::Store;
+use crate::proto::types::{NodeId, Time};
+use crate::proto::version::Versioned;
+use std::collections::BTreeMap;
+
+impl<S: Store> Node<S> {
+    pub(super) fn start_read(
+        &mut self,
+        request: ClientRequest,
+        replicas: Vec<NodeId>,
+    ) -> Result<Kind, RequestError> {
+        let placement = self.placement(request.key(), replicas.clone());
+        let mut tracker = self.tracker(&request, replicas, placement.future.clone())?;
+        let mut merged = Versioned::new();
+        let mut states = BTreeMap::new();
+        if tracker.replicas().contains(&self.id()) {
+            match self.local.get(request.key()) {
+                Ok(local) => {
+                    merged = local.unwrap_or_default();
+                    states.insert(self.id(), merged.clone());
+                    tracker.succeed(self.id());
+                }
+                Err(_) => tracker.fail(self.id()),
+            }
+        }
+        Ok(Kind::Read {
+            request,
+            tracker,
+            merged,
+            states,
+            answered: false,
+            repairing: None,
+            placement,
+        })
+    }
+
+    /// Blocking read repair (`read_repair_blocking`): once a read's quorum
+    /// is met, writes the merged state back to the replicas that answered
+    /// differently and holds the answer until they acknowledge (or the
+    /// deadline). True while it waits.
+    pub(super) fn repair_before_answering(&mut self, id: u64) -> bool {
+        if !(self.config.read_repair && self.config.read_repair_blocking) {
+            return false;
+        }
+        let me = self.id();
+        let Some(Coordinated {
+            kind:
+                Kind::Read {
+                    request,
+                    merged,
+                    states,
+                    repairing,
+                    ..
+                },
+            ..
+        }) = self.operations.get_mut(&id)
+        else {
+            return false;
+        };
+        if let Some(waiting) = repairing {
+            return !waiting.is_empty();
+        }
+        let stale: Vec<NodeId> = states
+            .iter()
+            .filter(|(_, state)| *state != merged)
+            .map(|(&node, _)| node)
+            .collect();
+        for node in &stale {
+            // Repaired now: the background repair leaves it alone.
+            states.insert(*node, merged.clone());
+        }
+        let (key, merged) = (request.key().to_vec(), merged.clone());
+        let remote: Vec<NodeId> = stale.iter().copied().filter(|&n| n != me).collect();
+        *repairing = Some(remote.clone());
+        for node in stale {
+            self.write_back(id, node, &key, &merged);
+        }
+        !remote.is_empty()
+    }
+
+    /// Read repair of one stale replica: merges `merged` into this node's
+    /// state, or sends it to `node` with request id `request` (0, never an
+    /// operation's, when nobody waits for the acknowledgement).
+    pub(super) fn write_back(&mut self, request: u64, node: NodeId, key: &[u8], merged: &Versioned) {
+        self.stats.read_repairs += 1;
+        if node == self.id() {
+            // A failed local repair is retried by the next read.
+            let _ = self.merge_local(key, merged);
+        } else {
+            let message = PeerMessage::ReplicaPut {
+                request,
+                key: key.to_vec(),
+                object: merged.clone(),
+                placement: None,
+            };
+            self.send(node, message);
+        }
+    }
+
+    /// Ends an answered read: writes the merged state back to every
+    /// replica that answered with something else. The merged state holds
+    /// only siblings some replica had, so nothing is invented.
+    pub(super) fn read_repair(&mut self, id: u64) {
+        let Some(operation) = self.take_operation(id) else {
+            return;
+        };
+        let Kind::Read {
+            request,
+            merged,
+            states,
+            ..
+        } = operation.kind
+        else {
+            unreachable!("only reads are repaired")
+        };
+        if !self.config.read_repair {
+            return;
+        }
+        for (node, state) in states {
+            if state != merged {
+                self.write_back(0, node, request.key(), &merged);
+            }
+        }
+    }
+
+    /// A replica's state for a read this node coordinates.
+    pub(in crate::proto) fn on_replica_get_reply(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        request: u64,
+        result: Result<Versioned, ReplicaError>,
+    ) {
+        if let Some(Coordinated {
+            kind:
+                Kind::Read {
+                    tracker,
+                    merged,
+                    states,
+                    ..
+                },
+            ..
+        }) = self.operations.get_mut(&request)
+        {
+            match result {
+                Ok(object) if tracker.replicas().contains(&from) && !states.contains_key(&from) => {
+                    merged.merge_from(&object);
+                    states.insert(from, object);
+                    tracker.succeed(from);
+                }
+                Ok(_) => {}
+                Err(_) => tracker.fail(from),
+            }
+            self.check_done(now, request);
+        }
+    }
+}
+
+pub(super) fn found(merged: &Versioned) -> ClientResponse {
+    ClientResponse::Found {
+        values: merged
+            .values()
+            .map(|s| Value {
+                value: s.value.clone().expect("values() yields live siblings"),
+                timestamp_ms: s.timestamp_ms,
+            })
+            .collect(),
+        context: Context(merged.clock().clone()),
+    }
+}
