@@ -16,8 +16,8 @@
 //! replicas answered of how many were needed.
 //!
 //! This module starts requests, tracks them to their answer and deadline,
-//! and sends their replica requests; [`read`], [`write`] and [`forward`]
-//! hold what is particular to each kind, and [`replica`] the side a node
+//! and sends their replica requests; `read`, `write` and `forward`
+//! hold what is particular to each kind, and `replica` the side a node
 //! serves for a peer's request.
 
 use super::message::{
