@@ -15,7 +15,7 @@
 //!   frames on QUIC streams, and mutual TLS from the cluster CA.
 //! * [`node`] — the production driver: the core on QUIC and fjall.
 //! * [`client`] — the client library, with a consistency level per request.
-//! * [`bench`] — YCSB-style workloads through the client (`shoal bench`).
+//! * [`bench`](mod@bench) — YCSB-style workloads through the client (`shoal bench`).
 //! * [`node::local`] — nodes on loopback in one process (demo, bench, tests).
 //!
 //! The simulator (`sim/`) drives the same core on virtual time.
