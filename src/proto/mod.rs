@@ -49,13 +49,12 @@ pub use types::{NodeId, Time};
 pub use validate::Invalid;
 pub use version::Versioned;
 
-use coordinator::Coordinated;
 use membership::{Effect, MemberState, Membership, NodeStatus, PeerId, STATE_SYNC_INTERVAL};
 use message::{AdminError, MemberReport};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use ring::Ring;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use version::Actor;
 
@@ -136,15 +135,10 @@ pub struct Node<S: Store> {
     /// `None` in a static test cluster whose ring is set by hand.
     membership: Option<Membership>,
     next_state_sync: Option<Time>,
-    /// Forwarded writes seen, by (forwarder, its request id), until their
-    /// deadline: a repeat must not be applied twice.
-    forwards_seen: BTreeMap<(NodeId, u64), Time>,
-    forwards_expiry: BTreeSet<(Time, NodeId, u64)>,
     /// Whether the ring is known (always, without membership).
     ready: bool,
-    next_request: u64,
-    operations: BTreeMap<u64, Coordinated>,
-    timers: BTreeSet<(Time, u64)>,
+    /// Client requests coordinated or forwarded here.
+    requests: coordinator::Requests,
     outputs: VecDeque<Output>,
     stats: Stats,
     hints: hints::Hints,
@@ -160,10 +154,6 @@ pub struct Node<S: Store> {
     future_ring: Option<Ring>,
     /// Peer messages refused at the boundary, by kind (see [`validate`]).
     invalid_messages: BTreeMap<&'static str, u64>,
-    /// Operations whose requester has its answer; they stay to repair
-    /// (reads) or to hint replicas that have not acknowledged (writes) and
-    /// do not count toward the in-flight limit.
-    answered_ops: usize,
 }
 
 impl<S: Store> Node<S> {
@@ -211,12 +201,8 @@ impl<S: Store> Node<S> {
             last_anti_entropy_peer: NodeId(0),
             membership: None,
             next_state_sync: None,
-            forwards_seen: BTreeMap::new(),
-            forwards_expiry: BTreeSet::new(),
             ready: true,
-            next_request,
-            operations: BTreeMap::new(),
-            timers: BTreeSet::new(),
+            requests: coordinator::Requests::new(next_request),
             outputs: VecDeque::new(),
             stats: Stats::default(),
             hints,
@@ -226,7 +212,6 @@ impl<S: Store> Node<S> {
             last_counter: 0,
             topology: topology::Topology::default(),
             future_ring: None,
-            answered_ops: 0,
             invalid_messages: BTreeMap::new(),
         })
     }
@@ -265,7 +250,7 @@ impl<S: Store> Node<S> {
 
     /// Client requests and peer operations in flight.
     pub fn in_flight(&self) -> usize {
-        self.operations.len()
+        self.requests.len()
     }
 
     /// Replaces the set of nodes that own data (a static cluster, without
@@ -438,7 +423,7 @@ impl<S: Store> Node<S> {
             generation: self.membership.as_ref().map_or(self.epoch(), |m| m.generation()),
             members,
             stats: self.stats(),
-            in_flight: self.operations.len(),
+            in_flight: self.requests.len(),
             replication: self.config.replication,
             vnodes: self.config.vnodes,
             hints: self.hints.pending(),
@@ -624,11 +609,7 @@ impl<S: Store> Node<S> {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, id));
+        while let Some(id) = self.requests.take_due(now) {
             self.on_timer(now, id);
         }
         let mut effects = Vec::new();
@@ -712,7 +693,7 @@ impl<S: Store> Node<S> {
 
     /// When the node next needs [`Node::handle_timeout`], if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let operations = self.timers.first().map(|&(at, _)| at);
+        let operations = self.requests.poll_timeout();
         let membership = self.membership.as_ref().and_then(Membership::poll_timeout);
         [
             operations,
@@ -738,10 +719,6 @@ impl<S: Store> Node<S> {
 
     fn send(&mut self, to: NodeId, message: PeerMessage) {
         self.outputs.push_back(Output::Send { to, message });
-    }
-
-    fn set_timer(&mut self, at: Time, operation: u64) {
-        self.timers.insert((at, operation));
     }
 
     /// Stops the node and hands back its store (the simulator's crash).
@@ -776,12 +753,6 @@ impl<S: Store> Node<S> {
     /// Mutable access to the store (the driver syncs it for group commit).
     pub fn store_mut(&mut self) -> &mut S {
         self.local.store_mut()
-    }
-
-    fn fresh_request_id(&mut self) -> u64 {
-        let id = self.next_request;
-        self.next_request += 1;
-        id
     }
 }
 

@@ -8,6 +8,7 @@ use crate::proto::Node;
 use crate::proto::message::{ClientRequest, ClientResponse, PeerMessage, RequestError};
 use crate::proto::store::Store;
 use crate::proto::types::{NodeId, Time};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// How long a forwarded request is remembered, so that a copy of it (a
@@ -19,6 +20,40 @@ const FORWARD_MEMORY: Duration = Duration::from_secs(60);
 /// Most forwarded requests remembered; past it the oldest are forgotten
 /// (memory stays bounded under any load).
 const MAX_FORWARDS_REMEMBERED: usize = 100_000;
+
+/// Forwarded writes seen, by (forwarder, its request id), until their
+/// expiry: a repeat must not be applied twice.
+#[derive(Default)]
+pub(super) struct Forwards {
+    seen: BTreeMap<(NodeId, u64), Time>,
+    expiry: BTreeSet<(Time, NodeId, u64)>,
+}
+
+impl Forwards {
+    /// Whether `from`'s forwarded request `request` is new, remembering it
+    /// for [`FORWARD_MEMORY`] (at most [`MAX_FORWARDS_REMEMBERED`]: the
+    /// oldest are forgotten first).
+    fn first_time(&mut self, now: Time, from: NodeId, request: u64) -> bool {
+        while let Some(&(at, node, id)) = self.expiry.first()
+            && at <= now
+        {
+            self.expiry.remove(&(at, node, id));
+            self.seen.remove(&(node, id));
+        }
+        if self.seen.contains_key(&(from, request)) {
+            return false;
+        }
+        while self.seen.len() >= MAX_FORWARDS_REMEMBERED
+            && let Some((_, node, id)) = self.expiry.pop_first()
+        {
+            self.seen.remove(&(node, id));
+        }
+        let expires = now + FORWARD_MEMORY;
+        self.seen.insert((from, request), expires);
+        self.expiry.insert((expires, from, request));
+        true
+    }
+}
 
 impl<S: Store> Node<S> {
     /// A write this node does not coordinate: forwarded to the key's other
@@ -81,7 +116,7 @@ impl<S: Store> Node<S> {
                     ..
                 },
             ..
-        }) = self.operations.get(&id)
+        }) = self.requests.get(&id)
         else {
             return;
         };
@@ -106,7 +141,7 @@ impl<S: Store> Node<S> {
                     tried,
                 },
             ..
-        }) = self.operations.get_mut(&id)
+        }) = self.requests.get_mut(&id)
         else {
             return;
         };
@@ -138,24 +173,7 @@ impl<S: Store> Node<S> {
     /// repeated it) is dropped, since applying it again would make a second
     /// version of one client write. Entries live [`FORWARD_MEMORY`].
     pub(super) fn first_time_forwarded(&mut self, now: Time, from: NodeId, request: u64) -> bool {
-        while let Some(&(at, node, id)) = self.forwards_expiry.first()
-            && at <= now
-        {
-            self.forwards_expiry.remove(&(at, node, id));
-            self.forwards_seen.remove(&(node, id));
-        }
-        if self.forwards_seen.contains_key(&(from, request)) {
-            return false;
-        }
-        while self.forwards_seen.len() >= MAX_FORWARDS_REMEMBERED
-            && let Some((_, node, id)) = self.forwards_expiry.pop_first()
-        {
-            self.forwards_seen.remove(&(node, id));
-        }
-        let expires = now + FORWARD_MEMORY;
-        self.forwards_seen.insert((from, request), expires);
-        self.forwards_expiry.insert((expires, from, request));
-        true
+        self.requests.forwards.first_time(now, from, request)
     }
 
     pub(in crate::proto) fn on_forward_reply(
@@ -171,7 +189,7 @@ impl<S: Store> Node<S> {
             },
             deadline,
             ..
-        }) = self.operations.get(&id)
+        }) = self.requests.get(&id)
         else {
             return;
         };

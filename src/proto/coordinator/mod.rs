@@ -28,7 +28,7 @@ use super::store::Store;
 use super::types::{NodeId, Time};
 use super::version::{Dot, Versioned};
 use super::{ClientId, Node, Output};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 mod forward;
@@ -38,6 +38,97 @@ mod write;
 
 use read::found;
 use write::{all_answered, written_to};
+
+/// The client requests this node coordinates or forwards, each until it
+/// is done, with their deadlines.
+pub(super) struct Requests {
+    next_id: u64,
+    operations: BTreeMap<u64, Coordinated>,
+    deadlines: BTreeSet<(Time, u64)>,
+    /// Operations whose requester has its answer; they stay to repair
+    /// (reads) or to hint replicas that have not acknowledged (writes) and
+    /// do not count toward the in-flight limit.
+    answered: usize,
+    forwards: forward::Forwards,
+}
+
+impl Requests {
+    /// No requests; ids are issued from `first_id` on (a random start, so
+    /// a restarted node's ids do not repeat ones peers may still remember
+    /// for forward deduplication).
+    pub(super) fn new(first_id: u64) -> Requests {
+        Requests {
+            next_id: first_id,
+            operations: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            answered: 0,
+            forwards: forward::Forwards::default(),
+        }
+    }
+
+    /// Requests in flight, answered ones included.
+    pub(super) fn len(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Requests in flight whose requester waits for its answer.
+    fn unanswered(&self) -> usize {
+        self.operations.len() - self.answered
+    }
+
+    fn fresh_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn insert(&mut self, id: u64, operation: Coordinated) {
+        self.deadlines.insert((operation.deadline, id));
+        self.operations.insert(id, operation);
+    }
+
+    fn get(&self, id: &u64) -> Option<&Coordinated> {
+        self.operations.get(id)
+    }
+
+    fn get_mut(&mut self, id: &u64) -> Option<&mut Coordinated> {
+        self.operations.get_mut(id)
+    }
+
+    /// One more operation's requester has its answer.
+    fn note_answered(&mut self) {
+        self.answered += 1;
+    }
+
+    /// Removes an operation and its deadline.
+    fn remove(&mut self, id: u64) -> Option<Coordinated> {
+        let operation = self.operations.remove(&id)?;
+        self.deadlines.remove(&(operation.deadline, id));
+        if matches!(
+            operation.kind,
+            Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
+        ) {
+            self.answered -= 1;
+        }
+        Some(operation)
+    }
+
+    /// The earliest deadline.
+    pub(super) fn poll_timeout(&self) -> Option<Time> {
+        self.deadlines.first().map(|&(at, _)| at)
+    }
+
+    /// An operation whose deadline has come at `now`, taken off the
+    /// deadline list (it stays in flight until it is removed).
+    pub(super) fn take_due(&mut self, now: Time) -> Option<u64> {
+        let &(at, id) = self.deadlines.first()?;
+        if at > now {
+            return None;
+        }
+        self.deadlines.remove(&(at, id));
+        Some(id)
+    }
+}
 
 /// Who is waiting for an operation's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,7 +207,7 @@ impl<S: Store> Node<S> {
                     .timeout_ms()
                     .map(|ms| Duration::from_millis(u64::from(ms)))
                     .unwrap_or(self.config.request_timeout);
-                let id = self.fresh_request_id();
+                let id = self.requests.fresh_id();
                 let deadline = now + timeout;
                 // A write always has a copy on its coordinator (see
                 // `start_write`): a replica whose storage failed cannot
@@ -143,7 +234,7 @@ impl<S: Store> Node<S> {
                 };
                 match outcome {
                     Ok(kind) => {
-                        self.operations.insert(
+                        self.requests.insert(
                             id,
                             Coordinated {
                                 requester,
@@ -151,7 +242,6 @@ impl<S: Store> Node<S> {
                                 kind,
                             },
                         );
-                        self.set_timer(deadline, id);
                         self.send_requests(id);
                         self.check_done(now, id);
                     }
@@ -187,7 +277,7 @@ impl<S: Store> Node<S> {
         {
             return Err(RequestError::MalformedContext { reason });
         }
-        if self.operations.len() - self.answered_ops >= self.config.max_requests_in_flight {
+        if self.requests.unanswered() >= self.config.max_requests_in_flight {
             return Err(RequestError::Busy {
                 max: self.config.max_requests_in_flight,
             });
@@ -260,7 +350,7 @@ impl<S: Store> Node<S> {
     /// Sends an operation's first round of peer messages.
     fn send_requests(&mut self, id: u64) {
         let me = self.id();
-        let Some(operation) = self.operations.get(&id) else {
+        let Some(operation) = self.requests.get(&id) else {
             return;
         };
         let messages: Vec<(NodeId, PeerMessage)> = match &operation.kind {
@@ -334,7 +424,7 @@ impl<S: Store> Node<S> {
 
     /// Answers and ends the operation if its quorum is met or lost.
     fn check_done(&mut self, now: Time, id: u64) {
-        let Some(operation) = self.operations.get(&id) else {
+        let Some(operation) = self.requests.get(&id) else {
             return;
         };
         let met_read = matches!(
@@ -344,7 +434,7 @@ impl<S: Store> Node<S> {
         if met_read && self.repair_before_answering(id) {
             return; // Answered once the repairs are acknowledged.
         }
-        let Some(operation) = self.operations.get(&id) else {
+        let Some(operation) = self.requests.get(&id) else {
             return;
         };
         let response = match &operation.kind {
@@ -366,11 +456,11 @@ impl<S: Store> Node<S> {
                         answered, tracker, ..
                     },
                     ..
-                }) = self.operations.get_mut(&id)
+                }) = self.requests.get_mut(&id)
                 {
                     *answered = true;
-                    self.answered_ops += 1;
                     let complete = tracker.is_complete();
+                    self.requests.note_answered();
                     self.respond(requester, response);
                     if complete {
                         self.read_repair(id);
@@ -418,15 +508,7 @@ impl<S: Store> Node<S> {
 
     /// Removes an operation and its deadline timer.
     fn take_operation(&mut self, id: u64) -> Option<Coordinated> {
-        let operation = self.operations.remove(&id)?;
-        self.timers.remove(&(operation.deadline, id));
-        if matches!(
-            operation.kind,
-            Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
-        ) {
-            self.answered_ops -= 1;
-        }
-        Some(operation)
+        self.requests.remove(id)
     }
 
     /// Removes the operation and sends its answer.
@@ -454,7 +536,7 @@ impl<S: Store> Node<S> {
     /// An operation's deadline: an unanswered one fails with what it got;
     /// an answered read repairs with the replies it has.
     pub(super) fn on_timer(&mut self, now: Time, id: u64) {
-        let Some(operation) = self.operations.get(&id) else {
+        let Some(operation) = self.requests.get(&id) else {
             return;
         };
         if now < operation.deadline {
@@ -480,7 +562,7 @@ impl<S: Store> Node<S> {
                 if let Some(Coordinated {
                     kind: Kind::Read { repairing, .. },
                     ..
-                }) = self.operations.get_mut(&id)
+                }) = self.requests.get_mut(&id)
                 {
                     *repairing = Some(Vec::new());
                 }

@@ -62,7 +62,7 @@ impl<S: Store> Node<S> {
                     ..
                 },
             ..
-        }) = self.operations.get_mut(&id)
+        }) = self.requests.get_mut(&id)
         else {
             return false;
         };
@@ -149,7 +149,7 @@ impl<S: Store> Node<S> {
                     ..
                 },
             ..
-        }) = self.operations.get_mut(&request)
+        }) = self.requests.get_mut(&request)
         {
             match result {
                 Ok(object) if tracker.replicas().contains(&from) && !states.contains_key(&from) => {

@@ -149,13 +149,13 @@ impl<S: Store> Node<S> {
                     ..
                 },
             ..
-        }) = self.operations.get_mut(&id)
+        }) = self.requests.get_mut(&id)
         else {
             return;
         };
         *answered = true;
-        self.answered_ops += 1;
         let (requester, complete) = (*requester, all_answered(tracker, pending));
+        self.requests.note_answered();
         if matches!(
             response,
             ClientResponse::Failed(RequestError::QuorumNotMet { .. })
@@ -220,14 +220,14 @@ impl<S: Store> Node<S> {
                 ..
             },
             ..
-        }) = self.operations.get_mut(&request)
+        }) = self.requests.get_mut(&request)
         {
             waiting.retain(|&n| n != from);
             self.check_done(now, request);
         } else if let Some(Coordinated {
             kind: Kind::Write { tracker, pending, .. },
             ..
-        }) = self.operations.get_mut(&request)
+        }) = self.requests.get_mut(&request)
         {
             match (pending.get_mut(&from), result) {
                 (Some(answer), result) => *answer = Some(result.is_ok()),
