@@ -59,15 +59,57 @@ fn split(first: u64, last: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Anti-entropy's own state: when the next exchange starts and with whom
+/// the last one was.
+pub(super) struct AntiEntropy {
+    /// `None` until rounds are started.
+    next: Option<Time>,
+    last_peer: NodeId,
+}
+
+impl Default for AntiEntropy {
+    fn default() -> AntiEntropy {
+        AntiEntropy {
+            next: None,
+            last_peer: NodeId(0),
+        }
+    }
+}
+
+impl AntiEntropy {
+    /// Schedules the next exchange at `at`.
+    pub(super) fn schedule(&mut self, at: Time) {
+        self.next = Some(at);
+    }
+
+    /// When the next exchange starts, if rounds are started.
+    pub(super) fn poll_timeout(&self) -> Option<Time> {
+        self.next
+    }
+
+    /// The first of `peers` (ascending) after the one last asked, wrapping.
+    fn next_peer(&mut self, peers: &[NodeId]) -> NodeId {
+        let peer = peers
+            .iter()
+            .copied()
+            .find(|&p| p > self.last_peer)
+            .unwrap_or(peers[0]);
+        self.last_peer = peer;
+        peer
+    }
+}
+
 impl<S: Store> Node<S> {
     /// Starts one exchange with the next live peer, round robin. Only the
     /// lower id of a pair starts exchanges with the other (the two sides
     /// would otherwise do the same work twice), so every pair compares at
     /// least once per (peers x interval).
     pub(super) fn start_anti_entropy(&mut self, now: Time) {
-        self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
+        self.anti_entropy
+            .schedule(now + self.config.anti_entropy_interval);
         let me = self.id();
         let peers: Vec<NodeId> = self
+            .view
             .ring
             .nodes()
             .iter()
@@ -78,13 +120,8 @@ impl<S: Store> Node<S> {
             return;
         }
         // The first peer after the last one asked, in id order.
-        let peer = peers
-            .iter()
-            .copied()
-            .find(|&p| p > self.last_anti_entropy_peer)
-            .unwrap_or(peers[0]);
-        self.last_anti_entropy_peer = peer;
-        let ranges = shared_ranges(&self.ring, self.config.replication, me, peer);
+        let peer = self.anti_entropy.next_peer(&peers);
+        let ranges = shared_ranges(&self.view.ring, self.config.replication, me, peer);
         let intervals: Vec<(u64, u64)> = ranges.into_iter().take(MAX_INTERVALS).collect();
         if intervals.is_empty() {
             return;

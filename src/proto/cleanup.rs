@@ -84,11 +84,11 @@ impl<S: Store> Node<S> {
     pub(super) fn drive_cleanup(&mut self, now: Time) {
         let cleanup = &mut self.cleanup;
         cleanup.next_step = Some(now + CHECK_INTERVAL);
-        if self.membership.is_none() {
+        if self.view.membership.is_none() {
             return; // A ring set by hand: nothing moves.
         }
-        if cleanup.ring != self.ring.nodes() {
-            cleanup.ring = self.ring.nodes().to_vec();
+        if cleanup.ring != self.view.ring.nodes() {
+            cleanup.ring = self.view.ring.nodes().to_vec();
             cleanup.ring_since = now;
             cleanup.pass_after = now + self.config.cleanup_delay;
             cleanup.cursor = Some(Vec::new());
@@ -114,7 +114,7 @@ impl<S: Store> Node<S> {
             return;
         };
         if now < cleanup.pass_after
-            || self.future_ring.is_some()
+            || self.view.future_ring.is_some()
             || !self.is_ready()
             || self.status() != NodeStatus::Normal
         {
@@ -138,7 +138,7 @@ impl<S: Store> Node<S> {
         let mut outgoing: BTreeMap<NodeId, Vec<KeyState>> = BTreeMap::new();
         let mut keys = BTreeMap::new();
         for (key, state) in batch {
-            let owners = self.ring.preference_list(&key, n);
+            let owners = self.view.ring.preference_list(&key, n);
             if owners.contains(&me) {
                 continue;
             }

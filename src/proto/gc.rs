@@ -78,7 +78,7 @@ impl<S: Store> Node<S> {
     pub(super) fn sweep_tombstones(&mut self, now: Time) {
         self.gc.next_sweep = Some(now + SWEEP_INTERVAL);
         self.gc.pending.retain(|_, (_, _, expires)| *expires > now);
-        if self.future_ring.is_some() || !self.is_ready() || self.gc.pending.len() >= MAX_PENDING {
+        if self.view.future_ring.is_some() || !self.is_ready() || self.gc.pending.len() >= MAX_PENDING {
             return; // Ranges are moving: replicas are about to change.
         }
         let cursor = self.gc.cursor.clone();
@@ -114,7 +114,7 @@ impl<S: Store> Node<S> {
             if !old || self.gc.pending.contains_key(&key) {
                 continue;
             }
-            let replicas = self.ring.preference_list(&key, self.config.replication);
+            let replicas = self.view.ring.preference_list(&key, self.config.replication);
             if replicas.first() != Some(&me) || !replicas.iter().all(|&r| self.is_up(r)) {
                 continue;
             }
@@ -199,7 +199,7 @@ impl<S: Store> Node<S> {
             if !matches!(self.remove_tombstone(&key, d), Ok(true)) {
                 continue;
             }
-            for replica in self.ring.preference_list(&key, replication) {
+            for replica in self.view.ring.preference_list(&key, replication) {
                 if replica != self.id() {
                     removals.entry(replica).or_default().push(KeyDigest {
                         key: key.clone(),

@@ -247,6 +247,7 @@ impl<S: Store> Node<S> {
         let window_ms = millis(self.config.hint_window);
         let too_old = hint.created_ms.saturating_add(window_ms) < now.as_millis();
         let down_too_long = self
+            .view
             .membership
             .as_ref()
             .and_then(|m| m.down_since(target))
@@ -283,9 +284,9 @@ impl<S: Store> Node<S> {
 
     /// Whether `node` was removed from the cluster (its hints are void).
     fn removed(&self, node: NodeId) -> bool {
-        match &self.membership {
+        match &self.view.membership {
             Some(m) => m.state(node).is_none_or(|s| s.status == NodeStatus::Left),
-            None => !self.ring.contains(node),
+            None => !self.view.ring.contains(node),
         }
     }
 
@@ -299,16 +300,17 @@ impl<S: Store> Node<S> {
     /// the hint then waits for `target`, or for the hint window to pass.
     fn hint_custodian(&self, target: NodeId, hint: &Hint) -> Option<NodeId> {
         let me = self.id();
-        let membership = self.membership.as_ref()?;
+        let membership = self.view.membership.as_ref()?;
         let n = self.config.replication;
-        let mut holders = self.ring.preference_list(&hint.key, n);
+        let mut holders = self.view.ring.preference_list(&hint.key, n);
         holders.extend(
-            self.future_ring
+            self.view
+                .future_ring
                 .iter()
                 .flat_map(|r| r.preference_list(&hint.key, n)),
         );
         holders.extend(&hint.written_to);
-        let nodes = self.ring.nodes();
+        let nodes = self.view.ring.nodes();
         let start = nodes.iter().position(|&n| n >= target).unwrap_or(0);
         nodes[start..].iter().chain(&nodes[..start]).copied().find(|&n| {
             n != me
@@ -383,7 +385,7 @@ impl<S: Store> Node<S> {
             };
         }
         let me = self.id();
-        let homes = self.ring.preference_list(&hint.key, self.config.replication);
+        let homes = self.view.ring.preference_list(&hint.key, self.config.replication);
         if homes.contains(&me) || age_ms >= millis(self.rehome_limit()) {
             return Fate::Drop; // Held here already, or too old to bring back.
         }

@@ -28,6 +28,7 @@ pub mod harness;
 mod hints;
 mod intake;
 mod local;
+mod members;
 pub mod membership;
 pub mod message;
 pub mod quorum;
@@ -49,7 +50,7 @@ pub use types::{NodeId, Time};
 pub use validate::Invalid;
 pub use version::Versioned;
 
-use membership::{Effect, MemberState, Membership, NodeStatus, PeerId, STATE_SYNC_INTERVAL};
+use membership::Membership;
 use message::{AdminError, MemberReport};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -66,9 +67,6 @@ pub(crate) const BATCH_BYTES: u64 = 1 << 20;
 
 /// How often a node whose storage failed checks whether it recovered.
 pub const STORAGE_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The store record holding the ring's member states.
-const MEMBERS_STATE: &str = "members";
 
 /// Identifies one client request to the driver that submitted it; the
 /// driver picks the numbers and the node echoes them in [`Output::Reply`].
@@ -129,14 +127,9 @@ pub struct Node<S: Store> {
     local: local::LocalStore<S>,
     #[allow(dead_code)] // drawn from by membership (foca) and repair jitter
     rng: StdRng,
-    ring: Ring,
-    next_anti_entropy: Option<Time>,
-    last_anti_entropy_peer: NodeId,
-    /// `None` in a static test cluster whose ring is set by hand.
-    membership: Option<Membership>,
-    next_state_sync: Option<Time>,
-    /// Whether the ring is known (always, without membership).
-    ready: bool,
+    anti_entropy: anti_entropy::AntiEntropy,
+    /// The member states, the ring they make, and whether it is known.
+    view: members::View,
     /// Client requests coordinated or forwarded here.
     requests: coordinator::Requests,
     outputs: VecDeque<Output>,
@@ -148,10 +141,6 @@ pub struct Node<S: Store> {
     /// The last dot counter this node issued, for any key.
     last_counter: u64,
     topology: topology::Topology,
-    /// The ring once every joining node is normal and every leaving node
-    /// left; `None` when nothing is in transition. Writes also go to
-    /// replicas it adds (pending replicas).
-    future_ring: Option<Ring>,
     /// Peer messages refused at the boundary, by kind (see [`validate`]).
     invalid_messages: BTreeMap<&'static str, u64>,
 }
@@ -192,16 +181,12 @@ impl<S: Store> Node<S> {
             epoch: meta.epoch,
         };
         Ok(Node {
-            ring: Ring::new(config.vnodes),
+            view: members::View::new(config.vnodes),
             config,
             actor,
             local,
             rng,
-            next_anti_entropy: None,
-            last_anti_entropy_peer: NodeId(0),
-            membership: None,
-            next_state_sync: None,
-            ready: true,
+            anti_entropy: anti_entropy::AntiEntropy::default(),
             requests: coordinator::Requests::new(next_request),
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -211,7 +196,6 @@ impl<S: Store> Node<S> {
             cleanup: cleanup::Cleanup::default(),
             last_counter: 0,
             topology: topology::Topology::default(),
-            future_ring: None,
             invalid_messages: BTreeMap::new(),
         })
     }
@@ -233,7 +217,7 @@ impl<S: Store> Node<S> {
 
     /// The ring as this node sees it.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        &self.view.ring
     }
 
     /// Counters since start.
@@ -253,154 +237,11 @@ impl<S: Store> Node<S> {
         self.requests.len()
     }
 
-    /// Replaces the set of nodes that own data (a static cluster, without
-    /// gossip).
-    pub fn set_members(&mut self, members: impl IntoIterator<Item = NodeId>) {
-        self.ring.set_nodes(members);
-    }
-
-    /// Starts SWIM membership as a node listening on `addr` and announces it
-    /// to `seeds` (none for the first node). The ring then follows the
-    /// gossiped member states.
-    ///
-    /// The node's generation is its start time: it grows across restarts
-    /// even when the disk was lost (unlike the epoch, which a wiped disk
-    /// draws afresh), so a restarted node always supersedes its old
-    /// identity. A node given seeds serves clients only once a peer has
-    /// sent it the ring; until then it answers `NotReady`.
-    pub fn start_membership(&mut self, now: Time, addr: SocketAddr, seeds: &[SocketAddr]) {
-        let me = PeerId {
-            node: self.id(),
-            addr,
-            generation: now.as_micros(),
-        };
-        self.ready = seeds.iter().all(|&s| s == addr);
-        let rng = StdRng::seed_from_u64(self.rng.random());
-        // The ring as this node knew it before a restart: it is ready at
-        // once, even if every other node restarted too.
-        let known: Vec<MemberState> = self
-            .local
-            .load_state(MEMBERS_STATE)
-            .ok()
-            .flatten()
-            .and_then(|bytes| rmp_serde::from_slice(&bytes).ok())
-            .unwrap_or_default();
-        let persisted = known.iter().find(|s| s.node == me.node).map(|s| s.status);
-        let has_seeds = seeds.iter().any(|&s| s != addr);
-        let status = Self::starting_status(persisted, has_seeds);
-        let mut membership = Membership::new(me, status, rng, 16);
-        let others: Vec<MemberState> = known.into_iter().filter(|s| s.node != me.node).collect();
-        self.ready |= !others.is_empty();
-        membership.merge_states(&others);
-        let mut effects = Vec::new();
-        membership.join(now, seeds, &mut effects);
-        self.membership = Some(membership);
-        self.persist_members();
-        self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
-        self.gc.start(now);
-        self.cleanup.start(now);
-        self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
-        self.recompute_ring();
-        self.apply_effects(effects);
-        if status == NodeStatus::Joining {
-            self.resume_join();
-        }
-    }
-
-    /// Leaves SWIM without changing this node's ring status (a graceful
-    /// stop): peers mark it down at once rather than after the failure
-    /// detector's timeout, and it rejoins with a new generation on restart.
-    pub fn stop_gossip(&mut self, now: Time) {
-        let mut effects = Vec::new();
-        if let Some(membership) = &mut self.membership {
-            membership.leave(now, &mut effects);
-        }
-        self.apply_effects(effects);
-    }
-
-    /// A SWIM packet arrived.
-    pub fn handle_gossip(&mut self, now: Time, data: &[u8]) {
-        let mut effects = Vec::new();
-        if let Some(membership) = &mut self.membership {
-            membership.handle_packet(now, data, &mut effects);
-        }
-        self.apply_effects(effects);
-    }
-
-    /// The membership view, if gossip runs.
-    pub fn membership(&self) -> Option<&Membership> {
-        self.membership.as_ref()
-    }
-
-    /// Where `node` listens, if known.
-    pub fn addr_of(&self, node: NodeId) -> Option<SocketAddr> {
-        self.membership.as_ref().and_then(|m| m.addr_of(node))
-    }
-
-    /// Whether `node` is believed alive (always, without membership).
-    pub fn is_up(&self, node: NodeId) -> bool {
-        self.membership.as_ref().is_none_or(|m| m.is_up(node))
-    }
-
-    /// Whether this node knows `node` to be leaving the cluster.
-    fn is_leaving(&self, node: NodeId) -> bool {
-        self.membership
-            .as_ref()
-            .and_then(|m| m.state(node))
-            .is_some_and(|s| s.status == NodeStatus::Leaving)
-    }
-
-    /// An operator request arrived; the answer comes out as
-    /// [`Output::AdminReply`].
-    pub fn handle_admin_request(&mut self, now: Time, client: ClientId, request: AdminRequest) {
-        let response = match request {
-            AdminRequest::Status => AdminResponse::Status(Box::new(self.status_report())),
-            AdminRequest::Leave => match self.start_leave(now, client) {
-                Some(response) => response,
-                None => return, // Answered once the node has left.
-            },
-            AdminRequest::RemoveNode { node } => self.remove_node(node),
-        };
-        self.outputs.push_back(Output::AdminReply { client, response });
-    }
-
-    /// Marks a dead node left so it no longer owns ranges.
-    fn remove_node(&mut self, node: NodeId) -> AdminResponse {
-        let me = self.id();
-        let Some(membership) = &mut self.membership else {
-            return refused(AdminError::NoMembership);
-        };
-        if node == me {
-            return refused(AdminError::RemoveSelf);
-        }
-        if membership.is_up(node) {
-            return refused(AdminError::NodeAlive { node });
-        }
-        if !membership.set_status(node, NodeStatus::Left) {
-            return refused(AdminError::UnknownNode { node });
-        }
-        self.announce_states();
-        AdminResponse::Done
-    }
-
-    /// Member states changed here: tell every live member, recompute the
-    /// ring and save them.
-    fn announce_states(&mut self) {
-        let effects: Vec<Effect> = self
-            .membership
-            .iter()
-            .flat_map(|m| m.up_members())
-            .map(|p| Effect::SyncStates { to: p.node })
-            .chain([Effect::Changed])
-            .collect();
-        self.apply_effects(effects);
-        self.persist_members();
-    }
-
     /// This node's view of the cluster.
     pub fn status_report(&self) -> StatusReport {
-        let ownership = self.ring.ownership();
+        let ownership = self.view.ring.ownership();
         let members = self
+            .view
             .membership
             .iter()
             .flat_map(|m| m.states())
@@ -420,7 +261,11 @@ impl<S: Store> Node<S> {
             .collect();
         StatusReport {
             node: self.id(),
-            generation: self.membership.as_ref().map_or(self.epoch(), |m| m.generation()),
+            generation: self
+                .view
+                .membership
+                .as_ref()
+                .map_or(self.epoch(), |m| m.generation()),
             members,
             stats: self.stats(),
             in_flight: self.requests.len(),
@@ -434,147 +279,24 @@ impl<S: Store> Node<S> {
         }
     }
 
-    fn apply_effects(&mut self, effects: Vec<Effect>) {
-        let mut changed = false;
-        for effect in effects {
-            match effect {
-                Effect::Gossip { to, data } => self.outputs.push_back(Output::Gossip { to, data }),
-                Effect::SyncStates { to } => self.sync_states_to(to),
-                Effect::Changed => changed = true,
-            }
-        }
-        if changed {
-            self.recompute_ring();
-        }
+    /// Replaces the set of nodes that own data (a static cluster, without
+    /// gossip).
+    pub fn set_members(&mut self, members: impl IntoIterator<Item = NodeId>) {
+        self.view.ring.set_nodes(members);
     }
 
-    fn sync_states_to(&mut self, to: NodeId) {
-        self.send_states_to(to, false);
-    }
-
-    /// Sends every member state this node knows to `to`; `answer`: in
-    /// answer to a joining, leaving or departed node's states, or to
-    /// states that lacked something this node knows.
-    fn send_states_to(&mut self, to: NodeId, answer: bool) {
-        if let Some(membership) = &self.membership {
-            // Until this node knows the ring, its own state stays private:
-            // what peers say of it first tells whether it is a new node or
-            // one restarted on an empty disk under an id that owns ranges.
-            let me = self.id();
-            let states: Vec<MemberState> = membership
-                .states()
-                .filter(|s| self.ready || s.node != me)
-                .copied()
-                .collect();
-            let ready = self.ready;
-            self.send(
-                to,
-                PeerMessage::MemberStates {
-                    states,
-                    ready,
-                    answer,
-                },
-            );
-        }
-    }
-
-    /// Merges a peer's member states. States from a peer that knows the
-    /// ring make this node ready; a peer that is itself still starting may
-    /// know only part of the ring.
-    pub(crate) fn on_member_states(
-        &mut self,
-        from: NodeId,
-        states: &[MemberState],
-        sender_ready: bool,
-        answer: bool,
-    ) {
-        let was_ready = self.ready;
-        self.note_known_by(from, states);
-        self.check_replacement(states);
-        self.ready |= sender_ready;
-        if let Some(membership) = &mut self.membership
-            && (membership.merge_states(states) || self.ready != was_ready)
-        {
-            self.recompute_ring();
-            self.persist_members();
-        }
-        // A member joining, leaving or gone waits for the others to
-        // confirm its status: these states now hold it. A sender that
-        // lacks something this node knows learns it at once (a replica
-        // that refused a request for a stale ring catches the coordinator
-        // up this way, and the reverse). An answer is not answered (two
-        // nodes leaving at once would answer each other forever).
-        let changing = states.iter().any(|s| {
-            s.node == from
-                && matches!(
-                    s.status,
-                    NodeStatus::Joining | NodeStatus::Leaving | NodeStatus::Left
-                )
-        });
-        let news = self.membership.as_ref().is_some_and(|m| m.has_news_for(states));
-        if !answer && from != self.id() && self.ready && (changing || news) {
-            self.send_states_to(from, true);
-        }
-        if self.ready && !was_ready {
-            // Peers may hear this node's own state now (joining, say).
-            let effects: Vec<Effect> = self
-                .membership
-                .iter()
-                .flat_map(|m| m.up_members())
-                .map(|p| Effect::SyncStates { to: p.node })
-                .collect();
-            self.apply_effects(effects);
-        }
-    }
-
-    /// Saves the member states, once they are worth restarting from.
-    fn persist_members(&mut self) {
-        let (true, Some(membership)) = (self.ready, &self.membership) else {
-            return;
+    /// An operator request arrived; the answer comes out as
+    /// [`Output::AdminReply`].
+    pub fn handle_admin_request(&mut self, now: Time, client: ClientId, request: AdminRequest) {
+        let response = match request {
+            AdminRequest::Status => AdminResponse::Status(Box::new(self.status_report())),
+            AdminRequest::Leave => match self.start_leave(now, client) {
+                Some(response) => response,
+                None => return, // Answered once the node has left.
+            },
+            AdminRequest::RemoveNode { node } => self.remove_node(node),
         };
-        let states: Vec<MemberState> = membership.states().copied().collect();
-        let bytes = rmp_serde::to_vec(&states).expect("member states encode");
-        // Best effort: losing this only means learning the ring from a
-        // peer after the next restart.
-        let _ = self.local.save_state(MEMBERS_STATE, &bytes);
-    }
-
-    /// Whether the node knows the ring and serves client requests.
-    pub fn is_ready(&self) -> bool {
-        self.ready
-    }
-
-    fn recompute_ring(&mut self) {
-        let Some(membership) = &self.membership else {
-            return;
-        };
-        self.ring.set_nodes(membership.ring_members());
-        let in_transition = membership
-            .states()
-            .any(|s| matches!(s.status, NodeStatus::Joining | NodeStatus::Leaving));
-        self.future_ring = in_transition.then(|| {
-            let future = membership
-                .states()
-                .filter(|s| matches!(s.status, NodeStatus::Normal | NodeStatus::Joining))
-                .map(|s| s.node);
-            Ring::with_nodes(self.config.vnodes, future)
-        });
-        if self.status() == NodeStatus::Joining {
-            self.topology.wake_now();
-        }
-    }
-
-    /// Pushes our member states to one random live member.
-    fn periodic_state_sync(&mut self, now: Time) {
-        self.next_state_sync = Some(now + STATE_SYNC_INTERVAL);
-        let Some(membership) = &self.membership else {
-            return;
-        };
-        let up: Vec<NodeId> = membership.up_members().map(|p| p.node).collect();
-        if !up.is_empty() {
-            let to = up[self.rng.random_range(0..up.len())];
-            self.sync_states_to(to);
-        }
+        self.outputs.push_back(Output::AdminReply { client, response });
     }
 
     /// A client request arrived. Its answer comes out as [`Output::Reply`]
@@ -613,14 +335,14 @@ impl<S: Store> Node<S> {
             self.on_timer(now, id);
         }
         let mut effects = Vec::new();
-        if let Some(membership) = &mut self.membership {
+        if let Some(membership) = &mut self.view.membership {
             membership.handle_timeout(now, &mut effects);
         }
         self.apply_effects(effects);
-        if self.next_state_sync.is_some_and(|at| at <= now) {
+        if self.view.next_state_sync.is_some_and(|at| at <= now) {
             self.periodic_state_sync(now);
         }
-        if self.next_anti_entropy.is_some_and(|at| at <= now) {
+        if self.anti_entropy.poll_timeout().is_some_and(|at| at <= now) {
             self.start_anti_entropy(now);
         }
         if self.hints.poll_timeout().is_some_and(|at| at <= now) {
@@ -650,15 +372,6 @@ impl<S: Store> Node<S> {
         self.local.failure()
     }
 
-    /// Whether writes may go to `node`: it is up and its storage has not
-    /// failed (as far as this node knows).
-    pub(crate) fn writable(&self, node: NodeId) -> bool {
-        if node == self.id() {
-            return self.local.failure().is_none();
-        }
-        self.is_up(node) && !self.membership.as_ref().is_some_and(|m| m.storage_failed(node))
-    }
-
     /// While storage has failed, asks the store every
     /// [`STORAGE_CHECK_INTERVAL`] whether it takes writes again; tells the
     /// other nodes when storage fails or recovers.
@@ -683,6 +396,7 @@ impl<S: Store> Node<S> {
         }
         if let Some(failed) = self.local.take_announcement()
             && self
+                .view
                 .membership
                 .as_mut()
                 .is_some_and(|m| m.set_storage_failed(failed))
@@ -694,12 +408,12 @@ impl<S: Store> Node<S> {
     /// When the node next needs [`Node::handle_timeout`], if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
         let operations = self.requests.poll_timeout();
-        let membership = self.membership.as_ref().and_then(Membership::poll_timeout);
+        let membership = self.view.membership.as_ref().and_then(Membership::poll_timeout);
         [
             operations,
             membership,
-            self.next_state_sync,
-            self.next_anti_entropy,
+            self.view.next_state_sync,
+            self.anti_entropy.poll_timeout(),
             self.hints.poll_timeout(),
             self.topology.poll_timeout(),
             self.gc.poll_timeout(),
@@ -729,7 +443,8 @@ impl<S: Store> Node<S> {
     /// Starts anti-entropy rounds in a static cluster (membership starts
     /// them by itself).
     pub fn enable_anti_entropy(&mut self, now: Time) {
-        self.next_anti_entropy = Some(now + self.config.anti_entropy_interval);
+        self.anti_entropy
+            .schedule(now + self.config.anti_entropy_interval);
         self.gc.start(now);
     }
 

@@ -53,7 +53,7 @@ use super::ring::Ring;
 use super::store::{Store, StoreError};
 use super::types::{NodeId, Time};
 use super::version::Versioned;
-use super::{BATCH_BYTES, ClientId, Node, Output};
+use super::{BATCH_BYTES, ClientId, Node, Output, refused};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -204,7 +204,8 @@ fn push_range(transfers: &mut Vec<Transfer>, first: u64, last: u64, peers: Vec<N
 impl<S: Store> Node<S> {
     /// This node's ring status (normal without membership).
     pub fn status(&self) -> NodeStatus {
-        self.membership
+        self.view
+            .membership
             .as_ref()
             .and_then(|m| m.state(self.id()))
             .map_or(NodeStatus::Normal, |s| s.status)
@@ -262,7 +263,7 @@ impl<S: Store> Node<S> {
     /// Sets this node's status and tells every live member.
     fn set_own_status(&mut self, status: NodeStatus) {
         let me = self.id();
-        let Some(membership) = &mut self.membership else {
+        let Some(membership) = &mut self.view.membership else {
             return;
         };
         membership.set_status(me, status);
@@ -296,7 +297,7 @@ impl<S: Store> Node<S> {
     fn plan_join(&self) -> Plan {
         let me = self.id();
         let n = self.config.replication;
-        let owners = self.ring.nodes().to_vec();
+        let owners = self.view.ring.nodes().to_vec();
         let mut transfers = Vec::new();
         if !owners.is_empty() {
             let future = Ring::with_nodes(self.config.vnodes, owners.iter().copied().chain([me]));
@@ -304,7 +305,7 @@ impl<S: Store> Node<S> {
                 if !future_owners.contains(&me) {
                     continue;
                 }
-                let current: Vec<NodeId> = self.ring.walk_from(last).take(n).collect();
+                let current: Vec<NodeId> = self.view.ring.walk_from(last).take(n).collect();
                 let (losing, keeping): (Vec<NodeId>, Vec<NodeId>) =
                     current.iter().partition(|o| !future_owners.contains(o));
                 push_range(&mut transfers, first, last, [losing, keeping].concat());
@@ -327,7 +328,7 @@ impl<S: Store> Node<S> {
             .topology
             .join
             .as_ref()
-            .is_none_or(|plan| plan.owners != self.ring.nodes());
+            .is_none_or(|plan| plan.owners != self.view.ring.nodes());
         if stale {
             // New, or the ring changed under it: plan again (keys already
             // streamed are merged again, which changes nothing).
@@ -528,7 +529,7 @@ impl<S: Store> Node<S> {
     /// leave. The answer comes once the node has left.
     pub(super) fn start_leave(&mut self, now: Time, client: ClientId) -> Option<AdminResponse> {
         let me = self.id();
-        if self.membership.is_none() {
+        if self.view.membership.is_none() {
             return Some(refused(AdminError::NoMembership));
         }
         match self.status() {
@@ -540,17 +541,17 @@ impl<S: Store> Node<S> {
             }
             _ => {}
         }
-        if self.ring.nodes() == [me] {
+        if self.view.ring.nodes() == [me] {
             return Some(refused(AdminError::LastNode));
         }
         self.set_own_status(NodeStatus::Leaving);
         let n = self.config.replication;
         let future = Ring::with_nodes(
             self.config.vnodes,
-            self.ring.nodes().iter().copied().filter(|&x| x != me),
+            self.view.ring.nodes().iter().copied().filter(|&x| x != me),
         );
         let mut transfers = Vec::new();
-        for (first, last, owners) in self.ring.ranges(n) {
+        for (first, last, owners) in self.view.ring.ranges(n) {
             if !owners.contains(&me) {
                 continue;
             }
@@ -567,7 +568,7 @@ impl<S: Store> Node<S> {
         }
         transfers.sort_by_key(|t| (t.first, t.peers[0]));
         self.topology.leave = Some(Plan {
-            owners: self.ring.nodes().to_vec(),
+            owners: self.view.ring.nodes().to_vec(),
             transfers,
             keys: 0,
             bytes: 0,
@@ -585,7 +586,7 @@ impl<S: Store> Node<S> {
         let groups: Vec<Vec<NodeId>> = plan
             .transfers
             .iter()
-            .map(|t| self.ring.walk_from(t.last).take(n).collect())
+            .map(|t| self.view.ring.walk_from(t.last).take(n).collect())
             .collect();
         if !self.change_is_known(now, groups) {
             self.topology.wake(now + CHECK_INTERVAL);
@@ -704,7 +705,7 @@ impl<S: Store> Node<S> {
     /// goes once enough did.
     fn drive_departure(&mut self, now: Time) {
         let me = self.id();
-        let (Some(departure), Some(membership)) = (&self.topology.departure, &self.membership) else {
+        let (Some(departure), Some(membership)) = (&self.topology.departure, &self.view.membership) else {
             return;
         };
         let waiting: Vec<NodeId> = membership
@@ -712,7 +713,14 @@ impl<S: Store> Node<S> {
             .map(|p| p.node)
             .filter(|&n| n != me && !self.knows_my_state(n))
             .collect();
-        let others: Vec<NodeId> = self.ring.nodes().iter().copied().filter(|&n| n != me).collect();
+        let others: Vec<NodeId> = self
+            .view
+            .ring
+            .nodes()
+            .iter()
+            .copied()
+            .filter(|&n| n != me)
+            .collect();
         let confirmed = others.iter().filter(|&&n| self.knows_my_state(n)).count();
         let heard = confirmed > others.len() / 2;
         if heard && (waiting.is_empty() || now.saturating_since(departure.since) >= DEPART_WAIT) {
@@ -745,7 +753,7 @@ impl<S: Store> Node<S> {
 
     /// Whether `node` has shown this node's current state.
     fn knows_my_state(&self, node: NodeId) -> bool {
-        let Some(mine) = self.membership.as_ref().and_then(|m| m.state(self.id())) else {
+        let Some(mine) = self.view.membership.as_ref().and_then(|m| m.state(self.id())) else {
             return false;
         };
         self.topology
@@ -796,7 +804,7 @@ impl<S: Store> Node<S> {
     fn depart(&mut self, now: Time) {
         self.topology.departure = None;
         let mut effects = Vec::new();
-        if let Some(membership) = &mut self.membership {
+        if let Some(membership) = &mut self.view.membership {
             membership.leave(now, &mut effects);
         }
         self.apply_effects(effects);
@@ -807,8 +815,4 @@ impl<S: Store> Node<S> {
             });
         }
     }
-}
-
-fn refused(reason: AdminError) -> AdminResponse {
-    AdminResponse::Refused { reason }
 }

@@ -223,8 +223,10 @@ impl<S: Store> Node<S> {
                             // Its own copy failed just now: another replica
                             // coordinates the write instead.
                             Ok(Err(request)) => {
-                                let replicas =
-                                    self.ring.preference_list(request.key(), self.config.replication);
+                                let replicas = self
+                                    .view
+                                    .ring
+                                    .preference_list(request.key(), self.config.replication);
                                 self.forward_elsewhere(now, deadline, requester, request, replicas)
                             }
                             Err(error) => Err(error),
@@ -283,7 +285,7 @@ impl<S: Store> Node<S> {
             });
         }
         self.required(request)?;
-        let replicas = self.ring.preference_list(key, self.config.replication);
+        let replicas = self.view.ring.preference_list(key, self.config.replication);
         if replicas.is_empty() {
             return Err(RequestError::NoReplicas);
         }
@@ -309,6 +311,7 @@ impl<S: Store> Node<S> {
     /// completes, if they differ from its current `replicas`.
     fn future_replicas(&self, key: &[u8], replicas: &[NodeId]) -> Option<Vec<NodeId>> {
         let future = self
+            .view
             .future_ring
             .as_ref()?
             .preference_list(key, self.config.replication);

@@ -24,7 +24,7 @@ impl<S: Store> Node<S> {
         let Some(theirs) = theirs.filter(|_| self.is_ready()) else {
             return Ok(());
         };
-        let ours = self.placement(key, self.ring.preference_list(key, self.config.replication));
+        let ours = self.placement(key, self.view.ring.preference_list(key, self.config.replication));
         if ours.admits(theirs) {
             return Ok(());
         }

@@ -23,6 +23,7 @@ impl<S: Store> Node<S> {
         let mut stand_ins = BTreeMap::new();
         if request.sloppy_quorum() && replicas.iter().any(|&n| !self.writable(n)) {
             let mut fallbacks = self
+                .view
                 .ring
                 .walk(request.key())
                 .skip(replicas.len())
