@@ -25,6 +25,7 @@ use super::membership::NodeStatus;
 use super::message::{KeyState, PeerMessage};
 use super::store::{Store, digest};
 use super::types::{NodeId, Time};
+use super::version::Versioned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -67,6 +68,19 @@ struct Pushed {
     ends_pass: bool,
 }
 
+/// One step's unowned keys, as sorted by [`Node::sort_unowned`].
+#[derive(Default)]
+struct Step {
+    /// States to push, by owner.
+    outgoing: BTreeMap<NodeId, Vec<KeyState>>,
+    /// Each pushed key's digest and owners.
+    keys: BTreeMap<Vec<u8>, (u64, Vec<NodeId>)>,
+    /// Where the next step scans from.
+    resume: Option<Vec<u8>>,
+    /// The step stopped before the end of its batch.
+    stopped: bool,
+}
+
 impl Cleanup {
     /// When the node next needs to check on cleanup.
     pub(super) fn poll_timeout(&self) -> Option<Time> {
@@ -82,32 +96,12 @@ impl Cleanup {
 impl<S: Store> Node<S> {
     /// Runs the next step of a cleanup pass, if one is due and allowed.
     pub(super) fn drive_cleanup(&mut self, now: Time) {
-        let cleanup = &mut self.cleanup;
-        cleanup.next_step = Some(now + CHECK_INTERVAL);
+        self.cleanup.next_step = Some(now + CHECK_INTERVAL);
         if self.view.membership.is_none() {
             return; // A ring set by hand: nothing moves.
         }
-        if cleanup.ring != self.view.ring.nodes() {
-            cleanup.ring = self.view.ring.nodes().to_vec();
-            cleanup.ring_since = now;
-            cleanup.pass_after = now + self.config.cleanup_delay;
-            cleanup.cursor = Some(Vec::new());
-            cleanup.incomplete = false;
-            cleanup.in_flight = None;
-        }
-        if let Some(pushed) = &cleanup.in_flight {
-            if pushed.expires > now {
-                cleanup.next_step = Some(pushed.expires);
-                return;
-            }
-            // Unanswered: the keys stay for now.
-            let ends_pass = pushed.ends_pass;
-            cleanup.in_flight = None;
-            cleanup.incomplete = true;
-            if ends_pass {
-                self.end_cleanup_pass(now);
-                return;
-            }
+        if self.cleanup_waits(now) {
+            return;
         }
         let cleanup = &mut self.cleanup;
         let Some(cursor) = cleanup.cursor.clone() else {
@@ -129,14 +123,75 @@ impl<S: Store> Node<S> {
             }
             Err(_) => return, // Storage trouble: the next check retries.
         };
+        let scanned = batch.len();
+        let step = self.sort_unowned(batch, push);
+        let ends_pass = scanned < STEP_KEYS && !step.stopped;
+        self.cleanup.cursor = Some(step.resume.unwrap_or_default());
+        if step.outgoing.is_empty() {
+            if ends_pass {
+                self.end_cleanup_pass(now);
+            } else {
+                self.cleanup.next_step = Some(now); // Keep walking.
+            }
+            return;
+        }
+        let mut batches = BTreeMap::new();
+        for (owner, states) in step.outgoing {
+            let batch = self.hints.fresh_batch();
+            batches.insert(batch, owner);
+            self.send(owner, PeerMessage::Push { batch, states });
+        }
+        let expires = now + PUSH_TIMEOUT;
+        self.cleanup.in_flight = Some(Pushed {
+            batches,
+            keys: step.keys,
+            expires,
+            ends_pass,
+        });
+        self.cleanup.next_step = Some(expires);
+    }
+
+    /// Starts a new pass once the ring changed, and deals with the pushes
+    /// of the last step: true while they may still be answered (or the
+    /// pass just ended with them), and nothing else is to be done now.
+    fn cleanup_waits(&mut self, now: Time) -> bool {
+        let cleanup = &mut self.cleanup;
+        if cleanup.ring != self.view.ring.nodes() {
+            cleanup.ring = self.view.ring.nodes().to_vec();
+            cleanup.ring_since = now;
+            cleanup.pass_after = now + self.config.cleanup_delay;
+            cleanup.cursor = Some(Vec::new());
+            cleanup.incomplete = false;
+            cleanup.in_flight = None;
+        }
+        let Some(pushed) = &cleanup.in_flight else {
+            return false;
+        };
+        if pushed.expires > now {
+            cleanup.next_step = Some(pushed.expires);
+            return true;
+        }
+        // Unanswered: the keys stay for now.
+        let ends_pass = pushed.ends_pass;
+        cleanup.in_flight = None;
+        cleanup.incomplete = true;
+        if ends_pass {
+            self.end_cleanup_pass(now);
+        }
+        ends_pass
+    }
+
+    /// Goes through a scanned batch: keys this node does not own are
+    /// pushed to their owners (`push`, within the hint window of the ring
+    /// change) or removed at once.
+    fn sort_unowned(&mut self, batch: Vec<(Vec<u8>, Versioned)>, push: bool) -> Step {
         let me = self.id();
         let n = self.config.replication;
-        let scanned = batch.len();
-        let mut resume = batch.last().map(|(key, _)| [key.as_slice(), &[0]].concat());
-        let mut stopped = false;
+        let mut step = Step {
+            resume: batch.last().map(|(key, _)| [key.as_slice(), &[0]].concat()),
+            ..Step::default()
+        };
         let mut bytes = 0;
-        let mut outgoing: BTreeMap<NodeId, Vec<KeyState>> = BTreeMap::new();
-        let mut keys = BTreeMap::new();
         for (key, state) in batch {
             let owners = self.view.ring.preference_list(&key, n);
             if owners.contains(&me) {
@@ -152,43 +207,20 @@ impl<S: Store> Node<S> {
                 continue;
             }
             if bytes >= super::BATCH_BYTES {
-                resume = Some(key); // The rest goes in the next step.
-                stopped = true;
+                step.resume = Some(key); // The rest goes in the next step.
+                step.stopped = true;
                 break;
             }
             bytes += super::topology::state_bytes(&key, &state);
             for &owner in &owners {
-                outgoing.entry(owner).or_default().push(KeyState {
+                step.outgoing.entry(owner).or_default().push(KeyState {
                     key: key.clone(),
                     object: state.clone(),
                 });
             }
-            keys.insert(key, (d, owners));
+            step.keys.insert(key, (d, owners));
         }
-        let ends_pass = scanned < STEP_KEYS && !stopped;
-        self.cleanup.cursor = Some(resume.unwrap_or_default());
-        if outgoing.is_empty() {
-            if ends_pass {
-                self.end_cleanup_pass(now);
-            } else {
-                self.cleanup.next_step = Some(now); // Keep walking.
-            }
-            return;
-        }
-        let mut batches = BTreeMap::new();
-        for (owner, states) in outgoing {
-            let batch = self.hints.fresh_batch();
-            batches.insert(batch, owner);
-            self.send(owner, PeerMessage::Push { batch, states });
-        }
-        let expires = now + PUSH_TIMEOUT;
-        self.cleanup.in_flight = Some(Pushed {
-            batches,
-            keys,
-            expires,
-            ends_pass,
-        });
-        self.cleanup.next_step = Some(expires);
+        step
     }
 
     /// Removes an unowned key if its state still has digest `d`; otherwise

@@ -55,7 +55,7 @@
 use super::Node;
 use super::membership::NodeStatus;
 use super::message::{HintsPending, KeyState, PeerMessage, ReplicaError};
-use super::store::{Hint, Store, StoreError};
+use super::store::{Hint, Store, StoreError, StoredHint};
 use super::types::{NodeId, Time};
 use super::version::Versioned;
 use std::collections::BTreeMap;
@@ -136,6 +136,62 @@ impl Queue {
 }
 
 /// What becomes of one held hint.
+/// The hints of one batch, as [`Node::pick_hints`] chose them.
+#[derive(Default)]
+struct Picked {
+    /// Hints delivered to `dest` (the target or a custodian).
+    delivered: Vec<Hint>,
+    dest: Option<NodeId>,
+    /// Or states re-homed, by home replica.
+    rehomed: BTreeMap<NodeId, Vec<KeyState>>,
+    /// (sequence, bytes) of every hint in the batch.
+    sent: Vec<(u64, u64)>,
+    /// Where the next batch starts reading.
+    next_from: u64,
+    /// The replica is down and the first hint kept waits until then (ms).
+    waits_until: Option<u64>,
+}
+
+impl Picked {
+    /// The nodes the batch waits for and the messages that carry it.
+    fn messages(
+        &mut self,
+        now: Time,
+        batch: u64,
+        target: NodeId,
+    ) -> (Vec<NodeId>, Vec<(NodeId, PeerMessage)>) {
+        if !self.rehomed.is_empty() {
+            let rehomed = std::mem::take(&mut self.rehomed);
+            let awaiting = rehomed.keys().copied().collect();
+            let messages = rehomed
+                .into_iter()
+                .map(|(home, states)| (home, PeerMessage::Push { batch, states }))
+                .collect();
+            return (awaiting, messages);
+        }
+        let to = self.dest.expect("hints are delivered only to a node");
+        let hints = std::mem::take(&mut self.delivered);
+        let message = if to == target {
+            let states = hints
+                .into_iter()
+                .map(|h| KeyState {
+                    key: h.key,
+                    object: h.object,
+                })
+                .collect();
+            PeerMessage::Push { batch, states }
+        } else {
+            PeerMessage::HandOffHints {
+                batch,
+                target,
+                hints,
+                sent_ms: Some(now.as_millis()),
+            }
+        };
+        (vec![to], vec![(to, message)])
+    }
+}
+
 #[derive(Debug)]
 enum Fate {
     /// Sent to the replica, or to the node taking this one's hints.
@@ -415,23 +471,71 @@ impl<S: Store> Node<S> {
     /// window, to the key's live home replicas. Drops void hints. True if
     /// a batch left.
     fn send_hint_batch(&mut self, now: Time, target: NodeId, up: bool) -> bool {
-        let leaving = self.status() == NodeStatus::Leaving;
         let from = self.hints.queues[&target].from;
         let Ok(stored) = self.local.hints((target, from), self.config.hint_batch) else {
             self.hints.wake(now + CHECK_INTERVAL);
             return false; // Storage trouble: try again later.
         };
-        let stored: Vec<_> = stored.into_iter().filter(|s| s.target == target).collect();
+        let stored: Vec<StoredHint> = stored.into_iter().filter(|s| s.target == target).collect();
         let read_any = !stored.is_empty();
-        let mut hints = Vec::new();
-        let mut rehomed: BTreeMap<NodeId, Vec<KeyState>> = BTreeMap::new();
-        let mut sent = Vec::new();
-        let mut next_from = from;
+        let mut picked = self.pick_hints(now, target, up, from, stored);
+        let batch = self.hints.fresh_batch();
+        let queue = self.hints.queues.get_mut(&target).expect("listed");
+        queue.rehome_from_ms = picked.waits_until.filter(|_| !up);
+        if picked.sent.is_empty() {
+            queue.from = picked.next_from;
+            if !read_any {
+                if queue.in_flight.is_empty() {
+                    // Nothing readable is left: the counts were ahead of the store.
+                    queue.count = 0;
+                    queue.bytes = 0;
+                }
+            } else if picked.waits_until.is_some() {
+                self.hints.wake(now + CHECK_INTERVAL);
+            } else {
+                self.hints.wake(now);
+            }
+            return false;
+        }
+        let expires = now + self.config.request_timeout * 2;
+        let is_rehome = !picked.rehomed.is_empty();
+        let (awaiting, messages) = picked.messages(now, batch, target);
+        queue.pace(now, picked.sent.len(), self.config.hint_replay_rate);
+        queue.in_flight.push(InFlight {
+            batch,
+            awaiting,
+            rehomed: is_rehome,
+            hints: picked.sent,
+            start: from,
+            expires,
+        });
+        queue.from = picked.next_from;
+        self.hints.wake(expires);
+        for (node, message) in messages {
+            self.send(node, message);
+        }
+        true
+    }
+
+    /// Decides the fate of `target`'s stored hints, in order, up to what
+    /// one batch carries: delivered to one node, or re-homed, not both.
+    /// Void hints are deleted on the way.
+    fn pick_hints(
+        &mut self,
+        now: Time,
+        target: NodeId,
+        up: bool,
+        from: u64,
+        stored: Vec<StoredHint>,
+    ) -> Picked {
+        let leaving = self.status() == NodeStatus::Leaving;
+        let mut picked = Picked {
+            next_from: from,
+            ..Picked::default()
+        };
         let mut bytes = 0;
-        let mut waits_until: Option<u64> = None;
-        let mut dest = None;
         for stored in stored {
-            if !sent.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
+            if !picked.sent.is_empty() && bytes + stored.bytes > super::BATCH_BYTES {
                 break; // The rest goes in the next batch.
             }
             let to = match &stored.hint {
@@ -443,25 +547,25 @@ impl<S: Store> Node<S> {
             // A batch is delivered (to one node) or re-homed, not both.
             let stop = match &fate {
                 Fate::Wait(at) => {
-                    waits_until = Some(*at);
+                    picked.waits_until = Some(*at);
                     true
                 }
-                Fate::Deliver => !rehomed.is_empty() || dest.is_some_and(|d| Some(d) != to),
-                Fate::Rehome(_) => !hints.is_empty(),
+                Fate::Deliver => !picked.rehomed.is_empty() || picked.dest.is_some_and(|d| Some(d) != to),
+                Fate::Rehome(_) => !picked.delivered.is_empty(),
                 Fate::Drop => false,
             };
             if stop {
                 break;
             }
-            next_from = stored.seq.saturating_add(1);
+            picked.next_from = stored.seq.saturating_add(1);
             match (fate, stored.hint) {
                 (Fate::Deliver, Some(hint)) => {
-                    dest = to;
-                    hints.push(hint);
+                    picked.dest = to;
+                    picked.delivered.push(hint);
                 }
                 (Fate::Rehome(homes), Some(hint)) => {
                     for home in homes {
-                        rehomed.entry(home).or_default().push(KeyState {
+                        picked.rehomed.entry(home).or_default().push(KeyState {
                             key: hint.key.clone(),
                             object: hint.object.clone(),
                         });
@@ -476,71 +580,9 @@ impl<S: Store> Node<S> {
                 }
             }
             bytes += stored.bytes;
-            sent.push((stored.seq, stored.bytes));
+            picked.sent.push((stored.seq, stored.bytes));
         }
-        let batch = self.hints.fresh_batch();
-        let queue = self.hints.queues.get_mut(&target).expect("listed");
-        queue.rehome_from_ms = waits_until.filter(|_| !up);
-        if sent.is_empty() {
-            queue.from = next_from;
-            if !read_any {
-                if queue.in_flight.is_empty() {
-                    // Nothing readable is left: the counts were ahead of the store.
-                    queue.count = 0;
-                    queue.bytes = 0;
-                }
-            } else if waits_until.is_some() {
-                self.hints.wake(now + CHECK_INTERVAL);
-            } else {
-                self.hints.wake(now);
-            }
-            return false;
-        }
-        let expires = now + self.config.request_timeout * 2;
-        let is_rehome = !rehomed.is_empty();
-        let (awaiting, messages) = if !is_rehome {
-            let to = dest.expect("hints are delivered only to a node");
-            let message = if to == target {
-                let states = hints
-                    .into_iter()
-                    .map(|h| KeyState {
-                        key: h.key,
-                        object: h.object,
-                    })
-                    .collect();
-                PeerMessage::Push { batch, states }
-            } else {
-                PeerMessage::HandOffHints {
-                    batch,
-                    target,
-                    hints,
-                    sent_ms: Some(now.as_millis()),
-                }
-            };
-            (vec![to], vec![(to, message)])
-        } else {
-            let awaiting = rehomed.keys().copied().collect();
-            let messages = rehomed
-                .into_iter()
-                .map(|(home, states)| (home, PeerMessage::Push { batch, states }))
-                .collect();
-            (awaiting, messages)
-        };
-        queue.pace(now, sent.len(), self.config.hint_replay_rate);
-        queue.in_flight.push(InFlight {
-            batch,
-            awaiting,
-            rehomed: is_rehome,
-            hints: sent,
-            start: from,
-            expires,
-        });
-        queue.from = next_from;
-        self.hints.wake(expires);
-        for (node, message) in messages {
-            self.send(node, message);
-        }
-        true
+        picked
     }
 
     fn forget_hint(&mut self, target: NodeId, bytes: u64) {
