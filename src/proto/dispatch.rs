@@ -9,6 +9,8 @@ use super::store::Store;
 use super::types::{NodeId, Time};
 
 impl<S: Store> Node<S> {
+    /// Routes a checked peer message: the request path here, the rest to
+    /// [`Node::on_background_message`].
     pub(super) fn on_peer_message(&mut self, now: Time, from: NodeId, message: PeerMessage) {
         match message {
             // The request path: replica reads and writes, forwards, hints.
@@ -50,6 +52,14 @@ impl<S: Store> Node<S> {
                 };
                 self.on_hinted_put(now, from, request, put)
             }
+            other => self.on_background_message(now, from, other),
+        }
+    }
+
+    /// Routes the messages of background work: pushes, join streams,
+    /// tombstone collection, member states and anti-entropy.
+    fn on_background_message(&mut self, now: Time, from: NodeId, message: PeerMessage) {
+        match message {
             // Pushed states: hints replayed, keys handed off or cleaned up.
             PeerMessage::Push { batch, states } => self.on_push(now, from, batch, states),
             PeerMessage::HandOffHints {
@@ -89,6 +99,13 @@ impl<S: Store> Node<S> {
             PeerMessage::AeSummaries { intervals } => self.on_ae_summaries(from, intervals),
             PeerMessage::AeKeys { first, last, entries } => self.on_ae_keys(from, first, last, entries),
             PeerMessage::AeStates { states, want } => self.on_ae_states(from, states, want),
+            PeerMessage::ReplicaGet { .. }
+            | PeerMessage::ReplicaPut { .. }
+            | PeerMessage::ReplicaGetReply { .. }
+            | PeerMessage::ReplicaPutReply { .. }
+            | PeerMessage::Forward { .. }
+            | PeerMessage::ForwardReply { .. }
+            | PeerMessage::HintedPut { .. } => unreachable!("routed by on_peer_message"),
         }
     }
 }

@@ -160,6 +160,62 @@ pub(super) struct Topology {
 
 impl Topology {
     /// When the node next needs to drive a join or leave.
+    /// The next stream requests of a join: for each range not streamed
+    /// and not waiting for an answer (an unanswered one past its time
+    /// moves to the range's next source), one to a live source, up to
+    /// [`IN_FLIGHT`] in flight. `up[i][k]`: whether range i's source k is
+    /// up.
+    fn stream_requests(&mut self, now: Time, up: &[Vec<bool>]) -> Vec<(NodeId, PeerMessage)> {
+        let Some(plan) = self.join.as_mut() else {
+            return Vec::new();
+        };
+        let mut busy = 0;
+        let mut sends = Vec::new();
+        for (transfer, up) in plan.transfers.iter_mut().zip(up) {
+            if transfer.done {
+                continue;
+            }
+            if let Some(in_flight) = &transfer.in_flight {
+                if in_flight.expires > now {
+                    busy += 1;
+                    continue;
+                }
+                // Unanswered: ask the next replica.
+                transfer.in_flight = None;
+                transfer.peer = (transfer.peer + 1) % transfer.peers.len();
+            }
+            let count = transfer.peers.len();
+            let Some(offset) = (0..count).find(|k| up[(transfer.peer + k) % count]) else {
+                continue; // Every source is down: wait.
+            };
+            if busy >= IN_FLIGHT {
+                break;
+            }
+            transfer.peer = (transfer.peer + offset) % count;
+            self.next_stream += 1;
+            let stream = self.next_stream;
+            transfer.in_flight = Some(InFlight {
+                id: stream,
+                expires: now + BATCH_TIMEOUT,
+                next: None,
+                ends: false,
+                keys: 0,
+                bytes: 0,
+            });
+            busy += 1;
+            sends.push((
+                transfer.peers[transfer.peer],
+                PeerMessage::StreamRequest {
+                    stream,
+                    first: transfer.first,
+                    last: transfer.last,
+                    after: transfer.cursor.clone(),
+                },
+            ));
+        }
+        sends
+    }
+
     pub(super) fn poll_timeout(&self) -> Option<Time> {
         self.next_check
     }
@@ -319,28 +375,15 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Moves a join on: plans it (again, if the ring changed), waits until
+    /// every source knows of it, then keeps a few stream requests in
+    /// flight until every range is streamed.
     fn drive_join(&mut self, now: Time) {
         if !self.is_ready() {
             self.topology.wake(now + CHECK_INTERVAL);
             return;
         }
-        let stale = self
-            .topology
-            .join
-            .as_ref()
-            .is_none_or(|plan| plan.owners != self.view.ring.nodes());
-        if stale {
-            // New, or the ring changed under it: plan again (keys already
-            // streamed are merged again, which changes nothing).
-            let (keys, bytes) = self.topology.join.as_ref().map_or((0, 0), |p| (p.keys, p.bytes));
-            let plan = Plan {
-                keys,
-                bytes,
-                ..self.plan_join()
-            };
-            self.topology.join = Some(plan);
-            self.topology.unsaved = true;
-        }
+        self.plan_join_if_stale();
         let plan = self.topology.join.as_ref().expect("planned");
         // Each range's current replicas (its sources) must know of the
         // join before any range moves.
@@ -359,56 +402,30 @@ impl<S: Store> Node<S> {
             .iter()
             .map(|t| t.peers.iter().map(|&p| self.is_up(p)).collect())
             .collect();
-        let topology = &mut self.topology;
-        let plan = topology.join.as_mut().expect("planned");
-        let mut busy = 0;
-        let mut sends = Vec::new();
-        for (transfer, up) in plan.transfers.iter_mut().zip(&up) {
-            if transfer.done {
-                continue;
-            }
-            if let Some(in_flight) = &transfer.in_flight {
-                if in_flight.expires > now {
-                    busy += 1;
-                    continue;
-                }
-                // Unanswered: ask the next replica.
-                transfer.in_flight = None;
-                transfer.peer = (transfer.peer + 1) % transfer.peers.len();
-            }
-            let count = transfer.peers.len();
-            let Some(offset) = (0..count).find(|k| up[(transfer.peer + k) % count]) else {
-                continue; // Every source is down: wait.
-            };
-            if busy >= IN_FLIGHT {
-                break;
-            }
-            transfer.peer = (transfer.peer + offset) % count;
-            topology.next_stream += 1;
-            let stream = topology.next_stream;
-            transfer.in_flight = Some(InFlight {
-                id: stream,
-                expires: now + BATCH_TIMEOUT,
-                next: None,
-                ends: false,
-                keys: 0,
-                bytes: 0,
-            });
-            busy += 1;
-            sends.push((
-                transfer.peers[transfer.peer],
-                PeerMessage::StreamRequest {
-                    stream,
-                    first: transfer.first,
-                    last: transfer.last,
-                    after: transfer.cursor.clone(),
-                },
-            ));
-        }
-        for (to, message) in sends {
+        for (to, message) in self.topology.stream_requests(now, &up) {
             self.send(to, message);
         }
         self.topology.wake(now + CHECK_INTERVAL);
+    }
+
+    /// Plans the join if it has no plan or the ring changed under it
+    /// (keys already streamed are merged again, which changes nothing).
+    fn plan_join_if_stale(&mut self) {
+        let stale = self
+            .topology
+            .join
+            .as_ref()
+            .is_none_or(|plan| plan.owners != self.view.ring.nodes());
+        if stale {
+            let (keys, bytes) = self.topology.join.as_ref().map_or((0, 0), |p| (p.keys, p.bytes));
+            let plan = Plan {
+                keys,
+                bytes,
+                ..self.plan_join()
+            };
+            self.topology.join = Some(plan);
+            self.topology.unsaved = true;
+        }
     }
 
     fn finish_join(&mut self) {
@@ -615,39 +632,9 @@ impl<S: Store> Node<S> {
             if busy >= IN_FLIGHT {
                 break;
             }
-            let plan = self.topology.leave.as_mut().expect("checked");
-            let transfer = &mut plan.transfers[i];
-            transfer.in_flight = None;
-            let (to, first, last, cursor) = (
-                transfer.peers[0],
-                transfer.first,
-                transfer.last,
-                transfer.cursor.clone(),
-            );
-            if !self.is_up(to) {
-                continue; // Waits until the new owner is back.
+            if self.push_leave_batch(now, i) {
+                busy += 1;
             }
-            let Ok((states, bytes, next, ends)) = self.read_batch(first, last, cursor.as_ref()) else {
-                continue; // Storage trouble: try again later.
-            };
-            let plan = self.topology.leave.as_mut().expect("checked");
-            let transfer = &mut plan.transfers[i];
-            if states.is_empty() {
-                transfer.cursor = next;
-                transfer.done = ends;
-                continue;
-            }
-            let batch = self.hints.fresh_batch();
-            transfer.in_flight = Some(InFlight {
-                id: batch,
-                expires: now + BATCH_TIMEOUT,
-                keys: states.len() as u64,
-                bytes,
-                next,
-                ends,
-            });
-            busy += 1;
-            self.send(to, PeerMessage::Push { batch, states });
         }
         let done = self.topology.leave.as_ref().is_some_and(Plan::is_done);
         if done {
@@ -655,6 +642,47 @@ impl<S: Store> Node<S> {
         } else {
             self.topology.wake(now + CHECK_INTERVAL);
         }
+    }
+
+    /// Sends the next batch of a leave's range `i` to its new owner, if
+    /// it is up; a range with nothing left is marked done. True if a batch
+    /// left.
+    fn push_leave_batch(&mut self, now: Time, i: usize) -> bool {
+        let Some(plan) = self.topology.leave.as_mut() else {
+            return false;
+        };
+        let transfer = &mut plan.transfers[i];
+        transfer.in_flight = None;
+        let (to, first, last, cursor) = (
+            transfer.peers[0],
+            transfer.first,
+            transfer.last,
+            transfer.cursor.clone(),
+        );
+        if !self.is_up(to) {
+            return false; // Waits until the new owner is back.
+        }
+        let Ok((states, bytes, next, ends)) = self.read_batch(first, last, cursor.as_ref()) else {
+            return false; // Storage trouble: try again later.
+        };
+        let plan = self.topology.leave.as_mut().expect("checked");
+        let transfer = &mut plan.transfers[i];
+        if states.is_empty() {
+            transfer.cursor = next;
+            transfer.done = ends;
+            return false;
+        }
+        let batch = self.hints.fresh_batch();
+        transfer.in_flight = Some(InFlight {
+            id: batch,
+            expires: now + BATCH_TIMEOUT,
+            keys: states.len() as u64,
+            bytes,
+            next,
+            ends,
+        });
+        self.send(to, PeerMessage::Push { batch, states });
+        true
     }
 
     /// A new owner acknowledged a batch of a leave; false if `batch` is

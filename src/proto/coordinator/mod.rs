@@ -20,9 +20,7 @@
 //! hold what is particular to each kind, and `replica` the side a node
 //! serves for a peer's request.
 
-use super::message::{
-    ClientRequest, ClientResponse, Context, Operation, PeerMessage, Placement, RequestError,
-};
+use super::message::{ClientRequest, ClientResponse, Operation, PeerMessage, Placement, RequestError};
 use super::quorum::{Access, QuorumTracker};
 use super::store::Store;
 use super::types::{NodeId, Time};
@@ -35,9 +33,6 @@ mod forward;
 mod read;
 mod replica;
 mod write;
-
-use read::found;
-use write::{all_answered, written_to};
 
 /// The client requests this node coordinates or forwards, each until it
 /// is done, with their deadlines.
@@ -352,69 +347,17 @@ impl<S: Store> Node<S> {
 
     /// Sends an operation's first round of peer messages.
     fn send_requests(&mut self, id: u64) {
-        let me = self.id();
         let Some(operation) = self.requests.get(&id) else {
             return;
         };
-        let messages: Vec<(NodeId, PeerMessage)> = match &operation.kind {
+        let messages = match &operation.kind {
             Kind::Read {
                 request,
                 tracker,
                 placement,
                 ..
-            } => tracker
-                .replicas()
-                .iter()
-                .filter(|&&n| n != me && self.is_up(n))
-                .map(|&n| {
-                    let key = request.key().to_vec();
-                    let placement = Some(placement.clone());
-                    (
-                        n,
-                        PeerMessage::ReplicaGet {
-                            request: id,
-                            key,
-                            placement,
-                        },
-                    )
-                })
-                .collect(),
-            Kind::Write {
-                request,
-                tracker,
-                object,
-                stand_ins,
-                pending,
-                placement,
-                ..
-            } => tracker
-                .replicas()
-                .iter()
-                .chain(pending.keys())
-                .filter(|&&n| n != me)
-                .map(|&n| {
-                    let key = request.key().to_vec();
-                    let object = object.clone();
-                    let placement = Some(placement.clone());
-                    let message = match stand_ins.get(&n) {
-                        Some(&target) => PeerMessage::HintedPut {
-                            request: id,
-                            key,
-                            object,
-                            target,
-                            placement,
-                            written_to: written_to(tracker, pending),
-                        },
-                        None => PeerMessage::ReplicaPut {
-                            request: id,
-                            key,
-                            object,
-                            placement,
-                        },
-                    };
-                    (n, message)
-                })
-                .collect(),
+            } => self.read_requests(id, request, tracker, placement),
+            Kind::Write { .. } => self.write_requests(id),
             Kind::Forward { .. } => {
                 self.forward_attempt(id);
                 return;
@@ -427,85 +370,10 @@ impl<S: Store> Node<S> {
 
     /// Answers and ends the operation if its quorum is met or lost.
     fn check_done(&mut self, now: Time, id: u64) {
-        let Some(operation) = self.requests.get(&id) else {
-            return;
-        };
-        let met_read = matches!(
-            &operation.kind,
-            Kind::Read { answered: false, tracker, .. } if tracker.is_met()
-        );
-        if met_read && self.repair_before_answering(id) {
-            return; // Answered once the repairs are acknowledged.
-        }
-        let Some(operation) = self.requests.get(&id) else {
-            return;
-        };
-        let response = match &operation.kind {
-            Kind::Read {
-                answered: true,
-                tracker,
-                ..
-            } => {
-                if tracker.is_complete() {
-                    self.read_repair(id);
-                }
-                return;
-            }
-            Kind::Read { tracker, merged, .. } if tracker.is_met() => {
-                let response = found(merged);
-                let requester = operation.requester;
-                if let Some(Coordinated {
-                    kind: Kind::Read {
-                        answered, tracker, ..
-                    },
-                    ..
-                }) = self.requests.get_mut(&id)
-                {
-                    *answered = true;
-                    let complete = tracker.is_complete();
-                    self.requests.note_answered();
-                    self.respond(requester, response);
-                    if complete {
-                        self.read_repair(id);
-                    }
-                }
-                return;
-            }
-            Kind::Write {
-                answered: true,
-                tracker,
-                pending,
-                ..
-            } => {
-                if all_answered(tracker, pending) {
-                    self.end_write(now, id);
-                }
-                return;
-            }
-            Kind::Write {
-                tracker, object, dot, ..
-            } if tracker.is_met() => {
-                let response = ClientResponse::Written {
-                    context: Context(object.clock().clone()),
-                    dot: *dot,
-                };
-                self.answer_write(now, id, response);
-                return;
-            }
-            Kind::Write { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
-                let response = quorum_not_met(request, tracker);
-                self.answer_write(now, id, response);
-                return;
-            }
-            // Lost, and every live replica has answered: fail now, with a
-            // true count, instead of waiting for the deadline.
-            Kind::Read { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
-                Some(quorum_not_met(request, tracker))
-            }
-            _ => None,
-        };
-        if let Some(response) = response {
-            self.finish(id, response);
+        match self.requests.get(&id).map(|o| &o.kind) {
+            Some(Kind::Read { .. }) => self.check_read_done(id),
+            Some(Kind::Write { .. }) => self.check_write_done(now, id),
+            Some(Kind::Forward { .. }) | None => {}
         }
     }
 

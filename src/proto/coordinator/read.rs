@@ -2,17 +2,102 @@
 //! read repair writes the merged state back to replicas that differed
 //! (before answering, with `read_repair_blocking`).
 
-use super::{Coordinated, Kind};
+use super::{Coordinated, Kind, quorum_not_met};
 use crate::proto::Node;
 use crate::proto::message::{
-    ClientRequest, ClientResponse, Context, PeerMessage, ReplicaError, RequestError, Value,
+    ClientRequest, ClientResponse, Context, PeerMessage, Placement, ReplicaError, RequestError, Value,
 };
+use crate::proto::quorum::QuorumTracker;
 use crate::proto::store::Store;
 use crate::proto::types::{NodeId, Time};
 use crate::proto::version::Versioned;
 use std::collections::BTreeMap;
 
 impl<S: Store> Node<S> {
+    /// A read's requests to the key's other live replicas.
+    pub(super) fn read_requests(
+        &self,
+        id: u64,
+        request: &ClientRequest,
+        tracker: &QuorumTracker,
+        placement: &Placement,
+    ) -> Vec<(NodeId, PeerMessage)> {
+        let me = self.id();
+        tracker
+            .replicas()
+            .iter()
+            .filter(|&&n| n != me && self.is_up(n))
+            .map(|&n| {
+                let key = request.key().to_vec();
+                let placement = Some(placement.clone());
+                (
+                    n,
+                    PeerMessage::ReplicaGet {
+                        request: id,
+                        key,
+                        placement,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Answers a read whose quorum is met (after blocking repairs, if
+    /// any) or lost with every live replica heard; repairs an answered
+    /// read once every replica answered.
+    pub(super) fn check_read_done(&mut self, id: u64) {
+        let Some(operation) = self.requests.get(&id) else {
+            return;
+        };
+        let met_read = matches!(
+            &operation.kind,
+            Kind::Read { answered: false, tracker, .. } if tracker.is_met()
+        );
+        if met_read && self.repair_before_answering(id) {
+            return; // Answered once the repairs are acknowledged.
+        }
+        let Some(operation) = self.requests.get(&id) else {
+            return;
+        };
+        match &operation.kind {
+            Kind::Read {
+                answered: true,
+                tracker,
+                ..
+            } => {
+                if tracker.is_complete() {
+                    self.read_repair(id);
+                }
+            }
+            Kind::Read { tracker, merged, .. } if tracker.is_met() => {
+                let response = found(merged);
+                let requester = operation.requester;
+                if let Some(Coordinated {
+                    kind: Kind::Read {
+                        answered, tracker, ..
+                    },
+                    ..
+                }) = self.requests.get_mut(&id)
+                {
+                    *answered = true;
+                    let complete = tracker.is_complete();
+                    self.requests.note_answered();
+                    self.respond(requester, response);
+                    if complete {
+                        self.read_repair(id);
+                    }
+                }
+            }
+            // Lost, and every live replica has answered: fail now, with a
+            // true count, instead of waiting for the deadline.
+            Kind::Read { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
+                let response = quorum_not_met(request, tracker);
+                self.finish(id, response);
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn start_read(
         &mut self,
         request: ClientRequest,

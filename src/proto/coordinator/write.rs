@@ -3,9 +3,11 @@
 //! replicas (or hinted to stand-ins), answers after W acknowledgements, and
 //! hints the replicas that did not acknowledge.
 
-use super::{Coordinated, Kind};
+use super::{Coordinated, Kind, quorum_not_met};
 use crate::proto::Node;
-use crate::proto::message::{ClientRequest, ClientResponse, ReplicaError, RequestError};
+use crate::proto::message::{
+    ClientRequest, ClientResponse, Context, PeerMessage, ReplicaError, RequestError,
+};
 use crate::proto::quorum::QuorumTracker;
 use crate::proto::store::Store;
 use crate::proto::types::{NodeId, Time};
@@ -13,6 +15,90 @@ use crate::proto::version::{Dot, Versioned};
 use std::collections::BTreeMap;
 
 impl<S: Store> Node<S> {
+    /// A write's requests: its new state to every replica but this one
+    /// (hinted to stand-ins) and to the future replicas it does not count.
+    pub(super) fn write_requests(&self, id: u64) -> Vec<(NodeId, PeerMessage)> {
+        let me = self.id();
+        let Some(Coordinated {
+            kind:
+                Kind::Write {
+                    request,
+                    tracker,
+                    object,
+                    stand_ins,
+                    pending,
+                    placement,
+                    ..
+                },
+            ..
+        }) = self.requests.get(&id)
+        else {
+            return Vec::new();
+        };
+        tracker
+            .replicas()
+            .iter()
+            .chain(pending.keys())
+            .filter(|&&n| n != me)
+            .map(|&n| {
+                let key = request.key().to_vec();
+                let object = object.clone();
+                let placement = Some(placement.clone());
+                let message = match stand_ins.get(&n) {
+                    Some(&target) => PeerMessage::HintedPut {
+                        request: id,
+                        key,
+                        object,
+                        target,
+                        placement,
+                        written_to: written_to(tracker, pending),
+                    },
+                    None => PeerMessage::ReplicaPut {
+                        request: id,
+                        key,
+                        object,
+                        placement,
+                    },
+                };
+                (n, message)
+            })
+            .collect()
+    }
+
+    /// Answers a write whose quorum is met or lost with every live replica
+    /// heard; ends an answered write once every node it went to answered.
+    pub(super) fn check_write_done(&mut self, now: Time, id: u64) {
+        let Some(operation) = self.requests.get(&id) else {
+            return;
+        };
+        match &operation.kind {
+            Kind::Write {
+                answered: true,
+                tracker,
+                pending,
+                ..
+            } => {
+                if all_answered(tracker, pending) {
+                    self.end_write(now, id);
+                }
+            }
+            Kind::Write {
+                tracker, object, dot, ..
+            } if tracker.is_met() => {
+                let response = ClientResponse::Written {
+                    context: Context(object.clock().clone()),
+                    dot: *dot,
+                };
+                self.answer_write(now, id, response);
+            }
+            Kind::Write { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
+                let response = quorum_not_met(request, tracker);
+                self.answer_write(now, id, response);
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn start_write(
         &mut self,
         now: Time,
