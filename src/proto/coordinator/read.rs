@@ -64,11 +64,8 @@ impl<S: Store> Node<S> {
                 answered: true,
                 tracker,
                 ..
-            } => {
-                if tracker.is_complete() {
-                    self.read_repair(id);
-                }
-            }
+            } if tracker.is_complete() => self.read_repair(id),
+            Kind::Read { answered: true, .. } => {}
             Kind::Read { tracker, merged, .. } if tracker.is_met() => {
                 let response = found(merged);
                 let requester = operation.requester;

@@ -77,11 +77,8 @@ impl<S: Store> Node<S> {
                 tracker,
                 pending,
                 ..
-            } => {
-                if all_answered(tracker, pending) {
-                    self.end_write(now, id);
-                }
-            }
+            } if all_answered(tracker, pending) => self.end_write(now, id),
+            Kind::Write { answered: true, .. } => {}
             Kind::Write {
                 tracker, object, dot, ..
             } if tracker.is_met() => {
