@@ -142,11 +142,17 @@ pub struct ConfigError {
 impl Config {
     /// Checks every setting; the first bad one is named in the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let default_ok = self.default_consistency != super::Consistency::Default
-            && [super::quorum::Access::Read, super::quorum::Access::Write]
-                .into_iter()
-                .all(|a| self.default_consistency.required(a, self.replication).is_ok());
-        let checks: [(bool, &'static str, &'static str); 17] = [
+        let mut checks = self.request_checks().into_iter().chain(self.repair_checks());
+        match checks.find(|(ok, _, _)| !ok) {
+            Some((_, setting, reason)) => Err(ConfigError { setting, reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether each setting of replication, placement and requests is
+    /// sane: (ok, setting, what it must be).
+    fn request_checks(&self) -> [(bool, &'static str, &'static str); 9] {
+        [
             (
                 (1..=MAX_REPLICATION).contains(&self.replication),
                 "replication",
@@ -192,6 +198,17 @@ impl Config {
                 "anti_entropy_max_states",
                 "must be between 1 and 65536",
             ),
+        ]
+    }
+
+    /// Whether each setting of repair (anti-entropy aside), flow control
+    /// and consistency is sane: (ok, setting, what it must be).
+    fn repair_checks(&self) -> [(bool, &'static str, &'static str); 8] {
+        let default_ok = self.default_consistency != super::Consistency::Default
+            && [super::quorum::Access::Read, super::quorum::Access::Write]
+                .into_iter()
+                .all(|a| self.default_consistency.required(a, self.replication).is_ok());
+        [
             (
                 self.max_requests_in_flight >= 1,
                 "max_requests_in_flight",
@@ -232,11 +249,7 @@ impl Config {
                 "default_consistency",
                 "must be one, two, quorum, all or R,W, each at most replication",
             ),
-        ];
-        match checks.into_iter().find(|(ok, _, _)| !ok) {
-            Some((_, setting, reason)) => Err(ConfigError { setting, reason }),
-            None => Ok(()),
-        }
+        ]
     }
 }
 

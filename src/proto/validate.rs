@@ -26,7 +26,8 @@ use super::membership::MemberState;
 use super::message::{AeInterval, PeerMessage};
 use super::message::{KeyDigest, KeyState, Placement, StreamCursor};
 use super::store::Hint;
-use super::version::{MAX_COUNTER, MalformedState};
+use super::types::NodeId;
+use super::version::{MAX_COUNTER, MalformedState, Versioned};
 
 /// Most states, keys or hints in one batch message: what the largest
 /// batch settings (`anti_entropy_max_states`, `hint_batch`, both at most
@@ -98,23 +99,14 @@ pub fn peer_message(message: &PeerMessage, config: &Config) -> Result<(), Invali
             object,
             placement,
             ..
-        } => {
-            keys.key(key)?;
-            object.check()?;
-            check_placement(placement.as_ref())
-        }
+        } => keys.placed_state(key, object, placement.as_ref(), &[]),
         PeerMessage::HintedPut {
             key,
             object,
             placement,
             written_to,
             ..
-        } => {
-            keys.key(key)?;
-            object.check()?;
-            at_most("written_to nodes", written_to.len(), MAX_WRITTEN_TO)?;
-            check_placement(placement.as_ref())
-        }
+        } => keys.placed_state(key, object, placement.as_ref(), written_to),
         // A forwarded request is checked as any client request is, on
         // admission, and the forwarder is answered with the fault.
         PeerMessage::Forward { .. }
@@ -160,6 +152,21 @@ pub fn peer_message(message: &PeerMessage, config: &Config) -> Result<(), Invali
 struct KeyCheck(usize);
 
 impl KeyCheck {
+    /// A replica write's key, state, the nodes it says the write went to
+    /// (hinted writes) and its placement.
+    fn placed_state(
+        &self,
+        key: &[u8],
+        object: &Versioned,
+        placement: Option<&Placement>,
+        written_to: &[NodeId],
+    ) -> Result<(), Invalid> {
+        self.key(key)?;
+        object.check()?;
+        at_most("written_to nodes", written_to.len(), MAX_WRITTEN_TO)?;
+        check_placement(placement)
+    }
+
     fn key(&self, key: &[u8]) -> Result<(), Invalid> {
         if key.is_empty() || key.len() > self.0 {
             return Err(Invalid::KeySize {
