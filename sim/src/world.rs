@@ -267,9 +267,16 @@ pub struct RunResult {
     /// Peer messages a node refused at its boundary as invalid (every
     /// node is honest here, so any is a bug), described.
     pub refused_messages: Vec<String>,
+    /// The core's cross-subsystem invariants found broken, sampled every
+    /// [`INVARIANT_SAMPLE`] events (the first few, described).
+    pub broken_invariants: Vec<String>,
     /// Repairs made.
     pub repairs: RepairCounts,
 }
+
+/// Every this many events, the node just given an input checks the
+/// core's invariants (a check reads a whole node: not at every event).
+pub const INVARIANT_SAMPLE: u64 = 64;
 
 /// See the module doc.
 pub struct World {
@@ -293,6 +300,7 @@ pub struct World {
     dot_conflicts: Vec<DotConflict>,
     wipes: Vec<(Time, NodeId)>,
     refused_messages: Vec<String>,
+    broken_invariants: Vec<String>,
     counts: FaultCounts,
     repairs: RepairCounts,
     trace: Xxh3,
@@ -354,6 +362,7 @@ impl World {
             dot_conflicts: Vec::new(),
             wipes: Vec::new(),
             refused_messages: Vec::new(),
+            broken_invariants: Vec::new(),
             counts: FaultCounts::default(),
             repairs: RepairCounts::default(),
             trace: Xxh3::new(),
@@ -542,6 +551,14 @@ impl World {
         let Some(node) = sim.node.as_mut() else {
             return;
         };
+        if self.events.is_multiple_of(INVARIANT_SAMPLE)
+            && self.broken_invariants.len() < 10
+            && let Err(broken) = node.check_invariants()
+        {
+            let at = self.now.saturating_since(EPOCH);
+            self.broken_invariants
+                .push(format!("at {at:?}, node {}: {broken}", node.id()));
+        }
         while let Some(output) = node.poll_output() {
             sim.held.push(output);
         }
@@ -1137,6 +1154,7 @@ impl World {
             hints_left,
             stopped_replicas,
             refused_messages: self.refused_messages,
+            broken_invariants: self.broken_invariants,
             repairs: self.repairs,
             replication: self.config.replication,
             options: self.options,

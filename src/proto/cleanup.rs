@@ -21,6 +21,7 @@
 //! whole window to get them by the join or leave that moved the range.
 
 use super::Node;
+use super::batches::BatchOwner;
 use super::membership::NodeStatus;
 use super::message::{KeyState, PeerMessage};
 use super::store::{Store, digest};
@@ -82,6 +83,16 @@ struct Step {
 }
 
 impl Cleanup {
+    /// Whether a push of batch `batch` waits for its acknowledgement.
+    pub(super) fn holds_batch(&self, batch: u64) -> bool {
+        self.batches_held().any(|b| b == batch)
+    }
+
+    /// The pushes that wait for their acknowledgement.
+    pub(super) fn batches_held(&self) -> impl Iterator<Item = u64> + '_ {
+        self.in_flight.iter().flat_map(|p| p.batches.keys().copied())
+    }
+
     /// When the node next needs to check on cleanup.
     pub(super) fn poll_timeout(&self) -> Option<Time> {
         self.next_step
@@ -137,7 +148,7 @@ impl<S: Store> Node<S> {
         }
         let mut batches = BTreeMap::new();
         for (owner, states) in step.outgoing {
-            let batch = self.hints.fresh_batch();
+            let batch = self.issue_batch(BatchOwner::Cleanup);
             batches.insert(batch, owner);
             self.send(owner, PeerMessage::Push { batch, states });
         }

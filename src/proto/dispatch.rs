@@ -68,13 +68,7 @@ impl<S: Store> Node<S> {
                 hints,
                 sent_ms,
             } => self.on_hand_off_hints(now, from, batch, target, hints, sent_ms),
-            PeerMessage::PushAck { batch, result } => {
-                let ok = result.is_ok();
-                if !self.on_hints_ack(now, from, batch, result) && !self.on_cleanup_ack(now, from, batch, ok)
-                {
-                    self.on_handoff_ack(now, from, batch, ok);
-                }
-            }
+            PeerMessage::PushAck { batch, result } => self.on_push_ack(now, from, batch, result),
             // Topology: join streams.
             PeerMessage::StreamRequest {
                 stream,

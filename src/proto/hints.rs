@@ -53,6 +53,7 @@
 //! for the hint window to pass, and the leave waits with it.
 
 use super::Node;
+use super::batches::BatchOwner;
 use super::membership::NodeStatus;
 use super::message::{HintsPending, KeyState, PeerMessage, ReplicaError};
 use super::store::{Hint, Store, StoreError, StoredHint};
@@ -74,7 +75,6 @@ const PACING_SLACK: Duration = Duration::from_millis(10);
 #[derive(Debug, Default)]
 pub(super) struct Hints {
     next_seq: u64,
-    next_batch: u64,
     queues: BTreeMap<NodeId, Queue>,
     /// When to look at the queues next; `None` while there are no hints.
     next_check: Option<Time>,
@@ -264,9 +264,16 @@ impl Hints {
 
     /// A new id for a [`PeerMessage::Push`] (hint replay and leave handoff
     /// share them, so acknowledgements cannot be confused).
-    pub(super) fn fresh_batch(&mut self) -> u64 {
-        self.next_batch += 1;
-        self.next_batch
+    /// Whether a batch `batch` waits for its acknowledgement.
+    pub(super) fn holds_batch(&self, batch: u64) -> bool {
+        self.batches_held().any(|b| b == batch)
+    }
+
+    /// The batches that wait for their acknowledgement.
+    pub(super) fn batches_held(&self) -> impl Iterator<Item = u64> + '_ {
+        self.queues
+            .values()
+            .flat_map(|q| q.in_flight.iter().map(|f| f.batch))
     }
 
     fn wake(&mut self, at: Time) {
@@ -479,10 +486,11 @@ impl<S: Store> Node<S> {
         let stored: Vec<StoredHint> = stored.into_iter().filter(|s| s.target == target).collect();
         let read_any = !stored.is_empty();
         let mut picked = self.pick_hints(now, target, up, from, stored);
-        let batch = self.hints.fresh_batch();
+        let batch = self.issue_batch(BatchOwner::Hints);
         let queue = self.hints.queues.get_mut(&target).expect("listed");
         queue.rehome_from_ms = picked.waits_until.filter(|_| !up);
         if picked.sent.is_empty() {
+            self.batches.release(batch);
             queue.from = picked.next_from;
             if !read_any {
                 if queue.in_flight.is_empty() {

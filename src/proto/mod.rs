@@ -18,6 +18,7 @@
 //!    sending messages and replies as told; then ask `poll_timeout` again.
 
 pub mod anti_entropy;
+mod batches;
 mod cleanup;
 pub mod config;
 pub mod coordinator;
@@ -27,6 +28,7 @@ mod gc;
 pub mod harness;
 mod hints;
 mod intake;
+mod invariants;
 mod local;
 mod members;
 pub mod membership;
@@ -135,6 +137,8 @@ pub struct Node<S: Store> {
     outputs: VecDeque<Output>,
     stats: Stats,
     hints: hints::Hints,
+    /// Batch ids, tagged with the subsystem that sent each batch.
+    batches: batches::BatchIds,
     intake: intake::Intake,
     gc: gc::Gc,
     cleanup: cleanup::Cleanup,
@@ -191,6 +195,7 @@ impl<S: Store> Node<S> {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             hints,
+            batches: batches::BatchIds::default(),
             gc: gc::Gc::default(),
             intake: intake::Intake::default(),
             cleanup: cleanup::Cleanup::default(),

@@ -47,6 +47,7 @@
 //! forever; one member's word is not enough, since that member may crash
 //! (membership is not kept across a restart) before it passed it on.
 
+use super::batches::BatchOwner;
 use super::membership::NodeStatus;
 use super::message::{AdminError, AdminResponse, KeyState, PeerMessage, StreamCursor, StreamProgress};
 use super::ring::Ring;
@@ -214,6 +215,20 @@ impl Topology {
             ));
         }
         sends
+    }
+
+    /// Whether a leave's batch `batch` waits for its acknowledgement.
+    pub(super) fn holds_leave_batch(&self, batch: u64) -> bool {
+        self.leave_batches_held().any(|b| b == batch)
+    }
+
+    /// The leave's batches that wait for their acknowledgement.
+    pub(super) fn leave_batches_held(&self) -> impl Iterator<Item = u64> + '_ {
+        self.leave.iter().flat_map(|plan| {
+            plan.transfers
+                .iter()
+                .filter_map(|t| t.in_flight.as_ref().map(|f| f.id))
+        })
     }
 
     pub(super) fn poll_timeout(&self) -> Option<Time> {
@@ -665,14 +680,16 @@ impl<S: Store> Node<S> {
         let Ok((states, bytes, next, ends)) = self.read_batch(first, last, cursor.as_ref()) else {
             return false; // Storage trouble: try again later.
         };
-        let plan = self.topology.leave.as_mut().expect("checked");
-        let transfer = &mut plan.transfers[i];
         if states.is_empty() {
+            let plan = self.topology.leave.as_mut().expect("checked");
+            let transfer = &mut plan.transfers[i];
             transfer.cursor = next;
             transfer.done = ends;
             return false;
         }
-        let batch = self.hints.fresh_batch();
+        let batch = self.issue_batch(BatchOwner::Leave);
+        let plan = self.topology.leave.as_mut().expect("checked");
+        let transfer = &mut plan.transfers[i];
         transfer.in_flight = Some(InFlight {
             id: batch,
             expires: now + BATCH_TIMEOUT,

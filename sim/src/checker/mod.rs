@@ -3,6 +3,7 @@
 //! the replicas' final states and what the world observed on the wire.
 
 pub mod convergence;
+pub mod core_invariants;
 pub mod fabrication;
 pub mod hints_delivered;
 pub mod honest_messages;
@@ -30,7 +31,7 @@ pub struct Violation {
 pub type Checker = (&'static str, fn(&RunResult) -> Vec<Violation>);
 
 /// Every checker, in report order.
-pub const CHECKERS: [Checker; 8] = [
+pub const CHECKERS: [Checker; 9] = [
     (lost_writes::NAME, lost_writes::check),
     (read_your_writes::NAME, read_your_writes::check),
     (fabrication::NAME, fabrication::check),
@@ -39,6 +40,7 @@ pub const CHECKERS: [Checker; 8] = [
     (convergence::NAME, convergence::check),
     (hints_delivered::NAME, hints_delivered::check),
     (honest_messages::NAME, honest_messages::check),
+    (core_invariants::NAME, core_invariants::check),
 ];
 
 /// The union of the replicas' final states of `key`.

@@ -108,6 +108,35 @@ impl Requests {
         Some(operation)
     }
 
+    /// Every operation has its deadline listed and no other deadline is;
+    /// the answered count is the operations answered.
+    pub(super) fn check(&self) -> Result<(), String> {
+        let listed: BTreeSet<(Time, u64)> = self.operations.iter().map(|(&id, o)| (o.deadline, id)).collect();
+        if listed != self.deadlines {
+            return Err(format!(
+                "deadlines {:?} differ from the operations' {listed:?}",
+                self.deadlines
+            ));
+        }
+        let answered = self
+            .operations
+            .values()
+            .filter(|o| {
+                matches!(
+                    o.kind,
+                    Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
+                )
+            })
+            .count();
+        if answered != self.answered {
+            return Err(format!(
+                "{answered} operations answered, {} counted",
+                self.answered
+            ));
+        }
+        Ok(())
+    }
+
     /// The earliest deadline.
     pub(super) fn poll_timeout(&self) -> Option<Time> {
         self.deadlines.first().map(|&(at, _)| at)
