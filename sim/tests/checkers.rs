@@ -28,6 +28,7 @@ fn run_with(ops: Vec<Op>, states: Vec<Versioned>) -> RunResult {
         hints_left: BTreeMap::new(),
         stopped_replicas: Vec::new(),
         refused_messages: Vec::new(),
+        broken_invariants: Vec::new(),
         repairs: Default::default(),
     }
 }
@@ -158,6 +159,17 @@ fn an_honest_message_refused_as_invalid_is_caught() {
         .push("AeKeys from 2 to node 1: a key of 0 bytes".into());
     let found = checker::honest_messages::check(&run);
     assert_eq!(names(&found), vec![checker::honest_messages::NAME]);
+}
+
+#[test]
+fn a_broken_core_invariant_is_caught() {
+    let (state, put) = written(b"v");
+    let mut run = run_with(vec![put], vec![state.clone(), state.clone(), state]);
+    assert!(checker::core_invariants::check(&run).is_empty());
+    run.broken_invariants
+        .push("at 3s, node 1: the digest tree differs from the digest index".into());
+    let found = checker::core_invariants::check(&run);
+    assert_eq!(names(&found), vec![checker::core_invariants::NAME]);
 }
 
 #[test]
