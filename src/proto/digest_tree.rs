@@ -44,7 +44,6 @@ impl Summary {
 }
 
 /// See the module doc.
-#[derive(PartialEq, Eq)]
 pub struct DigestTree {
     /// 1-based Fenwick tree over buckets.
     tree: Vec<Summary>,

@@ -229,11 +229,6 @@ impl<S: Store> LocalStore<S> {
         self.store.save_state(DIGEST_TREE_STATE, &self.tree.to_bytes())
     }
 
-    /// Whether the tree is `other` (an invariant check).
-    pub(super) fn tree_equals(&self, other: &DigestTree) -> bool {
-        self.tree == *other
-    }
-
     /// Whether the tree was loaded as saved at the last clean stop.
     pub(super) fn tree_restored(&self) -> bool {
         self.tree_restored
