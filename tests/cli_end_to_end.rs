@@ -212,7 +212,8 @@ fn the_cli_drives_a_three_process_cluster_end_to_end() {
     let status = stdout(&shoal(dir.path(), &node, &["status"]));
     assert_eq!(status.matches("normal").count(), 3, "{status}");
     let json = stdout(&shoal(dir.path(), &node, &["status", "--json"]));
-    assert!(json.contains("\"members\""), "{json}");
+    check_status_json(&json);
+    binary_values_round_trip(dir.path(), &node);
 
     let bad = shoal(
         dir.path(),
@@ -237,6 +238,103 @@ fn the_cli_drives_a_three_process_cluster_end_to_end() {
     assert!(term.success());
     assert!(second.wait_exit(Duration::from_secs(15)).success());
     drop(first);
+}
+
+/// `status --json` gives node ids as the 16 hex digits shoal prints
+/// everywhere (JSON readers round numbers past 2^53).
+fn check_status_json(json: &str) {
+    let status: serde_json::Value = serde_json::from_str(json).unwrap();
+    let is_id = |v: &serde_json::Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 16 && u64::from_str_radix(s, 16).is_ok())
+    };
+    assert!(is_id(&status["node"]), "{json}");
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{json}");
+    assert!(members.iter().all(|m| is_id(&m["node"])), "{json}");
+    let counters = status["counters"].as_object().unwrap();
+    assert!(
+        counters
+            .keys()
+            .all(|k| is_id(&serde_json::Value::String(k.clone()))),
+        "{json}"
+    );
+}
+
+/// Values that are not text: `put --file` (a path, or `-` for standard
+/// input) and `get --output` (a path, or `-` for raw bytes on standard
+/// output) carry any bytes, and `get --json` gives them as hex.
+fn binary_values_round_trip(dir: &Path, node: &str) {
+    let bytes: Vec<u8> = (0..=255u8).chain([0, 0xff, b'\n']).collect();
+    let file = dir.join("value.bin");
+    std::fs::write(&file, &bytes).unwrap();
+    let put = shoal(
+        dir,
+        node,
+        &[
+            "put",
+            "bin",
+            "--file",
+            file.to_str().unwrap(),
+            "--consistency",
+            "all",
+        ],
+    );
+    assert!(stdout(&put).starts_with("ok\n"));
+    let out = dir.join("out.bin");
+    stdout(&shoal(
+        dir,
+        node,
+        &[
+            "get",
+            "bin",
+            "--output",
+            out.to_str().unwrap(),
+            "--consistency",
+            "all",
+        ],
+    ));
+    assert_eq!(std::fs::read(&out).unwrap(), bytes, "--output writes the bytes");
+    let raw = shoal(
+        dir,
+        node,
+        &["get", "bin", "--output", "-", "--consistency", "all"],
+    );
+    assert!(raw.status.success());
+    assert_eq!(raw.stdout, bytes, "--output - writes only the bytes to stdout");
+    assert!(String::from_utf8_lossy(&raw.stderr).starts_with("context: "));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&shoal(
+        dir,
+        node,
+        &["get", "bin", "--json", "--consistency", "all"],
+    )))
+    .unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(json["values"][0]["value_hex"], serde_json::Value::String(hex));
+
+    let mut put = Command::new(SHOAL)
+        .args(["put", "piped", "--file", "-", "--consistency", "all"])
+        .env("SHOAL_CLUSTER_DIR", dir.join("cluster"))
+        .env("SHOAL_NODE", node)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut put.stdin.take().unwrap(), b"from stdin\0").unwrap();
+    stdout(&put.wait_with_output().unwrap());
+    let raw = shoal(
+        dir,
+        node,
+        &["get", "piped", "--output", "-", "--consistency", "all"],
+    );
+    assert_eq!(raw.stdout, b"from stdin\0");
+
+    let absent = shoal(dir, node, &["get", "nothing-here", "--output", "-"]);
+    assert!(!absent.status.success());
+    assert!(String::from_utf8_lossy(&absent.stderr).contains("not found"));
+    let neither = shoal(dir, node, &["put", "k"]);
+    assert!(!neither.status.success(), "a put needs a value or --file");
 }
 
 #[test]

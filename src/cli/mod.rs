@@ -11,7 +11,7 @@ use shoal::node::settings::{LogFormat, Settings};
 use shoal::proto::{AdminRequest, NodeId};
 use shoal::{Client, Consistency, Context, Credentials};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// shoal: a leaderless, Dynamo-style replicated key-value store.
 ///
@@ -49,8 +49,13 @@ enum Command {
     Put {
         /// The key.
         key: String,
-        /// The value.
-        value: String,
+        /// The value, as text (or give --file).
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        value: Option<String>,
+        /// Read the value's bytes from this file, or from standard input
+        /// with `-` (any bytes, up to the node's max_value_bytes).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -65,8 +70,13 @@ enum Command {
         #[arg(long, default_value = "default")]
         consistency: Consistency,
         /// Print JSON instead of lines.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "output")]
         json: bool,
+        /// Write the value's raw bytes to this file, or to standard output
+        /// with `-` (the context then goes to standard error). Fails if the
+        /// key is absent or has siblings.
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
     },
     /// Delete a key (a tombstone replacing what the context saw).
     Delete {
@@ -287,7 +297,17 @@ async fn dispatch(command: Command) -> Result<()> {
             }
             output::status(&report, &counters, json)
         }
-        Command::Put { key, value, write } => {
+        Command::Put {
+            key,
+            value,
+            file,
+            write,
+        } => {
+            let value = match (value, file) {
+                (Some(text), _) => text.into_bytes(),
+                (None, Some(path)) => read_value(&path)?,
+                (None, None) => unreachable!("clap requires a value or --file"),
+            };
             let client = connect(&write.target).await?;
             let context = client
                 .put(&key, &value, &write.context, write.consistency)
@@ -301,10 +321,14 @@ async fn dispatch(command: Command) -> Result<()> {
             target,
             consistency,
             json,
+            output,
         } => {
             let client = connect(&target).await?;
             let read = client.get(&key, consistency).await?;
-            output::read(&read, json)
+            match output {
+                Some(path) => output::raw(&read, &path),
+                None => output::read(&read, json),
+            }
         }
         Command::Delete { key, write } => {
             let client = connect(&write.target).await?;
@@ -313,6 +337,16 @@ async fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// A value's bytes from a file, or from standard input for `-`.
+fn read_value(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 async fn connect(target: &Target) -> Result<Client> {

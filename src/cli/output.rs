@@ -1,8 +1,10 @@
 //! How commands print their results.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use shoal::ReadResult;
 use shoal::proto::{NodeId, StatusReport};
+use std::io::Write;
+use std::path::Path;
 
 /// Prints a read: each sibling on a line, then the context.
 pub fn read(read: &ReadResult, json: bool) -> Result<()> {
@@ -10,11 +12,9 @@ pub fn read(read: &ReadResult, json: bool) -> Result<()> {
         let values: Vec<serde_json::Value> = read
             .values
             .iter()
-            .map(|v| {
-                serde_json::json!({
-                    "value": String::from_utf8_lossy(&v.value),
-                    "timestamp_ms": v.timestamp_ms,
-                })
+            .map(|v| match std::str::from_utf8(&v.value) {
+                Ok(text) => serde_json::json!({ "value": text, "timestamp_ms": v.timestamp_ms }),
+                Err(_) => serde_json::json!({ "value_hex": hex(&v.value), "timestamp_ms": v.timestamp_ms }),
             })
             .collect();
         let out = serde_json::json!({ "values": values, "context": read.context.to_string() });
@@ -37,6 +37,53 @@ pub fn read(read: &ReadResult, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Writes a read's one value as raw bytes to `path` (standard output for
+/// `-`), and its context to standard output (standard error when the
+/// value went there).
+pub fn raw(read: &ReadResult, path: &Path) -> Result<()> {
+    let value = match read.values.as_slice() {
+        [] => anyhow::bail!("the key was not found"),
+        [one] => &one.value,
+        siblings => anyhow::bail!(
+            "the key has {} siblings: read them with --json (or plain get), or resolve them with a put",
+            siblings.len()
+        ),
+    };
+    if path == Path::new("-") {
+        let mut out = std::io::stdout().lock();
+        out.write_all(value)?;
+        out.flush()?;
+        eprintln!("context: {}", read.context);
+    } else {
+        std::fs::write(path, value).with_context(|| format!("writing {}", path.display()))?;
+        println!("context: {}", read.context);
+    }
+    Ok(())
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes node ids as the 16 hex digits shoal prints everywhere else, in
+/// place of the numbers their serde form gives (JSON readers round
+/// integers past 2^53): the report's node, each member's, and each hint
+/// queue's target.
+fn hex_node_ids(report: &mut serde_json::Value) {
+    let to_hex = |value: &mut serde_json::Value| {
+        if let Some(id) = value.as_u64() {
+            *value = serde_json::Value::String(NodeId(id).to_string());
+        }
+    };
+    to_hex(&mut report["node"]);
+    for (list, field) in [("members", "node"), ("hints", "target")] {
+        if let Some(items) = report[list].as_array_mut() {
+            items.iter_mut().for_each(|item| to_hex(&mut item[field]));
+        }
+    }
+}
+
 /// Prints a status report, with each live member's own counters.
 pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)], json: bool) -> Result<()> {
     if json {
@@ -46,7 +93,11 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
                 let value = own.as_ref().map(|r| {
                     serde_json::json!({
                         "stats": r.stats,
-                        "hints": r.hints,
+                        "hints": r.hints.iter().map(|h| serde_json::json!({
+                            "target": h.target.to_string(),
+                            "count": h.count,
+                            "bytes": h.bytes,
+                        })).collect::<Vec<_>>(),
                         "in_flight": r.in_flight,
                         "keys": r.keys,
                         "root": format!("{:016x}", r.root.digest),
@@ -58,6 +109,7 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
             })
             .collect();
         let mut out = serde_json::to_value(report)?;
+        hex_node_ids(&mut out);
         out["counters"] = serde_json::Value::Object(counters);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
