@@ -733,7 +733,7 @@ impl Harness {
 }
 
 fn refusal() -> ReplicaError {
-    ReplicaError {
+    ReplicaError::Storage {
         reason: "refused".to_owned(),
     }
 }

@@ -7,6 +7,7 @@ use rand::RngExt;
 /// How keys are chosen among the loaded records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Distribution {
     /// Every record equally likely.
     Uniform,
@@ -68,6 +69,7 @@ impl Zipfian {
 
 /// Picks record numbers in `0..records`.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum KeyChooser {
     /// Uniform over `0..records`.
     Uniform {

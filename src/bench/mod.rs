@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 /// A YCSB-style workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Workload {
     /// Insert every record once.
     Load,
@@ -49,6 +50,7 @@ pub enum Workload {
 
 /// One kind of operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum OpKind {
     /// A get.
     Read,

@@ -51,6 +51,17 @@ pub enum ClientError {
         /// The last failure.
         last: String,
     },
+    /// A write reached `node` but no answer came back (the connection
+    /// failed or the attempt timed out): it may or may not have been
+    /// applied. It is not sent again, since a second coordinator would
+    /// apply it as a second version; read the key to find out.
+    #[error("no answer from {node} to a write, which may have been applied: {reason}")]
+    Indeterminate {
+        /// The node the write was sent to.
+        node: SocketAddr,
+        /// What went wrong on the way.
+        reason: String,
+    },
     /// The cluster answered with an error; see it for what happened.
     #[error(transparent)]
     Request(#[from] RequestError),
@@ -91,6 +102,25 @@ pub enum ClientError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl ClientError {
+    /// Whether a write that failed with this error may still have been
+    /// applied (on some replicas, and so, after repair, on all): the
+    /// answer never came ([`ClientError::Indeterminate`]), fewer replicas
+    /// than W acknowledged it in time
+    /// ([`RequestError::QuorumNotMet`]), or no replica it was forwarded to
+    /// answered ([`RequestError::ForwardFailed`]). Any other error means
+    /// the write was not applied.
+    pub fn may_have_applied(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Indeterminate { .. }
+                | ClientError::Request(
+                    RequestError::QuorumNotMet { .. } | RequestError::ForwardFailed { .. }
+                )
+        )
+    }
 }
 
 /// A read's result: the concurrent values (none if the key is absent or
@@ -438,7 +468,7 @@ impl Client {
         let is_read = matches!(request, ClientRequest::Get { .. });
         let request = Request::Data(request);
         let mut last = String::from("no nodes known");
-        for (tried, &addr) in candidates.iter().enumerate() {
+        for &addr in &candidates {
             match self.attempt(addr, &request).await {
                 Ok(Response::Data(ClientResponse::Failed(RequestError::NotReady { .. }))) => {
                     last = format!("{addr}: still learning the ring");
@@ -453,9 +483,9 @@ impl Client {
                 Err(Attempt::Final(error)) => return Err(error),
                 Err(Attempt::NoAnswer(why)) if !is_read => {
                     self.connections.lock().await.remove(&addr);
-                    return Err(ClientError::Unreachable {
-                        tried: tried + 1,
-                        last: format!("{addr}: {why} (the write may have been applied)"),
+                    return Err(ClientError::Indeterminate {
+                        node: addr,
+                        reason: why,
                     });
                 }
                 Err(Attempt::NotSent(why) | Attempt::NoAnswer(why)) => {

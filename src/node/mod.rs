@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
     Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Durability {
     /// Once it reached the operating system (survives a process crash).
     #[default]

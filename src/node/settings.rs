@@ -97,6 +97,7 @@ pub struct Settings {
 
 /// Settings that cannot be used. Nothing was started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SettingsError {
     /// The config file could not be read.
     #[error("config file {path}: {source}")]

@@ -632,12 +632,7 @@ impl<S: Store> Node<S> {
     /// then acknowledge (when the intake rate allows).
     pub(super) fn on_push(&mut self, now: Time, from: NodeId, batch: u64, states: Vec<KeyState>) {
         self.stats.replica_ops += states.len() as u64;
-        let result = self
-            .merge_many(&states)
-            .map(|_| ())
-            .map_err(|error| ReplicaError {
-                reason: error.to_string(),
-            });
+        let result = self.merge_many(&states).map(|_| ()).map_err(ReplicaError::from);
         self.acknowledge_intake(now, from, states.len(), PeerMessage::PushAck { batch, result });
     }
 
@@ -669,9 +664,7 @@ impl<S: Store> Node<S> {
                 self.keep_hint(now, target, &hint).map(|_| ())
             };
             if let Err(error) = kept {
-                result = Err(ReplicaError {
-                    reason: error.to_string(),
-                });
+                result = Err(ReplicaError::from(error));
                 break;
             }
         }

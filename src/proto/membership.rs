@@ -76,6 +76,7 @@ impl foca::Identity for PeerId {
 
 /// A node's place in the ring's life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum NodeStatus {
     /// Receiving its ranges; owns nothing yet.
     Joining,

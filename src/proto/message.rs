@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -81,6 +81,7 @@ impl std::str::FromStr for Context {
 
 /// Which kind of client operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Operation {
     /// Read a key.
     Get,
@@ -102,6 +103,7 @@ impl fmt::Display for Operation {
 
 /// A client's request to any node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ClientRequest {
     /// Read every sibling of `key`.
     Get {
@@ -214,6 +216,7 @@ impl ClientRequest {
 
 /// An operator's request to a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum AdminRequest {
     /// The node's view of the cluster and its counters.
     Status,
@@ -229,6 +232,7 @@ pub enum AdminRequest {
 
 /// What a client sends on a request stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Request {
     /// A get, put or delete.
     Data(ClientRequest),
@@ -238,6 +242,7 @@ pub enum Request {
 
 /// What a node answers on a request stream.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Response {
     /// The answer to [`Request::Data`].
     Data(ClientResponse),
@@ -446,6 +451,7 @@ pub struct StatusReport {
 
 /// A node's answer to an [`AdminRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum AdminResponse {
     /// The status asked for.
     Status(Box<StatusReport>),
@@ -500,6 +506,7 @@ pub struct Value {
 
 /// A node's answer to a client request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ClientResponse {
     /// A get's result: every sibling (none if the key is absent or deleted)
     /// and the context to pass to a following write.
@@ -634,12 +641,46 @@ pub enum RequestError {
     },
 }
 
-/// A replica's storage failed while serving a peer. Nothing changed there.
+/// Why a replica did not serve a coordinator's request. Nothing changed
+/// on the replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("replica storage failed: {reason}")]
-pub struct ReplicaError {
-    /// The storage engine's description.
-    pub reason: String,
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The replica's storage failed (a full or failing disk), or refused
+    /// the write while it has not recovered.
+    #[error("replica storage failed: {reason}")]
+    Storage {
+        /// The storage engine's description.
+        reason: String,
+    },
+    /// The coordinator's view of the key's replicas lacks a join or leave
+    /// this replica knows of; the replica sent it its member states.
+    #[error(
+        "ring views differ: this replica sees replicas {:?} (future {:?}) for the key, the coordinator {:?} \
+         (future {:?})",
+        ours.current, ours.future, theirs.current, theirs.future
+    )]
+    PlacementMismatch {
+        /// The key's replicas as this replica sees them.
+        ours: Placement,
+        /// As the coordinator sent them.
+        theirs: Placement,
+    },
+    /// A hint for `target` would go past this node's hint limits (the hint
+    /// window, or the bytes held for that replica).
+    #[error("no hint stored for {target}: over the hint limits")]
+    HintLimits {
+        /// The replica the hint was for.
+        target: NodeId,
+    },
+}
+
+impl From<super::store::StoreError> for ReplicaError {
+    fn from(error: super::store::StoreError) -> ReplicaError {
+        ReplicaError::Storage {
+            reason: error.to_string(),
+        }
+    }
 }
 
 /// The replicas a coordinator sees for a key: its current ones and, while
@@ -671,6 +712,7 @@ impl Placement {
 
 /// The replica protocol between nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum PeerMessage {
     /// Coordinator -> replica: send your state of `key`.
     ReplicaGet {

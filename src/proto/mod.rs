@@ -77,6 +77,8 @@ pub struct ClientId(pub u64);
 
 /// What the node asks its driver to do.
 #[derive(Clone, Debug, PartialEq)]
+// Not `non_exhaustive`: every driver must handle every kind of output, and
+// a new kind should fail their build, not be dropped silently.
 pub enum Output {
     /// Send `message` to the peer `to`. Delivery may fail; the core copes.
     Send {

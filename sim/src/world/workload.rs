@@ -155,6 +155,7 @@ impl World {
             ClientResponse::Failed(error) => Outcome::Failed {
                 error: error.to_string(),
             },
+            other => panic!("a response the simulator does not model: {other:?}"),
         };
         // Carry the causal context like a real client.
         let client = self.history.ops[op].client;

@@ -30,12 +30,9 @@ impl<S: Store> Node<S> {
         }
         self.stats.placement_refusals += 1;
         self.sync_states_to(from);
-        Err(ReplicaError {
-            reason: format!(
-                "ring views differ: this replica sees replicas {:?} (future {:?}) for the key, the coordinator \
-                 {:?} (future {:?})",
-                ours.current, ours.future, theirs.current, theirs.future
-            ),
+        Err(ReplicaError::PlacementMismatch {
+            ours,
+            theirs: theirs.clone(),
         })
     }
 
@@ -92,9 +89,7 @@ impl<S: Store> Node<S> {
                 }
                 match self.store_hint(now, target, &key, &object, &written_to) {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(ReplicaError {
-                        reason: format!("no hint stored for {target}: over the hint limits"),
-                    }),
+                    Ok(false) => Err(ReplicaError::HintLimits { target }),
                     Err(error) => Err(replica_error(error)),
                 }
             });
@@ -142,8 +137,6 @@ impl<S: Store> Node<S> {
     }
 }
 
-pub(super) fn replica_error(error: StoreError) -> crate::proto::message::ReplicaError {
-    crate::proto::message::ReplicaError {
-        reason: error.to_string(),
-    }
+pub(super) fn replica_error(error: StoreError) -> ReplicaError {
+    ReplicaError::from(error)
 }

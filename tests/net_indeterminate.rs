@@ -1,0 +1,111 @@
+//! A write that reached a node whose answer never came is reported as
+//! indeterminate (it may have been applied), not as "unreachable", and is
+//! not sent to a second node; a read in the same spot moves on.
+
+mod common;
+
+use common::run;
+use shoal::client::ClientOptions;
+use shoal::net::stream::{read_frame, write_frame};
+use shoal::net::tls::{Credentials, init_cluster_dir, transport_config};
+use shoal::proto::membership::NodeStatus;
+use shoal::proto::message::{AdminResponse, MemberReport};
+use shoal::proto::{NodeId, Request, Response, StatusReport};
+use shoal::{Client, ClientError, Consistency, Context};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A node that answers status requests (the ring: itself alone, N=1) and
+/// takes every data request without ever answering it; counts them.
+async fn silent_node(credentials: &Credentials) -> (quinn::Endpoint, Arc<AtomicUsize>) {
+    let server = credentials.server_config(transport_config(16)).unwrap();
+    let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let (accepting, counter) = (endpoint.clone(), taken.clone());
+    tokio::spawn(async move {
+        while let Some(incoming) = accepting.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(connection) = incoming.await else { return };
+                let mut held = Vec::new();
+                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                    match read_frame::<Request>(&mut recv, 1 << 20).await {
+                        Ok(Some(Request::Admin(_))) => {
+                            let answer = Response::Admin(AdminResponse::Status(Box::new(report(addr))));
+                            let _ = write_frame(&mut send, &answer).await;
+                            let _ = send.finish();
+                        }
+                        Ok(Some(Request::Data(_))) => {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            held.push(send); // Never answered.
+                        }
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, taken)
+}
+
+fn report(addr: SocketAddr) -> StatusReport {
+    StatusReport {
+        node: NodeId(7),
+        generation: 1,
+        members: vec![MemberReport {
+            node: NodeId(7),
+            addr,
+            generation: 1,
+            status: NodeStatus::Normal,
+            up: true,
+            ownership: 1.0,
+            storage_failed: false,
+        }],
+        stats: Default::default(),
+        in_flight: 0,
+        replication: 1,
+        vnodes: 8,
+        hints: Vec::new(),
+        keys: 0,
+        root: Default::default(),
+        streaming: None,
+        storage_failure: None,
+    }
+}
+
+#[test]
+fn a_write_without_an_answer_is_indeterminate_and_sent_once() {
+    run(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster_dir(dir.path()).unwrap();
+        let credentials = Credentials::from_cluster_dir(dir.path()).unwrap();
+        let (endpoint, taken) = silent_node(&credentials).await;
+        let addr = endpoint.local_addr().unwrap();
+        let options = ClientOptions {
+            attempt_timeout: Duration::from_millis(500),
+            ..ClientOptions::default()
+        };
+        let client = Client::connect_with(&[addr], credentials, options).await.unwrap();
+
+        let error = client
+            .put("k", "v", &Context::empty(), Consistency::One)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ClientError::Indeterminate { node, .. } if node == addr),
+            "{error:?}"
+        );
+        assert!(error.may_have_applied());
+        assert!(error.to_string().contains("may have been applied"), "{error}");
+        assert_eq!(taken.load(Ordering::SeqCst), 1, "the write was sent once");
+
+        let error = client.get("k", Consistency::One).await.unwrap_err();
+        assert!(matches!(error, ClientError::Unreachable { .. }), "{error:?}");
+        assert!(!error.may_have_applied());
+        client.close().await;
+        endpoint.close(0u32.into(), b"done");
+    });
+}
