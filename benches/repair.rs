@@ -220,7 +220,7 @@ async fn write_keys(client: &Arc<Client>, prefix: &str, count: u64, value: &[u8]
 async fn hints_held(cluster: &LocalCluster, client: &Client) -> u64 {
     let mut total = 0;
     for addr in cluster.running() {
-        let report = client.status_of(addr).await.unwrap();
+        let report = client.admin().status(addr).await.unwrap();
         total += report.hints.iter().map(|h| h.count).sum::<u64>();
     }
     total
@@ -393,7 +393,7 @@ async fn join_streaming() {
     let new = cluster.add_node().await.unwrap();
     let mut first_bytes = None;
     loop {
-        if let Ok(report) = client.status_of(cluster.addrs[new]).await {
+        if let Ok(report) = client.admin().status(cluster.addrs[new]).await {
             if report.stats.bytes_streamed_in > 0 && first_bytes.is_none() {
                 first_bytes = Some(Instant::now());
             }

@@ -27,7 +27,9 @@ pub mod node;
 pub mod proto;
 pub mod storage;
 
-pub use client::{Client, ClientError, Credentials, ReadResult, WriteOptions};
+pub use client::{
+    Admin, Client, ClientBuilder, ClientError, Credentials, ReadOptions, ReadResult, WriteOptions,
+};
 pub use proto::{Consistency, Context};
 
 /// mimalloc for every program built on shoal (the node, benchmarks, tests,

@@ -77,7 +77,7 @@ fn a_node_whose_disk_fills_up_is_read_only_and_recovers_by_itself_when_it_has_ro
             failed.len(),
             &failed[..failed.len().min(3)]
         );
-        let status = client.status_of(addr).await.unwrap();
+        let status = client.admin().status(addr).await.unwrap();
         let reason = status
             .storage_failure
             .expect("the full node does not say its storage failed");
@@ -87,7 +87,7 @@ fn a_node_whose_disk_fills_up_is_read_only_and_recovers_by_itself_when_it_has_ro
         resize_tmpfs(&data, "512m");
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let status = client.status_of(addr).await.unwrap();
+            let status = client.admin().status(addr).await.unwrap();
             let others_hints: u64 = hints_held_by_others(&client, &cluster).await;
             if status.storage_failure.is_none() && status.keys >= WRITES as u64 && others_hints == 0 {
                 break;
@@ -199,7 +199,7 @@ fn with_disk_failure_policy_stop_a_node_whose_disk_fills_up_stops_with_an_error(
 async fn hints_held_by_others(client: &Client, cluster: &TestCluster) -> u64 {
     let mut held = 0;
     for &addr in &cluster.addrs[..2] {
-        let status = client.status_of(addr).await.unwrap();
+        let status = client.admin().status(addr).await.unwrap();
         held += status.hints.iter().map(|h| h.count).sum::<u64>();
     }
     held

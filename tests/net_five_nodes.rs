@@ -14,7 +14,7 @@ fn five_nodes_form_from_one_seed_and_agree_on_the_ring() {
         let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
         let mut shares = Vec::new();
         for &addr in &cluster.addrs {
-            let report = client.status_of(addr).await.unwrap();
+            let report = client.admin().status(addr).await.unwrap();
             assert_eq!(report.members.len(), 5);
             let mut view: Vec<_> = report.members.iter().map(|m| (m.node, m.ownership)).collect();
             view.sort_by_key(|(n, _)| *n);
@@ -38,7 +38,7 @@ fn five_nodes_form_from_one_seed_and_agree_on_the_ring() {
         // Each node holds about 3/5 of the keys (N=3 of 5 nodes), none all.
         let mut replica_ops = 0;
         for &addr in &cluster.addrs {
-            replica_ops += client.status_of(addr).await.unwrap().stats.replica_ops;
+            replica_ops += client.admin().status(addr).await.unwrap().stats.replica_ops;
         }
         assert!(replica_ops > 0);
         client.close().await;

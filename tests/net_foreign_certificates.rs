@@ -65,7 +65,7 @@ fn a_node_from_another_cluster_cannot_join() {
         tokio::time::sleep(Duration::from_secs(4)).await;
         let client = cluster.client().await.unwrap();
         for &addr in &cluster.addrs {
-            let report = client.status_of(addr).await.unwrap();
+            let report = client.admin().status(addr).await.unwrap();
             assert_eq!(
                 report.members.len(),
                 2,
@@ -81,7 +81,7 @@ fn a_node_from_another_cluster_cannot_join() {
         )
         .await
         .unwrap();
-        let report = own.status_of(intruder.addr()).await.unwrap();
+        let report = own.admin().status(intruder.addr()).await.unwrap();
         assert_eq!(report.members.len(), 1);
         own.close().await;
         intruder.shutdown().await.unwrap();

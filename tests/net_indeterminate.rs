@@ -5,7 +5,6 @@
 mod common;
 
 use common::run;
-use shoal::client::ClientOptions;
 use shoal::net::stream::{read_frame, write_frame};
 use shoal::net::tls::{Credentials, init_cluster_dir, transport_config};
 use shoal::proto::membership::NodeStatus;
@@ -84,11 +83,12 @@ fn a_write_without_an_answer_is_indeterminate_and_sent_once() {
         let credentials = Credentials::from_cluster_dir(dir.path()).unwrap();
         let (endpoint, taken) = silent_node(&credentials).await;
         let addr = endpoint.local_addr().unwrap();
-        let options = ClientOptions {
-            attempt_timeout: Duration::from_millis(500),
-            ..ClientOptions::default()
-        };
-        let client = Client::connect_with(&[addr], credentials, options).await.unwrap();
+        let client = Client::builder(credentials)
+            .seed(addr)
+            .attempt_timeout(Duration::from_millis(500))
+            .connect()
+            .await
+            .unwrap();
 
         let error = client
             .put("k", "v", &Context::empty(), Consistency::One)
@@ -107,5 +107,39 @@ fn a_write_without_an_answer_is_indeterminate_and_sent_once() {
         assert!(!error.may_have_applied());
         client.close().await;
         endpoint.close(0u32.into(), b"done");
+    });
+}
+
+/// The retry policy: a read tries the next node when one does not answer,
+/// up to `max_nodes_per_request` nodes.
+#[test]
+fn a_read_tries_at_most_the_nodes_the_policy_allows() {
+    run(Duration::from_secs(30), async {
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster_dir(dir.path()).unwrap();
+        let credentials = Credentials::from_cluster_dir(dir.path()).unwrap();
+        let (first, first_taken) = silent_node(&credentials).await;
+        let (second, second_taken) = silent_node(&credentials).await;
+        let seeds = [first.local_addr().unwrap(), second.local_addr().unwrap()];
+        for (limit, second_tried) in [(usize::MAX, 1), (1, 0)] {
+            let client = Client::builder(credentials.clone())
+                .seeds(seeds)
+                .attempt_timeout(Duration::from_millis(300))
+                .max_nodes_per_request(limit)
+                .connect()
+                .await
+                .unwrap();
+            let before = (
+                first_taken.load(Ordering::SeqCst),
+                second_taken.load(Ordering::SeqCst),
+            );
+            let error = client.get("k", Consistency::One).await.unwrap_err();
+            assert!(matches!(error, ClientError::Unreachable { .. }), "{error:?}");
+            assert_eq!(first_taken.load(Ordering::SeqCst), before.0 + 1);
+            assert_eq!(second_taken.load(Ordering::SeqCst), before.1 + second_tried);
+            client.close().await;
+        }
+        first.close(0u32.into(), b"done");
+        second.close(0u32.into(), b"done");
     });
 }

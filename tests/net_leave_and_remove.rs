@@ -18,13 +18,17 @@ fn a_node_that_leaves_is_marked_left_and_stops() {
         let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         let leaving = cluster.nodes[3].take().unwrap();
         let leaving_id = leaving.id();
-        client.admin(cluster.addrs[3], AdminRequest::Leave).await.unwrap();
+        client
+            .admin()
+            .request(cluster.addrs[3], AdminRequest::Leave)
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(10), leaving.wait())
             .await
             .expect("the node stops after leaving")
             .unwrap();
         for &addr in &cluster.addrs[..3] {
-            let report = client.status_of(addr).await.unwrap();
+            let report = client.admin().status(addr).await.unwrap();
             let member = report.members.iter().find(|m| m.node == leaving_id).unwrap();
             assert_eq!(member.status, NodeStatus::Left);
             assert_eq!(member.ownership, 0.0, "a left node owns nothing");
@@ -57,7 +61,7 @@ fn a_node_asked_to_leave_twice_stops_only_once_it_has_left() {
         let addr = cluster.addrs[3];
         let ask = || {
             let client = client.clone();
-            tokio::spawn(async move { client.admin(addr, AdminRequest::Leave).await })
+            tokio::spawn(async move { client.admin().request(addr, AdminRequest::Leave).await })
         };
         let first = ask();
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -71,7 +75,7 @@ fn a_node_asked_to_leave_twice_stops_only_once_it_has_left() {
             !first.is_finished() && !second.is_finished(),
             "told done mid-leave"
         );
-        let report = client.status_of(addr).await.unwrap();
+        let report = client.admin().status(addr).await.unwrap();
         let me = report.members.iter().find(|m| m.node == report.node).unwrap();
         assert_eq!(me.status, NodeStatus::Leaving);
 
@@ -99,7 +103,8 @@ fn a_dead_node_can_be_removed_but_a_live_one_cannot() {
         let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
         let alive = cluster.nodes[1].as_ref().unwrap().id();
         let error = client
-            .admin(cluster.addrs[0], AdminRequest::RemoveNode { node: alive })
+            .admin()
+            .request(cluster.addrs[0], AdminRequest::RemoveNode { node: alive })
             .await
             .unwrap_err();
         assert!(
@@ -119,12 +124,13 @@ fn a_dead_node_can_be_removed_but_a_live_one_cannot() {
             .await
             .unwrap();
         client
-            .admin(cluster.addrs[0], AdminRequest::RemoveNode { node: dead })
+            .admin()
+            .request(cluster.addrs[0], AdminRequest::RemoveNode { node: dead })
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         for &addr in &cluster.addrs[..2] {
-            let report = client.status_of(addr).await.unwrap();
+            let report = client.admin().status(addr).await.unwrap();
             let member = report.members.iter().find(|m| m.node == dead).unwrap();
             assert_eq!(member.status, NodeStatus::Left, "removal reached {addr}");
         }

@@ -22,7 +22,7 @@ fn without_anti_entropy() -> Config {
 }
 
 async fn status(cluster: &TestCluster, client: &Client, i: usize) -> StatusReport {
-    client.status_of(cluster.addrs[i]).await.unwrap()
+    client.admin().status(cluster.addrs[i]).await.unwrap()
 }
 
 /// Waits until `done` holds for node `i`'s status, or fails after `within`.
@@ -166,10 +166,7 @@ fn a_key_only_one_replica_holds_reaches_all_three_by_read_repair() {
         let lone = Client::connect(&cluster.running(), cluster.credentials().unwrap())
             .await
             .unwrap();
-        let options = WriteOptions {
-            sloppy_quorum: false,
-            ..WriteOptions::new(Consistency::One)
-        };
+        let options = WriteOptions::new(Consistency::One).sloppy_quorum(false);
         lone.put_with("lonely", "only on node 0", &Context::empty(), options)
             .await
             .unwrap();

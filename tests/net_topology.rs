@@ -48,7 +48,7 @@ fn a_node_joins_and_another_leaves_under_load_and_nothing_is_lost() {
             .wait_until_members_up(4, Duration::from_secs(60))
             .await
             .unwrap();
-        let report = client.status_of(cluster.addrs[new]).await.unwrap();
+        let report = client.admin().status(cluster.addrs[new]).await.unwrap();
         assert!(
             report.stats.keys_streamed_in > 0,
             "the new node streamed its ranges"
@@ -57,7 +57,11 @@ fn a_node_joins_and_another_leaves_under_load_and_nothing_is_lost() {
 
         let leaving = cluster.nodes[0].take().unwrap();
         let leaving_id = leaving.id();
-        client.admin(cluster.addrs[0], AdminRequest::Leave).await.unwrap();
+        client
+            .admin()
+            .request(cluster.addrs[0], AdminRequest::Leave)
+            .await
+            .unwrap();
         tokio::time::timeout(Duration::from_secs(60), leaving.wait())
             .await
             .expect("the node stops once it has left")
@@ -71,7 +75,7 @@ fn a_node_joins_and_another_leaves_under_load_and_nothing_is_lost() {
             acked.len()
         );
 
-        let report = client.status_of(cluster.addrs[1]).await.unwrap();
+        let report = client.admin().status(cluster.addrs[1]).await.unwrap();
         let member = report.members.iter().find(|m| m.node == leaving_id).unwrap();
         assert_eq!(member.status, NodeStatus::Left);
         client.refresh_ring().await.unwrap();

@@ -118,7 +118,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     let client = Arc::new(client);
     let replication = client
-        .status_of(client_target(&local, args.node))
+        .admin()
+        .status(client_target(&local, args.node))
         .await?
         .replication;
     if !args.json {

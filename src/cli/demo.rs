@@ -88,6 +88,7 @@ async fn workload(cluster: &mut LocalCluster, client: &Client) -> Result<()> {
     println!("2. stopping node 3");
     cluster.stop(2).await?;
     client
+        .admin()
         .wait_until_members_up(&cluster.running(), NODES - 1, SETTLE)
         .await?;
     println!("   the others see it down");
@@ -108,6 +109,7 @@ async fn workload(cluster: &mut LocalCluster, client: &Client) -> Result<()> {
     println!("4. restarting node 3");
     cluster.restart(2).await?;
     client
+        .admin()
         .wait_until_members_up(&cluster.running(), NODES, SETTLE)
         .await?;
     let read = client.get("user:1", Consistency::All).await?;

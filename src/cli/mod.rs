@@ -273,7 +273,7 @@ async fn dispatch(command: Command) -> Result<()> {
                  waiting until it has left (progress: `shoal status`, column MOVING)",
                 target.node
             );
-            client.admin(target.node, AdminRequest::Leave).await?;
+            client.admin().request(target.node, AdminRequest::Leave).await?;
             println!("node at {} left the cluster", target.node);
             Ok(())
         }
@@ -283,17 +283,18 @@ async fn dispatch(command: Command) -> Result<()> {
                 .with_context(|| format!("`{node_id}` is not a node id (16 hex digits)"))?;
             let client = connect(&target).await?;
             client
-                .admin(target.node, AdminRequest::RemoveNode { node })
+                .admin()
+                .request(target.node, AdminRequest::RemoveNode { node })
                 .await?;
             println!("node {node} removed");
             Ok(())
         }
         Command::Status { target, json } => {
             let client = connect(&target).await?;
-            let report = client.status_of(target.node).await?;
+            let report = client.admin().status(target.node).await?;
             let mut counters = Vec::new();
             for member in report.members.iter().filter(|m| m.up) {
-                counters.push((member.node, client.status_of(member.addr).await.ok()));
+                counters.push((member.node, client.admin().status(member.addr).await.ok()));
             }
             output::status(&report, &counters, json)
         }

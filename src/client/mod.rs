@@ -24,6 +24,8 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(missing_docs)]
+
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
 pub use crate::net::tls::Credentials;
 use crate::net::tls::{SERVER_NAME, TlsError, transport_config};
@@ -36,6 +38,7 @@ use crate::proto::{
 };
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -133,13 +136,21 @@ pub struct ReadResult {
     pub context: Context,
 }
 
-/// Client settings.
+/// Client settings; set them with [`Client::builder`].
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// How long one attempt at one node may take (connect + answer).
     pub attempt_timeout: Duration,
     /// How often the ring is refreshed from a node.
     pub ring_refresh: Duration,
+    /// The consistency of a request that asks for [`Consistency::Default`]
+    /// (itself by default: the node's `default_consistency`).
+    pub default_consistency: Consistency,
+    /// The retry policy: at most this many nodes are tried for one request
+    /// (replicas of the key first). A read moves on to the next node when
+    /// one fails to answer; a write moves on only when it was not sent.
+    pub max_nodes_per_request: usize,
 }
 
 impl Default for ClientOptions {
@@ -147,7 +158,108 @@ impl Default for ClientOptions {
         ClientOptions {
             attempt_timeout: Duration::from_secs(5),
             ring_refresh: Duration::from_secs(10),
+            default_consistency: Consistency::Default,
+            max_nodes_per_request: usize::MAX,
         }
+    }
+}
+
+/// Builds a [`Client`]: seeds, credentials, default consistency, timeouts
+/// and retry policy.
+///
+/// ```no_run
+/// use shoal::{Client, Consistency, Credentials};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::builder(Credentials::from_cluster_dir("cluster".as_ref())?)
+///     .seed("127.0.0.1:7101".parse()?)
+///     .default_consistency(Consistency::Quorum)
+///     .attempt_timeout(Duration::from_secs(2))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct ClientBuilder {
+    credentials: Credentials,
+    seeds: Vec<SocketAddr>,
+    options: ClientOptions,
+}
+
+impl ClientBuilder {
+    /// Adds a node to learn the ring from (any node will do; give a few).
+    pub fn seed(mut self, addr: SocketAddr) -> ClientBuilder {
+        self.seeds.push(addr);
+        self
+    }
+
+    /// Adds several seeds.
+    pub fn seeds(mut self, addrs: impl IntoIterator<Item = SocketAddr>) -> ClientBuilder {
+        self.seeds.extend(addrs);
+        self
+    }
+
+    /// The consistency of requests that ask for [`Consistency::Default`].
+    pub fn default_consistency(mut self, consistency: Consistency) -> ClientBuilder {
+        self.options.default_consistency = consistency;
+        self
+    }
+
+    /// How long one attempt at one node may take (connect + answer).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.options.attempt_timeout = timeout;
+        self
+    }
+
+    /// How often the ring is refreshed.
+    pub fn ring_refresh(mut self, every: Duration) -> ClientBuilder {
+        self.options.ring_refresh = every;
+        self
+    }
+
+    /// At most this many nodes are tried for one request (at least 1).
+    pub fn max_nodes_per_request(mut self, nodes: usize) -> ClientBuilder {
+        self.options.max_nodes_per_request = nodes.max(1);
+        self
+    }
+
+    /// Connects through the seeds and learns the ring.
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        Client::connect_with(&self.seeds, self.credentials, self.options).await
+    }
+}
+
+/// How one read is carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadOptions {
+    /// How many replicas must answer.
+    pub consistency: Consistency,
+    /// The node-side deadline; the node's default if `None`.
+    pub timeout: Option<Duration>,
+}
+
+impl ReadOptions {
+    /// `consistency`, the node's deadline.
+    pub fn new(consistency: Consistency) -> ReadOptions {
+        ReadOptions {
+            consistency,
+            timeout: None,
+        }
+    }
+
+    /// With a node-side deadline.
+    pub fn timeout(mut self, timeout: Duration) -> ReadOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl Default for ReadOptions {
+    /// The client's default consistency, the node's deadline.
+    fn default() -> ReadOptions {
+        ReadOptions::new(Consistency::Default)
     }
 }
 
@@ -163,6 +275,7 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How one write is carried out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WriteOptions {
     /// How many replicas must acknowledge.
     pub consistency: Consistency,
@@ -186,15 +299,44 @@ impl WriteOptions {
         }
     }
 
+    /// Whether a replica that is down may be stood in for (sloppy quorum).
+    pub fn sloppy_quorum(mut self, sloppy: bool) -> WriteOptions {
+        self.sloppy_quorum = sloppy;
+        self
+    }
+
+    /// With a node-side deadline.
+    pub fn timeout(mut self, timeout: Duration) -> WriteOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+
     fn timeout_ms(&self) -> Option<u32> {
-        self.timeout
-            .map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
+        millis(self.timeout)
     }
 }
 
-/// A connection to a shoal cluster. Cheap to share behind an `Arc`; every
-/// method takes `&self`.
+impl Default for WriteOptions {
+    /// The client's default consistency, sloppy quorum on, the node's
+    /// deadline.
+    fn default() -> WriteOptions {
+        WriteOptions::new(Consistency::Default)
+    }
+}
+
+fn millis(timeout: Option<Duration>) -> Option<u32> {
+    timeout.map(|t| u32::try_from(t.as_millis()).unwrap_or(u32::MAX).max(1))
+}
+
+/// A connection to a shoal cluster. Cheap to clone: clones share one
+/// endpoint, its connections and the ring view, so hand a clone to each
+/// task; every method takes `&self`.
+#[derive(Clone)]
 pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     endpoint: quinn::Endpoint,
     seeds: Vec<SocketAddr>,
     options: ClientOptions,
@@ -214,6 +356,20 @@ enum Attempt {
 }
 
 impl Client {
+    /// Operator calls, sharing this client's connections.
+    pub fn admin(&self) -> Admin {
+        Admin { client: self.clone() }
+    }
+
+    /// A builder for a client with settings other than the defaults.
+    pub fn builder(credentials: Credentials) -> ClientBuilder {
+        ClientBuilder {
+            credentials,
+            seeds: Vec::new(),
+            options: ClientOptions::default(),
+        }
+    }
+
     /// Connects to the cluster through `seeds` and learns its ring.
     pub async fn connect(seeds: &[SocketAddr], credentials: Credentials) -> Result<Client, ClientError> {
         Client::connect_with(seeds, credentials, ClientOptions::default()).await
@@ -231,38 +387,73 @@ impl Client {
         let mut endpoint = quinn::Endpoint::client(bind).map_err(|source| ClientError::Socket { source })?;
         endpoint.set_default_client_config(config);
         let client = Client {
-            endpoint,
-            seeds: seeds.to_vec(),
-            options,
-            connections: Mutex::new(HashMap::new()),
-            view: Mutex::new(View {
-                ring: Ring::new(1),
-                replication: 0,
-                members: HashMap::new(),
-                refreshed: None,
+            inner: Arc::new(Inner {
+                endpoint,
+                seeds: seeds.to_vec(),
+                options,
+                connections: Mutex::new(HashMap::new()),
+                view: Mutex::new(View {
+                    ring: Ring::new(1),
+                    replication: 0,
+                    members: HashMap::new(),
+                    refreshed: None,
+                }),
             }),
         };
         client.refresh_ring().await?;
         Ok(client)
     }
 
-    /// Reads every sibling of `key`.
+    /// Reads every sibling of `key` at `consistency`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: shoal::Client) -> Result<(), shoal::ClientError> {
+    /// use shoal::Consistency;
+    /// let read = client.get("user:1", Consistency::Quorum).await?;
+    /// match read.values.len() {
+    ///     0 => println!("absent"),
+    ///     1 => println!("{}", String::from_utf8_lossy(&read.values[0].value)),
+    ///     n => println!("{n} concurrent values: resolve with a put of read.context"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get(
         &self,
         key: impl AsRef<[u8]>,
         consistency: Consistency,
     ) -> Result<ReadResult, ClientError> {
-        let key = key.as_ref().to_vec();
+        self.get_with(key, ReadOptions::new(consistency)).await
+    }
+
+    /// [`Client::get`] with every read option.
+    pub async fn get_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        options: ReadOptions,
+    ) -> Result<ReadResult, ClientError> {
         let request = ClientRequest::Get {
-            key,
-            consistency,
-            timeout_ms: None,
+            key: key.as_ref().to_vec(),
+            consistency: options.consistency,
+            timeout_ms: millis(options.timeout),
         };
         read_result(self.data_request(request).await?)
     }
 
     /// Writes `value`, replacing what `context` saw (use
     /// [`Context::empty`] for a blind write). Returns the key's new context.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: shoal::Client) -> Result<(), shoal::ClientError> {
+    /// use shoal::{Consistency, Context};
+    /// let read = client.get("counter", Consistency::Quorum).await?;
+    /// // Replaces every value the read saw; a write it did not see stays as a sibling.
+    /// match client.put("counter", "42", &read.context, Consistency::Quorum).await {
+    ///     Ok(_) => {}
+    ///     Err(error) if error.may_have_applied() => println!("unknown outcome: read it back"),
+    ///     Err(error) => return Err(error),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn put(
         &self,
         key: impl AsRef<[u8]>,
@@ -335,7 +526,7 @@ impl Client {
             consistency,
             timeout_ms: None,
         });
-        let timeout = self.options.attempt_timeout;
+        let timeout = self.inner.options.attempt_timeout;
         match self.ask(addr, &request, timeout).await? {
             Response::Data(ClientResponse::Failed(error)) => Err(error.into()),
             Response::Data(response) => read_result(response),
@@ -346,26 +537,12 @@ impl Client {
     }
 
     /// The status report of the node at `addr`.
-    pub async fn status_of(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {
-        match self.admin(addr, AdminRequest::Status).await? {
+    async fn status_of(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {
+        match self.admin().request(addr, AdminRequest::Status).await? {
             AdminResponse::Status(report) => Ok(*report),
             other => Err(ClientError::Unexpected {
                 answer: format!("{other:?}"),
             }),
-        }
-    }
-
-    /// Sends an admin request to the node at `addr`.
-    pub async fn admin(&self, addr: SocketAddr, request: AdminRequest) -> Result<AdminResponse, ClientError> {
-        // A leave answers once every range is handed off.
-        let answer_within = match request {
-            AdminRequest::Leave => LEAVE_TIMEOUT,
-            _ => self.options.attempt_timeout,
-        };
-        match self.ask(addr, &Request::Admin(request), answer_within).await? {
-            Response::Admin(AdminResponse::Refused { reason }) => Err(ClientError::Admin { reason }),
-            Response::Admin(response) => Ok(response),
-            Response::Data(other) => Err(unexpected(other)),
         }
     }
 
@@ -389,9 +566,10 @@ impl Client {
 
     /// Re-reads the ring from the first node that answers.
     pub async fn refresh_ring(&self) -> Result<(), ClientError> {
-        let mut candidates = self.seeds.clone();
+        let mut candidates = self.inner.seeds.clone();
         candidates.extend(
-            self.view
+            self.inner
+                .view
                 .lock()
                 .await
                 .members
@@ -418,7 +596,7 @@ impl Client {
     }
 
     async fn install(&self, report: StatusReport) {
-        let mut view = self.view.lock().await;
+        let mut view = self.inner.view.lock().await;
         let owners = report
             .members
             .iter()
@@ -434,15 +612,15 @@ impl Client {
     /// other live nodes, then the seeds.
     async fn candidates(&self, key: &[u8]) -> Vec<SocketAddr> {
         let stale = {
-            let view = self.view.lock().await;
+            let view = self.inner.view.lock().await;
             view.refreshed
-                .is_none_or(|at| at.elapsed() > self.options.ring_refresh)
+                .is_none_or(|at| at.elapsed() > self.inner.options.ring_refresh)
         };
         if stale {
             // A failed refresh keeps the old view; the request will tell.
             let _ = self.refresh_ring().await;
         }
-        let view = self.view.lock().await;
+        let view = self.inner.view.lock().await;
         let mut order: Vec<SocketAddr> = Vec::new();
         let replicas = view.ring.preference_list(key, view.replication);
         let live = |node: &NodeId| view.members.get(node).filter(|m| m.up).map(|m| m.addr);
@@ -454,7 +632,7 @@ impl Client {
                 .filter(|n| !replicas.contains(n))
                 .filter_map(live),
         );
-        order.extend(self.seeds.iter().copied());
+        order.extend(self.inner.seeds.iter().copied());
         let mut seen = std::collections::HashSet::new();
         order.retain(|addr| seen.insert(*addr));
         order
@@ -463,8 +641,10 @@ impl Client {
     /// Sends a request to the key's replicas in turn. Moves on when a node
     /// is unreachable or not ready; a write that was sent but unanswered is
     /// not sent again (it may have been applied).
-    async fn data_request(&self, request: ClientRequest) -> Result<ClientResponse, ClientError> {
-        let candidates = self.candidates(request.key()).await;
+    async fn data_request(&self, mut request: ClientRequest) -> Result<ClientResponse, ClientError> {
+        request.default_consistency(self.inner.options.default_consistency);
+        let mut candidates = self.candidates(request.key()).await;
+        candidates.truncate(self.inner.options.max_nodes_per_request);
         let is_read = matches!(request, ClientRequest::Get { .. });
         let request = Request::Data(request);
         let mut last = String::from("no nodes known");
@@ -482,14 +662,14 @@ impl Client {
                 }
                 Err(Attempt::Final(error)) => return Err(error),
                 Err(Attempt::NoAnswer(why)) if !is_read => {
-                    self.connections.lock().await.remove(&addr);
+                    self.inner.connections.lock().await.remove(&addr);
                     return Err(ClientError::Indeterminate {
                         node: addr,
                         reason: why,
                     });
                 }
                 Err(Attempt::NotSent(why) | Attempt::NoAnswer(why)) => {
-                    self.connections.lock().await.remove(&addr);
+                    self.inner.connections.lock().await.remove(&addr);
                     last = format!("{addr}: {why}");
                 }
             }
@@ -503,7 +683,7 @@ impl Client {
     /// One request to one node: connecting and answering each bounded by
     /// the attempt timeout.
     async fn attempt(&self, addr: SocketAddr, request: &Request) -> Result<Response, Attempt> {
-        self.attempt_within(addr, request, self.options.attempt_timeout)
+        self.attempt_within(addr, request, self.inner.options.attempt_timeout)
             .await
     }
 
@@ -514,7 +694,7 @@ impl Client {
         request: &Request,
         answer_within: Duration,
     ) -> Result<Response, Attempt> {
-        let timeout = self.options.attempt_timeout;
+        let timeout = self.inner.options.attempt_timeout;
         let opened = async {
             let connection = self.connection(addr).await?;
             connection
@@ -544,18 +724,77 @@ impl Client {
     }
 
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, Attempt> {
-        if let Some(connection) = self.connections.lock().await.get(&addr)
+        if let Some(connection) = self.inner.connections.lock().await.get(&addr)
             && connection.close_reason().is_none()
         {
             return Ok(connection.clone());
         }
         let connecting = self
+            .inner
             .endpoint
             .connect(addr, SERVER_NAME)
             .map_err(|e| Attempt::NotSent(e.to_string()))?;
         let connection = connecting.await.map_err(|e| Attempt::NotSent(e.to_string()))?;
-        self.connections.lock().await.insert(addr, connection.clone());
+        self.inner
+            .connections
+            .lock()
+            .await
+            .insert(addr, connection.clone());
         Ok(connection)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.inner.endpoint.close(0u32.into(), b"client closing");
+        self.inner.endpoint.wait_idle().await;
+    }
+}
+
+/// Operator calls (a node's status, leave, remove) and waiting for the
+/// cluster to settle, apart from the data calls. Get one with
+/// [`Client::admin`]; it shares the client's connections.
+///
+/// ```no_run
+/// # async fn demo(client: shoal::Client) -> Result<(), shoal::ClientError> {
+/// let node = "127.0.0.1:7101".parse().unwrap();
+/// let report = client.admin().status(node).await?;
+/// for member in &report.members {
+///     println!("{} {} up={}", member.node, member.status, member.up);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    /// The status report of the node at `addr`: its view of the members,
+    /// its counters, hints and storage health.
+    pub async fn status(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {
+        self.client.status_of(addr).await
+    }
+
+    /// Sends an admin request to the node at `addr`.
+    pub async fn request(
+        &self,
+        addr: SocketAddr,
+        request: AdminRequest,
+    ) -> Result<AdminResponse, ClientError> {
+        // A leave answers once every range is handed off.
+        let answer_within = match request {
+            AdminRequest::Leave => LEAVE_TIMEOUT,
+            _ => self.client.inner.options.attempt_timeout,
+        };
+        match self
+            .client
+            .ask(addr, &Request::Admin(request), answer_within)
+            .await?
+        {
+            Response::Admin(AdminResponse::Refused { reason }) => Err(ClientError::Admin { reason }),
+            Response::Admin(response) => Ok(response),
+            Response::Data(other) => Err(unexpected(other)),
+        }
     }
 
     /// Waits until each node in `nodes` answers and sees exactly `up`
@@ -571,7 +810,7 @@ impl Client {
         loop {
             let mut last = None;
             for &addr in nodes {
-                match self.status_of(addr).await {
+                match self.client.status_of(addr).await {
                     Ok(report) => {
                         let seen = report
                             .members
@@ -586,7 +825,7 @@ impl Client {
                 }
             }
             let Some(last) = last else {
-                return self.refresh_ring().await;
+                return self.client.refresh_ring().await;
             };
             if Instant::now() >= deadline {
                 return Err(ClientError::NotSettled {
@@ -595,12 +834,6 @@ impl Client {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// Closes every connection.
-    pub async fn close(&self) {
-        self.endpoint.close(0u32.into(), b"client closing");
-        self.endpoint.wait_idle().await;
     }
 }
 

@@ -168,6 +168,7 @@ impl LocalCluster {
         let client = self.client().await?;
         let running = self.running();
         match client
+            .admin()
             .wait_until_members_up(&running, running.len(), within)
             .await
         {
@@ -182,7 +183,10 @@ impl LocalCluster {
     /// Waits until every running node sees exactly `up` members up.
     pub async fn wait_until_members_up(&self, up: usize, within: Duration) -> Result<(), ClientError> {
         let client = self.client().await?;
-        let result = client.wait_until_members_up(&self.running(), up, within).await;
+        let result = client
+            .admin()
+            .wait_until_members_up(&self.running(), up, within)
+            .await;
         client.close().await;
         result
     }

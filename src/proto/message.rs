@@ -180,6 +180,20 @@ impl ClientRequest {
         }
     }
 
+    /// Puts `default` in place of [`Consistency::Default`] (a client's own
+    /// default); other levels stay.
+    pub fn default_consistency(&mut self, default: Consistency) {
+        match self {
+            ClientRequest::Get { consistency, .. }
+            | ClientRequest::Put { consistency, .. }
+            | ClientRequest::Delete { consistency, .. } => {
+                if *consistency == Consistency::Default {
+                    *consistency = default;
+                }
+            }
+        }
+    }
+
     /// The requested deadline, if any.
     pub fn timeout_ms(&self) -> Option<u32> {
         match self {

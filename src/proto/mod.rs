@@ -25,6 +25,7 @@ pub mod coordinator;
 pub mod digest_tree;
 mod dispatch;
 mod gc;
+#[cfg(any(test, feature = "testing"))]
 pub mod harness;
 mod hints;
 mod intake;

@@ -5,7 +5,7 @@
 //! peer's word. [`peer_message`] checks what the code behind it relies on:
 //! keys of 1..=`max_key_bytes` bytes (the store refuses others, and the
 //! storage engine asserts on them), intervals with `first <= last`, states
-//! that keep [`Versioned`](super::version::Versioned)'s invariants (or merging them breaks the merge
+//! that keep [`Versioned`]'s invariants (or merging them breaks the merge
 //! laws), counters that cannot overflow, and lists no longer than an
 //! honest peer ever sends. An invalid message is dropped whole; the node
 //! counts it by kind (`Node::invalid_messages`) and hands the reason to its
