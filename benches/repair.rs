@@ -83,9 +83,10 @@ fn anti_entropy() {
         "ae: {KEYS} keys per replica, {DIVERGENT} divergent, loaded in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let config = Config {
-        replication: 2,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.replication = 2;
+        cfg
     };
     let mut c = Cluster::with_stores(config, 7, vec![a, b]);
     c.enable_anti_entropy();
@@ -243,13 +244,14 @@ async fn hint_replay() {
     let batch = setting("SHOAL_HINT_BATCH", defaults.hint_batch);
     let window = setting("SHOAL_HINT_WINDOW", defaults.hint_batches_in_flight);
     let intake = setting("SHOAL_INTAKE_RATE", defaults.intake_rate);
-    let config = Config {
-        anti_entropy_interval: Duration::from_secs(3600),
-        hint_replay_rate: rate,
-        hint_batch: batch,
-        hint_batches_in_flight: window,
-        intake_rate: intake,
-        ..defaults
+    let config = {
+        let mut cfg = defaults;
+        cfg.anti_entropy_interval = Duration::from_secs(3600);
+        cfg.hint_replay_rate = rate;
+        cfg.hint_batch = batch;
+        cfg.hint_batches_in_flight = window;
+        cfg.intake_rate = intake;
+        cfg
     };
     // Each node on a runtime of its own (2 worker threads, as a node process
     // on this 2-core machine has), like three processes: a node's tasks do

@@ -7,10 +7,9 @@ use shoal::proto::{ClientResponse, Config, Consistency, Context, MemStore, NodeI
 use std::time::Duration;
 
 fn no_read_repair() -> Config {
-    Config {
-        read_repair: false,
-        ..Config::default()
-    }
+    let mut cfg = Config::default();
+    cfg.read_repair = false;
+    cfg
 }
 
 fn states(c: &Cluster, key: &[u8]) -> Vec<Option<shoal::proto::Versioned>> {
@@ -117,9 +116,10 @@ fn replicas_in_sync_exchange_summaries_only() {
 
 #[test]
 fn a_damaged_digest_index_entry_is_found_by_the_sweep_and_rewritten() {
-    let config = Config {
-        replication: 2,
-        ..no_read_repair()
+    let config = {
+        let mut cfg = no_read_repair();
+        cfg.replication = 2;
+        cfg
     };
     let (mut a, mut b) = (MemStore::new(), MemStore::new());
     let mut writer = Versioned::new();

@@ -220,9 +220,10 @@ fn impossible_consistency_and_oversized_input_are_refused_without_storing() {
 
 #[test]
 fn too_many_siblings_fails_the_put_and_stores_nothing_new() {
-    let config = Config {
-        max_siblings: 2,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.max_siblings = 2;
+        cfg
     };
     let mut c = Cluster::new(3, config, 1);
     let at = first_replica(&c);
@@ -354,10 +355,11 @@ fn a_duplicated_forward_is_applied_once() {
 #[test]
 fn blocking_read_repair_answers_only_once_stale_replicas_are_repaired() {
     for blocking in [false, true] {
-        let config = Config {
-            read_repair_blocking: blocking,
-            hinted_handoff: false,
-            ..Config::default()
+        let config = {
+            let mut cfg = Config::default();
+            cfg.read_repair_blocking = blocking;
+            cfg.hinted_handoff = false;
+            cfg
         };
         let mut c = Cluster::new(3, config, 7);
         let replicas = c.replicas(KEY);
@@ -382,9 +384,10 @@ fn blocking_read_repair_answers_only_once_stale_replicas_are_repaired() {
 
 #[test]
 fn requests_past_the_in_flight_limit_get_busy_and_change_nothing() {
-    let config = Config {
-        max_requests_in_flight: 2,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.max_requests_in_flight = 2;
+        cfg
     };
     let mut c = Cluster::new(3, config, 9);
     let at = first_replica(&c);
@@ -419,11 +422,12 @@ fn requests_past_the_in_flight_limit_get_busy_and_change_nothing() {
 
 #[test]
 fn a_put_that_would_grow_the_state_past_its_limit_fails_and_stores_nothing_new() {
-    let config = Config {
-        max_value_bytes: 4 * 1024,
-        max_key_bytes: 64,
-        max_state_bytes: 10 * 1024,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.max_value_bytes = 4 * 1024;
+        cfg.max_key_bytes = 64;
+        cfg.max_state_bytes = 10 * 1024;
+        cfg
     };
     let mut c = Cluster::new(3, config, 2);
     let at = first_replica(&c);
@@ -453,9 +457,10 @@ fn a_put_that_would_grow_the_state_past_its_limit_fails_and_stores_nothing_new()
 
 #[test]
 fn a_request_asking_for_the_default_gets_the_nodes_default_consistency() {
-    let config = Config {
-        default_consistency: Consistency::All,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.default_consistency = Consistency::All;
+        cfg
     };
     let mut c = Cluster::new(3, config, 5);
     let at = first_replica(&c);

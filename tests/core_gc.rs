@@ -9,11 +9,10 @@ use std::time::Duration;
 const KEY: &[u8] = b"user:deleted";
 
 fn config() -> Config {
-    Config {
-        hint_window: Duration::from_secs(1),
-        tombstone_grace: Duration::from_secs(2),
-        ..Config::default()
-    }
+    let mut cfg = Config::default();
+    cfg.hint_window = Duration::from_secs(1);
+    cfg.tombstone_grace = Duration::from_secs(2);
+    cfg
 }
 
 fn context(response: &ClientResponse) -> Context {
@@ -87,10 +86,11 @@ fn a_write_after_the_removal_is_never_covered_by_the_old_tombstone() {
 
 #[test]
 fn a_grace_not_longer_than_the_hint_window_is_refused() {
-    let config = Config {
-        hint_window: Duration::from_secs(60),
-        tombstone_grace: Duration::from_secs(60),
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_window = Duration::from_secs(60);
+        cfg.tombstone_grace = Duration::from_secs(60);
+        cfg
     };
     assert_eq!(config.validate().unwrap_err().setting, "tombstone_grace");
 }

@@ -116,9 +116,10 @@ fn sloppy_quorum_counts_a_fallback_toward_w_and_the_fallback_hands_the_write_ove
 
 #[test]
 fn hints_older_than_the_window_are_dropped_not_delivered() {
-    let config = Config {
-        hint_window: Duration::from_secs(1),
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_window = Duration::from_secs(1);
+        cfg
     };
     let mut c = Cluster::new(3, config, 5);
     let replicas = c.replicas(KEY);
@@ -135,11 +136,10 @@ fn hints_older_than_the_window_are_dropped_not_delivered() {
 
 /// A short hint window, as in the simulator: hints re-home up to 17 s.
 fn short_window() -> Config {
-    Config {
-        hint_window: Duration::from_secs(4),
-        tombstone_grace: Duration::from_secs(30),
-        ..Config::default()
-    }
+    let mut cfg = Config::default();
+    cfg.hint_window = Duration::from_secs(4);
+    cfg.tombstone_grace = Duration::from_secs(30);
+    cfg
 }
 
 /// A five-node cluster where `KEY`'s third home replica has been down
@@ -210,9 +210,10 @@ fn a_hint_no_home_replica_can_take_is_kept_then_dropped_at_the_re_home_limit() {
 
 #[test]
 fn no_hint_is_stored_past_the_byte_limit_per_replica() {
-    let config = Config {
-        max_hint_bytes_per_replica: 1000,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.max_hint_bytes_per_replica = 1000;
+        cfg
     };
     let mut c = Cluster::new(3, config, 5);
     let coordinator = c.replicas(KEY)[0];
@@ -271,10 +272,11 @@ fn replay_tenths(c: &mut Cluster, coordinator: NodeId, absent: NodeId, keys: &[V
 
 #[test]
 fn replay_keeps_to_the_rate_limit() {
-    let config = Config {
-        hint_batch: 10,
-        hint_replay_rate: 100,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_batch = 10;
+        cfg.hint_replay_rate = 100;
+        cfg
     };
     let (mut c, coordinator, absent, keys) = hints_held_for_a_cut_off_replica(config, 300);
     // 300 hints at 100 a second: about 3 s, never much faster.
@@ -289,11 +291,12 @@ fn replay_keeps_to_the_rate_limit() {
 fn a_replica_takes_replay_in_at_its_intake_rate_however_many_nodes_hold_hints() {
     // Four holders, each free to replay as fast as it likes: the replica
     // that comes back still takes in 1,000 hints a second, all together.
-    let config = Config {
-        hint_batch: 10,
-        hint_replay_rate: 1_000_000,
-        intake_rate: 1_000,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_batch = 10;
+        cfg.hint_replay_rate = 1_000_000;
+        cfg.intake_rate = 1_000;
+        cfg
     };
     let mut c = Cluster::with_membership(5, config, 9);
     c.run_for(Duration::from_secs(5));
@@ -336,9 +339,10 @@ fn a_replica_takes_replay_in_at_its_intake_rate_however_many_nodes_hold_hints() 
 fn a_held_back_acknowledgement_leaves_within_half_the_request_timeout() {
     use shoal::proto::Time;
     use shoal::proto::message::KeyState;
-    let config = Config {
-        intake_rate: 10,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.intake_rate = 10;
+        cfg
     };
     let mut node = Node::new(config, MemStore::new(), 5).unwrap();
     let states: Vec<KeyState> = (0..100)
@@ -373,11 +377,12 @@ fn replay_is_clocked_by_acknowledgements_within_a_window_of_batches() {
     // No rate limit to speak of: only the window of unacknowledged batches
     // and the 100 ms round trip bound the replay of 30 batches of 10.
     let tenths_with = |window: usize| {
-        let config = Config {
-            hint_batch: 10,
-            hint_batches_in_flight: window,
-            hint_replay_rate: 1_000_000,
-            ..Config::default()
+        let config = {
+            let mut cfg = Config::default();
+            cfg.hint_batch = 10;
+            cfg.hint_batches_in_flight = window;
+            cfg.hint_replay_rate = 1_000_000;
+            cfg
         };
         let (mut c, coordinator, absent, keys) = hints_held_for_a_cut_off_replica(config, 300);
         c.set_latency(Duration::from_millis(50));
@@ -393,11 +398,12 @@ fn replay_is_clocked_by_acknowledgements_within_a_window_of_batches() {
 
 #[test]
 fn batches_lost_in_flight_are_sent_again_with_those_after_them() {
-    let config = Config {
-        hint_batch: 10,
-        hint_batches_in_flight: 4,
-        hint_replay_rate: 1_000_000,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_batch = 10;
+        cfg.hint_batches_in_flight = 4;
+        cfg.hint_replay_rate = 1_000_000;
+        cfg
     };
     let (mut c, coordinator, absent, keys) = hints_held_for_a_cut_off_replica(config, 300);
     c.set_latency(Duration::from_millis(50));
@@ -678,9 +684,10 @@ fn one_token_cluster(seed: u64) -> (Cluster, Vec<NodeId>, shoal::proto::ring::Ri
 }
 
 fn one_token_cluster_of(size: usize, seed: u64) -> (Cluster, Vec<NodeId>, shoal::proto::ring::Ring) {
-    let config = Config {
-        vnodes: 1,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.vnodes = 1;
+        cfg
     };
     let mut c = Cluster::with_membership(size, config, seed);
     c.run_for(Duration::from_secs(5));
@@ -724,10 +731,11 @@ fn hand_off_with_skew(c: &mut Cluster, from: NodeId, to: NodeId, target: NodeId,
 
 #[test]
 fn handed_off_hints_keep_the_age_the_sender_gave_them_whatever_the_clocks_read() {
-    let config = Config {
-        hint_window: Duration::from_secs(60),
-        tombstone_grace: Duration::from_secs(120),
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_window = Duration::from_secs(60);
+        cfg.tombstone_grace = Duration::from_secs(120);
+        cfg
     };
     let mut c = Cluster::with_membership(4, config, 21);
     c.run_for(Duration::from_secs(5));

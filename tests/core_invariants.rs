@@ -20,10 +20,11 @@ fn assert_invariants(c: &Cluster) {
 /// every step.
 #[test]
 fn every_hint_batch_is_acknowledged_to_its_sender_across_prunings() {
-    let config = Config {
-        hint_batch: 1,
-        hint_replay_rate: 1_000,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_batch = 1;
+        cfg.hint_replay_rate = 1_000;
+        cfg
     };
     let mut c = Cluster::new(3, config, 5);
     let ids = c.node_ids();

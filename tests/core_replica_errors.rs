@@ -7,9 +7,10 @@ use shoal::proto::{Config, MemStore, Node, NodeId, Output, PeerMessage, Time, Ve
 
 fn node(config: Config) -> Node<MemStore> {
     let mut node = Node::new(
-        Config {
-            node_id: Some(NodeId(1)),
-            ..config
+        {
+            let mut cfg = config;
+            cfg.node_id = Some(NodeId(1));
+            cfg
         },
         MemStore::new(),
         3,
@@ -71,9 +72,10 @@ fn a_coordinator_with_a_stale_ring_is_told_both_placements() {
 
 #[test]
 fn a_hint_over_the_limits_is_refused_as_such() {
-    let mut node = node(Config {
-        hinted_handoff: false,
-        ..Config::default()
+    let mut node = node({
+        let mut cfg = Config::default();
+        cfg.hinted_handoff = false;
+        cfg
     });
     let hinted = PeerMessage::HintedPut {
         request: 1,

@@ -470,9 +470,10 @@ fn a_leaving_node_hands_every_range_off_before_it_leaves() {
 #[test]
 fn a_key_only_the_leaving_node_holds_is_not_lost() {
     // No hints: only the handoff can save the key.
-    let config = Config {
-        hinted_handoff: false,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hinted_handoff = false;
+        cfg
     };
     let mut c = converged_with(4, 45, config);
     let leaving = c.node_ids()[3];
@@ -596,9 +597,10 @@ fn assert_only_owned_keys_held(c: &Cluster, keys: std::ops::Range<usize>) {
 
 #[test]
 fn after_a_join_old_owners_drop_the_ranges_they_gave_up() {
-    let config = Config {
-        cleanup_delay: Duration::from_secs(2),
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.cleanup_delay = Duration::from_secs(2);
+        cfg
     };
     let mut c = converged_with(3, 48, config.clone());
     write(&mut c, 0..600);
@@ -631,11 +633,12 @@ fn after_a_join_old_owners_drop_the_ranges_they_gave_up() {
 fn a_write_only_an_old_owner_took_is_handed_to_the_new_owners_before_it_is_dropped() {
     // No hints and no anti-entropy rounds: only the cleanup's push can
     // carry the write over.
-    let config = Config {
-        cleanup_delay: Duration::from_secs(2),
-        hinted_handoff: false,
-        anti_entropy_interval: Duration::from_secs(3600),
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.cleanup_delay = Duration::from_secs(2);
+        cfg.hinted_handoff = false;
+        cfg.anti_entropy_interval = Duration::from_secs(3600);
+        cfg
     };
     let mut c = converged_with(3, 49, config.clone());
     write(&mut c, 0..300);

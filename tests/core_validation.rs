@@ -20,9 +20,10 @@ const PEER: NodeId = NodeId(2);
 /// A node whose ring is itself and one peer (N=2), so it replicates
 /// every key and serves every message.
 fn node() -> Node<MemStore> {
-    let config = Config {
-        replication: 2,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.replication = 2;
+        cfg
     };
     let mut node = Node::new(config, MemStore::default(), 1).unwrap();
     let me = node.id();

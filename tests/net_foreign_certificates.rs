@@ -3,8 +3,7 @@
 mod common;
 
 use common::{TestCluster, run};
-use shoal::node::{Durability, NodeOptions};
-use shoal::proto::Config;
+use shoal::node::NodeOptions;
 use shoal::{Client, ClientError, Consistency, Context, Credentials};
 use std::time::Duration;
 
@@ -48,18 +47,13 @@ fn a_node_from_another_cluster_cannot_join() {
         let other = tempfile::tempdir().unwrap();
         let other_cluster = other.path().join("cluster");
         shoal::net::tls::init_cluster_dir(&other_cluster).unwrap();
-        let intruder = shoal::node::start(NodeOptions {
-            data_dir: other.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            cluster_dir: other_cluster.clone(),
-            seeds: cluster.addrs.clone(),
-            durability: Durability::Buffer,
-            disk_failure_policy: Default::default(),
-            config: Config::default(),
-            limits: Default::default(),
-        })
-        .await
-        .unwrap();
+        let mut options = NodeOptions::new(
+            other.path().join("data"),
+            "127.0.0.1:0".parse().unwrap(),
+            other_cluster.clone(),
+        );
+        options.seeds = cluster.addrs.clone();
+        let intruder = shoal::node::start(options).await.unwrap();
 
         // Give gossip ample time: the members must still be exactly two.
         tokio::time::sleep(Duration::from_secs(4)).await;

@@ -14,9 +14,10 @@ use std::time::Duration;
 fn connections_past_the_limit_are_refused_until_one_closes() {
     run(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            max_connections: 2,
-            ..Limits::default()
+        let limits = {
+            let mut limits = Limits::default();
+            limits.max_connections = 2;
+            limits
         };
         let node = start(dir.path(), limits).await;
         let (_e1, first) = connect(dir.path(), &node).await.unwrap();
@@ -47,9 +48,10 @@ fn connections_past_the_limit_are_refused_until_one_closes() {
 fn requests_in_flight_on_one_connection_are_bounded() {
     run(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            max_requests_per_connection: 2,
-            ..Limits::default()
+        let limits = {
+            let mut limits = Limits::default();
+            limits.max_requests_per_connection = 2;
+            limits
         };
         let node = start(dir.path(), limits).await;
         let (_e, connection) = connect(dir.path(), &node).await.unwrap();
@@ -86,9 +88,10 @@ fn requests_in_flight_on_one_connection_are_bounded() {
 fn a_message_over_the_frame_limit_is_refused_and_nothing_is_stored() {
     run(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            max_frame_bytes: 64 * 1024,
-            ..Limits::default()
+        let limits = {
+            let mut limits = Limits::default();
+            limits.max_frame_bytes = 64 * 1024;
+            limits
         };
         let node = start(dir.path(), limits).await;
         let (_e, connection) = connect(dir.path(), &node).await.unwrap();

@@ -15,10 +15,9 @@ const KEYS: u64 = 200;
 
 /// Settings with anti-entropy as good as off (one round an hour).
 fn without_anti_entropy() -> Config {
-    Config {
-        anti_entropy_interval: Duration::from_secs(3600),
-        ..Config::default()
-    }
+    let mut cfg = Config::default();
+    cfg.anti_entropy_interval = Duration::from_secs(3600);
+    cfg
 }
 
 async fn status(cluster: &TestCluster, client: &Client, i: usize) -> StatusReport {
@@ -115,11 +114,12 @@ fn a_node_down_during_writes_gets_them_by_hints() {
 #[test]
 fn a_node_whose_disk_was_wiped_gets_its_data_back_by_anti_entropy() {
     run(Duration::from_secs(150), async {
-        let config = Config {
-            anti_entropy_interval: Duration::from_millis(500),
-            hinted_handoff: false,
-            read_repair: false,
-            ..Config::default()
+        let config = {
+            let mut cfg = Config::default();
+            cfg.anti_entropy_interval = Duration::from_millis(500);
+            cfg.hinted_handoff = false;
+            cfg.read_repair = false;
+            cfg
         };
         let mut cluster = TestCluster::start_on(3, 0, Durability::Buffer, config)
             .await
@@ -149,9 +149,10 @@ fn a_node_whose_disk_was_wiped_gets_its_data_back_by_anti_entropy() {
 #[test]
 fn a_key_only_one_replica_holds_reaches_all_three_by_read_repair() {
     run(Duration::from_secs(120), async {
-        let config = Config {
-            hinted_handoff: false,
-            ..without_anti_entropy()
+        let config = {
+            let mut cfg = without_anti_entropy();
+            cfg.hinted_handoff = false;
+            cfg
         };
         let mut cluster = TestCluster::start_on(3, 0, Durability::Buffer, config)
             .await

@@ -229,11 +229,12 @@ fn consistency(c: u8) -> Consistency {
 
 impl Harness {
     fn new(gossip: bool) -> Harness {
-        let config = Config {
-            node_id: Some(ME),
-            replication: 3,
-            vnodes: 8,
-            ..Config::default()
+        let config = {
+            let mut cfg = Config::default();
+            cfg.node_id = Some(ME);
+            cfg.replication = 3;
+            cfg.vnodes = 8;
+            cfg
         };
         let mut node = Node::new(config, MemStore::new(), 7).expect("a valid config");
         let now = Time::from_micros(1_000_000);

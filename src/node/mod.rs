@@ -67,8 +67,10 @@ pub enum DiskFailurePolicy {
     Stop,
 }
 
-/// Everything needed to start a node.
+/// Everything needed to start a node. Make one with [`NodeOptions::new`]
+/// and change the fields that differ from the defaults.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct NodeOptions {
     /// The data directory.
     pub data_dir: PathBuf,
@@ -88,8 +90,28 @@ pub struct NodeOptions {
     pub limits: Limits,
 }
 
+impl NodeOptions {
+    /// A node with its data in `data_dir`, listening on `listen`, in the
+    /// cluster whose certificates are in `cluster_dir`: no seeds (the first
+    /// node), buffered durability, the default disk failure policy,
+    /// settings and limits.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr, cluster_dir: PathBuf) -> NodeOptions {
+        NodeOptions {
+            data_dir,
+            listen,
+            cluster_dir,
+            seeds: Vec::new(),
+            durability: Durability::Buffer,
+            disk_failure_policy: DiskFailurePolicy::default(),
+            config: Config::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// Limits that protect a node from its clients and peers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Most connections open at once; more are refused.
     pub max_connections: usize,

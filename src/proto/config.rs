@@ -18,6 +18,7 @@ pub const MAX_REPLICATION: usize = 16;
 /// are written like `2s`, `500ms` or `3h`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// N: how many distinct nodes hold each key.
     pub replication: usize,

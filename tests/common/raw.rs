@@ -3,7 +3,7 @@
 
 use shoal::net::stream::{read_frame, write_frame};
 use shoal::net::tls::{Credentials, SERVER_NAME, init_cluster_dir, transport_config};
-use shoal::node::{Durability, Limits, NodeHandle, NodeOptions};
+use shoal::node::{Limits, NodeHandle, NodeOptions};
 use shoal::proto::message::PROTOCOL_VERSION;
 use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Request, Response};
 use std::path::Path;
@@ -12,22 +12,19 @@ use std::time::Duration;
 /// Starts one node (N=1) with `limits` in `dir`, with a new cluster CA.
 pub async fn start(dir: &Path, limits: Limits) -> NodeHandle {
     init_cluster_dir(&dir.join("cluster")).unwrap();
-    let config = Config {
-        replication: 1,
-        ..Config::default()
+    let config = {
+        let mut cfg = Config::default();
+        cfg.replication = 1;
+        cfg
     };
-    shoal::node::start(NodeOptions {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        cluster_dir: dir.join("cluster"),
-        seeds: Vec::new(),
-        durability: Durability::Buffer,
-        disk_failure_policy: Default::default(),
-        config,
-        limits,
-    })
-    .await
-    .unwrap()
+    let mut options = NodeOptions::new(
+        dir.join("data"),
+        "127.0.0.1:0".parse().unwrap(),
+        dir.join("cluster"),
+    );
+    options.config = config;
+    options.limits = limits;
+    shoal::node::start(options).await.unwrap()
 }
 
 /// A QUIC connection with this cluster's client certificate.

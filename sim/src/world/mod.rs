@@ -315,18 +315,19 @@ impl World {
     /// A world for `options`, nodes started and joined.
     pub fn new(options: Options) -> World {
         let mut rng = StdRng::seed_from_u64(options.seed);
-        let config = Config {
-            debug_skip_epoch_bump: options.skip_epoch_bump,
-            read_repair: options.read_repair,
-            // Odd seeds hold reads until their repairs are acknowledged.
-            read_repair_blocking: options.seed % 2 == 1,
-            // Short enough that hints expire and tombstones are collected
+        let config = {
+            let mut cfg = Config::default();
+            cfg.debug_skip_epoch_bump = options.skip_epoch_bump;
+            cfg.read_repair = options.read_repair;
+            cfg.// Odd seeds hold reads until their repairs are acknowledged.
+            read_repair_blocking = options.seed % 2 == 1;
+            cfg.// Short enough that hints expire and tombstones are collected
             // many times in a run.
-            hint_window: Duration::from_secs(15),
-            tombstone_grace: Duration::from_secs(30),
-            // Nodes drop ranges they gave up soon after a join or leave.
-            cleanup_delay: Duration::from_secs(5),
-            ..Config::default()
+            hint_window = Duration::from_secs(15);
+            cfg.tombstone_grace = Duration::from_secs(30);
+            cfg.// Nodes drop ranges they gave up soon after a join or leave.
+            cleanup_delay = Duration::from_secs(5);
+            cfg
         };
         let skew_max = i64::try_from(options.rates.skew_max.as_micros()).unwrap_or(i64::MAX);
         // A run with joins has one more node, started during the run.
@@ -401,9 +402,10 @@ impl World {
     /// Starts node `i` on its parked disk.
     fn boot(&mut self, i: usize, seeds: &[SocketAddr]) {
         let store = self.nodes[i].parked.take().expect("a down node has a disk");
-        let config = Config {
-            node_id: Some(self.nodes[i].id),
-            ..self.config.clone()
+        let config = {
+            let mut cfg = self.config.clone();
+            cfg.node_id = Some(self.nodes[i].id);
+            cfg
         };
         let mut node = Node::new(config, store, self.rng.random()).expect("valid config and store");
         assert_eq!(node.id(), self.nodes[i].id, "a node keeps its id across restarts");
