@@ -155,17 +155,21 @@ impl<S: Store> Node<S> {
         AdminResponse::Done
     }
 
-    /// Member states changed here: tell every live member, recompute the
-    /// ring and save them.
-    pub(super) fn announce_states(&mut self) {
-        let effects: Vec<Effect> = self
-            .view
+    /// A state sync to every live member.
+    fn sync_live_members(&self) -> Vec<Effect> {
+        self.view
             .membership
             .iter()
             .flat_map(|m| m.up_members())
             .map(|p| Effect::SyncStates { to: p.node })
-            .chain([Effect::Changed])
-            .collect();
+            .collect()
+    }
+
+    /// Member states changed here: tell every live member, recompute the
+    /// ring and save them.
+    pub(super) fn announce_states(&mut self) {
+        let mut effects = self.sync_live_members();
+        effects.push(Effect::Changed);
         self.apply_effects(effects);
         self.persist_members();
     }
@@ -257,13 +261,7 @@ impl<S: Store> Node<S> {
         }
         if self.view.ready && !was_ready {
             // Peers may hear this node's own state now (joining, say).
-            let effects: Vec<Effect> = self
-                .view
-                .membership
-                .iter()
-                .flat_map(|m| m.up_members())
-                .map(|p| Effect::SyncStates { to: p.node })
-                .collect();
+            let effects = self.sync_live_members();
             self.apply_effects(effects);
         }
     }
