@@ -111,3 +111,23 @@ fn a_replica_whose_storage_failed_says_so() {
         Err(ReplicaError::Storage { .. })
     ));
 }
+
+#[test]
+fn a_hint_for_a_node_that_is_not_a_member_is_refused_and_not_kept() {
+    let mut node = node(Config::default());
+    let hinted = |target| PeerMessage::HintedPut {
+        request: 1,
+        key: b"k".to_vec(),
+        object: state(),
+        target,
+        placement: None,
+        written_to: vec![NodeId(1), NodeId(2)],
+    };
+    assert_eq!(
+        reply(&mut node, hinted(NodeId(42))),
+        Err(ReplicaError::UnknownNode { node: NodeId(42) })
+    );
+    assert_eq!(node.hints_held(), 0);
+    assert_eq!(reply(&mut node, hinted(NodeId(3))), Ok(()));
+    assert_eq!(node.hints_held(), 1);
+}

@@ -155,6 +155,15 @@ impl<S: Store> Node<S> {
         AdminResponse::Done
     }
 
+    /// Whether `node` is a member this node knows of (in any status; in a
+    /// static cluster, one of the ring's nodes).
+    pub(super) fn knows_member(&self, node: NodeId) -> bool {
+        match &self.view.membership {
+            Some(membership) => membership.state(node).is_some(),
+            None => self.view.ring.nodes().contains(&node),
+        }
+    }
+
     /// A state sync to every live member.
     fn sync_live_members(&self) -> Vec<Effect> {
         self.view

@@ -680,6 +680,13 @@ pub enum ReplicaError {
         /// As the coordinator sent them.
         theirs: Placement,
     },
+    /// A hint for `node`, which this replica does not know as a member:
+    /// it would never be delivered, so it is not kept.
+    #[error("no hint stored for {node}: not a member this node knows")]
+    UnknownNode {
+        /// The node the hint was for.
+        node: NodeId,
+    },
     /// A hint for `target` would go past this node's hint limits (the hint
     /// window, or the bytes held for that replica).
     #[error("no hint stored for {target}: over the hint limits")]

@@ -87,6 +87,10 @@ impl<S: Store> Node<S> {
                 if target == self.id() {
                     return self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
                 }
+                if !self.knows_member(target) {
+                    // A hint for a node no ring here has would wait in vain.
+                    return Err(ReplicaError::UnknownNode { node: target });
+                }
                 match self.store_hint(now, target, &key, &object, &written_to) {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(ReplicaError::HintLimits { target }),
