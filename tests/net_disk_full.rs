@@ -65,7 +65,7 @@ fn a_node_whose_disk_fills_up_is_read_only_and_recovers_by_itself_when_it_has_ro
         let mut cluster = TestCluster::start(3).await.unwrap();
         let full = 2;
         let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
-        let Some(_mounted) = move_onto_small_disk(&mut cluster, full).await else {
+        let Some(mounted) = move_onto_small_disk(&mut cluster, full).await else {
             return;
         };
         let data = cluster.data_dir(full);
@@ -106,6 +106,9 @@ fn a_node_whose_disk_fills_up_is_read_only_and_recovers_by_itself_when_it_has_ro
             .await
             .unwrap();
         client.close().await;
+        // Unmount first: the cluster's directory is removed at shutdown,
+        // and a mount inside it would keep it.
+        drop(mounted);
         cluster.shutdown().await.unwrap();
     });
 }
@@ -172,7 +175,7 @@ fn with_disk_failure_policy_stop_a_node_whose_disk_fills_up_stops_with_an_error(
         let mut cluster = TestCluster::start(3).await.unwrap();
         let full = 2;
         cluster.disk_failure_policy = DiskFailurePolicy::Stop;
-        let Some(_mounted) = move_onto_small_disk(&mut cluster, full).await else {
+        let Some(mounted) = move_onto_small_disk(&mut cluster, full).await else {
             return;
         };
         // Requests the full node was serving when it stopped fail; that
@@ -191,6 +194,9 @@ fn with_disk_failure_policy_stop_a_node_whose_disk_fills_up_stops_with_an_error(
             .await
             .unwrap();
         client.close().await;
+        // Unmount first: the cluster's directory is removed at shutdown,
+        // and a mount inside it would keep it.
+        drop(mounted);
         cluster.shutdown().await.unwrap();
     });
 }

@@ -9,14 +9,45 @@ use crate::proto::{Config, NodeId};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use tempfile::TempDir;
+
+/// A fresh directory under the system's temporary directory, removed
+/// with everything in it when dropped.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    /// Creates `<temp>/<prefix><pid>-<nanos>-<n>`; never an existing one.
+    pub fn new(prefix: &str) -> std::io::Result<ScratchDir> {
+        static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{prefix}{}-{nanos}-{n}", std::process::id()));
+        std::fs::create_dir(&path)?;
+        Ok(ScratchDir { path })
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
 
 /// Nodes started in this process. Node `i` keeps its address and data
 /// directory across [`LocalCluster::stop`] and [`LocalCluster::restart`].
 pub struct LocalCluster {
     /// Holds the cluster CA (`cluster/`) and each node's data (`node{i}/`);
     /// removed when the cluster is dropped.
-    pub dir: TempDir,
+    pub dir: ScratchDir,
     /// The nodes; `None` while stopped.
     pub nodes: Vec<Option<NodeHandle>>,
     /// Node `i`'s address.
@@ -59,15 +90,12 @@ impl LocalCluster {
         durability: Durability,
         config: Config,
     ) -> Result<LocalCluster, NodeError> {
-        let dir = tempfile::Builder::new()
-            .prefix("shoal-local-")
-            .tempdir()
-            .map_err(|source| {
-                NodeError::Tls(TlsError::Io {
-                    path: std::env::temp_dir(),
-                    source,
-                })
-            })?;
+        let dir = ScratchDir::new("shoal-local-").map_err(|source| {
+            NodeError::Tls(TlsError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })
+        })?;
         crate::net::tls::init_cluster_dir(&dir.path().join("cluster"))?;
         let mut cluster = LocalCluster {
             dir,

@@ -13,6 +13,7 @@
 //! core tolerates, rather than growing memory without bound.
 
 mod link;
+#[cfg(feature = "local-cluster")]
 pub mod local;
 pub mod metrics;
 pub mod settings;
