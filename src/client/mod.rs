@@ -7,20 +7,42 @@
 //! read returns every sibling and an opaque [`Context`]; pass the context
 //! back with the next write of that key so it replaces what you read.
 //!
-//! ```no_run
-//! use shoal::client::{Client, Credentials};
-//! use shoal::{Consistency, Context};
+//! This example runs as it stands: it starts three nodes on loopback in
+//! this process (`node::local`), connects, writes, reads, resolves and
+//! deletes. Against a real cluster, give the builder its nodes' addresses
+//! and `Credentials::from_cluster_dir` of a directory holding the
+//! cluster's certificates.
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let credentials = Credentials::from_cluster_dir("cluster".as_ref())?;
-//! let client = Client::connect(&["127.0.0.1:7101".parse()?], credentials).await?;
+//! ```
+//! use shoal::node::local::LocalCluster;
+//! use shoal::{Client, Consistency, Context, ReadOptions};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cluster = LocalCluster::start(3).await?;
+//! cluster.ready_client(Duration::from_secs(20)).await?.close().await;
+//! let client = Client::builder(cluster.credentials()?)
+//!     .seeds(cluster.running())
+//!     .default_consistency(Consistency::Quorum)
+//!     .connect()
+//!     .await?;
+//!
 //! client.put("user:1", "ada", &Context::empty(), Consistency::Quorum).await?;
-//! let read = client.get("user:1", Consistency::Quorum).await?;
-//! for value in &read.values {
-//!     println!("{}", String::from_utf8_lossy(&value.value));
-//! }
-//! // Replace what we read (all its siblings) with one value.
+//! // A second blind write: the two are concurrent, so both are kept.
+//! client.put("user:1", "ada l.", &Context::empty(), Consistency::Quorum).await?;
+//! let read = client.get_with("user:1", ReadOptions::default()).await?;
+//! assert_eq!(read.values.len(), 2);
+//! // A write with the read's context replaces every value it saw.
 //! client.put("user:1", "ada lovelace", &read.context, Consistency::Quorum).await?;
+//! let read = client.get("user:1", Consistency::All).await?;
+//! assert_eq!(read.values.len(), 1);
+//! assert_eq!(read.values[0].value, b"ada lovelace");
+//!
+//! client.delete("user:1", &read.context, Consistency::Quorum).await?;
+//! assert!(client.get("user:1", Consistency::Quorum).await?.values.is_empty());
+//! client.close().await;
+//! cluster.shutdown().await?;
 //! # Ok(()) }
 //! ```
 
