@@ -6,6 +6,7 @@ mod output;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
+use shoal::net::tls::Role;
 use shoal::node::Durability;
 use shoal::node::settings::{LogFormat, Settings};
 use shoal::proto::{AdminRequest, NodeId};
@@ -95,6 +96,40 @@ enum ClusterCommand {
         /// The cluster directory to create.
         #[arg(long)]
         dir: PathBuf,
+    },
+    /// Issue a node's certificate into OUT: the CA certificate, the node's
+    /// certificate (role `node`) and its key, without the CA key. Start the
+    /// node with `--cluster-dir OUT`; keep DIR (with `ca.key`) on the
+    /// operator's machine.
+    IssueNode {
+        /// The cluster directory holding the CA and its key.
+        #[arg(long, env = "SHOAL_CLUSTER_DIR")]
+        dir: PathBuf,
+        /// The directory to write (created; refused if it holds a certificate).
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the certificate is valid (e.g. 365d, 90d).
+        #[arg(long, default_value = "365d", value_parser = humantime_serde::re::humantime::parse_duration)]
+        valid_for: std::time::Duration,
+    },
+    /// Issue a client's certificate with a role into OUT (the CA
+    /// certificate, the client's certificate and key; no CA key). Give OUT
+    /// to the application as its cluster directory.
+    IssueClient {
+        /// The client's name, written into its certificate.
+        name: String,
+        /// What it may do: admin, readwrite or readonly.
+        #[arg(long)]
+        role: Role,
+        /// The cluster directory holding the CA and its key.
+        #[arg(long, env = "SHOAL_CLUSTER_DIR")]
+        dir: PathBuf,
+        /// The directory to write (created; refused if it holds a certificate).
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the certificate is valid.
+        #[arg(long, default_value = "90d", value_parser = humantime_serde::re::humantime::parse_duration)]
+        valid_for: std::time::Duration,
     },
 }
 
@@ -263,6 +298,28 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Cluster(ClusterCommand::Init { dir }) => {
             shoal::net::tls::init_cluster_dir(&dir)?;
             println!("cluster CA written to {}", dir.display());
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::IssueNode { dir, out, valid_for }) => {
+            shoal::net::tls::issue_to_dir(&dir, &out, Role::Node, "shoal node", valid_for)?;
+            println!("node certificate written to {} (no CA key)", out.display());
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::IssueClient {
+            name,
+            role,
+            dir,
+            out,
+            valid_for,
+        }) => {
+            if role == Role::Node {
+                anyhow::bail!("a client cannot have the node role: use `cluster issue-node`");
+            }
+            shoal::net::tls::issue_to_dir(&dir, &out, role, &name, valid_for)?;
+            println!(
+                "client certificate for {name} ({role}) written to {} (no CA key)",
+                out.display()
+            );
             Ok(())
         }
         Command::Node(NodeCommand::Start(args)) => start_node(*args).await,

@@ -16,7 +16,7 @@ use quinn::rustls::pki_types::pem::PemObject;
 use quinn::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    KeyUsagePurpose, SanType,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +26,56 @@ use std::time::Duration;
 pub const SERVER_NAME: &str = "shoal";
 const CA_CERT_FILE: &str = "ca.pem";
 const CA_KEY_FILE: &str = "ca.key";
+/// An issued certificate and its key, in a directory made by
+/// [`issue_to_dir`] (with the CA certificate, and without its key).
+const LEAF_CERT_FILE: &str = "cert.pem";
+const LEAF_KEY_FILE: &str = "key.pem";
+/// The SAN URI that carries a certificate's role: `shoal:role:<role>`.
+const ROLE_URI_PREFIX: &str = "shoal:role:";
+
+/// What a certificate's holder may do, written into the certificate (a SAN
+/// URI) so that every node can read it without asking anyone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Role {
+    /// A node: peer traffic only.
+    Node,
+    /// An operator: leave, remove, status, and everything `readwrite` may.
+    Admin,
+    /// An application: get, put, delete, list.
+    ReadWrite,
+    /// A reader: get, list, status.
+    ReadOnly,
+}
+
+impl Role {
+    /// The name used on the command line and in the certificate.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Admin => "admin",
+            Role::ReadWrite => "readwrite",
+            Role::ReadOnly => "readonly",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Role, String> {
+        [Role::Node, Role::Admin, Role::ReadWrite, Role::ReadOnly]
+            .into_iter()
+            .find(|r| r.as_str() == text)
+            .ok_or_else(|| format!("`{text}` is not a role: node, admin, readwrite or readonly"))
+    }
+}
 
 /// The ALPN name of the protocol version this build speaks.
 pub fn alpn() -> Vec<u8> {
@@ -107,6 +157,101 @@ pub fn init_cluster_dir(dir: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// Issues a certificate for `role` (named `name`, valid from yesterday for
+/// `valid_for`) signed by the CA in `cluster_dir`, and writes it to `out`
+/// with its key and the CA certificate, but not the CA key: a node or
+/// client started from `out` can prove who it is and check its peers, and
+/// cannot issue certificates. Refuses a directory that already holds one.
+pub fn issue_to_dir(
+    cluster_dir: &Path,
+    out: &Path,
+    role: Role,
+    name: &str,
+    valid_for: Duration,
+) -> Result<(), TlsError> {
+    let cert_path = out.join(LEAF_CERT_FILE);
+    if cert_path.exists() || out.join(CA_KEY_FILE).exists() {
+        return Err(TlsError::AlreadyInitialized { path: cert_path });
+    }
+    let (ca_pem, issuer) = load_issuer(cluster_dir)?;
+    let days = (valid_for.as_secs() / 86_400).max(1);
+    let today = days_since_epoch();
+    let span = (civil_date(today - 1), civil_date(today + days as i64));
+    let (leaf, key) = sign_leaf(&issuer, Some(role), name, Some(span))?;
+    std::fs::create_dir_all(out).map_err(io_error(out))?;
+    let ca_out = out.join(CA_CERT_FILE);
+    std::fs::write(&ca_out, &ca_pem).map_err(io_error(&ca_out))?;
+    write_private(&out.join(LEAF_KEY_FILE), key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, leaf.pem()).map_err(io_error(&cert_path))?;
+    Ok(())
+}
+
+/// The CA certificate (PEM) and an issuer for it, from `dir`.
+fn load_issuer(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), TlsError> {
+    let cert_path = dir.join(CA_CERT_FILE);
+    let key_path = dir.join(CA_KEY_FILE);
+    let ca_pem = std::fs::read_to_string(&cert_path).map_err(io_error(&cert_path))?;
+    let key_pem = std::fs::read_to_string(&key_path).map_err(io_error(&key_path))?;
+    let ca_key = KeyPair::from_pem(&key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    Ok((ca_pem, issuer))
+}
+
+/// A (year, month, day) span of validity.
+type Span = ((i32, u8, u8), (i32, u8, u8));
+
+/// A leaf certificate for `role` (none: the development certificate a
+/// holder of the CA key issues itself), valid over `span` (`None`:
+/// rcgen's default).
+fn sign_leaf(
+    issuer: &Issuer<'static, KeyPair>,
+    role: Option<Role>,
+    name: &str,
+    span: Option<Span>,
+) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
+    let leaf_key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    if let Some(role) = role {
+        let uri = format!("{ROLE_URI_PREFIX}{role}");
+        params.subject_alt_names.push(SanType::URI(uri.try_into()?));
+    }
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if let Some(((y0, m0, d0), (y1, m1, d1))) = span {
+        params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+        params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+    }
+    let leaf = params.signed_by(&leaf_key, issuer)?;
+    Ok((leaf, leaf_key))
+}
+
+/// Days since 1970-01-01 by the system clock.
+fn days_since_epoch() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (secs / 86_400) as i64
+}
+
+/// The (year, month, day) of a day counted from 1970-01-01 (the proleptic
+/// Gregorian calendar's civil-from-days).
+fn civil_date(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month, day)
+}
+
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -128,9 +273,44 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Loads the cluster CA from `dir` and issues a fresh leaf certificate.
+    /// Credentials from `dir`: the certificate and key issued into it by
+    /// [`issue_to_dir`] (`shoal cluster issue-node` / `issue-client`), or,
+    /// in a cluster directory that holds the CA key (local development, the
+    /// demo), a fresh certificate issued with it.
     pub fn from_cluster_dir(dir: &Path) -> Result<Credentials, TlsError> {
+        if dir.join(LEAF_CERT_FILE).exists() {
+            return Credentials::load_issued(dir);
+        }
         Credentials::issue(dir, None)
+    }
+
+    /// Whether `dir` holds the CA key (anyone given it can issue
+    /// certificates).
+    pub fn dir_holds_ca_key(dir: &Path) -> bool {
+        dir.join(CA_KEY_FILE).exists()
+    }
+
+    fn load_issued(dir: &Path) -> Result<Credentials, TlsError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path)
+                .map_err(io_error(&path))
+                .map(|bytes| (path, bytes))
+        };
+        let not_pem = |path: &Path| TlsError::Verifier {
+            reason: format!("{} is not a PEM certificate or key", path.display()),
+        };
+        let (ca_path, ca) = read(CA_CERT_FILE)?;
+        let (leaf_path, leaf) = read(LEAF_CERT_FILE)?;
+        let (key_path, key) = read(LEAF_KEY_FILE)?;
+        Ok(Credentials {
+            ca: CertificateDer::from_pem_slice(&ca).map_err(|_| not_pem(&ca_path))?,
+            leaf: CertificateDer::from_pem_slice(&leaf).map_err(|_| not_pem(&leaf_path))?,
+            key: PrivatePkcs8KeyDer::from_pem_slice(&key)
+                .map_err(|_| not_pem(&key_path))?
+                .secret_pkcs8_der()
+                .to_vec(),
+        })
     }
 
     /// Like [`Credentials::from_cluster_dir`], but the leaf is valid only
@@ -144,30 +324,12 @@ impl Credentials {
         Credentials::issue(dir, Some((not_before, not_after)))
     }
 
-    #[allow(clippy::type_complexity)]
-    fn issue(dir: &Path, validity: Option<((i32, u8, u8), (i32, u8, u8))>) -> Result<Credentials, TlsError> {
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
-        let ca_pem = std::fs::read_to_string(&cert_path).map_err(io_error(&cert_path))?;
-        let key_pem = std::fs::read_to_string(&key_path).map_err(io_error(&key_path))?;
-        let ca_key = KeyPair::from_pem(&key_pem)?;
-        let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    fn issue(dir: &Path, validity: Option<Span>) -> Result<Credentials, TlsError> {
+        let (ca_pem, issuer) = load_issuer(dir)?;
         let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|_| TlsError::Verifier {
-            reason: format!("{} is not a PEM certificate", cert_path.display()),
+            reason: format!("{} is not a PEM certificate", dir.join(CA_CERT_FILE).display()),
         })?;
-        let leaf_key = KeyPair::generate()?;
-        let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()])?;
-        params.distinguished_name.push(DnType::CommonName, SERVER_NAME);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
-            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
-            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
-        }
-        let leaf = params.signed_by(&leaf_key, &issuer)?;
+        let (leaf, leaf_key) = sign_leaf(&issuer, None, SERVER_NAME, validity)?;
         Ok(Credentials {
             ca,
             leaf: leaf.der().clone(),

@@ -231,6 +231,13 @@ impl NodeHandle {
 /// Starts a node and returns once it listens.
 pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     disable_transparent_huge_pages();
+    if Credentials::dir_holds_ca_key(&options.cluster_dir) && !options.listen.ip().is_loopback() {
+        tracing::warn!(
+            cluster_dir = %options.cluster_dir.display(),
+            "this node's cluster directory holds the CA key: anyone who reads it can mint node \
+             certificates; give nodes a directory from `shoal cluster issue-node` instead"
+        );
+    }
     let credentials = Credentials::from_cluster_dir(&options.cluster_dir)?;
     let store = FjallStore::open(&options.data_dir)?;
     let mut node = Node::new(options.config.clone(), store, rand::random())?;

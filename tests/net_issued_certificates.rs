@@ -1,0 +1,163 @@
+//! Least privilege, first step: the CA key stays with the operator. `shoal
+//! cluster issue-node` and `issue-client` write a directory with the CA
+//! certificate and one signed certificate (its role inside) and key, and
+//! no CA key; nodes and clients start from such directories.
+
+mod common;
+
+use common::run;
+use quinn::rustls::pki_types::CertificateDer;
+use quinn::rustls::pki_types::pem::PemObject;
+use shoal::node::NodeOptions;
+use shoal::proto::Config;
+use shoal::{Client, Consistency, Context, Credentials};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn shoal(args: &[&str]) -> Output {
+    Command::new(SHOAL)
+        .args(args)
+        .env_remove("SHOAL_CLUSTER_DIR")
+        .output()
+        .unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Whether the certificate in `dir` carries `role` in its SAN URI.
+fn has_role(dir: &Path, role: &str) -> bool {
+    let pem = std::fs::read(dir.join("cert.pem")).unwrap();
+    let der = CertificateDer::from_pem_slice(&pem).unwrap();
+    let uri = format!("shoal:role:{role}");
+    der.windows(uri.len()).any(|w| w == uri.as_bytes())
+}
+
+#[test]
+fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ops = tmp.path().join("ops");
+    let (node_dir, app_dir) = (tmp.path().join("n1-certs"), tmp.path().join("app-certs"));
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    ok(shoal(&["cluster", "init", "--dir", &path(&ops)]));
+    ok(shoal(&[
+        "cluster",
+        "issue-node",
+        "--dir",
+        &path(&ops),
+        "--out",
+        &path(&node_dir),
+    ]));
+    let out = ok(shoal(&[
+        "cluster",
+        "issue-client",
+        "app",
+        "--role",
+        "readwrite",
+        "--dir",
+        &path(&ops),
+        "--out",
+        &path(&app_dir),
+    ]));
+    assert!(out.contains("readwrite"), "{out}");
+    for dir in [&node_dir, &app_dir] {
+        assert!(dir.join("ca.pem").exists() && dir.join("cert.pem").exists());
+        assert!(
+            !dir.join("ca.key").exists(),
+            "no CA key leaves the operator's directory"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "the key is private to its owner");
+        }
+    }
+    assert!(has_role(&node_dir, "node") && !has_role(&node_dir, "readwrite"));
+    assert!(has_role(&app_dir, "readwrite"));
+
+    // Issuing again into a directory that holds a certificate is refused,
+    // and so is a client with the node role or an unknown one.
+    assert!(
+        !shoal(&[
+            "cluster",
+            "issue-node",
+            "--dir",
+            &path(&ops),
+            "--out",
+            &path(&node_dir)
+        ])
+        .status
+        .success()
+    );
+    let other = path(&tmp.path().join("other"));
+    let as_node = shoal(&[
+        "cluster",
+        "issue-client",
+        "x",
+        "--role",
+        "node",
+        "--dir",
+        &path(&ops),
+        "--out",
+        &other,
+    ]);
+    assert!(!as_node.status.success());
+    assert!(String::from_utf8_lossy(&as_node.stderr).contains("issue-node"));
+    let unknown = shoal(&[
+        "cluster",
+        "issue-client",
+        "x",
+        "--role",
+        "root",
+        "--dir",
+        &path(&ops),
+        "--out",
+        &other,
+    ]);
+    assert!(!unknown.status.success());
+
+    run(Duration::from_secs(60), async {
+        let mut options = NodeOptions::new(
+            tmp.path().join("data"),
+            "127.0.0.1:0".parse().unwrap(),
+            node_dir.clone(),
+        );
+        options.config = {
+            let mut config = Config::default();
+            config.replication = 1;
+            config
+        };
+        let node = shoal::node::start(options).await.unwrap();
+        let client = Client::connect(&[node.addr()], Credentials::from_cluster_dir(&app_dir).unwrap())
+            .await
+            .unwrap();
+        client
+            .put("k", "v", &Context::empty(), Consistency::One)
+            .await
+            .unwrap();
+        let read = client.get("k", Consistency::One).await.unwrap();
+        assert_eq!(read.values[0].value, b"v");
+        client.close().await;
+
+        // A certificate issued by another CA is still refused.
+        let stranger = tmp.path().join("stranger");
+        shoal::net::tls::init_cluster_dir(&stranger).unwrap();
+        let refused =
+            Client::connect(&[node.addr()], Credentials::from_cluster_dir(&stranger).unwrap()).await;
+        assert!(refused.is_err());
+        node.shutdown().await.unwrap();
+    });
+}
