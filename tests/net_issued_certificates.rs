@@ -9,8 +9,9 @@ use common::run;
 use quinn::rustls::pki_types::CertificateDer;
 use quinn::rustls::pki_types::pem::PemObject;
 use shoal::node::NodeOptions;
-use shoal::proto::Config;
-use shoal::{Client, Consistency, Context, Credentials};
+use shoal::proto::message::AdminError;
+use shoal::proto::{AdminRequest, Config, NodeId, RequestError};
+use shoal::{Client, ClientError, Consistency, Context, Credentials};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -158,6 +159,145 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
         let refused =
             Client::connect(&[node.addr()], Credentials::from_cluster_dir(&stranger).unwrap()).await;
         assert!(refused.is_err());
+        node.shutdown().await.unwrap();
+    });
+}
+
+fn issue(ops: &Path, out: &Path, role: &str) {
+    let (ops, out) = (ops.to_str().unwrap(), out.to_str().unwrap());
+    let args: Vec<&str> = match role {
+        "node" => vec!["cluster", "issue-node", "--dir", ops, "--out", out],
+        _ => vec![
+            "cluster",
+            "issue-client",
+            "someone",
+            "--role",
+            role,
+            "--dir",
+            ops,
+            "--out",
+            out,
+        ],
+    };
+    ok(shoal(&args));
+}
+
+fn forbidden_data(error: &ClientError, needed: &str) -> bool {
+    matches!(error, ClientError::Request(RequestError::Forbidden { needed: n, .. }) if n == needed)
+}
+
+fn forbidden_admin(error: &ClientError, needed: &str) -> bool {
+    matches!(error, ClientError::Admin { reason: AdminError::Forbidden { needed: n, .. } } if n == needed)
+}
+
+/// Each role gets what it may do and a clear refusal, naming the role
+/// needed, for the rest; a node certificate is no client, and a client
+/// certificate is no peer.
+#[test]
+fn requests_are_served_by_the_role_in_the_clients_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ops = tmp.path().join("ops");
+    shoal::net::tls::init_cluster_dir(&ops).unwrap();
+    for role in ["node", "admin", "readwrite", "readonly"] {
+        issue(&ops, &tmp.path().join(role), role);
+    }
+    run(Duration::from_secs(60), async {
+        let mut options = NodeOptions::new(
+            tmp.path().join("data"),
+            "127.0.0.1:0".parse().unwrap(),
+            tmp.path().join("node"),
+        );
+        options.config = {
+            let mut config = Config::default();
+            config.replication = 1;
+            config
+        };
+        let node = shoal::node::start(options).await.unwrap();
+        let addr = node.addr();
+        let seeds = [addr];
+        let client = |role: &str| {
+            Client::connect(
+                &seeds,
+                Credentials::from_cluster_dir(&tmp.path().join(role)).unwrap(),
+            )
+        };
+        let remove = AdminRequest::RemoveNode { node: NodeId(42) };
+
+        let writer = client("readwrite").await.unwrap();
+        writer
+            .put("k", "v", &Context::empty(), Consistency::One)
+            .await
+            .unwrap();
+        let error = writer.admin().request(addr, remove.clone()).await.unwrap_err();
+        assert!(forbidden_admin(&error, "admin"), "{error:?}");
+        assert!(
+            error.to_string().contains("readwrite") && error.to_string().contains("admin"),
+            "{error}"
+        );
+
+        let reader = client("readonly").await.unwrap();
+        assert_eq!(
+            reader.get("k", Consistency::One).await.unwrap().values[0].value,
+            b"v"
+        );
+        let error = reader
+            .put("k", "w", &Context::empty(), Consistency::One)
+            .await
+            .unwrap_err();
+        assert!(forbidden_data(&error, "readwrite"), "{error:?}");
+        let error = reader
+            .delete("k", &Context::empty(), Consistency::One)
+            .await
+            .unwrap_err();
+        assert!(forbidden_data(&error, "readwrite"), "{error:?}");
+        assert_eq!(reader.admin().status(addr).await.unwrap().members.len(), 1);
+        // Nothing the refused requests asked for happened.
+        assert_eq!(
+            reader.get("k", Consistency::One).await.unwrap().values[0].value,
+            b"v"
+        );
+
+        let admin = client("admin").await.unwrap();
+        let error = admin.admin().request(addr, remove.clone()).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Admin {
+                    reason: AdminError::UnknownNode { .. }
+                }
+            ),
+            "{error:?}"
+        );
+        admin
+            .put("k2", "v", &Context::empty(), Consistency::One)
+            .await
+            .unwrap();
+
+        // A node certificate cannot read the ring as a client, let alone data.
+        let error = client("node")
+            .await
+            .err()
+            .expect("a node certificate is no client");
+        assert!(forbidden_admin(&error, "readonly"), "{error:?}");
+
+        // A node started with a client certificate does not become a peer.
+        let mut intruder = NodeOptions::new(
+            tmp.path().join("intruder"),
+            "127.0.0.1:0".parse().unwrap(),
+            tmp.path().join("readwrite"),
+        );
+        intruder.seeds = vec![addr];
+        let intruder = shoal::node::start(intruder).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            admin.admin().status(addr).await.unwrap().members.len(),
+            1,
+            "no member joined"
+        );
+        intruder.shutdown().await.unwrap();
+        for c in [writer, reader, admin] {
+            c.close().await;
+        }
         node.shutdown().await.unwrap();
     });
 }

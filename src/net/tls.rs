@@ -60,6 +60,42 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The role a certificate (DER) carries in its SAN URI, if any: `None`
+    /// for a certificate without one (issued by a holder of the CA key for
+    /// itself, in development) or one that cannot be read. A role is only
+    /// read from the SAN, never from names a requester chose.
+    pub fn of_certificate(der: &[u8]) -> Option<Role> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let names = cert.subject_alternative_name().ok()??;
+        names.value.general_names.iter().find_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(ROLE_URI_PREFIX)?.parse().ok(),
+            _ => None,
+        })
+    }
+
+    /// Whether this role may send `request`.
+    pub fn allows(self, request: &crate::proto::Request) -> bool {
+        use crate::proto::{AdminRequest, ClientRequest, Request};
+        match (self, request) {
+            (Role::Node, _) => false,
+            (Role::Admin, _) => true,
+            (Role::ReadWrite, Request::Data(_)) => true,
+            (Role::ReadOnly, Request::Data(ClientRequest::Get { .. })) => true,
+            (Role::ReadWrite | Role::ReadOnly, Request::Admin(AdminRequest::Status)) => true,
+            _ => false,
+        }
+    }
+
+    /// The least role that may send `request`.
+    pub fn needed_for(request: &crate::proto::Request) -> Role {
+        [Role::ReadOnly, Role::ReadWrite, Role::Admin]
+            .into_iter()
+            .find(|role| role.allows(request))
+            .unwrap_or(Role::Admin)
+    }
+}
+
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

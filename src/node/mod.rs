@@ -20,14 +20,15 @@ pub mod settings;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
 use crate::net::stream::{read_frame, write_frame};
-use crate::net::tls::{Credentials, TlsError, transport_config};
-use crate::proto::message::PeerHello;
+use crate::net::tls::{Credentials, Role, TlsError, transport_config};
+use crate::proto::message::{AdminError, PeerHello};
 use crate::proto::{
-    AdminRequest, AdminResponse, ClientId, Config, Node, NodeId, Output, PeerMessage, Request, Response,
-    StartError, Store, StoreError, Time,
+    AdminRequest, AdminResponse, ClientId, ClientResponse, Config, Node, NodeId, Output, PeerMessage,
+    Request, RequestError, Response, StartError, Store, StoreError, Time,
 };
 use crate::storage::FjallStore;
 use bytes::Bytes;
+use quinn::rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -634,10 +635,20 @@ async fn serve_connection(
             return;
         }
     };
-    tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
-    tokio::spawn(serve_peer_streams(connection.clone(), events.clone(), max_frame));
+    // The role the peer's certificate carries; none on a certificate a
+    // holder of the CA key issued itself (development), which may do
+    // anything.
+    let role = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().and_then(|leaf| Role::of_certificate(leaf)));
+    // Peer traffic only from nodes.
+    if matches!(role, None | Some(Role::Node)) {
+        tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
+        tokio::spawn(serve_peer_streams(connection.clone(), events.clone(), max_frame));
+    }
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(serve_request(send, recv, events.clone(), max_frame));
+        tokio::spawn(serve_request(send, recv, events.clone(), max_frame, role));
     }
 }
 
@@ -681,6 +692,7 @@ async fn serve_request(
     mut recv: quinn::RecvStream,
     events: mpsc::Sender<Event>,
     max_frame: usize,
+    role: Option<Role>,
 ) {
     let request = match read_frame::<Request>(&mut recv, max_frame).await {
         Ok(Some(request)) => request,
@@ -691,16 +703,36 @@ async fn serve_request(
             return;
         }
     };
-    let (reply, response) = oneshot::channel();
-    if events.send(Event::Request { request, reply }).await.is_err() {
-        return;
-    }
-    if let Ok(response) = response.await
-        && write_frame(&mut send, &response).await.is_ok()
-    {
+    let response = match role {
+        Some(role) if !role.allows(&request) => forbidden(role, &request),
+        _ => {
+            let (reply, response) = oneshot::channel();
+            if events.send(Event::Request { request, reply }).await.is_err() {
+                return;
+            }
+            match response.await {
+                Ok(response) => response,
+                Err(_) => return,
+            }
+        }
+    };
+    if write_frame(&mut send, &response).await.is_ok() {
         let _ = send.finish();
         // Wait for the client to read the answer before dropping the stream.
         let _ = send.stopped().await;
+    }
+}
+
+/// The answer to a request the certificate's role may not make; nothing
+/// reaches the core.
+fn forbidden(role: Role, request: &Request) -> Response {
+    let (role, needed) = (role.to_string(), Role::needed_for(request).to_string());
+    tracing::debug!(%role, %needed, "request refused for the certificate's role");
+    match request {
+        Request::Data(_) => Response::Data(ClientResponse::Failed(RequestError::Forbidden { role, needed })),
+        Request::Admin(_) => Response::Admin(AdminResponse::Refused {
+            reason: AdminError::Forbidden { role, needed },
+        }),
     }
 }
 

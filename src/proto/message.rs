@@ -479,7 +479,7 @@ pub enum AdminResponse {
 }
 
 /// Why an admin request was refused. Nothing changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum AdminError {
     /// The node does not know the member named.
@@ -506,6 +506,14 @@ pub enum AdminError {
     /// The node is still joining; it can leave once it has joined.
     #[error("this node is still joining; ask again once it is normal")]
     StillJoining,
+    /// The requester's certificate does not carry a role that may do this.
+    #[error("refused: the certificate's role is {role}; this needs the {needed} role")]
+    Forbidden {
+        /// The role of the requester's certificate.
+        role: String,
+        /// The least role that may make this request.
+        needed: String,
+    },
 }
 
 /// One live value of a key.
@@ -645,6 +653,15 @@ pub enum RequestError {
         size: usize,
         /// The limit.
         max: usize,
+    },
+    /// The client's certificate does not carry a role that may do this.
+    /// Nothing changed.
+    #[error("refused: the certificate's role is {role}; this needs the {needed} role")]
+    Forbidden {
+        /// The role of the client's certificate.
+        role: String,
+        /// The least role that may make this request.
+        needed: String,
     },
     /// The request's causal context is not one a read returned (a
     /// counter out of range). Nothing changed.
