@@ -39,7 +39,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let node = node.as_ref().expect("started");
         println!("  node {} = {} at {}", i + 1, node.id(), node.addr());
     }
-    print_commands(&cluster.cluster_dir(), cluster.addrs[0]);
+    // The commands below get a client certificate (role admin: they may
+    // ask for status), not the CA key the nodes were issued from.
+    let client_dir = cluster.dir.path().join("client");
+    shoal::net::tls::issue_to_dir(
+        &cluster.cluster_dir(),
+        &client_dir,
+        shoal::net::tls::Role::Admin,
+        "demo",
+        Duration::from_secs(86_400),
+    )
+    .context("issuing the demo's client certificate")?;
+    print_commands(&client_dir, cluster.addrs[0]);
 
     workload(&mut cluster, &client).await?;
 
