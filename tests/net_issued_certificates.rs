@@ -301,3 +301,68 @@ fn requests_are_served_by_the_role_in_the_clients_certificate() {
         node.shutdown().await.unwrap();
     });
 }
+
+/// Nodes that each hold only their own issued certificate (role node) form
+/// a cluster: they gossip, replicate and serve a readwrite client.
+#[test]
+fn nodes_with_issued_certificates_form_a_cluster() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ops = tmp.path().join("ops");
+    shoal::net::tls::init_cluster_dir(&ops).unwrap();
+    for name in ["n1", "n2"] {
+        issue(&ops, &tmp.path().join(name), "node");
+    }
+    issue(&ops, &tmp.path().join("app"), "readwrite");
+    issue(&ops, &tmp.path().join("ops-client"), "admin");
+    run(Duration::from_secs(60), async {
+        let config = {
+            let mut config = Config::default();
+            config.replication = 2;
+            config
+        };
+        let mut first = NodeOptions::new(
+            tmp.path().join("d1"),
+            "127.0.0.1:0".parse().unwrap(),
+            tmp.path().join("n1"),
+        );
+        first.config = config.clone();
+        let first = shoal::node::start(first).await.unwrap();
+        let mut second = NodeOptions::new(
+            tmp.path().join("d2"),
+            "127.0.0.1:0".parse().unwrap(),
+            tmp.path().join("n2"),
+        );
+        second.config = config;
+        second.seeds = vec![first.addr()];
+        let second = shoal::node::start(second).await.unwrap();
+        let addrs = [first.addr(), second.addr()];
+        let operator = Client::connect(
+            &addrs,
+            Credentials::from_cluster_dir(&tmp.path().join("ops-client")).unwrap(),
+        )
+        .await
+        .unwrap();
+        operator
+            .admin()
+            .wait_until_members_up(&addrs, 2, Duration::from_secs(20))
+            .await
+            .unwrap();
+        let app = Client::connect(
+            &addrs,
+            Credentials::from_cluster_dir(&tmp.path().join("app")).unwrap(),
+        )
+        .await
+        .unwrap();
+        app.put("k", "v", &Context::empty(), Consistency::All)
+            .await
+            .unwrap();
+        for addr in addrs {
+            let read = app.get_via(addr, "k", Consistency::One).await.unwrap();
+            assert_eq!(read.values[0].value, b"v", "replicated to {addr}");
+        }
+        app.close().await;
+        operator.close().await;
+        second.shutdown().await.unwrap();
+        first.shutdown().await.unwrap();
+    });
+}
