@@ -366,3 +366,40 @@ fn nodes_with_issued_certificates_form_a_cluster() {
         first.shutdown().await.unwrap();
     });
 }
+
+/// A holder of a client certificate cannot pose as a node: clients (and
+/// nodes' peer links) talk only to servers whose certificate is a node's.
+#[test]
+fn a_server_with_a_client_certificate_is_not_trusted_as_a_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ops = tmp.path().join("ops");
+    shoal::net::tls::init_cluster_dir(&ops).unwrap();
+    issue(&ops, &tmp.path().join("impostor"), "readwrite");
+    issue(&ops, &tmp.path().join("app"), "readwrite");
+    run(Duration::from_secs(30), async {
+        let impostor = Credentials::from_cluster_dir(&tmp.path().join("impostor")).unwrap();
+        let server = impostor
+            .server_config(shoal::net::tls::transport_config(16))
+            .unwrap();
+        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let accepting = endpoint.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(incoming) = accepting.accept().await {
+                if let Ok(connection) = incoming.await {
+                    held.push(connection);
+                }
+            }
+        });
+        let app = Credentials::from_cluster_dir(&tmp.path().join("app")).unwrap();
+        let error = Client::connect(&[endpoint.local_addr().unwrap()], app)
+            .await
+            .err()
+            .expect("an impostor is not a node");
+        assert!(
+            matches!(&error, ClientError::Unreachable { last, .. } if last.contains("not a node")),
+            "{error:?}"
+        );
+        endpoint.close(0u32.into(), b"done");
+    });
+}

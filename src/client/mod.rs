@@ -50,7 +50,7 @@
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
 pub use crate::net::tls::Credentials;
-use crate::net::tls::{SERVER_NAME, TlsError, transport_config};
+use crate::net::tls::{Role, SERVER_NAME, TlsError, transport_config};
 use crate::proto::membership::NodeStatus;
 use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
@@ -757,6 +757,12 @@ impl Client {
             .connect(addr, SERVER_NAME)
             .map_err(|e| Attempt::NotSent(e.to_string()))?;
         let connection = connecting.await.map_err(|e| Attempt::NotSent(e.to_string()))?;
+        if !Role::is_node(&connection) {
+            connection.close(0u32.into(), b"not a node");
+            return Err(Attempt::NotSent(format!(
+                "{addr} presented a certificate that is not a node's"
+            )));
+        }
         self.inner
             .connections
             .lock()

@@ -74,6 +74,23 @@ impl Role {
         })
     }
 
+    /// The role of the certificate the other end of `connection` presented
+    /// (see [`Role::of_certificate`]).
+    pub fn of_connection(connection: &quinn::Connection) -> Option<Role> {
+        let chain = connection
+            .peer_identity()?
+            .downcast::<Vec<CertificateDer<'static>>>()
+            .ok()?;
+        chain.first().and_then(|leaf| Role::of_certificate(leaf))
+    }
+
+    /// Whether the other end of `connection` is a node: its certificate
+    /// has the `node` role, or no role (development). Clients and peers
+    /// talk only to nodes, so a client certificate cannot pose as one.
+    pub fn is_node(connection: &quinn::Connection) -> bool {
+        matches!(Role::of_connection(connection), None | Some(Role::Node))
+    }
+
     /// Whether this role may send `request`.
     pub fn allows(self, request: &crate::proto::Request) -> bool {
         use crate::proto::{AdminRequest, ClientRequest, Request};

@@ -110,7 +110,12 @@ fn encode_within(out: &mut Vec<u8>, message: &PeerMessage, max_frame: usize) {
 
 async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Result<quinn::Connection, String> {
     let connecting = endpoint.connect(addr, SERVER_NAME).map_err(|e| e.to_string())?;
-    connecting.await.map_err(|e| e.to_string())
+    let connection = connecting.await.map_err(|e| e.to_string())?;
+    if !crate::net::tls::Role::is_node(&connection) {
+        connection.close(0u32.into(), b"not a node");
+        return Err(format!("{addr} presented a certificate that is not a node's"));
+    }
+    Ok(connection)
 }
 
 /// Sends until the queue closes (Ok) or the connection fails (Err).

@@ -28,7 +28,6 @@ use crate::proto::{
 };
 use crate::storage::FjallStore;
 use bytes::Bytes;
-use quinn::rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -638,10 +637,7 @@ async fn serve_connection(
     // The role the peer's certificate carries; none on a certificate a
     // holder of the CA key issued itself (development), which may do
     // anything.
-    let role = connection
-        .peer_identity()
-        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .and_then(|chain| chain.first().and_then(|leaf| Role::of_certificate(leaf)));
+    let role = Role::of_connection(&connection);
     // Peer traffic only from nodes.
     if matches!(role, None | Some(Role::Node)) {
         tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
