@@ -16,7 +16,7 @@
 //! The tree lives in memory (16 bytes a bucket: 1 MiB) and is built at
 //! start from the store's digest index, which is persisted with the data.
 
-use super::store::{Store, StoreError};
+use super::store::{DigestEntry, Store, StoreError};
 
 /// Buckets of the ring (2^16).
 pub const BUCKETS: usize = 1 << 16;
@@ -89,30 +89,7 @@ impl DigestTree {
     /// The tree of everything in `store` (read from its digest index).
     pub fn build<S: Store>(store: &S) -> Result<DigestTree, StoreError> {
         let mut tree = DigestTree::new();
-        let mut first = 0u64;
-        loop {
-            let batch = store.digests(first, u64::MAX, 4096)?;
-            for entry in &batch {
-                tree.apply(entry.position, 0, entry.digest, 1);
-            }
-            match batch.last() {
-                Some(last) if batch.len() == 4096 => {
-                    // Continue after the last position read; keys at the same
-                    // position as the last are re-read, so skip them.
-                    let position = last.position;
-                    let seen = batch.iter().filter(|e| e.position == position).count();
-                    let again = store.digests(position, position, usize::MAX)?;
-                    for entry in again.iter().skip(seen) {
-                        tree.apply(entry.position, 0, entry.digest, 1);
-                    }
-                    match position.checked_add(1) {
-                        Some(next) => first = next,
-                        None => break,
-                    }
-                }
-                _ => break,
-            }
-        }
+        each_indexed(store, |entry| tree.apply(entry.position, 0, entry.digest, 1))?;
         Ok(tree)
     }
 
@@ -193,6 +170,31 @@ impl DigestTree {
 impl Default for DigestTree {
     fn default() -> Self {
         DigestTree::new()
+    }
+}
+
+/// Calls `f` on every entry of `store`'s digest index, in position order,
+/// a page at a time.
+pub(super) fn each_indexed<S: Store>(store: &S, mut f: impl FnMut(&DigestEntry)) -> Result<(), StoreError> {
+    let mut first = 0u64;
+    loop {
+        let batch = store.digests(first, u64::MAX, 4096)?;
+        batch.iter().for_each(&mut f);
+        match batch.last() {
+            Some(last) if batch.len() == 4096 => {
+                // Continue after the last position read; keys at the same
+                // position as the last are re-read, so skip them.
+                let position = last.position;
+                let seen = batch.iter().filter(|e| e.position == position).count();
+                let again = store.digests(position, position, usize::MAX)?;
+                again.iter().skip(seen).for_each(&mut f);
+                match position.checked_add(1) {
+                    Some(next) => first = next,
+                    None => return Ok(()),
+                }
+            }
+            _ => return Ok(()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! tie two pieces of state together, which a bug elsewhere could break.
 
 use super::Node;
-use super::digest_tree::Summary;
+use super::digest_tree::{Summary, each_indexed};
 use super::store::Store;
 
 impl<S: Store> Node<S> {
@@ -47,28 +47,11 @@ impl<S: Store> super::local::LocalStore<S> {
     /// count) is the digest index's.
     pub(super) fn check(&self) -> Result<(), String> {
         let mut index = Summary::default();
-        let mut from = 0u64;
-        loop {
-            let entries = self
-                .digests(from, u64::MAX, 4096)
-                .map_err(|e| format!("the digest index: {e}"))?;
-            let Some(last) = entries.last().map(|e| e.position) else {
-                break;
-            };
-            let whole = entries.len() < 4096;
-            for entry in entries.iter().filter(|e| whole || e.position < last) {
-                index.digest ^= entry.digest;
-                index.count += 1;
-            }
-            if whole {
-                break;
-            }
-            // The last position's keys are read again from the next batch.
-            from = last;
-            if entries.iter().all(|e| e.position == last) {
-                return Err("more than 4,096 keys at one ring position".to_owned());
-            }
-        }
+        each_indexed(self.store(), |entry| {
+            index.digest ^= entry.digest;
+            index.count += 1;
+        })
+        .map_err(|e| format!("the digest index: {e}"))?;
         let tree = self
             .summary(0, u64::MAX)
             .map_err(|e| format!("the digest tree: {e}"))?;

@@ -99,10 +99,7 @@ impl Requests {
     fn remove(&mut self, id: u64) -> Option<Coordinated> {
         let operation = self.operations.remove(&id)?;
         self.deadlines.remove(&(operation.deadline, id));
-        if matches!(
-            operation.kind,
-            Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
-        ) {
+        if operation.is_answered() {
             self.answered -= 1;
         }
         Some(operation)
@@ -118,16 +115,7 @@ impl Requests {
                 self.deadlines
             ));
         }
-        let answered = self
-            .operations
-            .values()
-            .filter(|o| {
-                matches!(
-                    o.kind,
-                    Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
-                )
-            })
-            .count();
+        let answered = self.operations.values().filter(|o| o.is_answered()).count();
         if answered != self.answered {
             return Err(format!(
                 "{answered} operations answered, {} counted",
@@ -175,6 +163,17 @@ pub struct Coordinated {
     requester: Requester,
     deadline: Time,
     kind: Kind,
+}
+
+impl Coordinated {
+    /// Whether its requester has the answer (a read that stays to repair,
+    /// a write that stays to hint).
+    fn is_answered(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Read { answered: true, .. } | Kind::Write { answered: true, .. }
+        )
+    }
 }
 
 #[derive(Debug)]
