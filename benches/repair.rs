@@ -19,7 +19,11 @@
 
 use hdrhistogram::Histogram;
 use shoal::node::Durability;
-use shoal::node::local::LocalCluster;
+#[allow(dead_code)]
+#[path = "../src/cli/local.rs"]
+mod local;
+
+use local::LocalCluster;
 use shoal::proto::harness::Cluster;
 use shoal::proto::membership::NodeStatus;
 use shoal::proto::version::{Actor, VersionVector};

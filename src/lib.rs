@@ -16,7 +16,6 @@
 //! * [`node`] — the production driver: the core on QUIC and fjall.
 //! * [`client`] — the client library, with a consistency level per request.
 //! * [`bench`](mod@bench) — YCSB-style workloads through the client (`shoal bench`).
-//! * `node::local` — nodes on loopback in one process (demo, bench, tests; the default `local-cluster` feature).
 //!
 //! The simulator (`sim/`) drives the same core on virtual time.
 

@@ -2,7 +2,11 @@
 //! `SHOAL_NODE` and `SHOAL_CLUSTER_DIR` if both are set, otherwise starts a
 //! 3-node cluster on loopback in a temporary directory.
 
-use shoal::node::local::LocalCluster;
+#[allow(dead_code)]
+#[path = "../../src/cli/local.rs"]
+mod local;
+
+use local::LocalCluster;
 use shoal::{Client, Credentials};
 use std::time::Duration;
 

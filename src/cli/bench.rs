@@ -1,13 +1,13 @@
 //! `shoal bench`: YCSB-style workloads against a running cluster or one it
 //! starts itself, with throughput and latency percentiles.
 
+use super::local::LocalCluster;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal::bench::keys::Distribution;
 use shoal::bench::{Bench, Progress, Report, Spec, Stop, Workload};
 use shoal::node::Durability;
-use shoal::node::local::LocalCluster;
 use shoal::proto::Config;
 use shoal::{Client, Consistency, Credentials};
 use std::net::SocketAddr;

@@ -1,10 +1,10 @@
 //! `shoal demo`: a real 3-node cluster on loopback, a short workload that
 //! shows quorums at work, and the commands to use it by hand.
 
+use super::local::LocalCluster;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use shoal::node::Durability;
-use shoal::node::local::LocalCluster;
 use shoal::proto::Config;
 use shoal::{Client, ClientError, Consistency, Context};
 use std::net::SocketAddr;

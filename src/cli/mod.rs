@@ -2,6 +2,10 @@
 
 mod bench;
 mod demo;
+// Shared with the tests, examples and benches, which use parts the
+// binary does not.
+#[allow(dead_code)]
+pub(crate) mod local;
 mod output;
 
 use anyhow::{Context as _, Result};

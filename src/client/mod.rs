@@ -8,22 +8,39 @@
 //! back with the next write of that key so it replaces what you read.
 //!
 //! This example runs as it stands: it starts three nodes on loopback in
-//! this process (`node::local`), connects, writes, reads, resolves and
-//! deletes. Against a real cluster, give the builder its nodes' addresses
-//! and `Credentials::from_cluster_dir` of a directory holding the
-//! cluster's certificates.
+//! this process (hidden lines, with `node::start`), connects, writes,
+//! reads, resolves and deletes. Against a real cluster, give the builder
+//! its nodes' addresses and `Credentials::from_cluster_dir` of a directory
+//! holding a client certificate (`shoal cluster issue-client`).
 //!
 //! ```
-//! use shoal::node::local::LocalCluster;
-//! use shoal::{Client, Consistency, Context, ReadOptions};
+//! use shoal::{Client, Consistency, Context, Credentials, ReadOptions};
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let cluster = LocalCluster::start(3).await?;
-//! cluster.ready_client(Duration::from_secs(20)).await?.close().await;
-//! let client = Client::builder(cluster.credentials()?)
-//!     .seeds(cluster.running())
+//! # let scratch = std::env::temp_dir().join(format!("shoal-doctest-{}", std::process::id()));
+//! # let cluster_dir = scratch.join("cluster");
+//! # shoal::net::tls::init_cluster_dir(&cluster_dir)?;
+//! # let mut nodes = Vec::new();
+//! # let mut addrs = Vec::new();
+//! # for i in 0..3 {
+//! #     let mut options = shoal::node::NodeOptions::new(
+//! #         scratch.join(format!("node{i}")),
+//! #         "127.0.0.1:0".parse()?,
+//! #         cluster_dir.clone(),
+//! #     );
+//! #     options.seeds = addrs.clone();
+//! #     let node = shoal::node::start(options).await?;
+//! #     addrs.push(node.addr());
+//! #     nodes.push(node);
+//! # }
+//! let credentials = Credentials::from_cluster_dir(&cluster_dir)?;
+//! # let admin = Client::connect(&addrs, credentials.clone()).await?;
+//! # admin.admin().wait_until_members_up(&addrs, 3, Duration::from_secs(20)).await?;
+//! # admin.close().await;
+//! let client = Client::builder(credentials)
+//!     .seeds(addrs.clone())
 //!     .default_consistency(Consistency::Quorum)
 //!     .connect()
 //!     .await?;
@@ -42,7 +59,10 @@
 //! client.delete("user:1", &read.context, Consistency::Quorum).await?;
 //! assert!(client.get("user:1", Consistency::Quorum).await?.values.is_empty());
 //! client.close().await;
-//! cluster.shutdown().await?;
+//! # for node in nodes {
+//! #     node.shutdown().await?;
+//! # }
+//! # std::fs::remove_dir_all(&scratch)?;
 //! # Ok(()) }
 //! ```
 

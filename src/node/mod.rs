@@ -13,8 +13,6 @@
 //! core tolerates, rather than growing memory without bound.
 
 mod link;
-#[cfg(feature = "local-cluster")]
-pub mod local;
 pub mod metrics;
 pub mod settings;
 

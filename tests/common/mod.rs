@@ -6,8 +6,11 @@ use std::time::Duration;
 
 pub mod raw;
 
+#[path = "../../src/cli/local.rs"]
+mod local;
+
 #[allow(unused_imports)]
-pub use shoal::node::local::LocalCluster as TestCluster;
+pub use local::LocalCluster as TestCluster;
 
 /// Runs an async test body with a hard time bound.
 pub fn run<F: std::future::Future<Output = ()>>(limit: Duration, body: F) {

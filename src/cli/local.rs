@@ -1,11 +1,16 @@
 //! A cluster of real nodes inside one process, on loopback, in a temporary
 //! directory: what `shoal demo`, `shoal bench --local`, the examples and the
 //! integration tests run against.
+//!
+//! It is not part of the library (users of the library do not compile it):
+//! it is a module of the `shoal` binary, and the tests, examples and
+//! benches include this same file (`#[path]`). So it uses only shoal's
+//! public API.
 
-use super::{Durability, NodeError, NodeHandle, NodeOptions};
-use crate::client::{Client, ClientError, Credentials};
-use crate::net::tls::TlsError;
-use crate::proto::{Config, NodeId};
+use shoal::net::tls::TlsError;
+use shoal::node::{DiskFailurePolicy, Durability, Limits, NodeError, NodeHandle, NodeOptions};
+use shoal::proto::{Config, NodeId};
+use shoal::{Client, ClientError, Credentials};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,9 +62,9 @@ pub struct LocalCluster {
     /// Settings of every node.
     pub config: Config,
     /// Network limits of every node (taken at each start).
-    pub limits: super::Limits,
+    pub limits: Limits,
     /// What a node started from now on does when its storage fails.
-    pub disk_failure_policy: super::DiskFailurePolicy,
+    pub disk_failure_policy: DiskFailurePolicy,
     /// Run each node started from now on on its own tokio runtime with
     /// this many worker threads, as if it were its own process (its tasks
     /// then do not queue behind other nodes' tasks). `None` (the default):
@@ -96,15 +101,15 @@ impl LocalCluster {
                 source,
             })
         })?;
-        crate::net::tls::init_cluster_dir(&dir.path().join("cluster"))?;
+        shoal::net::tls::init_cluster_dir(&dir.path().join("cluster"))?;
         let mut cluster = LocalCluster {
             dir,
             nodes: Vec::new(),
             addrs: Vec::new(),
             durability,
             config,
-            limits: super::Limits::default(),
-            disk_failure_policy: super::DiskFailurePolicy::default(),
+            limits: Limits::default(),
+            disk_failure_policy: DiskFailurePolicy::default(),
             own_runtime: None,
             runtimes: Vec::new(),
         };
@@ -125,7 +130,7 @@ impl LocalCluster {
             self.runtimes.resize_with(i + 1, || None);
         }
         let Some(threads) = self.own_runtime else {
-            return super::start(options).await;
+            return shoal::node::start(options).await;
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
@@ -133,7 +138,7 @@ impl LocalCluster {
             .enable_all()
             .build()
             .map_err(|source| NodeError::Runtime { source })?;
-        let started = runtime.spawn(super::start(options)).await;
+        let started = runtime.spawn(shoal::node::start(options)).await;
         self.runtimes[i] = Some(runtime);
         match started {
             Ok(result) => result,
@@ -172,22 +177,19 @@ impl LocalCluster {
     }
 
     fn options(&self, i: usize, listen: SocketAddr) -> NodeOptions {
-        NodeOptions {
-            data_dir: self.data_dir(i),
-            listen,
-            cluster_dir: self.cluster_dir(),
-            seeds: self
-                .addrs
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, addr)| *addr)
-                .collect(),
-            durability: self.durability,
-            disk_failure_policy: self.disk_failure_policy,
-            config: self.config.clone(),
-            limits: self.limits,
-        }
+        let mut options = NodeOptions::new(self.data_dir(i), listen, self.cluster_dir());
+        options.seeds = self
+            .addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, addr)| *addr)
+            .collect();
+        options.durability = self.durability;
+        options.disk_failure_policy = self.disk_failure_policy;
+        options.config = self.config.clone();
+        options.limits = self.limits;
+        options
     }
 
     /// A client seeded with every running node, returned once each of them
@@ -245,7 +247,7 @@ impl LocalCluster {
     pub async fn restart_wiped(&mut self, i: usize, node: NodeId) -> Result<(), NodeError> {
         assert!(self.nodes[i].is_none(), "restart_wiped: node {i} is running");
         std::fs::remove_dir_all(self.data_dir(i)).map_err(|source| {
-            NodeError::Store(crate::proto::StoreError::Engine {
+            NodeError::Store(shoal::proto::StoreError::Engine {
                 source: Box::new(source),
             })
         })?;
