@@ -135,6 +135,31 @@ enum ClusterCommand {
         #[arg(long, default_value = "90d", value_parser = humantime_serde::re::humantime::parse_duration)]
         valid_for: std::time::Duration,
     },
+    /// Revoke a certificate: add its serial to the cluster's deny list (a
+    /// record replicated in the cluster, written at QUORUM). Every node
+    /// refuses it within seconds, on new connections and on open ones,
+    /// until it expires and beyond. Needs an admin client certificate.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    Revoke {
+        /// The certificate's serial, in hex (as `issue-node` / `issue-client`
+        /// printed it; `:` separators are fine).
+        #[arg(group = "which")]
+        serial: Option<String>,
+        /// Or the certificate file to revoke (`cert.pem` of an issued directory).
+        #[arg(long, value_name = "PATH", group = "which")]
+        cert: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List the revoked certificates (serial and when), from the cluster's
+    /// deny list read at QUORUM. Needs an admin client certificate.
+    Revoked {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,8 +330,13 @@ async fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Cluster(ClusterCommand::IssueNode { dir, out, valid_for }) => {
-            shoal::net::tls::issue_to_dir(&dir, &out, Role::Node, "shoal node", valid_for)?;
-            println!("node certificate written to {} (no CA key)", out.display());
+            let issued = shoal::net::tls::issue_to_dir(&dir, &out, Role::Node, "shoal node", valid_for)?;
+            println!(
+                "node certificate written to {} (no CA key); serial {}, expires {}",
+                out.display(),
+                issued.serial,
+                issued.expiry_date()
+            );
             Ok(())
         }
         Command::Cluster(ClusterCommand::IssueClient {
@@ -319,11 +349,44 @@ async fn dispatch(command: Command) -> Result<()> {
             if role == Role::Node {
                 anyhow::bail!("a client cannot have the node role: use `cluster issue-node`");
             }
-            shoal::net::tls::issue_to_dir(&dir, &out, role, &name, valid_for)?;
+            let issued = shoal::net::tls::issue_to_dir(&dir, &out, role, &name, valid_for)?;
             println!(
-                "client certificate for {name} ({role}) written to {} (no CA key)",
-                out.display()
+                "client certificate for {name} ({role}) written to {} (no CA key); serial {}, expires {}",
+                out.display(),
+                issued.serial,
+                issued.expiry_date()
             );
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Revoke { serial, cert, target }) => {
+            let serial = match (serial, cert) {
+                (Some(text), _) => shoal::net::tls::normalize_serial(&text)
+                    .with_context(|| format!("`{text}` is not a certificate serial (hex)"))?,
+                (None, Some(path)) => shoal::net::tls::PeerCertificate::of_pem_file(&path)?.serial,
+                (None, None) => unreachable!("clap requires a serial or --cert"),
+            };
+            let client = connect(&target).await?;
+            let list = client.admin().revoke(&serial).await?;
+            client.close().await;
+            println!(
+                "revoked {serial}; every node refuses it within seconds ({} revoked in all)",
+                list.revoked.len()
+            );
+            Ok(())
+        }
+        Command::Cluster(ClusterCommand::Revoked { target, json }) => {
+            let client = connect(&target).await?;
+            let list = client.admin().revoked().await?;
+            client.close().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list.revoked)?);
+            } else {
+                for (serial, at) in &list.revoked {
+                    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(*at);
+                    let when = humantime_serde::re::humantime::format_rfc3339_seconds(when);
+                    println!("{serial}  revoked {when}");
+                }
+            }
             Ok(())
         }
         Command::Node(NodeCommand::Start(args)) => start_node(*args).await,

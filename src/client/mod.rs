@@ -69,6 +69,7 @@
 #![deny(missing_docs)]
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
+use crate::net::revocation::{REVOKED_KEY, RevocationList};
 pub use crate::net::tls::Credentials;
 use crate::net::tls::{Role, SERVER_NAME, TlsError, transport_config};
 use crate::proto::membership::NodeStatus;
@@ -739,23 +740,24 @@ impl Client {
         let timeout = self.inner.options.attempt_timeout;
         let opened = async {
             let connection = self.connection(addr).await?;
-            connection
+            let streams = connection
                 .open_bi()
                 .await
-                .map_err(|e| Attempt::NotSent(e.to_string()))
+                .map_err(|e| Attempt::NotSent(closed_because(&connection, e)))?;
+            Ok((connection, streams))
         };
-        let (mut send, mut recv) = tokio::time::timeout(timeout, opened)
+        let (connection, (mut send, mut recv)) = tokio::time::timeout(timeout, opened)
             .await
             .map_err(|_| Attempt::NotSent(format!("could not connect within {timeout:?}")))??;
         let exchange = async {
             send.write_all(&encode(request))
                 .await
-                .map_err(|e| Attempt::NoAnswer(e.to_string()))?;
+                .map_err(|e| Attempt::NoAnswer(closed_because(&connection, e)))?;
             let _ = send.finish();
             let bytes = recv
                 .read_to_end(DEFAULT_MAX_FRAME + 16)
                 .await
-                .map_err(|e| Attempt::NoAnswer(e.to_string()))?;
+                .map_err(|e| Attempt::NoAnswer(closed_because(&connection, e)))?;
             decode_exact::<Response>(&bytes, DEFAULT_MAX_FRAME)
                 .map_err(|source| Attempt::Final(ClientError::Protocol { addr, source }))
         };
@@ -798,6 +800,24 @@ impl Client {
     }
 }
 
+/// What went wrong on `connection`: `error`, or, when the node closed the
+/// connection because of this client's certificate, that reason
+/// ("certificate revoked", "certificate expired").
+fn closed_because(connection: &quinn::Connection, error: impl std::fmt::Display) -> String {
+    match connection.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(close))
+            if close.error_code == crate::net::revocation::CLOSE_CERTIFICATE.into() =>
+        {
+            format!(
+                "{} closed the connection: {}",
+                connection.remote_address(),
+                String::from_utf8_lossy(&close.reason)
+            )
+        }
+        _ => error.to_string(),
+    }
+}
+
 /// Operator calls (a node's status, leave, remove) and waiting for the
 /// cluster to settle, apart from the data calls. Get one with
 /// [`Client::admin`]; it shares the client's connections.
@@ -817,6 +837,30 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// Revokes the certificate with `serial` (lowercase hex, see
+    /// [`crate::net::tls::normalize_serial`]): adds it to the cluster's
+    /// deny list, read and written at QUORUM. Every node refuses it within
+    /// seconds, on new connections and on open ones. Returns the list as
+    /// written. Needs an admin certificate.
+    pub async fn revoke(&self, serial: &str) -> Result<RevocationList, ClientError> {
+        let read = self.client.get(REVOKED_KEY, Consistency::Quorum).await?;
+        let (mut list, _) = RevocationList::from_values(&read.values);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        list.revoked.entry(serial.to_string()).or_insert(now);
+        self.client
+            .put(REVOKED_KEY, list.encode(), &read.context, Consistency::Quorum)
+            .await?;
+        Ok(list)
+    }
+
+    /// The cluster's deny list, read at QUORUM. Needs an admin certificate.
+    pub async fn revoked(&self) -> Result<RevocationList, ClientError> {
+        let read = self.client.get(REVOKED_KEY, Consistency::Quorum).await?;
+        Ok(RevocationList::from_values(&read.values).0)
+    }
+
     /// The status report of the node at `addr`: its view of the members,
     /// its counters, hints and storage health.
     pub async fn status(&self, addr: SocketAddr) -> Result<StatusReport, ClientError> {

@@ -2,5 +2,6 @@
 //! the cluster CA.
 
 pub mod frame;
+pub mod revocation;
 pub mod stream;
 pub mod tls;

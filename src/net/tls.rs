@@ -91,12 +91,15 @@ impl Role {
         matches!(Role::of_connection(connection), None | Some(Role::Node))
     }
 
-    /// Whether this role may send `request`.
+    /// Whether this role may send `request`. The cluster's own records
+    /// (keys under [`crate::proto::SYSTEM_KEY_PREFIX`], such as the
+    /// revocation list) are for admins only.
     pub fn allows(self, request: &crate::proto::Request) -> bool {
-        use crate::proto::{AdminRequest, ClientRequest, Request};
+        use crate::proto::{AdminRequest, ClientRequest, Request, is_system_key};
         match (self, request) {
             (Role::Node, _) => false,
             (Role::Admin, _) => true,
+            (_, Request::Data(data)) if is_system_key(data.key()) => false,
             (Role::ReadWrite, Request::Data(_)) => true,
             (Role::ReadOnly, Request::Data(ClientRequest::Get { .. })) => true,
             (Role::ReadWrite | Role::ReadOnly, Request::Admin(AdminRequest::Status)) => true,
@@ -111,6 +114,90 @@ impl Role {
             .find(|role| role.allows(request))
             .unwrap_or(Role::Admin)
     }
+}
+
+/// What a node needs to know of the certificate at the other end of a
+/// connection: read once, after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// Its role (see [`Role::of_certificate`]).
+    pub role: Option<Role>,
+    /// Its serial number, lowercase hex without separators (as
+    /// `shoal cluster issue-*` prints it and `shoal cluster revoke` takes it).
+    pub serial: String,
+    /// When it expires, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl PeerCertificate {
+    /// Reads a certificate (DER); `None` if it cannot be parsed.
+    pub fn of_certificate(der: &[u8]) -> Option<PeerCertificate> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        Some(PeerCertificate {
+            role: Role::of_certificate(der),
+            serial: hex(cert.raw_serial()),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+
+    /// The certificate the other end of `connection` presented.
+    pub fn of_connection(connection: &quinn::Connection) -> Option<PeerCertificate> {
+        let chain = connection
+            .peer_identity()?
+            .downcast::<Vec<CertificateDer<'static>>>()
+            .ok()?;
+        chain
+            .first()
+            .and_then(|leaf| PeerCertificate::of_certificate(leaf))
+    }
+
+    /// The day it expires, `YYYY-MM-DD` (UTC).
+    pub fn expiry_date(&self) -> String {
+        let (year, month, day) = civil_date(self.not_after.div_euclid(86_400));
+        format!("{year:04}-{month:02}-{day:02}")
+    }
+
+    /// Reads the certificate in a PEM file (`cert.pem` of an issued
+    /// directory).
+    pub fn of_pem_file(path: &Path) -> Result<PeerCertificate, TlsError> {
+        let der = CertificateDer::from_pem_file(path).map_err(|e| TlsError::Verifier {
+            reason: format!("{}: {e}", path.display()),
+        })?;
+        PeerCertificate::of_certificate(&der).ok_or_else(|| TlsError::Verifier {
+            reason: format!("{}: not an X.509 certificate", path.display()),
+        })
+    }
+}
+
+/// `bytes` as lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// A certificate serial as the command line may give it (hex, with or
+/// without `:` separators and a `0x` prefix, any case) in the form
+/// [`PeerCertificate::serial`] has; `None` if it is not hex.
+pub fn normalize_serial(text: &str) -> Option<String> {
+    let text = text.trim();
+    let text = text.strip_prefix("0x").unwrap_or(text);
+    let digits: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let valid = !digits.is_empty() && digits.len() <= 64 && digits.chars().all(|c| c.is_ascii_hexdigit());
+    // DER serials are whole bytes; a leading zero may have been dropped.
+    valid.then(|| {
+        if digits.len() % 2 == 1 {
+            format!("0{digits}")
+        } else {
+            digits
+        }
+    })
 }
 
 impl std::fmt::Display for Role {
@@ -215,13 +302,15 @@ pub fn init_cluster_dir(dir: &Path) -> Result<(), TlsError> {
 /// with its key and the CA certificate, but not the CA key: a node or
 /// client started from `out` can prove who it is and check its peers, and
 /// cannot issue certificates. Refuses a directory that already holds one.
+/// Returns what nodes will read of the certificate (its serial, to revoke
+/// it by, and its expiry).
 pub fn issue_to_dir(
     cluster_dir: &Path,
     out: &Path,
     role: Role,
     name: &str,
     valid_for: Duration,
-) -> Result<(), TlsError> {
+) -> Result<PeerCertificate, TlsError> {
     let cert_path = out.join(LEAF_CERT_FILE);
     if cert_path.exists() || out.join(CA_KEY_FILE).exists() {
         return Err(TlsError::AlreadyInitialized { path: cert_path });
@@ -236,7 +325,9 @@ pub fn issue_to_dir(
     std::fs::write(&ca_out, &ca_pem).map_err(io_error(&ca_out))?;
     write_private(&out.join(LEAF_KEY_FILE), key.serialize_pem().as_bytes())?;
     std::fs::write(&cert_path, leaf.pem()).map_err(io_error(&cert_path))?;
-    Ok(())
+    PeerCertificate::of_certificate(leaf.der()).ok_or_else(|| TlsError::Verifier {
+        reason: "the issued certificate cannot be read back".to_string(),
+    })
 }
 
 /// The CA certificate (PEM) and an issuer for it, from `dir`.
@@ -469,4 +560,40 @@ pub fn transport_config(max_streams: u32) -> Arc<quinn::TransportConfig> {
         ))
         .datagram_receive_buffer_size(Some(1024 * 1024));
     Arc::new(transport)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_taken_as_operators_write_them() {
+        assert_eq!(normalize_serial("0A:1b:FF").as_deref(), Some("0a1bff"));
+        assert_eq!(normalize_serial(" 0x0a1bff ").as_deref(), Some("0a1bff"));
+        assert_eq!(normalize_serial("a1bff").as_deref(), Some("0a1bff"));
+        assert_eq!(normalize_serial(""), None);
+        assert_eq!(normalize_serial("0a1g"), None);
+        assert_eq!(normalize_serial(&"a".repeat(65)), None);
+    }
+
+    #[test]
+    fn an_issued_certificate_reads_back_with_its_role_serial_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster_dir(&dir.path().join("ca")).unwrap();
+        let out = dir.path().join("app");
+        let issued = issue_to_dir(
+            &dir.path().join("ca"),
+            &out,
+            Role::ReadOnly,
+            "app",
+            Duration::from_secs(10 * 86_400),
+        )
+        .unwrap();
+        let read = PeerCertificate::of_pem_file(&out.join(LEAF_CERT_FILE)).unwrap();
+        assert_eq!(read, issued);
+        assert_eq!(read.role, Some(Role::ReadOnly));
+        assert_eq!(normalize_serial(&read.serial), Some(read.serial.clone()));
+        let days_left = (read.not_after - days_since_epoch() * 86_400) / 86_400;
+        assert!((9..=10).contains(&days_left), "{days_left}");
+    }
 }

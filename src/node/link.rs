@@ -8,14 +8,20 @@
 //! lost message. Only merging concurrent siblings from several replicas
 //! can make a state that large: no single write may (`max_state_bytes`).
 
+use super::revocation;
 use crate::net::frame::{HEADER_LEN, encode_into};
-use crate::net::tls::SERVER_NAME;
+use crate::net::revocation::RevocationList;
+use crate::net::tls::{PeerCertificate, Role, SERVER_NAME};
 use crate::proto::message::PeerHello;
 use crate::proto::{NodeId, PeerMessage};
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+/// The revoked certificates the node knows of.
+type Revoked = watch::Receiver<Arc<RevocationList>>;
 
 /// Most messages queued for one peer; more are dropped (the core copes).
 const LINK_QUEUE: usize = 8192;
@@ -42,9 +48,15 @@ impl Drop for Link {
 }
 
 impl Link {
-    pub(super) fn spawn(endpoint: quinn::Endpoint, addr: SocketAddr, me: NodeId, max_frame: usize) -> Link {
+    pub(super) fn spawn(
+        endpoint: quinn::Endpoint,
+        addr: SocketAddr,
+        me: NodeId,
+        max_frame: usize,
+        revoked: Revoked,
+    ) -> Link {
         let (queue, rx) = mpsc::channel(LINK_QUEUE);
-        let task = tokio::spawn(run(endpoint, addr, me, max_frame, rx));
+        let task = tokio::spawn(run(endpoint, addr, me, max_frame, rx, revoked));
         Link { queue, task }
     }
 
@@ -63,10 +75,11 @@ async fn run(
     me: NodeId,
     max_frame: usize,
     mut rx: mpsc::Receiver<Outgoing>,
+    revoked: Revoked,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let connection = match connect(&endpoint, addr).await {
+        let connection = match connect(&endpoint, addr, &revoked).await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::debug!(%addr, %error, "peer unreachable");
@@ -82,7 +95,16 @@ async fn run(
             }
         };
         backoff = Duration::from_millis(50);
-        match pump(&connection, me, max_frame, &mut rx).await {
+        let (connection, certificate) = connection;
+        // A peer whose certificate is revoked or expires gets nothing more.
+        let sent = tokio::select! {
+            sent = pump(&connection, me, max_frame, &mut rx) => sent,
+            why = revocation::until_invalid(&certificate, revoked.clone()) => {
+                connection.close(crate::net::revocation::CLOSE_CERTIFICATE.into(), why.as_bytes());
+                Err(format!("{why} (serial {})", certificate.serial))
+            }
+        };
+        match sent {
             Ok(()) => return, // the driver is gone
             Err(error) => tracing::debug!(%addr, %error, "peer link broke; reconnecting"),
         }
@@ -108,14 +130,31 @@ fn encode_within(out: &mut Vec<u8>, message: &PeerMessage, max_frame: usize) {
     }
 }
 
-async fn connect(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Result<quinn::Connection, String> {
+/// A connection to the node at `addr`, and its certificate: refused if the
+/// certificate is not a node's or is revoked.
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    revoked: &Revoked,
+) -> Result<(quinn::Connection, PeerCertificate), String> {
     let connecting = endpoint.connect(addr, SERVER_NAME).map_err(|e| e.to_string())?;
     let connection = connecting.await.map_err(|e| e.to_string())?;
-    if !crate::net::tls::Role::is_node(&connection) {
+    let certificate = PeerCertificate::of_connection(&connection);
+    let Some(certificate) = certificate.filter(|c| matches!(c.role, None | Some(Role::Node))) else {
         connection.close(0u32.into(), b"not a node");
         return Err(format!("{addr} presented a certificate that is not a node's"));
+    };
+    if revoked.borrow().is_revoked(&certificate.serial) {
+        connection.close(
+            crate::net::revocation::CLOSE_CERTIFICATE.into(),
+            b"certificate revoked",
+        );
+        return Err(format!(
+            "{addr} presented a revoked certificate (serial {})",
+            certificate.serial
+        ));
     }
-    Ok(connection)
+    Ok((connection, certificate))
 }
 
 /// Sends until the queue closes (Ok) or the connection fails (Err).
@@ -178,7 +217,13 @@ mod tests {
         let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         client.set_default_client_config(credentials.client_config(transport).unwrap());
 
-        let link = Link::spawn(client.clone(), server.local_addr().unwrap(), NodeId(7), MAX_FRAME);
+        let link = Link::spawn(
+            client.clone(),
+            server.local_addr().unwrap(),
+            NodeId(7),
+            MAX_FRAME,
+            watch::Sender::new(Arc::default()).subscribe(),
+        );
         let too_big = PeerMessage::Push {
             batch: 2,
             states: vec![KeyState {

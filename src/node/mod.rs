@@ -14,11 +14,12 @@
 
 mod link;
 pub mod metrics;
+mod revocation;
 pub mod settings;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
 use crate::net::stream::{read_frame, write_frame};
-use crate::net::tls::{Credentials, Role, TlsError, transport_config};
+use crate::net::tls::{Credentials, PeerCertificate, Role, TlsError, transport_config};
 use crate::proto::message::{AdminError, PeerHello};
 use crate::proto::{
     AdminRequest, AdminResponse, ClientId, ClientResponse, Config, Node, NodeId, Output, PeerMessage,
@@ -258,7 +259,13 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     tracing::info!(node = %id, %addr, epoch = node.epoch(), "node started");
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx, limits));
+    let revoked = watch::Sender::new(Arc::new(revocation::load(&options.data_dir)));
+    tokio::spawn(revocation::refresh(
+        events_tx.clone(),
+        revoked.clone(),
+        options.data_dir.clone(),
+    ));
+    let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx, limits, revoked.clone()));
     let driver = Driver {
         node,
         clock,
@@ -274,6 +281,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         bulk: std::collections::VecDeque::new(),
         max_frame: limits.max_frame_bytes,
         invalid_logged: None,
+        revoked,
     };
     let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
     Ok(NodeHandle {
@@ -359,6 +367,9 @@ struct Driver {
     /// When an invalid peer message was last logged: a flood of junk is
     /// logged at most once a second (the metric counts every message).
     invalid_logged: Option<crate::proto::Time>,
+    /// The revoked certificates this node knows of: its links to peers
+    /// close when the peer's certificate is listed.
+    revoked: revocation::Shared,
 }
 
 impl Driver {
@@ -537,9 +548,10 @@ impl Driver {
     fn link(&mut self, addr: SocketAddr) -> &link::Link {
         let endpoint = &self.endpoint;
         let (me, max_frame) = (self.node.id(), self.max_frame);
+        let revoked = &self.revoked;
         self.links
             .entry(addr)
-            .or_insert_with(|| link::Link::spawn(endpoint.clone(), addr, me, max_frame))
+            .or_insert_with(|| link::Link::spawn(endpoint.clone(), addr, me, max_frame, revoked.subscribe()))
     }
 
     /// Graceful stop: no new connections, requests in flight finished,
@@ -587,7 +599,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-async fn accept_loop(endpoint: quinn::Endpoint, events: mpsc::Sender<Event>, limits: Limits) {
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    events: mpsc::Sender<Event>,
+    limits: Limits,
+    revoked: revocation::Shared,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     while let Some(incoming) = endpoint.accept().await {
         if open.load(Ordering::Relaxed) >= limits.max_connections {
@@ -606,6 +623,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, events: mpsc::Sender<Event>, lim
             events.clone(),
             limits.max_frame_bytes,
             guard,
+            revoked.subscribe(),
         ));
     }
 }
@@ -624,6 +642,7 @@ async fn serve_connection(
     events: mpsc::Sender<Event>,
     max_frame: usize,
     _open: OpenConnection,
+    revoked: watch::Receiver<Arc<crate::net::revocation::RevocationList>>,
 ) {
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -632,10 +651,19 @@ async fn serve_connection(
             return;
         }
     };
+    // The handshake verified the chain, so there is a certificate.
+    let Some(certificate) = PeerCertificate::of_connection(&connection) else {
+        connection.close(0u32.into(), b"unreadable certificate");
+        return;
+    };
+    if !revocation::admit(&connection, &certificate, &revoked.borrow()) {
+        return;
+    }
     // The role the peer's certificate carries; none on a certificate a
     // holder of the CA key issued itself (development), which may do
     // anything.
-    let role = Role::of_connection(&connection);
+    let role = certificate.role;
+    let closer = revocation::close_when_invalid(connection.clone(), certificate, revoked);
     // Peer traffic only from nodes.
     if matches!(role, None | Some(Role::Node)) {
         tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
@@ -644,6 +672,7 @@ async fn serve_connection(
     while let Ok((send, recv)) = connection.accept_bi().await {
         tokio::spawn(serve_request(send, recv, events.clone(), max_frame, role));
     }
+    closer.abort();
 }
 
 async fn serve_datagrams(connection: quinn::Connection, events: mpsc::Sender<Event>) {

@@ -152,6 +152,17 @@ pub enum ClientRequest {
     },
 }
 
+/// Keys that begin with these bytes hold the cluster's own records (the
+/// revocation list, and later the object gateway's keys and buckets): they
+/// replicate, repair and read like any key, but only admin certificates may
+/// read or write them directly.
+pub const SYSTEM_KEY_PREFIX: &[u8] = b"\0shoal/";
+
+/// Whether `key` is one of the cluster's own records.
+pub fn is_system_key(key: &[u8]) -> bool {
+    key.starts_with(SYSTEM_KEY_PREFIX)
+}
+
 impl ClientRequest {
     /// The request's key.
     pub fn key(&self) -> &[u8] {
@@ -507,7 +518,7 @@ pub enum AdminError {
     #[error("this node is still joining; ask again once it is normal")]
     StillJoining,
     /// The requester's certificate does not carry a role that may do this.
-    #[error("refused: the certificate's role is {role}; this needs the {needed} role")]
+    #[error("the certificate's role is {role}; this needs the {needed} role")]
     Forbidden {
         /// The role of the requester's certificate.
         role: String,

@@ -45,7 +45,7 @@ pub mod version;
 pub use config::{Config, ConfigError};
 pub use message::{
     AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage, Request, RequestError,
-    Response, Stats, StatusReport, Value,
+    Response, SYSTEM_KEY_PREFIX, Stats, StatusReport, Value, is_system_key,
 };
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
