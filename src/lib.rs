@@ -27,9 +27,10 @@ pub mod proto;
 pub mod storage;
 
 pub use client::{
-    Admin, Client, ClientBuilder, ClientError, Credentials, ReadOptions, ReadResult, WriteOptions,
+    Admin, Client, ClientBuilder, ClientError, Credentials, ListOptions, Page, ReadOptions, ReadResult,
+    WriteOptions,
 };
-pub use proto::{Consistency, Context};
+pub use proto::{Consistency, Context, ListedKey};
 
 /// mimalloc for every program built on shoal (the node, benchmarks, tests,
 /// the simulator): glibc's malloc took 13% of a loaded node's CPU (see

@@ -342,3 +342,62 @@ fn a_client_context_with_a_counter_out_of_range_is_refused_and_the_key_stays_wri
     );
     assert_eq!(node.store().get(b"k").unwrap().unwrap().values().count(), 2);
 }
+
+#[test]
+fn listing_messages_out_of_bounds_or_order_are_refused() {
+    use shoal::proto::message::{ListedStates, MAX_LIST_LIMIT};
+    let mut node = node();
+    let mut bound_too_long = too_long();
+    bound_too_long.push(b'k');
+    for message in [
+        PeerMessage::ReplicaList {
+            request: 1,
+            start: bound_too_long.clone(),
+            end: None,
+            limit: 10,
+        },
+        PeerMessage::ReplicaList {
+            request: 1,
+            start: Vec::new(),
+            end: Some(bound_too_long),
+            limit: 10,
+        },
+    ] {
+        assert!(matches!(refused(&mut node, message), Invalid::KeySize { .. }));
+    }
+    let greedy = PeerMessage::ReplicaList {
+        request: 1,
+        start: Vec::new(),
+        end: None,
+        limit: MAX_LIST_LIMIT + 1,
+    };
+    assert!(matches!(refused(&mut node, greedy), Invalid::TooMany { .. }));
+    let unordered = PeerMessage::ReplicaListReply {
+        request: 1,
+        result: Ok(ListedStates {
+            states: vec![ae_state(b"b", state(b"v")), ae_state(b"a", state(b"v"))],
+            complete: true,
+        }),
+    };
+    assert!(matches!(refused(&mut node, unordered), Invalid::Unordered { .. }));
+    let empty_key = PeerMessage::ReplicaListReply {
+        request: 1,
+        result: Ok(ListedStates {
+            states: vec![ae_state(b"", state(b"v"))],
+            complete: true,
+        }),
+    };
+    assert!(matches!(refused(&mut node, empty_key), Invalid::KeySize { .. }));
+    // An honest one passes: an empty start, one byte past the key limit.
+    let mut after_longest = too_long();
+    after_longest.truncate(Config::default().max_key_bytes);
+    after_longest.push(0);
+    let honest = PeerMessage::ReplicaList {
+        request: 1,
+        start: after_longest,
+        end: None,
+        limit: MAX_LIST_LIMIT,
+    };
+    node.handle_peer_message(Time::from_micros(1_000_000), PEER, honest)
+        .expect("a listing from just after the longest key is valid");
+}

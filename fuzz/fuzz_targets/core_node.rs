@@ -16,7 +16,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shoal::proto::membership::{MemberState, NodeStatus};
 use shoal::proto::message::{
-    AdminRequest, AeInterval, KeyDigest, KeyState, Placement, ReplicaError, StreamCursor,
+    AdminRequest, AeInterval, KeyDigest, KeyState, ListRequest, ListedStates, Placement, ReplicaError,
+    StreamCursor,
 };
 use shoal::proto::store::Hint;
 use shoal::proto::version::{Actor, VersionVector};
@@ -72,6 +73,14 @@ enum Step {
     Tick {
         ms: u16,
     },
+    List {
+        start: Key,
+        end: Option<Key>,
+        limit: u16,
+        values: bool,
+        consistency: u8,
+        timeout_ms: Option<u16>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -106,6 +115,18 @@ enum Id {
 
 #[derive(Arbitrary, Debug)]
 enum Message {
+    ReplicaList {
+        request: Id,
+        start: Key,
+        end: Option<Key>,
+        limit: u16,
+    },
+    ReplicaListReply {
+        request: Id,
+        ok: bool,
+        states: Vec<(Key, State)>,
+        complete: bool,
+    },
     ReplicaGet {
         request: Id,
         key: Key,
@@ -381,7 +402,8 @@ impl Harness {
                 PeerMessage::ReplicaGet { request, .. }
                 | PeerMessage::ReplicaPut { request, .. }
                 | PeerMessage::HintedPut { request, .. }
-                | PeerMessage::Forward { request, .. } => Some(*request),
+                | PeerMessage::Forward { request, .. }
+                | PeerMessage::ReplicaList { request, .. } => Some(*request),
                 PeerMessage::Push { batch, .. } | PeerMessage::HandOffHints { batch, .. } => Some(*batch),
                 PeerMessage::StreamRequest { stream, .. } => Some(*stream),
                 _ => None,
@@ -443,6 +465,33 @@ impl Harness {
             })
         };
         match message {
+            Message::ReplicaList {
+                request,
+                start,
+                end,
+                limit,
+            } => PeerMessage::ReplicaList {
+                request: self.id(request),
+                start: self.key(start),
+                end: end.as_ref().map(|k| self.key(k)),
+                limit: u32::from(*limit),
+            },
+            Message::ReplicaListReply {
+                request,
+                ok,
+                states,
+                complete,
+            } => PeerMessage::ReplicaListReply {
+                request: self.id(request),
+                result: if *ok {
+                    Ok(ListedStates {
+                        states: self.states(states),
+                        complete: *complete,
+                    })
+                } else {
+                    Err(refusal())
+                },
+            },
             Message::ReplicaGet { request, key, placed } => PeerMessage::ReplicaGet {
                 request: self.id(request),
                 key: self.key(key),
@@ -617,6 +666,22 @@ impl Harness {
         let (to, message) = &self.sent[usize::from(pick) % self.sent.len()];
         let result = |ok: bool| if ok { Ok(()) } else { Err(refusal()) };
         let reply = match message {
+            // One state just past the start, in range unless the range is
+            // a single key.
+            PeerMessage::ReplicaList { request, start, .. } => PeerMessage::ReplicaListReply {
+                request: *request,
+                result: if ok {
+                    let mut key = start.clone();
+                    key.push(b'k');
+                    let object = self.state(state);
+                    Ok(ListedStates {
+                        states: vec![KeyState { key, object }],
+                        complete: pick % 2 == 0,
+                    })
+                } else {
+                    Err(refusal())
+                },
+            },
             PeerMessage::ReplicaGet { request, .. } => PeerMessage::ReplicaGetReply {
                 request: *request,
                 result: if ok { Ok(self.state(state)) } else { Err(refusal()) },
@@ -718,6 +783,26 @@ impl Harness {
                 self.next_client += 1;
                 self.node
                     .handle_admin_request(self.now, ClientId(self.next_client), request);
+            }
+            Step::List {
+                start,
+                end,
+                limit,
+                values,
+                consistency: c,
+                timeout_ms,
+            } => {
+                let request = ListRequest {
+                    start: self.key(start),
+                    end: end.as_ref().map(|k| self.key(k)),
+                    limit: u32::from(*limit),
+                    values: *values,
+                    consistency: consistency(*c),
+                    timeout_ms: timeout_ms.map(u32::from),
+                };
+                self.next_client += 1;
+                self.node
+                    .handle_list_request(self.now, ClientId(self.next_client), request);
             }
             Step::Tick { ms } => {
                 self.now = self.now + Duration::from_millis(u64::from(*ms));

@@ -83,6 +83,38 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         output: Option<PathBuf>,
     },
+    /// List keys in byte order: all, a prefix, or a range. Follows pages
+    /// until the range is done or --limit keys were printed. Deleted keys
+    /// are left out. Each page needs R replicas of every range of the ring.
+    List {
+        /// Keys that begin with this.
+        #[arg(long, conflicts_with_all = ["start", "end"])]
+        prefix: Option<String>,
+        /// The first key (inclusive).
+        #[arg(long)]
+        start: Option<String>,
+        /// The key to stop before (exclusive).
+        #[arg(long)]
+        end: Option<String>,
+        /// Most keys to print in all (default: every key in the range).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Keys per page asked of the cluster, 1..=1000.
+        #[arg(long, default_value_t = 1000)]
+        page_size: u32,
+        /// Print each key's values too.
+        #[arg(long)]
+        values: bool,
+        /// How many replicas of every range must answer: one, two, quorum,
+        /// all, R,W, or default.
+        #[arg(long, default_value = "default")]
+        consistency: Consistency,
+        /// Print JSON (an array of keys, with values and contexts).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Delete a key (a tombstone replacing what the context saw).
     Delete {
         /// The key.
@@ -454,6 +486,27 @@ async fn dispatch(command: Command) -> Result<()> {
                 Some(path) => output::raw(&read, &path),
                 None => output::read(&read, json),
             }
+        }
+        Command::List {
+            prefix,
+            start,
+            end,
+            limit,
+            page_size,
+            values,
+            consistency,
+            json,
+            target,
+        } => {
+            let options = match prefix {
+                Some(prefix) => shoal::ListOptions::prefix(prefix),
+                None => shoal::ListOptions::range(start.unwrap_or_default(), end.map(String::into_bytes)),
+            };
+            let options = options.limit(page_size).values(values).consistency(consistency);
+            let client = connect(&target).await?;
+            let result = output::listing(&client, options, limit.unwrap_or(u64::MAX), json).await;
+            client.close().await;
+            result
         }
         Command::Delete { key, write } => {
             let client = connect(&write.target).await?;

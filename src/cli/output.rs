@@ -12,9 +12,10 @@ pub fn read(read: &ReadResult, json: bool) -> Result<()> {
         let values: Vec<serde_json::Value> = read
             .values
             .iter()
-            .map(|v| match std::str::from_utf8(&v.value) {
-                Ok(text) => serde_json::json!({ "value": text, "timestamp_ms": v.timestamp_ms }),
-                Err(_) => serde_json::json!({ "value_hex": hex(&v.value), "timestamp_ms": v.timestamp_ms }),
+            .map(|v| {
+                let mut value = text_or_hex("value", &v.value);
+                value["timestamp_ms"] = v.timestamp_ms.into();
+                value
             })
             .collect();
         let out = serde_json::json!({ "values": values, "context": read.context.to_string() });
@@ -59,6 +60,73 @@ pub fn raw(read: &ReadResult, path: &Path) -> Result<()> {
         println!("context: {}", read.context);
     }
     Ok(())
+}
+
+/// Prints a listing page by page, up to `limit` keys: a key per line
+/// (then its values, indented, with --values), or one JSON array.
+pub async fn listing(
+    client: &shoal::Client,
+    options: shoal::ListOptions,
+    limit: u64,
+    json: bool,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        write!(out, "[")?;
+    }
+    let mut printed = 0u64;
+    let mut options = Some(options);
+    while let Some(these) = options.take().filter(|_| printed < limit) {
+        let page = client.list(&these).await?;
+        for listed in page
+            .keys
+            .iter()
+            .take((limit - printed).min(usize::MAX as u64) as usize)
+        {
+            if json {
+                let separator = if printed == 0 { "\n  " } else { ",\n  " };
+                write!(out, "{separator}{}", serde_json::to_string(&listed_json(listed))?)?;
+            } else {
+                writeln!(out, "{}", String::from_utf8_lossy(&listed.key))?;
+                for value in &listed.values {
+                    writeln!(out, "    {}", String::from_utf8_lossy(&value.value))?;
+                }
+            }
+            printed += 1;
+        }
+        out.flush()?;
+        options = page.next_options(&these);
+    }
+    if json {
+        writeln!(out, "{}]", if printed == 0 { "" } else { "\n" })?;
+    }
+    Ok(())
+}
+
+/// A listed key as JSON: `key` (or `key_hex` when not UTF-8), `values`
+/// as `get --json` prints them (only with --values), `context`.
+fn listed_json(listed: &shoal::ListedKey) -> serde_json::Value {
+    let mut entry = text_or_hex("key", &listed.key);
+    let values: Vec<serde_json::Value> = listed
+        .values
+        .iter()
+        .map(|v| {
+            let mut value = text_or_hex("value", &v.value);
+            value["timestamp_ms"] = v.timestamp_ms.into();
+            value
+        })
+        .collect();
+    entry["values"] = values.into();
+    entry["context"] = listed.context.to_string().into();
+    entry
+}
+
+/// `{name: text}` for UTF-8 bytes, else `{name_hex: hex}`.
+fn text_or_hex(name: &str, bytes: &[u8]) -> serde_json::Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::json!({ name: text }),
+        Err(_) => serde_json::json!({ format!("{name}_hex"): hex(bytes) }),
+    }
 }
 
 /// Lower-case hex of `bytes`.

@@ -76,8 +76,8 @@ use crate::proto::membership::NodeStatus;
 use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
 use crate::proto::{
-    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, NodeId, Request,
-    RequestError, Response, StatusReport, Value,
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, ListRequest, ListedKey,
+    NodeId, Request, RequestError, Response, StatusReport, Value,
 };
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -306,6 +306,97 @@ impl Default for ReadOptions {
     }
 }
 
+/// Which keys a listing covers and how: a prefix or a range, a page size,
+/// whether to return values, the consistency (see [`Client::list`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListOptions {
+    /// The first key.
+    pub start: Vec<u8>,
+    /// The key to stop before; `None`: to the end of the keyspace.
+    pub end: Option<Vec<u8>>,
+    /// Most keys per page, 1..=1,000 (default 100).
+    pub limit: u32,
+    /// Return each key's values too (default: keys and contexts only).
+    pub values: bool,
+    /// How many replicas of every range of the ring must answer.
+    pub consistency: Consistency,
+    /// The node-side deadline; the node's default if `None`.
+    pub timeout: Option<Duration>,
+}
+
+/// Default page size of a listing.
+pub const DEFAULT_LIST_LIMIT: u32 = 100;
+
+impl ListOptions {
+    /// Every key.
+    pub fn all() -> ListOptions {
+        ListOptions::range(Vec::new(), None)
+    }
+
+    /// Keys that begin with `prefix`.
+    pub fn prefix(prefix: impl AsRef<[u8]>) -> ListOptions {
+        let prefix = prefix.as_ref();
+        ListOptions::range(prefix.to_vec(), crate::proto::message::prefix_end(prefix))
+    }
+
+    /// Keys from `start` (inclusive) to `end` (exclusive; `None`: to the end).
+    pub fn range(start: impl Into<Vec<u8>>, end: Option<Vec<u8>>) -> ListOptions {
+        ListOptions {
+            start: start.into(),
+            end,
+            limit: DEFAULT_LIST_LIMIT,
+            values: false,
+            consistency: Consistency::Default,
+            timeout: None,
+        }
+    }
+
+    /// With at most `limit` keys per page.
+    pub fn limit(mut self, limit: u32) -> ListOptions {
+        self.limit = limit;
+        self
+    }
+
+    /// With (or without) each key's values.
+    pub fn values(mut self, values: bool) -> ListOptions {
+        self.values = values;
+        self
+    }
+
+    /// At `consistency`.
+    pub fn consistency(mut self, consistency: Consistency) -> ListOptions {
+        self.consistency = consistency;
+        self
+    }
+
+    /// With a node-side deadline.
+    pub fn timeout(mut self, timeout: Duration) -> ListOptions {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Live keys in byte order, each with its context (and values, if
+    /// asked for).
+    pub keys: Vec<ListedKey>,
+    /// Where the next page starts after; `None` when the range is done.
+    pub next: Option<Vec<u8>>,
+}
+
+impl Page {
+    /// The options that list the next page, if there is one.
+    pub fn next_options(&self, options: &ListOptions) -> Option<ListOptions> {
+        let next = self.next.as_ref()?;
+        let mut options = options.clone();
+        options.start = crate::proto::message::after(next);
+        Some(options)
+    }
+}
+
 struct View {
     ring: Ring,
     replication: usize,
@@ -480,6 +571,58 @@ impl Client {
             timeout_ms: millis(options.timeout),
         };
         read_result(self.data_request(request).await?)
+    }
+
+    /// One page of keys in byte order (deleted keys left out). Every range
+    /// of the ring must have `consistency` (R) replicas answer: with
+    /// R + W > N and strict quorums, a listing that starts after a write
+    /// was acknowledged shows its key, and one that starts after a delete
+    /// was acknowledged does not. Follow [`Page::next_options`] for the
+    /// rest, or use [`Client::list_all`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: shoal::Client) -> Result<(), shoal::ClientError> {
+    /// use shoal::ListOptions;
+    /// let mut options = Some(ListOptions::prefix("user:").limit(500));
+    /// while let Some(these) = options {
+    ///     let page = client.list(&these).await?;
+    ///     for listed in &page.keys {
+    ///         println!("{}", String::from_utf8_lossy(&listed.key));
+    ///     }
+    ///     options = page.next_options(&these);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list(&self, options: &ListOptions) -> Result<Page, ClientError> {
+        let consistency = options.consistency.or(self.inner.options.default_consistency);
+        let request = Request::List(ListRequest {
+            start: options.start.clone(),
+            end: options.end.clone(),
+            limit: options.limit,
+            values: options.values,
+            consistency,
+            timeout_ms: millis(options.timeout),
+        });
+        let candidates = self.candidates(&options.start).await;
+        match self.send(request, candidates, true).await? {
+            ClientResponse::Listed { keys, next } => Ok(Page { keys, next }),
+            other => Err(ClientError::Unexpected {
+                answer: format!("{other:?}"),
+            }),
+        }
+    }
+
+    /// Every key of a listing, following its pages (held in memory: for
+    /// large ranges, prefer [`Client::list`] page by page).
+    pub async fn list_all(&self, options: &ListOptions) -> Result<Vec<ListedKey>, ClientError> {
+        let mut keys = Vec::new();
+        let mut options = Some(options.clone());
+        while let Some(these) = options {
+            let page = self.list(&these).await?;
+            options = page.next_options(&these);
+            keys.extend(page.keys);
+        }
+        Ok(keys)
     }
 
     /// Writes `value`, replacing what `context` saw (use
@@ -686,10 +829,21 @@ impl Client {
     /// not sent again (it may have been applied).
     async fn data_request(&self, mut request: ClientRequest) -> Result<ClientResponse, ClientError> {
         request.default_consistency(self.inner.options.default_consistency);
-        let mut candidates = self.candidates(request.key()).await;
-        candidates.truncate(self.inner.options.max_nodes_per_request);
+        let candidates = self.candidates(request.key()).await;
         let is_read = matches!(request, ClientRequest::Get { .. });
-        let request = Request::Data(request);
+        self.send(Request::Data(request), candidates, is_read).await
+    }
+
+    /// Sends `request` to `candidates` in turn (up to the retry policy's
+    /// count). A request that was sent but unanswered goes on to the next
+    /// node only if it is a read (`is_read`).
+    async fn send(
+        &self,
+        request: Request,
+        mut candidates: Vec<SocketAddr>,
+        is_read: bool,
+    ) -> Result<ClientResponse, ClientError> {
+        candidates.truncate(self.inner.options.max_nodes_per_request);
         let mut last = String::from("no nodes known");
         for &addr in &candidates {
             match self.attempt(addr, &request).await {

@@ -100,8 +100,10 @@ impl Role {
             (Role::Node, _) => false,
             (Role::Admin, _) => true,
             (_, Request::Data(data)) if is_system_key(data.key()) => false,
+            (_, Request::List(list)) if is_system_key(&list.start) => false,
             (Role::ReadWrite, Request::Data(_)) => true,
             (Role::ReadOnly, Request::Data(ClientRequest::Get { .. })) => true,
+            (Role::ReadWrite | Role::ReadOnly, Request::List(_)) => true,
             (Role::ReadWrite | Role::ReadOnly, Request::Admin(AdminRequest::Status)) => true,
             _ => false,
         }

@@ -57,9 +57,17 @@ impl RequestLabels {
         request: &crate::proto::ClientRequest,
         default: crate::proto::Consistency,
     ) -> RequestLabels {
+        RequestLabels::of(request.operation(), request.consistency().or(default))
+    }
+
+    /// Labels for an operation at a consistency level.
+    pub(super) fn of(
+        operation: crate::proto::message::Operation,
+        consistency: crate::proto::Consistency,
+    ) -> RequestLabels {
         RequestLabels {
-            op: request.operation().to_string(),
-            consistency: request.consistency().or(default).to_string(),
+            op: operation.to_string(),
+            consistency: consistency.to_string(),
             started: Instant::now(),
         }
     }
@@ -80,7 +88,7 @@ impl RequestLabels {
 fn outcome(response: &ClientResponse) -> &'static str {
     match response {
         ClientResponse::Found { values, .. } if values.is_empty() => "not_found",
-        ClientResponse::Found { .. } | ClientResponse::Written { .. } => "ok",
+        ClientResponse::Found { .. } | ClientResponse::Written { .. } | ClientResponse::Listed { .. } => "ok",
         ClientResponse::Failed(error) => match error {
             RequestError::QuorumNotMet { .. } => "quorum_not_met",
             RequestError::ImpossibleConsistency { .. } => "impossible_consistency",
@@ -92,6 +100,7 @@ fn outcome(response: &ClientResponse) -> &'static str {
             RequestError::NoReplicas => "no_replicas",
             RequestError::NotReplica { .. } => "not_replica",
             RequestError::NotReady { .. } => "not_ready",
+            RequestError::InvalidListing { .. } => "invalid_listing",
             #[allow(unreachable_patterns)]
             _ => "error",
         },

@@ -20,7 +20,7 @@ pub mod settings;
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
 use crate::net::stream::{read_frame, write_frame};
 use crate::net::tls::{Credentials, PeerCertificate, Role, TlsError, transport_config};
-use crate::proto::message::{AdminError, PeerHello};
+use crate::proto::message::{AdminError, Operation, PeerHello};
 use crate::proto::{
     AdminRequest, AdminResponse, ClientId, ClientResponse, Config, Node, NodeId, Output, PeerMessage,
     Request, RequestError, Response, StartError, Store, StoreError, Time,
@@ -482,6 +482,12 @@ impl Driver {
                             self.pending.insert(client, Reply::Data(reply, labels));
                             self.node.handle_client_request(now, client, request);
                         }
+                        Request::List(request) => {
+                            let consistency = request.consistency.or(self.node.config().default_consistency);
+                            let labels = metrics::RequestLabels::of(Operation::List, consistency);
+                            self.pending.insert(client, Reply::Data(reply, labels));
+                            self.node.handle_list_request(now, client, request);
+                        }
                         Request::Admin(request) => {
                             let leave = request == AdminRequest::Leave;
                             self.pending.insert(client, Reply::Admin { reply, leave });
@@ -752,7 +758,9 @@ fn forbidden(role: Role, request: &Request) -> Response {
     let (role, needed) = (role.to_string(), Role::needed_for(request).to_string());
     tracing::debug!(%role, %needed, "request refused for the certificate's role");
     match request {
-        Request::Data(_) => Response::Data(ClientResponse::Failed(RequestError::Forbidden { role, needed })),
+        Request::Data(_) | Request::List(_) => {
+            Response::Data(ClientResponse::Failed(RequestError::Forbidden { role, needed }))
+        }
         Request::Admin(_) => Response::Admin(AdminResponse::Refused {
             reason: AdminError::Forbidden { role, needed },
         }),

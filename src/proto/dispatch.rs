@@ -31,6 +31,15 @@ impl<S: Store> Node<S> {
             PeerMessage::ReplicaPutReply { request, result } => {
                 self.on_replica_put_reply(now, from, request, result)
             }
+            PeerMessage::ReplicaList {
+                request,
+                start,
+                end,
+                limit,
+            } => self.on_replica_list(from, request, &start, end.as_deref(), limit),
+            PeerMessage::ReplicaListReply { request, result } => {
+                self.on_replica_list_reply(from, request, result)
+            }
             PeerMessage::Forward { request, client } => self.on_forward(now, from, request, client),
             PeerMessage::ForwardReply { request, response } => {
                 self.on_forward_reply(now, from, request, response)
@@ -97,6 +106,8 @@ impl<S: Store> Node<S> {
             | PeerMessage::ReplicaPut { .. }
             | PeerMessage::ReplicaGetReply { .. }
             | PeerMessage::ReplicaPutReply { .. }
+            | PeerMessage::ReplicaList { .. }
+            | PeerMessage::ReplicaListReply { .. }
             | PeerMessage::Forward { .. }
             | PeerMessage::ForwardReply { .. }
             | PeerMessage::HintedPut { .. } => unreachable!("routed by on_peer_message"),

@@ -264,6 +264,16 @@ impl Cluster {
         true
     }
 
+    /// A listing coordinated by `at`: submitted now, answered when it is.
+    pub fn list(&mut self, at: NodeId, request: crate::proto::ListRequest) -> ClientResponse {
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        let now = self.now;
+        self.node_mut(at).handle_list_request(now, client, request);
+        self.drain(at);
+        self.wait(client)
+    }
+
     /// Submits `request` at `at` and waits for the answer.
     pub fn request(&mut self, at: NodeId, request: ClientRequest) -> ClientResponse {
         let client = self.submit(at, request);

@@ -16,7 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -89,6 +89,8 @@ pub enum Operation {
     Put,
     /// Write a tombstone.
     Delete,
+    /// List keys.
+    List,
 }
 
 impl fmt::Display for Operation {
@@ -97,6 +99,7 @@ impl fmt::Display for Operation {
             Operation::Get => "get",
             Operation::Put => "put",
             Operation::Delete => "delete",
+            Operation::List => "list",
         })
     }
 }
@@ -255,6 +258,77 @@ pub enum AdminRequest {
     },
 }
 
+/// Most keys one listing page returns (and one replica answers with).
+pub const MAX_LIST_LIMIT: u32 = 1_000;
+
+/// A page of keys in byte order, from `start` (inclusive) up to `end`
+/// (exclusive; none: the end of the keyspace). A prefix `p` is the range
+/// from `p` to [`prefix_end`]`(p)`. To continue after a page, list again
+/// from [`after`]`(next)`. Keys are placed by hash, so every page asks the
+/// replicas of the whole ring: it is complete only when, for every range
+/// of the ring, R of its replicas answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// The first key.
+    #[serde(with = "serde_bytes")]
+    pub start: Vec<u8>,
+    /// The key the listing stops before; none: to the end.
+    #[serde(with = "serde_bytes")]
+    pub end: Option<Vec<u8>>,
+    /// Most keys in the page (1..=[`MAX_LIST_LIMIT`]).
+    pub limit: u32,
+    /// Each key's values too (else only keys and contexts).
+    pub values: bool,
+    /// How many replicas of every range must answer (the read part).
+    pub consistency: Consistency,
+    /// Deadline in milliseconds from arrival; the node's default if none.
+    pub timeout_ms: Option<u32>,
+}
+
+/// The key right after `key` in byte order: where to list on from after a
+/// page whose `next` is `key`.
+pub fn after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+/// The first key past every key that begins with `prefix`; none if there
+/// is none (the prefix is empty or all 0xff).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// One key of a listing page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedKey {
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// Its siblings, if the request asked for values (else empty).
+    pub values: Vec<Value>,
+    /// Its context, to write or delete it after this listing.
+    pub context: Context,
+}
+
+/// What a replica answers to a listing: its first states from the start.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedStates {
+    /// States in key order, deleted ones (tombstones) included.
+    pub states: Vec<KeyState>,
+    /// Whether these are all its keys up to the end of the range; if not,
+    /// it knows nothing past the last one.
+    pub complete: bool,
+}
+
 /// What a client sends on a request stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -263,6 +337,9 @@ pub enum Request {
     Data(ClientRequest),
     /// An operator request.
     Admin(AdminRequest),
+    /// A listing of keys, answered with [`ClientResponse::Listed`] in
+    /// [`Response::Data`].
+    List(ListRequest),
 }
 
 /// What a node answers on a request stream.
@@ -556,6 +633,16 @@ pub enum ClientResponse {
         /// The write's unique version id.
         dot: Dot,
     },
+    /// A listing page: live keys in byte order (deleted ones left out),
+    /// and where to go on from, if the range may hold more.
+    Listed {
+        /// The keys.
+        keys: Vec<ListedKey>,
+        /// List again from [`after`]`(next)` for the next page; none when
+        /// the range is exhausted.
+        #[serde(with = "serde_bytes")]
+        next: Option<Vec<u8>>,
+    },
     /// The request failed; see the error for what happened to state.
     Failed(RequestError),
 }
@@ -627,6 +714,12 @@ pub enum RequestError {
     /// changed.
     #[error("no replicas known for this key")]
     NoReplicas,
+    /// A listing's limit or bounds are not acceptable. Nothing changed.
+    #[error("invalid listing: {reason}")]
+    InvalidListing {
+        /// What is wrong.
+        reason: String,
+    },
     /// A forwarded write reached a node that is not one of the key's
     /// replicas (the two nodes' rings differ). Nothing changed.
     #[error("node {node} is not a replica of this key")]
@@ -780,6 +873,27 @@ pub enum PeerMessage {
         request: u64,
         /// The state, or why it could not be read.
         result: Result<Versioned, ReplicaError>,
+    },
+    /// Coordinator -> replica: your first states in `start..end` (at
+    /// most `limit`), for a listing.
+    ReplicaList {
+        /// Correlates the reply.
+        request: u64,
+        /// The first key.
+        #[serde(with = "serde_bytes")]
+        start: Vec<u8>,
+        /// The key to stop before; none: to the end.
+        #[serde(with = "serde_bytes")]
+        end: Option<Vec<u8>>,
+        /// Most states.
+        limit: u32,
+    },
+    /// Replica -> coordinator: the answer to a `ReplicaList`.
+    ReplicaListReply {
+        /// The `ReplicaList` answered.
+        request: u64,
+        /// The states, or why they could not be read.
+        result: Result<ListedStates, ReplicaError>,
     },
     /// Coordinator -> replica: merge this state of `key` into yours.
     ReplicaPut {
@@ -951,6 +1065,8 @@ impl PeerMessage {
         match self {
             PeerMessage::ReplicaGet { .. } => "ReplicaGet",
             PeerMessage::ReplicaGetReply { .. } => "ReplicaGetReply",
+            PeerMessage::ReplicaList { .. } => "ReplicaList",
+            PeerMessage::ReplicaListReply { .. } => "ReplicaListReply",
             PeerMessage::ReplicaPut { .. } => "ReplicaPut",
             PeerMessage::ReplicaPutReply { .. } => "ReplicaPutReply",
             PeerMessage::Forward { .. } => "Forward",

@@ -44,8 +44,8 @@ pub mod version;
 
 pub use config::{Config, ConfigError};
 pub use message::{
-    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage, Request, RequestError,
-    Response, SYSTEM_KEY_PREFIX, Stats, StatusReport, Value, is_system_key,
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, ListRequest, ListedKey, PeerMessage,
+    Request, RequestError, Response, SYSTEM_KEY_PREFIX, Stats, StatusReport, Value, is_system_key,
 };
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
@@ -311,6 +311,12 @@ impl<S: Store> Node<S> {
     /// with the same `client`, before the request's deadline passes.
     pub fn handle_client_request(&mut self, now: Time, client: ClientId, request: ClientRequest) {
         self.start(now, coordinator::Requester::Client(client), request);
+    }
+
+    /// A listing arrived. Its page (or failure) comes out as
+    /// [`Output::Reply`] with the same `client`, before its deadline.
+    pub fn handle_list_request(&mut self, now: Time, client: ClientId, request: message::ListRequest) {
+        self.start_list(now, coordinator::Requester::Client(client), request);
     }
 
     /// A peer's message arrived. A message that fails the boundary's checks

@@ -22,8 +22,9 @@
 
 use super::anti_entropy::{KEYS_THRESHOLD, MAX_INTERVALS};
 use super::config::{Config, MAX_REPLICATION};
+use super::coordinator::list::SCAN_FACTOR;
 use super::membership::MemberState;
-use super::message::{AeInterval, PeerMessage};
+use super::message::{AeInterval, MAX_LIST_LIMIT, PeerMessage};
 use super::message::{KeyDigest, KeyState, Placement, StreamCursor};
 use super::store::Hint;
 use super::types::NodeId;
@@ -74,6 +75,12 @@ pub enum Invalid {
     /// A key's state breaks the invariants states keep.
     #[error("malformed state: {0}")]
     State(#[from] MalformedState),
+    /// A list that must be in strictly ascending key order is not.
+    #[error("{what} out of key order")]
+    Unordered {
+        /// What the list holds.
+        what: &'static str,
+    },
     /// A member state's generation or version could overflow.
     #[error("a member state's generation or version of {value} is above {MAX_COUNTER}")]
     MemberCounter {
@@ -92,6 +99,33 @@ pub fn peer_message(message: &PeerMessage, config: &Config) -> Result<(), Invali
         }
         PeerMessage::ReplicaGetReply { result, .. } => match result {
             Ok(object) => Ok(object.check()?),
+            Err(_) => Ok(()),
+        },
+        PeerMessage::ReplicaList {
+            start, end, limit, ..
+        } => {
+            // A bound may be one byte longer than a key (the key after one).
+            let bounds = KeyCheck(config.max_key_bytes + 1);
+            bounds.bound(start)?;
+            if let Some(end) = end {
+                bounds.bound(end)?;
+            }
+            at_most("listed keys", *limit as usize, MAX_LIST_LIMIT as usize)
+        }
+        PeerMessage::ReplicaListReply { result, .. } => match result {
+            Ok(listed) => {
+                let most = SCAN_FACTOR * MAX_LIST_LIMIT as usize;
+                at_most("listed states", listed.states.len(), most)?;
+                keys.states(&listed.states)?;
+                let ascending = listed.states.windows(2).all(|w| w[0].key < w[1].key);
+                if ascending {
+                    Ok(())
+                } else {
+                    Err(Invalid::Unordered {
+                        what: "listed states",
+                    })
+                }
+            }
             Err(_) => Ok(()),
         },
         PeerMessage::ReplicaPut {
@@ -171,6 +205,17 @@ impl KeyCheck {
         if key.is_empty() || key.len() > self.0 {
             return Err(Invalid::KeySize {
                 size: key.len(),
+                max: self.0,
+            });
+        }
+        Ok(())
+    }
+
+    /// A listing's bound: may be empty (the start of the keyspace).
+    fn bound(&self, bound: &[u8]) -> Result<(), Invalid> {
+        if bound.len() > self.0 {
+            return Err(Invalid::KeySize {
+                size: bound.len(),
                 max: self.0,
             });
         }

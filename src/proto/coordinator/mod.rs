@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 mod forward;
+pub(super) mod list;
 mod read;
 mod replica;
 mod write;
@@ -218,6 +219,7 @@ enum Kind {
         candidates: Vec<NodeId>,
         tried: usize,
     },
+    List(Box<list::Listing>),
 }
 
 impl<S: Store> Node<S> {
@@ -390,6 +392,8 @@ impl<S: Store> Node<S> {
                 self.forward_attempt(id);
                 return;
             }
+            // Sent when it starts.
+            Kind::List(_) => return,
         };
         for (to, message) in messages {
             self.send(to, message);
@@ -401,6 +405,7 @@ impl<S: Store> Node<S> {
         match self.requests.get(&id).map(|o| &o.kind) {
             Some(Kind::Read { .. }) => self.check_read_done(id),
             Some(Kind::Write { .. }) => self.check_write_done(now, id),
+            Some(Kind::List(_)) => self.check_list_done(id),
             Some(Kind::Forward { .. }) | None => {}
         }
     }
@@ -473,6 +478,10 @@ impl<S: Store> Node<S> {
             Kind::Read { request, tracker, .. } => quorum_not_met(request, tracker),
             Kind::Forward { tried, .. } => {
                 ClientResponse::Failed(RequestError::ForwardFailed { tried: tried + 1 })
+            }
+            Kind::List(_) => {
+                self.list_timed_out(id);
+                return;
             }
         };
         self.finish(id, response);
