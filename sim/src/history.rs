@@ -24,6 +24,8 @@ pub enum Kind {
     },
     /// A delete.
     Delete,
+    /// A listing of every key (the op's key is the listed prefix).
+    List,
 }
 
 /// How it ended.
@@ -38,6 +40,14 @@ pub enum Outcome {
         /// The context returned.
         context: VersionVector,
     },
+    /// A listing page: each listed key's values and context, and where
+    /// the page ended (`None`: it covered the whole range).
+    Listed {
+        /// The listed keys.
+        keys: Vec<Listed>,
+        /// The last key the page covers, if not the whole range.
+        next: Option<Vec<u8>>,
+    },
     /// A write's dot and the coordinator's context after it.
     Written {
         /// Its dot.
@@ -51,6 +61,17 @@ pub enum Outcome {
     },
     /// No answer before the client gave up (the write may have been applied).
     TimedOut,
+}
+
+/// A key a listing returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its values.
+    pub values: Vec<Vec<u8>>,
+    /// Its context.
+    pub context: VersionVector,
 }
 
 /// One operation.
@@ -81,7 +102,7 @@ pub struct Op {
 impl Op {
     /// Whether this is a write (put or delete).
     pub fn is_write(&self) -> bool {
-        !matches!(self.kind, Kind::Get)
+        matches!(self.kind, Kind::Put { .. } | Kind::Delete)
     }
 
     /// The acknowledged write's dot.

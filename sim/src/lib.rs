@@ -50,8 +50,8 @@ pub struct OpCounts {
     pub timed_out: usize,
     /// Heal-phase reads that succeeded, of all.
     pub heal_ok: (usize, usize),
-    /// Gets, puts and deletes.
-    pub by_kind: [usize; 3],
+    /// Gets, puts, deletes and listings.
+    pub by_kind: [usize; 4],
 }
 
 /// Runs one seed and checks it.
@@ -61,7 +61,10 @@ pub fn run(options: Options) -> Report {
     let violations = CHECKERS.iter().flat_map(|(_, check)| check(&result)).collect();
     let mut ops = OpCounts::default();
     for op in &result.history.ops {
-        let ok = matches!(op.outcome, Outcome::Read { .. } | Outcome::Written { .. });
+        let ok = matches!(
+            op.outcome,
+            Outcome::Read { .. } | Outcome::Written { .. } | Outcome::Listed { .. }
+        );
         if op.phase == Phase::Heal {
             ops.heal_ok.1 += 1;
             ops.heal_ok.0 += usize::from(ok);
@@ -72,6 +75,7 @@ pub fn run(options: Options) -> Report {
             Kind::Get => 0,
             Kind::Put { .. } => 1,
             Kind::Delete => 2,
+            Kind::List => 3,
         }] += 1;
         match op.outcome {
             Outcome::Failed { .. } => ops.failed += 1,
@@ -129,11 +133,12 @@ impl Report {
         let p = &self.ops;
         let _ = writeln!(
             out,
-            "ops: {} done ({} get, {} put, {} delete): {} ok, {} refused, {} unanswered; heal reads {}/{} ok",
+            "ops: {} done ({} get, {} put, {} delete, {} list): {} ok, {} refused, {} unanswered; heal reads {}/{} ok",
             p.total,
             p.by_kind[0],
             p.by_kind[1],
             p.by_kind[2],
+            p.by_kind[3],
             p.ok,
             p.failed,
             p.timed_out,

@@ -3,7 +3,7 @@
 use shoal::proto::version::{Actor, VersionVector};
 use shoal::proto::{Consistency, NodeId, Time, Versioned};
 use shoal_sim::checker::{self, Violation};
-use shoal_sim::history::{History, Kind, Op, Outcome, Phase};
+use shoal_sim::history::{History, Kind, Listed, Op, Outcome, Phase};
 use shoal_sim::options::{Options, Plan};
 use shoal_sim::world::{FaultCounts, RunResult};
 use std::collections::BTreeMap;
@@ -259,4 +259,77 @@ fn a_read_after_a_replaced_write_was_deleted_and_collected_is_not_stale() {
         names(&checker::read_your_writes::check(&run)),
         vec![checker::read_your_writes::NAME; 2]
     );
+}
+
+fn listing(at: u64, keys: Vec<Listed>, next: Option<Vec<u8>>) -> Op {
+    let mut list = op(Kind::List, at, Outcome::Listed { keys, next });
+    list.key = b"key".to_vec();
+    list
+}
+
+#[test]
+fn a_listing_that_misses_an_acknowledged_write_is_caught() {
+    let (state, put) = written(b"v");
+    // It left the key out of a range its page covered.
+    let run = run_with(
+        vec![put.clone(), listing(200, Vec::new(), None)],
+        vec![state.clone(), state.clone(), state.clone()],
+    );
+    assert_eq!(
+        names(&checker::read_your_writes::check(&run)),
+        vec![checker::read_your_writes::NAME]
+    );
+    // A page that ended before the key says nothing of it.
+    let run = run_with(
+        vec![put.clone(), listing(200, Vec::new(), Some(b"jey".to_vec()))],
+        vec![state.clone(), state.clone(), state.clone()],
+    );
+    assert!(checker::read_your_writes::check(&run).is_empty());
+    // Listed with a context that covers the write: fine.
+    let seen = Listed {
+        key: KEY.to_vec(),
+        values: vec![b"v".to_vec()],
+        context: state.clock().clone(),
+    };
+    let run = run_with(
+        vec![put, listing(200, vec![seen], None)],
+        vec![state.clone(), state.clone(), state],
+    );
+    for (name, check) in checker::CHECKERS {
+        assert!(check(&run).is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn a_listing_that_shows_a_deleted_value_or_an_unwritten_key_is_caught() {
+    let (state, put) = written(b"v");
+    let mut delete = op(Kind::Delete, 200, Outcome::Pending);
+    delete.context = state.clock().clone();
+    let mut after = state.clone();
+    let actor = Actor {
+        node: NodeId(2),
+        epoch: 1,
+    };
+    let dot = after.write(actor, &delete.context, None, 2, 8).unwrap();
+    delete.outcome = Outcome::Written { dot };
+    let shown = Listed {
+        key: KEY.to_vec(),
+        values: vec![b"v".to_vec()],
+        context: state.clock().clone(),
+    };
+    let run = run_with(
+        vec![put.clone(), delete, listing(300, vec![shown], None)],
+        vec![after.clone(), after.clone(), after],
+    );
+    assert!(names(&checker::resurrection::check(&run)).contains(&checker::resurrection::NAME));
+    let stranger = Listed {
+        key: b"key9".to_vec(),
+        values: Vec::new(),
+        context: VersionVector::new(),
+    };
+    let run = run_with(
+        vec![put, listing(300, vec![stranger], None)],
+        vec![state.clone(), state.clone(), state],
+    );
+    assert!(names(&checker::fabrication::check(&run)).contains(&checker::fabrication::NAME));
 }

@@ -12,11 +12,13 @@ pub mod read_your_writes;
 pub mod resurrection;
 pub mod unique_dots;
 
-use crate::history::Op;
+use crate::history::{Kind, Op, Outcome};
 use crate::world::{RunResult, required};
 use shoal::proto::NodeId;
 use shoal::proto::Versioned;
 use shoal::proto::quorum::Access;
+use shoal::proto::version::VersionVector;
+use std::collections::BTreeSet;
 
 /// A broken promise.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +44,79 @@ pub const CHECKERS: [Checker; 9] = [
     (honest_messages::NAME, honest_messages::check),
     (core_invariants::NAME, core_invariants::check),
 ];
+
+/// What a client read of one key: a get's result, or what a listing said
+/// of one key in the range it covered (a key it did not list, it read as
+/// absent). Reads and listings keep the same promises.
+pub struct KeyRead<'a> {
+    /// The operation's index.
+    pub index: usize,
+    /// The get or listing.
+    pub op: &'a Op,
+    /// The key.
+    pub key: &'a [u8],
+    /// The values returned.
+    pub values: &'a [Vec<u8>],
+    /// The context returned (empty for a key a listing left out).
+    pub context: std::borrow::Cow<'a, VersionVector>,
+}
+
+impl KeyRead<'_> {
+    /// For reports.
+    pub fn describe(&self) -> String {
+        match self.op.kind {
+            Kind::List => format!(
+                "{} (of key {})",
+                describe(self.index, self.op),
+                String::from_utf8_lossy(self.key)
+            ),
+            _ => describe(self.index, self.op),
+        }
+    }
+}
+
+/// Every read of a key: gets, and each listing once per key of the run
+/// (every key a get, put or delete named) in the range its page covered.
+pub fn key_reads(run: &RunResult) -> Vec<KeyRead<'_>> {
+    let ops = &run.history.ops;
+    let keys: BTreeSet<&[u8]> = ops
+        .iter()
+        .filter(|op| op.kind != Kind::List)
+        .map(|op| op.key.as_slice())
+        .collect();
+    let mut reads = Vec::new();
+    for (index, op) in ops.iter().enumerate() {
+        match &op.outcome {
+            Outcome::Read { values, context } => reads.push(KeyRead {
+                index,
+                op,
+                key: &op.key,
+                values,
+                context: std::borrow::Cow::Borrowed(context),
+            }),
+            Outcome::Listed { keys: listed, next } => {
+                let covered = keys
+                    .iter()
+                    .filter(|k| k.starts_with(&op.key) && next.as_ref().is_none_or(|n| **k <= n.as_slice()));
+                for &key in covered {
+                    let (values, context) = match listed.iter().find(|l| l.key == key) {
+                        Some(l) => (l.values.as_slice(), std::borrow::Cow::Borrowed(&l.context)),
+                        None => (&[][..], std::borrow::Cow::Owned(VersionVector::new())),
+                    };
+                    reads.push(KeyRead {
+                        index,
+                        op,
+                        key,
+                        values,
+                        context,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    reads
+}
 
 /// The union of the replicas' final states of `key`.
 pub fn merged_final(run: &RunResult, key: &[u8]) -> Versioned {
@@ -81,14 +156,25 @@ pub fn durable(run: &RunResult, op: &Op) -> bool {
 
 /// A short description of an operation for reports.
 pub fn describe(index: usize, op: &Op) -> String {
+    let outcome = match &op.outcome {
+        Outcome::Listed { keys, next } => format!(
+            "Listed {} keys [{}], next {:?}",
+            keys.len(),
+            keys.iter()
+                .map(|l| String::from_utf8_lossy(&l.key).into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+            next.as_ref().map(|n| String::from_utf8_lossy(n).into_owned())
+        ),
+        other => format!("{other:?}"),
+    };
     format!(
-        "op {index} (client {}, {:?} {} at {}, invoked {:?}, completed {:?}, {:?})",
+        "op {index} (client {}, {:?} {} at {}, invoked {:?}, completed {:?}, {outcome})",
         op.client,
         op.kind,
         String::from_utf8_lossy(&op.key),
         op.consistency,
         op.invoked,
         op.completed,
-        op.outcome
     )
 }

@@ -1,9 +1,10 @@
 //! With strict quorums and R + W > N, a read that starts after a write was
 //! acknowledged sees it or a descendant: the read's context covers the
-//! write's dot. Runs with `--r/--w` claim their setting is strict, so the
+//! write's dot. A listing at R is held to the same for every key in the
+//! range its page covered (a key it left out, it read as absent). Runs with `--r/--w` claim their setting is strict, so the
 //! check holds them to it (that is how a wrong setting is caught).
 
-use super::{Violation, describe, wiped_replicas};
+use super::{Violation, describe, key_reads, wiped_replicas};
 use crate::history::{Kind, Op, Outcome, Phase};
 use crate::world::{RunResult, required};
 use shoal::proto::Time;
@@ -11,23 +12,22 @@ use shoal::proto::quorum::Access;
 use shoal::proto::version::Dot;
 
 /// This checker's name.
-pub const NAME: &str = "reads see acknowledged writes (R+W>N)";
+pub const NAME: &str = "reads and listings see acknowledged writes (R+W>N)";
 
 /// Runs the check.
 pub fn check(run: &RunResult) -> Vec<Violation> {
     let n = run.replication;
     let mut violations = Vec::new();
     let ops = &run.history.ops;
+    let reads = key_reads(run);
     for (wi, write) in ops.iter().enumerate() {
         let (Outcome::Written { dot }, Some(acked)) = (&write.outcome, write.completed) else {
             continue;
         };
         let w = required(write.consistency, Access::Write, n);
-        for (ri, read) in ops.iter().enumerate() {
-            let Outcome::Read { context, .. } = &read.outcome else {
-                continue;
-            };
-            if read.key != write.key || read.invoked <= acked {
+        for key_read in &reads {
+            let (read, context) = (key_read.op, key_read.context.as_ref());
+            if key_read.key != write.key || read.invoked <= acked {
                 continue;
             }
             let r = required(read.consistency, Access::Read, n);
@@ -64,7 +64,7 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
             {
                 violations.push(Violation {
                     checker: NAME,
-                    detail: format!("{} did not see {}", describe(ri, read), describe(wi, write)),
+                    detail: format!("{} did not see {}", key_read.describe(), describe(wi, write)),
                 });
             }
         }

@@ -1,8 +1,9 @@
 //! A deleted key never comes back: what an acknowledged delete superseded
 //! (the siblings its context covered) is never read again by a strict read
-//! that starts after a strict delete, and is on no replica after healing.
+//! that starts after a strict delete (nor listed by a strict listing), and
+//! is on no replica after healing.
 
-use super::{Violation, describe, durable, merged_final, wiped_replicas};
+use super::{Violation, describe, durable, key_reads, merged_final, wiped_replicas};
 use crate::history::{Kind, Outcome};
 use crate::world::{RunResult, required};
 use shoal::proto::quorum::Access;
@@ -25,6 +26,7 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
         })
         .collect();
     let mut violations = Vec::new();
+    let reads = key_reads(run);
     for (di, delete) in ops.iter().enumerate() {
         let (Kind::Delete, Outcome::Written { .. }, Some(acked)) =
             (&delete.kind, &delete.outcome, delete.completed)
@@ -47,16 +49,14 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
             }
         }
         let w = required(delete.consistency, Access::Write, n);
-        for (ri, read) in ops.iter().enumerate() {
-            let Outcome::Read { values, .. } = &read.outcome else {
-                continue;
-            };
+        for key_read in &reads {
+            let (read, values) = (key_read.op, key_read.values);
             let r = required(read.consistency, Access::Read, n);
             // A sloppy delete may sit on fallbacks, which reads do not ask,
             // until its hints are delivered; the final states still must
             // not hold what it superseded.
             let strict = (run.options.forced_rw.is_some() || r + w > n) && !delete.sloppy_quorum;
-            if read.key != delete.key
+            if key_read.key != delete.key
                 || read.invoked <= acked
                 || !strict
                 || wiped_replicas(run, delete, read.completed) > 0
@@ -72,7 +72,7 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
                         checker: NAME,
                         detail: format!(
                             "{} returned {:?} (acked dot {:?}, delete context {:?}), deleted by {}",
-                            describe(ri, read),
+                            key_read.describe(),
                             String::from_utf8_lossy(value),
                             dot_of.get(value.as_slice()),
                             delete.context,

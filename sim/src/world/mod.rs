@@ -17,8 +17,8 @@ use rand::{RngExt, SeedableRng};
 use shoal::proto::quorum::Access;
 use shoal::proto::version::{Dot, VersionVector};
 use shoal::proto::{
-    ClientId, ClientRequest, ClientResponse, Config, Consistency, Node, NodeId, Output, PeerMessage, Stats,
-    Store, Time, Versioned,
+    ClientId, ClientResponse, Config, Consistency, Node, NodeId, Output, PeerMessage, Request, Stats, Store,
+    Time, Versioned,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -59,7 +59,7 @@ enum Event {
     Request {
         node: usize,
         op: usize,
-        request: ClientRequest,
+        request: Request,
     },
     Reply {
         op: usize,
@@ -466,7 +466,13 @@ impl World {
                 self.trace.update(&(op as u64).to_le_bytes());
                 let local = self.local(node);
                 if let Some(n) = self.nodes[node].node.as_mut() {
-                    n.handle_client_request(local, ClientId(op as u64), request);
+                    match request {
+                        Request::Data(request) => {
+                            n.handle_client_request(local, ClientId(op as u64), request)
+                        }
+                        Request::List(request) => n.handle_list_request(local, ClientId(op as u64), request),
+                        other => panic!("a request the simulator does not send: {other:?}"),
+                    }
                     self.after_input(node);
                 }
             }

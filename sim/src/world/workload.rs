@@ -3,10 +3,14 @@
 //! every invocation and outcome in the history the checkers read.
 
 use super::{CLIENT_LATENCY, DotConflict, Event, World};
-use crate::history::{Kind, Op, Outcome, Phase};
+use crate::history::{Kind, Listed, Op, Outcome, Phase};
 use rand::RngExt;
+use shoal::proto::message::{ListRequest, MAX_LIST_LIMIT, prefix_end};
 use shoal::proto::version::{Dot, VersionVector};
-use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context};
+use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Request};
+
+/// What listings list: every key of the workload (`key0`, `key1`, ...).
+pub const LISTED_PREFIX: &[u8] = b"key";
 use std::time::Duration;
 
 impl World {
@@ -53,19 +57,23 @@ impl World {
         {
             return;
         }
-        let key = format!("key{}", self.rng.random_range(0..self.options.keys)).into_bytes();
+        let mut key = format!("key{}", self.rng.random_range(0..self.options.keys)).into_bytes();
         let op = self.history.ops.len();
         let roll = self.rng.random_range(0..100);
         let kind = match roll {
-            0..45 => Kind::Get,
+            0..40 => Kind::Get,
+            40..45 => Kind::List,
             45..90 => Kind::Put {
                 value: format!("c{client}-op{op}").into_bytes(),
             },
             _ => Kind::Delete,
         };
+        if kind == Kind::List {
+            key = LISTED_PREFIX.to_vec();
+        }
         let consistency = self.pick_consistency();
         let context = match (&kind, self.rng.random_bool(0.85)) {
-            (Kind::Get, _) | (_, false) => VersionVector::new(),
+            (Kind::Get | Kind::List, _) | (_, false) => VersionVector::new(),
             (_, true) => self.contexts[client].get(&key).cloned().unwrap_or_default(),
         };
         let node = self.pick_node();
@@ -101,28 +109,41 @@ impl World {
         let wire_context = Context::from(context.clone());
         // Runs that claim strict quorums (--r/--w) write strictly; others
         // mix sloppy and strict writes.
-        let sloppy = kind != Kind::Get && self.options.forced_rw.is_none() && self.rng.random_bool(0.5);
+        let sloppy = matches!(kind, Kind::Put { .. } | Kind::Delete)
+            && self.options.forced_rw.is_none()
+            && self.rng.random_bool(0.5);
+        let data = |request| Request::Data(request);
         let request = match &kind {
-            Kind::Get => ClientRequest::Get {
+            Kind::Get => data(ClientRequest::Get {
                 key: key.clone(),
                 consistency,
                 timeout_ms: None,
-            },
-            Kind::Put { value } => ClientRequest::Put {
+            }),
+            // One page covers every key of the workload, unless replicas
+            // stop early; the checkers hold the page to what it covers.
+            Kind::List => Request::List(ListRequest {
+                start: key.clone(),
+                end: prefix_end(&key),
+                limit: MAX_LIST_LIMIT,
+                values: true,
+                consistency,
+                timeout_ms: None,
+            }),
+            Kind::Put { value } => data(ClientRequest::Put {
                 key: key.clone(),
                 value: value.clone(),
                 context: wire_context,
                 consistency,
                 timeout_ms: None,
                 sloppy_quorum: sloppy,
-            },
-            Kind::Delete => ClientRequest::Delete {
+            }),
+            Kind::Delete => data(ClientRequest::Delete {
                 key: key.clone(),
                 context: wire_context,
                 consistency,
                 timeout_ms: None,
                 sloppy_quorum: sloppy,
-            },
+            }),
         };
         self.history.ops.push(Op {
             client,
@@ -152,6 +173,17 @@ impl World {
                 context: context.version_vector().clone(),
             },
             ClientResponse::Written { dot, .. } => Outcome::Written { dot },
+            ClientResponse::Listed { keys, next } => Outcome::Listed {
+                keys: keys
+                    .into_iter()
+                    .map(|k| Listed {
+                        key: k.key,
+                        values: k.values.into_iter().map(|v| v.value).collect(),
+                        context: k.context.version_vector().clone(),
+                    })
+                    .collect(),
+                next,
+            },
             ClientResponse::Failed(error) => Outcome::Failed {
                 error: error.to_string(),
             },
