@@ -46,6 +46,9 @@ pub enum Workload {
     D,
     /// 50% read, 50% read-modify-write.
     F,
+    /// Listings only: a page of 1,000 keys from a random record on (at
+    /// the read consistency).
+    List,
 }
 
 /// One kind of operation.
@@ -60,6 +63,8 @@ pub enum OpKind {
     Insert,
     /// A get, then a put with the context read.
     ReadModifyWrite,
+    /// A listing page of 1,000 keys.
+    List,
 }
 
 impl OpKind {
@@ -70,6 +75,7 @@ impl OpKind {
             OpKind::Update => "update",
             OpKind::Insert => "insert",
             OpKind::ReadModifyWrite => "read_modify_write",
+            OpKind::List => "list",
         }
     }
 }
@@ -84,6 +90,7 @@ impl Workload {
             Workload::C => "c",
             Workload::D => "d",
             Workload::F => "f",
+            Workload::List => "list",
         }
     }
 
@@ -101,6 +108,7 @@ impl Workload {
             Workload::D => OpKind::Insert,
             Workload::F if roll < 50 => OpKind::Read,
             Workload::F => OpKind::ReadModifyWrite,
+            Workload::List => OpKind::List,
         }
     }
 }
@@ -399,6 +407,13 @@ impl Shared {
                 let record = self.existing(rng);
                 let context = self.read(record).await?;
                 self.write(record, &context, rng).await
+            }
+            OpKind::List => {
+                let start = record_key(self.existing(rng));
+                let options = crate::client::ListOptions::range(start, None)
+                    .limit(crate::proto::message::MAX_LIST_LIMIT)
+                    .consistency(self.spec.read);
+                self.client.list(&options).await.map(drop)
             }
         }
     }

@@ -38,7 +38,8 @@ pub struct BenchArgs {
     /// The cluster directory (from `shoal cluster init`); not needed with --local.
     #[arg(long, env = "SHOAL_CLUSTER_DIR")]
     cluster_dir: Option<PathBuf>,
-    /// Workloads to run in turn, comma-separated: load, a, b, c, d, f.
+    /// Workloads to run in turn, comma-separated: load, a, b, c, d, f, and
+    /// list (pages of 1,000 keys from random records on).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "load,a")]
     workload: Vec<Workload>,
     /// Records to load, and to choose keys among.
@@ -50,6 +51,10 @@ pub struct BenchArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     concurrency: u64,
+    /// Requests in flight at once during load (default: --concurrency):
+    /// load fast, then measure latency with few in flight.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    load_concurrency: Option<u64>,
     /// Seconds each workload other than load runs.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
@@ -194,7 +199,10 @@ impl BenchArgs {
             workload,
             records: self.records,
             value_size: self.value_size,
-            concurrency: self.concurrency as usize,
+            concurrency: match workload {
+                Workload::Load => self.load_concurrency.unwrap_or(self.concurrency) as usize,
+                _ => self.concurrency as usize,
+            },
             stop: match self.ops {
                 Some(ops) => Stop::Ops(ops),
                 None => Stop::After(Duration::from_secs(self.duration)),

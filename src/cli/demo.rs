@@ -27,7 +27,11 @@ const SETTLE: Duration = Duration::from_secs(30);
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     super::init_logging_quiet();
-    let mut cluster = LocalCluster::start_on(NODES, args.base_port, Durability::Buffer, Config::default())
+    let mut cluster = LocalCluster::empty(Durability::Buffer, Config::default())?;
+    // Each node serves the HTTP API too (HTTPS, on a free port).
+    cluster.http = Some(false);
+    cluster
+        .start_nodes(NODES, args.base_port)
         .await
         .context("starting the demo cluster")?;
     println!(
@@ -50,7 +54,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         Duration::from_secs(86_400),
     )
     .context("issuing the demo's client certificate")?;
-    print_commands(&client_dir, cluster.addrs[0]);
+    print_commands(&client_dir, cluster.addrs[0], cluster.http_addr(0));
 
     workload(&mut cluster, &client).await?;
 
@@ -71,7 +75,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_commands(cluster_dir: &Path, node: SocketAddr) {
+fn print_commands(cluster_dir: &Path, node: SocketAddr, http: Option<SocketAddr>) {
     let exe = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "shoal".into());
@@ -84,6 +88,17 @@ fn print_commands(cluster_dir: &Path, node: SocketAddr) {
     println!("  {exe} get greeting");
     println!("  {exe} get user:1 --consistency all");
     println!("  {exe} status");
+    println!("  {exe} list --values");
+    if let Some(http) = http {
+        let dir = cluster_dir.display();
+        println!("Or over HTTP, from any language:");
+        println!(
+            "  curl --cacert {dir}/ca.pem --cert {dir}/cert.pem --key {dir}/key.pem https://{http}/v1/kv/user:1"
+        );
+        println!(
+            "  curl --cacert {dir}/ca.pem --cert {dir}/cert.pem --key {dir}/key.pem 'https://{http}/v1/kv?prefix=user:'"
+        );
+    }
 }
 
 async fn workload(cluster: &mut LocalCluster, client: &Client) -> Result<()> {

@@ -8,7 +8,7 @@
 //! public API.
 
 use shoal::net::tls::TlsError;
-use shoal::node::{DiskFailurePolicy, Durability, Limits, NodeError, NodeHandle, NodeOptions};
+use shoal::node::{DiskFailurePolicy, Durability, HttpOptions, Limits, NodeError, NodeHandle, NodeOptions};
 use shoal::proto::{Config, NodeId};
 use shoal::{Client, ClientError, Credentials};
 use std::net::SocketAddr;
@@ -72,6 +72,10 @@ pub struct LocalCluster {
     pub own_runtime: Option<usize>,
     /// The runtimes of nodes started with `own_runtime`.
     runtimes: Vec<Option<tokio::runtime::Runtime>>,
+    /// Serve the HTTP API on every node started from now on (on
+    /// 127.0.0.1, an ephemeral port): `Some(true)` plain HTTP, `Some(false)`
+    /// HTTPS.
+    pub http: Option<bool>,
 }
 
 impl LocalCluster {
@@ -95,6 +99,22 @@ impl LocalCluster {
         durability: Durability,
         config: Config,
     ) -> Result<LocalCluster, NodeError> {
+        let mut cluster = LocalCluster::empty(durability, config)?;
+        cluster.start_nodes(size, base_port).await?;
+        Ok(cluster)
+    }
+
+    /// `size` nodes on ephemeral ports, each serving the HTTP API (plain
+    /// HTTP if `plain`, else HTTPS) on 127.0.0.1.
+    pub async fn start_with_http(size: usize, plain: bool) -> Result<LocalCluster, NodeError> {
+        let mut cluster = LocalCluster::empty(Durability::Buffer, Config::default())?;
+        cluster.http = Some(plain);
+        cluster.start_nodes(size, 0).await?;
+        Ok(cluster)
+    }
+
+    /// No nodes yet: a directory with a new cluster CA.
+    pub fn empty(durability: Durability, config: Config) -> Result<LocalCluster, NodeError> {
         let dir = ScratchDir::new("shoal-local-").map_err(|source| {
             NodeError::Tls(TlsError::Io {
                 path: std::env::temp_dir(),
@@ -102,7 +122,7 @@ impl LocalCluster {
             })
         })?;
         shoal::net::tls::init_cluster_dir(&dir.path().join("cluster"))?;
-        let mut cluster = LocalCluster {
+        let cluster = LocalCluster {
             dir,
             nodes: Vec::new(),
             addrs: Vec::new(),
@@ -112,16 +132,23 @@ impl LocalCluster {
             disk_failure_policy: DiskFailurePolicy::default(),
             own_runtime: None,
             runtimes: Vec::new(),
+            http: None,
         };
+        Ok(cluster)
+    }
+
+    /// Starts `size` nodes on ports from `base_port` (0: ephemeral), each
+    /// joining through the ones started before it.
+    pub async fn start_nodes(&mut self, size: usize, base_port: u16) -> Result<(), NodeError> {
         for i in 0..size {
             let port = if base_port == 0 { 0 } else { base_port + i as u16 };
-            let node = cluster
-                .launch(i, cluster.options(i, SocketAddr::from(([127, 0, 0, 1], port))))
+            let node = self
+                .launch(i, self.options(i, SocketAddr::from(([127, 0, 0, 1], port))))
                 .await?;
-            cluster.addrs.push(node.addr());
-            cluster.nodes.push(Some(node));
+            self.addrs.push(node.addr());
+            self.nodes.push(Some(node));
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// Starts node `i`: on the caller's runtime, or on a runtime of its own.
@@ -189,7 +216,17 @@ impl LocalCluster {
         options.disk_failure_policy = self.disk_failure_policy;
         options.config = self.config.clone();
         options.limits = self.limits;
+        options.http = self.http.map(|plain| {
+            let mut http = HttpOptions::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+            http.plain = plain;
+            http
+        });
         options
+    }
+
+    /// Where node `i` serves HTTP, if it runs and does.
+    pub fn http_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.nodes[i].as_ref().and_then(NodeHandle::http_addr)
     }
 
     /// A client seeded with every running node, returned once each of them

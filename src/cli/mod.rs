@@ -42,6 +42,9 @@ enum Command {
     /// Start, leave or remove nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Bearer tokens for the HTTP API (kept in the cluster; admin only).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Show a node's view of the cluster: members, state, ring share, counters.
     Status {
         #[command(flatten)]
@@ -195,6 +198,33 @@ enum ClusterCommand {
 }
 
 #[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token with a role and print it (only now: the cluster keeps
+    /// only its hash). Use it as `Authorization: Bearer TOKEN`.
+    Create {
+        /// Who it is for.
+        name: String,
+        /// What it may do: admin, readwrite or readonly.
+        #[arg(long)]
+        role: Role,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List tokens: id, role, name, created.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Revoke a token by id: every node refuses it within seconds.
+    Revoke {
+        /// The token's id (the part after `shoal.`, as `token list` shows it).
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
 enum NodeCommand {
     /// Run a node in the foreground until Ctrl-C, SIGTERM or `node leave`.
     Start(Box<StartArgs>),
@@ -288,6 +318,15 @@ struct StartArgs {
     /// Serve Prometheus metrics over HTTP at this address (off by default).
     #[arg(long)]
     metrics: Option<SocketAddr>,
+    /// Serve the HTTP API (HTTPS with the node's certificate) at this TCP
+    /// address (off by default). Clients authenticate with a certificate
+    /// of the cluster CA or a bearer token (`shoal token create`).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Serve the HTTP API as plain HTTP (loopback addresses only; tokens
+    /// only).
+    #[arg(long)]
+    http_plain: bool,
     /// Log format: human (default) or json. `RUST_LOG` filters (default info).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -332,6 +371,8 @@ impl StartArgs {
         );
         add("node_id", self.node_id.map(|id| id.to_string()));
         add("metrics", self.metrics.map(|a| a.to_string()));
+        add("http", self.http.map(|a| a.to_string()));
+        add("http_plain", self.http_plain.then(|| "true".to_string()));
         add(
             "log_format",
             self.log_format.map(|f| format!("{f:?}").to_lowercase()),
@@ -422,6 +463,7 @@ async fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Node(NodeCommand::Start(args)) => start_node(*args).await,
+        Command::Token(command) => token(command).await,
         Command::Node(NodeCommand::Leave { target }) => {
             let client = connect(&target).await?;
             eprintln!(
@@ -527,6 +569,41 @@ fn read_value(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+async fn token(command: TokenCommand) -> Result<()> {
+    match command {
+        TokenCommand::Create { name, role, target } => {
+            if role == Role::Node {
+                anyhow::bail!("a token cannot have the node role");
+            }
+            let client = connect(&target).await?;
+            let (id, token) = client.admin().create_token(&name, role).await?;
+            client.close().await;
+            eprintln!("token {id} for {name} ({role}); shown only now:");
+            println!("{token}");
+        }
+        TokenCommand::List { target } => {
+            let client = connect(&target).await?;
+            let tokens = client.admin().tokens().await?;
+            client.close().await;
+            for (id, record) in tokens {
+                let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(record.created);
+                let when = humantime_serde::re::humantime::format_rfc3339_seconds(when);
+                println!("{id}  {:<9}  {}  created {when}", record.role, record.name);
+            }
+        }
+        TokenCommand::Revoke { id, target } => {
+            let client = connect(&target).await?;
+            let existed = client.admin().revoke_token(&id).await?;
+            client.close().await;
+            if !existed {
+                anyhow::bail!("no token with id {id}");
+            }
+            println!("revoked token {id}; every node refuses it within seconds");
+        }
+    }
+    Ok(())
+}
+
 async fn connect(target: &Target) -> Result<Client> {
     let credentials = Credentials::from_cluster_dir(&target.cluster_dir)?;
     Ok(Client::connect(&[target.node], credentials).await?)
@@ -547,6 +624,14 @@ async fn start_node(args: StartArgs) -> Result<()> {
         tracing::info!(%addr, "metrics served (Prometheus text format)");
     }
     println!("node {} listening on {}", node.id(), node.addr());
+    if let Some(http) = node.http_addr() {
+        let scheme = if settings.process.http_plain {
+            "http"
+        } else {
+            "https"
+        };
+        println!("HTTP API at {scheme}://{http}/");
+    }
     let stopper = node.stopper();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -134,24 +134,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes node ids as the 16 hex digits shoal prints everywhere else, in
-/// place of the numbers their serde form gives (JSON readers round
-/// integers past 2^53): the report's node, each member's, and each hint
-/// queue's target.
-fn hex_node_ids(report: &mut serde_json::Value) {
-    let to_hex = |value: &mut serde_json::Value| {
-        if let Some(id) = value.as_u64() {
-            *value = serde_json::Value::String(NodeId(id).to_string());
-        }
-    };
-    to_hex(&mut report["node"]);
-    for (list, field) in [("members", "node"), ("hints", "target")] {
-        if let Some(items) = report[list].as_array_mut() {
-            items.iter_mut().for_each(|item| to_hex(&mut item[field]));
-        }
-    }
-}
-
 /// Prints a status report, with each live member's own counters.
 pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)], json: bool) -> Result<()> {
     if json {
@@ -176,8 +158,7 @@ pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)],
                 (node.to_string(), serde_json::to_value(value).unwrap_or_default())
             })
             .collect();
-        let mut out = serde_json::to_value(report)?;
-        hex_node_ids(&mut out);
+        let mut out = shoal::node::status_json(report)?;
         out["counters"] = serde_json::Value::Object(counters);
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());

@@ -72,6 +72,7 @@ use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
 use crate::net::revocation::{REVOKED_KEY, RevocationList};
 pub use crate::net::tls::Credentials;
 use crate::net::tls::{Role, SERVER_NAME, TlsError, transport_config};
+use crate::net::tokens;
 use crate::proto::membership::NodeStatus;
 use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
@@ -1007,6 +1008,65 @@ impl Admin {
             .put(REVOKED_KEY, list.encode(), &read.context, Consistency::Quorum)
             .await?;
         Ok(list)
+    }
+
+    /// Makes a bearer token for the HTTP API with `role` (admin,
+    /// readwrite or readonly), written at QUORUM; returns its id and the
+    /// token, which is shown only now (the cluster keeps only its hash).
+    pub async fn create_token(&self, name: &str, role: Role) -> Result<(String, String), ClientError> {
+        if role == Role::Node {
+            return Err(ClientError::Unexpected {
+                answer: "a token cannot have the node role".to_string(),
+            });
+        }
+        let (id, secret, token) = tokens::generate();
+        let record = tokens::TokenRecord {
+            name: name.to_string(),
+            role: role.to_string(),
+            secret_sha256: tokens::sha256_hex(secret.as_bytes()),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        self.client
+            .put(
+                tokens::record_key(&id),
+                record.encode(),
+                &Context::empty(),
+                Consistency::Quorum,
+            )
+            .await?;
+        Ok((id, token))
+    }
+
+    /// Every token (id and record), read at QUORUM.
+    pub async fn tokens(&self) -> Result<Vec<(String, tokens::TokenRecord)>, ClientError> {
+        let options = ListOptions::prefix(tokens::TOKEN_PREFIX)
+            .limit(crate::proto::message::MAX_LIST_LIMIT)
+            .values(true)
+            .consistency(Consistency::Quorum);
+        let listed = self.client.list_all(&options).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|entry| {
+                let id = String::from_utf8(entry.key[tokens::TOKEN_PREFIX.len()..].to_vec()).ok()?;
+                Some((id, tokens::TokenRecord::from_values(&entry.values)?))
+            })
+            .collect())
+    }
+
+    /// Revokes token `id`: deletes its record at QUORUM; every node refuses
+    /// it within seconds. Whether there was one.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, ClientError> {
+        let key = tokens::record_key(id);
+        let read = self.client.get(&key, Consistency::Quorum).await?;
+        if read.values.is_empty() {
+            return Ok(false);
+        }
+        self.client
+            .delete(&key, &read.context, Consistency::Quorum)
+            .await?;
+        Ok(true)
     }
 
     /// The cluster's deny list, read at QUORUM. Needs an admin certificate.

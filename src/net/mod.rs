@@ -5,3 +5,4 @@ pub mod frame;
 pub mod revocation;
 pub mod stream;
 pub mod tls;
+pub mod tokens;

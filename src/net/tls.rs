@@ -356,7 +356,10 @@ fn sign_leaf(
     span: Option<Span>,
 ) -> Result<(rcgen::Certificate, KeyPair), TlsError> {
     let leaf_key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec![SERVER_NAME.to_string()])?;
+    // `shoal` is the name QUIC peers check; the loopback names let HTTPS
+    // clients such as curl check a node on this machine.
+    let names = [SERVER_NAME, "localhost", "127.0.0.1", "::1"].map(String::from);
+    let mut params = CertificateParams::new(names.to_vec())?;
     params.distinguished_name.push(DnType::CommonName, name);
     if let Some(role) = role {
         let uri = format!("{ROLE_URI_PREFIX}{role}");
@@ -516,6 +519,24 @@ impl Credentials {
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config.transport_config(transport);
         Ok(config)
+    }
+
+    /// A TLS server config for HTTPS: our leaf, and client certificates of
+    /// the CA verified when presented (not required: HTTP clients may
+    /// authenticate with a token instead).
+    pub fn https_server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Verifier {
+                    reason: e.to_string(),
+                })?;
+        Ok(rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.leaf.clone()], self.key())?)
     }
 
     /// A QUIC client config that presents our leaf and trusts only the CA.

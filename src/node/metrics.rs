@@ -10,7 +10,7 @@ use crate::proto::membership::NodeStatus;
 use crate::proto::{ClientResponse, Node, NodeId, RequestError, Stats};
 use crate::storage::FjallStore;
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -30,17 +30,38 @@ pub struct MetricsError {
     message: String,
 }
 
+/// This process's metrics recorder, installed on first use and labelled
+/// with the node id given then (one node per process in production).
+pub fn handle(node: NodeId) -> &'static PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .add_global_label("node", node.to_string())
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &LATENCY_BUCKETS)
+            .expect("the buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder installed first (a test harness) keeps its place.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
 /// Serves this process's metrics over HTTP at `addr` (`GET /metrics`, or
 /// any path), labelled with the node's id. Call once, inside the runtime.
 pub fn serve(addr: SocketAddr, node: NodeId) -> Result<(), MetricsError> {
     let error = |message: String| MetricsError { addr, message };
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
-        .add_global_label("node", node.to_string())
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), &LATENCY_BUCKETS)
-        .map_err(|e| error(e.to_string()))?
-        .install()
-        .map_err(|e| error(e.to_string()))
+    let handle = handle(node);
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| error(e.to_string()))?;
+    listener.set_nonblocking(true).map_err(|e| error(e.to_string()))?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| error(e.to_string()))?;
+    let app = axum::Router::new().fallback(move || async move { handle.render() });
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "metrics endpoint stopped");
+        }
+    });
+    Ok(())
 }
 
 /// What a client request was, for its metrics once answered.

@@ -12,6 +12,7 @@
 //! a bounded queue: a peer that cannot keep up loses messages, which the
 //! core tolerates, rather than growing memory without bound.
 
+pub mod http;
 mod link;
 pub mod metrics;
 mod revocation;
@@ -88,6 +89,8 @@ pub struct NodeOptions {
     pub config: Config,
     /// Limits of the network layer.
     pub limits: Limits,
+    /// The HTTP API, if served.
+    pub http: Option<HttpOptions>,
 }
 
 impl NodeOptions {
@@ -105,6 +108,7 @@ impl NodeOptions {
             disk_failure_policy: DiskFailurePolicy::default(),
             config: Config::default(),
             limits: Limits::default(),
+            http: None,
         }
     }
 }
@@ -186,9 +190,12 @@ enum Event {
     },
 }
 
+pub use http::HttpOptions;
+
 /// A running node.
 pub struct NodeHandle {
     addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
     id: NodeId,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), StoreError>>,
@@ -198,6 +205,11 @@ impl NodeHandle {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where its HTTP API listens, if it serves one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Its node id.
@@ -225,6 +237,27 @@ impl NodeHandle {
     pub fn stopper(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+}
+
+/// A status report as JSON, as `shoal status --json` and `GET /v1/status`
+/// show it: node ids as the 16 hex digits shoal prints everywhere else, in
+/// place of the numbers their serde form gives (JSON readers round
+/// integers past 2^53): the report's node, each member's, and each hint
+/// queue's target.
+pub fn status_json(report: &crate::proto::StatusReport) -> Result<serde_json::Value, serde_json::Error> {
+    let mut json = serde_json::to_value(report)?;
+    let to_hex = |value: &mut serde_json::Value| {
+        if let Some(id) = value.as_u64() {
+            *value = serde_json::Value::String(NodeId(id).to_string());
+        }
+    };
+    to_hex(&mut json["node"]);
+    for (list, field) in [("members", "node"), ("hints", "target")] {
+        if let Some(items) = json[list].as_array_mut() {
+            items.iter_mut().for_each(|item| to_hex(&mut item[field]));
+        }
+    }
+    Ok(json)
 }
 
 /// Starts a node and returns once it listens.
@@ -265,6 +298,12 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         revoked.clone(),
         options.data_dir.clone(),
     ));
+    let http_addr = match &options.http {
+        Some(http) => {
+            Some(start_http(http, &credentials, &options, id, &events_tx, &revoked, &shutdown).await?)
+        }
+        None => None,
+    };
     let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx, limits, revoked.clone()));
     let driver = Driver {
         node,
@@ -286,10 +325,49 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     let task = tokio::spawn(driver.run(events_rx, shutdown_rx, accept));
     Ok(NodeHandle {
         addr,
+        http_addr,
         id,
         shutdown,
         task,
     })
+}
+
+/// Binds and serves the HTTP API; its address.
+async fn start_http(
+    http: &HttpOptions,
+    credentials: &Credentials,
+    options: &NodeOptions,
+    node: NodeId,
+    events: &mpsc::Sender<Event>,
+    revoked: &revocation::Shared,
+    shutdown: &watch::Sender<bool>,
+) -> Result<SocketAddr, NodeError> {
+    let bind_error = |source| NodeError::Bind {
+        addr: http.listen,
+        source,
+    };
+    let listener = http::bind(http).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    // Record from now on, for `GET /metrics`.
+    metrics::handle(node);
+    let tls = if http.plain {
+        None
+    } else {
+        Some(http::tls_config(credentials)?)
+    };
+    let parts = http::Parts {
+        listener,
+        tls,
+        events: events.clone(),
+        config: options.config.clone(),
+        revoked: revoked.clone(),
+        node,
+        max_connections: options.limits.max_connections,
+    };
+    tokio::spawn(http::serve(parts, shutdown.subscribe()));
+    let scheme = if http.plain { "http" } else { "https" };
+    tracing::info!(url = %format!("{scheme}://{addr}/"), "HTTP API served");
+    Ok(addr)
 }
 
 /// Turns transparent huge pages off for this process, once.

@@ -14,7 +14,9 @@
 use super::Event;
 use crate::net::revocation::{CLOSE_CERTIFICATE, REFRESH, REVOKED_KEY, RevocationList};
 use crate::net::tls::PeerCertificate;
-use crate::proto::{ClientRequest, ClientResponse, Consistency, Request, Response};
+use crate::proto::{
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Request, Response,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,22 +67,30 @@ pub(super) async fn refresh(events: mpsc::Sender<Event>, shared: Shared, data_di
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Only a read that can succeed: one that fails counts as a quorum
+        // failure, which operators watch (and alerts fire on).
+        let Some(status) = ask(&events, Request::Admin(AdminRequest::Status)).await else {
+            return; // the node has stopped
+        };
+        let Response::Admin(AdminResponse::Status(report)) = status else {
+            continue;
+        };
+        let up = report.members.iter().filter(|m| m.up).count();
+        if up < report.replication / 2 + 1 {
+            continue;
+        }
         let request = Request::Data(ClientRequest::Get {
             key: REVOKED_KEY.to_vec(),
             consistency: Consistency::Quorum,
             timeout_ms: Some(REFRESH.as_millis() as u32 * 2),
         });
-        let (reply, response) = oneshot::channel();
-        if events.send(Event::Request { request, reply }).await.is_err() {
-            return; // the node has stopped
-        }
-        let values = match response.await {
-            Ok(Response::Data(ClientResponse::Found { values, .. })) => values,
-            Ok(other) => {
+        let values = match ask(&events, request).await {
+            Some(Response::Data(ClientResponse::Found { values, .. })) => values,
+            Some(other) => {
                 tracing::debug!(?other, "revocation list not read this time");
                 continue;
             }
-            Err(_) => return,
+            None => return,
         };
         let (read, unreadable) = RevocationList::from_values(&values);
         if unreadable > 0 {
@@ -98,6 +108,14 @@ pub(super) async fn refresh(events: mpsc::Sender<Event>, shared: Shared, data_di
             shared.send_replace(Arc::new(known));
         }
     }
+}
+
+/// Hands `request` to the node's core; its answer, or `None` once the
+/// node has stopped.
+async fn ask(events: &mpsc::Sender<Event>, request: Request) -> Option<Response> {
+    let (reply, response) = oneshot::channel();
+    events.send(Event::Request { request, reply }).await.ok()?;
+    response.await.ok()
 }
 
 /// Why a connection with `certificate` must close: returns once it is

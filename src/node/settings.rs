@@ -56,6 +56,11 @@ pub struct ProcessSettings {
     pub node_id: Option<String>,
     /// Where to serve Prometheus metrics over HTTP; none: not served.
     pub metrics: Option<SocketAddr>,
+    /// Where to serve the HTTP API (TCP); none: not served.
+    pub http: Option<SocketAddr>,
+    /// Serve the HTTP API as plain HTTP instead of HTTPS: only on a
+    /// loopback address, and only bearer tokens authenticate.
+    pub http_plain: bool,
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// Most connections (clients and peers) open at once; more are refused.
@@ -78,6 +83,8 @@ impl Default for ProcessSettings {
             disk_failure_policy: DiskFailurePolicy::default(),
             node_id: None,
             metrics: None,
+            http: None,
+            http_plain: false,
             log_format: LogFormat::default(),
             max_connections: 1024,
             max_requests_per_connection: 1024,
@@ -150,14 +157,14 @@ fn known() -> (toml::Table, toml::Table) {
 /// Whether `name` is a process setting (an optional one has no default
 /// value, so it is listed here).
 fn is_process_setting(name: &str, process: &toml::Table) -> bool {
-    process.contains_key(name) || matches!(name, "data" | "cluster_dir" | "node_id" | "metrics")
+    process.contains_key(name) || matches!(name, "data" | "cluster_dir" | "node_id" | "metrics" | "http")
 }
 
 /// A value given as text (an environment variable or a `--set`): TOML if
 /// it parses as a value (`3`, `true`, `[..]`, `"..."`), otherwise the text
 /// itself.
 fn text_value(name: &str, text: &str, known: &toml::Table) -> toml::Value {
-    let textual = matches!(name, "data" | "cluster_dir" | "node_id" | "metrics")
+    let textual = matches!(name, "data" | "cluster_dir" | "node_id" | "metrics" | "http")
         || matches!(known.get(name), Some(toml::Value::String(_)));
     if textual {
         return toml::Value::String(text.to_string());
@@ -300,6 +307,15 @@ impl Settings {
         if p.metrics.is_some_and(|m| m == p.listen) {
             return Err(invalid("metrics", "must differ from listen"));
         }
+        if p.http.is_some_and(|h| Some(h) == p.metrics) {
+            return Err(invalid("http", "must differ from metrics"));
+        }
+        if p.http_plain && p.http.is_some_and(|h| !h.ip().is_loopback()) {
+            return Err(invalid(
+                "http_plain",
+                "plain HTTP is only served on a loopback address; serve HTTPS elsewhere",
+            ));
+        }
         Ok(())
     }
 
@@ -316,20 +332,25 @@ impl Settings {
         let p = &self.process;
         let mut config = self.core.clone();
         config.node_id = p.node_id.as_deref().and_then(|id| id.parse().ok());
-        NodeOptions {
-            data_dir: p.data.clone().unwrap_or_default(),
-            listen: p.listen,
-            cluster_dir: p.cluster_dir.clone().unwrap_or_default(),
-            seeds: p.seeds.clone(),
-            durability: p.durability,
-            disk_failure_policy: p.disk_failure_policy,
-            config,
-            limits: super::Limits {
-                max_connections: p.max_connections,
-                max_requests_per_connection: p.max_requests_per_connection,
-                max_frame_bytes: p.max_frame_bytes,
-            },
-        }
+        let mut options = NodeOptions::new(
+            p.data.clone().unwrap_or_default(),
+            p.listen,
+            p.cluster_dir.clone().unwrap_or_default(),
+        );
+        options.seeds = p.seeds.clone();
+        options.durability = p.durability;
+        options.disk_failure_policy = p.disk_failure_policy;
+        options.config = config;
+        options.limits = super::Limits {
+            max_connections: p.max_connections,
+            max_requests_per_connection: p.max_requests_per_connection,
+            max_frame_bytes: p.max_frame_bytes,
+        };
+        options.http = p.http.map(|listen| super::HttpOptions {
+            listen,
+            plain: p.http_plain,
+        });
+        options
     }
 }
 

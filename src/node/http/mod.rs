@@ -1,0 +1,175 @@
+//! The HTTP API (`--http ADDR`): the same requests QUIC clients make, for
+//! curl and any language, served by the node process and handed to its
+//! core in-process (no hop through its own QUIC port).
+//!
+//! HTTPS with the node's cluster certificate. A client authenticates with
+//! a certificate of the cluster CA (its role, as on QUIC) or with a bearer
+//! token (`shoal token create`); nothing is served unauthenticated. Plain
+//! HTTP only on a loopback address, and only when asked for
+//! (`http_plain`); then only tokens authenticate.
+//!
+//! Limits: connections (`max_connections`), headers (64 KiB), bodies (read
+//! with a cap of `max_value_bytes`, never buffered past it), a TLS
+//! handshake and a request's headers within 10 s, a body within 30 s, and
+//! idle keep-alive connections closed after 60 s.
+
+mod api;
+
+use super::Event;
+use super::revocation::Shared;
+use crate::net::tls::{Credentials, PeerCertificate, TlsError};
+use crate::proto::{Config, NodeId};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Longest a client may take to finish a TLS handshake or send a request's
+/// headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a client may take to send a request body.
+pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// An idle keep-alive connection is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest request head (request line and headers).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most concurrent HTTP/2 streams on one connection.
+const MAX_H2_STREAMS: u32 = 256;
+
+/// How a node serves HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// Where to listen (TCP).
+    pub listen: SocketAddr,
+    /// Plain HTTP instead of HTTPS: only on a loopback address.
+    pub plain: bool,
+}
+
+impl HttpOptions {
+    /// HTTPS on `listen`.
+    pub fn new(listen: SocketAddr) -> HttpOptions {
+        HttpOptions { listen, plain: false }
+    }
+}
+
+/// What every request handler shares.
+pub(super) struct State {
+    events: mpsc::Sender<Event>,
+    config: Config,
+    revoked: Shared,
+    tokens: api::TokenCache,
+    node: NodeId,
+    plain: bool,
+}
+
+/// Binds the HTTP port; refuses plain HTTP off loopback.
+pub(super) async fn bind(options: &HttpOptions) -> std::io::Result<TcpListener> {
+    if options.plain && !options.listen.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "plain HTTP is only served on a loopback address; drop http_plain to serve HTTPS",
+        ));
+    }
+    TcpListener::bind(options.listen).await
+}
+
+/// The TLS configuration: the node's certificate, client certificates of
+/// the cluster CA asked for but not required (tokens are the other way).
+pub(super) fn tls_config(
+    credentials: &Credentials,
+) -> Result<Arc<tokio_rustls::rustls::ServerConfig>, TlsError> {
+    let mut config = credentials.https_server_config()?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Everything the server needs from the node.
+pub(super) struct Parts {
+    pub listener: TcpListener,
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    pub events: mpsc::Sender<Event>,
+    pub config: Config,
+    pub revoked: Shared,
+    pub node: NodeId,
+    pub max_connections: usize,
+}
+
+/// Serves until `shutdown` flips.
+pub(super) async fn serve(parts: Parts, mut shutdown: watch::Receiver<bool>) {
+    let state = Arc::new(State {
+        events: parts.events,
+        config: parts.config,
+        revoked: parts.revoked,
+        tokens: api::TokenCache::default(),
+        node: parts.node,
+        plain: parts.tls.is_none(),
+    });
+    let open = Arc::new(Semaphore::new(parts.max_connections));
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = parts.listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "HTTP connection refused: too many open");
+            continue;
+        };
+        let (state, tls) = (state.clone(), parts.tls.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => serve_connection(stream, None, state).await,
+                Some(tls) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                    let stream = match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => return tracing::debug!(%remote, %error, "TLS handshake refused"),
+                        Err(_) => return tracing::debug!(%remote, "TLS handshake too slow"),
+                    };
+                    let certificate = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|leaf| PeerCertificate::of_certificate(leaf));
+                    serve_connection(stream, certificate, state).await
+                }
+            }
+        });
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection.
+async fn serve_connection<I>(io: I, certificate: Option<PeerCertificate>, state: Arc<State>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = api::router(state, certificate);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(Some(IDLE_TIMEOUT / 2))
+        .keep_alive_timeout(HEADER_TIMEOUT);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // A connection lives while it works; one idle past the limit goes.
+    let _ = tokio::time::timeout(IDLE_TIMEOUT * 60, connection).await;
+}
