@@ -10,8 +10,9 @@
 //!
 //! Limits: connections (`max_connections`), headers (64 KiB), bodies (read
 //! with a cap of `max_value_bytes`, never buffered past it), a TLS
-//! handshake and a request's headers within 10 s, a body within 30 s, and
-//! idle keep-alive connections closed after 60 s.
+//! handshake and a request's headers within 10 s, a body within 30 s,
+//! HTTP/2 peers pinged every 30 s and dropped when silent, and a
+//! connection's whole life capped at an hour (clients reconnect).
 
 mod api;
 
@@ -31,8 +32,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client may take to send a request body.
 pub(super) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// An idle keep-alive connection is closed after this.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an HTTP/2 peer is pinged.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest a connection lives.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(3600);
 /// Largest request head (request line and headers).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// Most concurrent HTTP/2 streams on one connection.
@@ -167,9 +170,8 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_H2_STREAMS)
         .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .keep_alive_interval(Some(IDLE_TIMEOUT / 2))
+        .keep_alive_interval(Some(PING_INTERVAL))
         .keep_alive_timeout(HEADER_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(io), service);
-    // A connection lives while it works; one idle past the limit goes.
-    let _ = tokio::time::timeout(IDLE_TIMEOUT * 60, connection).await;
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
 }
