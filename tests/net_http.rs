@@ -241,6 +241,12 @@ fn keys_siblings_listings_and_errors_over_https() {
             status["node"].as_str().is_some_and(|id| id.len() == 16),
             "node ids in hex"
         );
+        let counters = status["counters"].as_object().unwrap();
+        assert_eq!(counters.len(), 3, "every member's own counters");
+        assert!(
+            counters.values().all(|c| c["keys"].as_u64().is_some()),
+            "{counters:?}"
+        );
         let metrics = curl(call(&app, &[], "/metrics")).await;
         assert!(
             metrics.text().contains("shoal_requests_total"),

@@ -55,6 +55,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     )
     .context("issuing the demo's client certificate")?;
     print_commands(&client_dir, cluster.addrs[0], cluster.http_addr(0));
+    if let Some(http) = cluster.http_addr(0) {
+        let (_, token) = client
+            .admin()
+            .create_token("demo page", shoal::net::tls::Role::ReadOnly)
+            .await
+            .context("making the status page's token")?;
+        println!("The live status page (the browser will ask you to accept the demo's own CA):");
+        println!("  https://{http}/#token={token}");
+    }
 
     workload(&mut cluster, &client).await?;
 

@@ -137,29 +137,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Prints a status report, with each live member's own counters.
 pub fn status(report: &StatusReport, members: &[(NodeId, Option<StatusReport>)], json: bool) -> Result<()> {
     if json {
-        let counters: serde_json::Map<String, serde_json::Value> = members
-            .iter()
-            .map(|(node, own)| {
-                let value = own.as_ref().map(|r| {
-                    serde_json::json!({
-                        "stats": r.stats,
-                        "hints": r.hints.iter().map(|h| serde_json::json!({
-                            "target": h.target.to_string(),
-                            "count": h.count,
-                            "bytes": h.bytes,
-                        })).collect::<Vec<_>>(),
-                        "in_flight": r.in_flight,
-                        "keys": r.keys,
-                        "root": format!("{:016x}", r.root.digest),
-                        "streaming": r.streaming,
-                        "storage_failure": r.storage_failure,
-                    })
-                });
-                (node.to_string(), serde_json::to_value(value).unwrap_or_default())
-            })
-            .collect();
-        let mut out = shoal::node::status_json(report)?;
-        out["counters"] = serde_json::Value::Object(counters);
+        let out = shoal::node::status_json(report, members)?;
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }

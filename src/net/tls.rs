@@ -38,7 +38,7 @@ const ROLE_URI_PREFIX: &str = "shoal:role:";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Role {
-    /// A node: peer traffic only.
+    /// A node: peer traffic, and other nodes' status.
     Node,
     /// An operator: leave, remove, status, and everything `readwrite` may.
     Admin,
@@ -97,6 +97,9 @@ impl Role {
     pub fn allows(self, request: &crate::proto::Request) -> bool {
         use crate::proto::{AdminRequest, ClientRequest, Request, is_system_key};
         match (self, request) {
+            // What nodes gossip anyway: a node's HTTP status page gathers
+            // its peers' reports with its own certificate.
+            (Role::Node, Request::Admin(AdminRequest::Status)) => true,
             (Role::Node, _) => false,
             (Role::Admin, _) => true,
             (_, Request::Data(data)) if is_system_key(data.key()) => false,

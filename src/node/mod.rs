@@ -240,12 +240,38 @@ impl NodeHandle {
 }
 
 /// A status report as JSON, as `shoal status --json` and `GET /v1/status`
-/// show it: node ids as the 16 hex digits shoal prints everywhere else, in
-/// place of the numbers their serde form gives (JSON readers round
-/// integers past 2^53): the report's node, each member's, and each hint
-/// queue's target.
-pub fn status_json(report: &crate::proto::StatusReport) -> Result<serde_json::Value, serde_json::Error> {
+/// show it, with `counters`: each member's own counters (`null` for one
+/// that did not answer). Node ids are the 16 hex digits shoal prints
+/// everywhere else, in place of the numbers their serde form gives (JSON
+/// readers round integers past 2^53): the report's node, each member's,
+/// and each hint queue's target.
+pub fn status_json(
+    report: &crate::proto::StatusReport,
+    members: &[(NodeId, Option<crate::proto::StatusReport>)],
+) -> Result<serde_json::Value, serde_json::Error> {
+    let counters: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .map(|(node, own)| {
+            let value = own.as_ref().map(|r| {
+                serde_json::json!({
+                    "stats": r.stats,
+                    "hints": r.hints.iter().map(|h| serde_json::json!({
+                        "target": h.target.to_string(),
+                        "count": h.count,
+                        "bytes": h.bytes,
+                    })).collect::<Vec<_>>(),
+                    "in_flight": r.in_flight,
+                    "keys": r.keys,
+                    "root": format!("{:016x}", r.root.digest),
+                    "streaming": r.streaming,
+                    "storage_failure": r.storage_failure,
+                })
+            });
+            (node.to_string(), serde_json::to_value(value).unwrap_or_default())
+        })
+        .collect();
     let mut json = serde_json::to_value(report)?;
+    json["counters"] = serde_json::Value::Object(counters);
     let to_hex = |value: &mut serde_json::Value| {
         if let Some(id) = value.as_u64() {
             *value = serde_json::Value::String(NodeId(id).to_string());
@@ -299,9 +325,18 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         options.data_dir.clone(),
     ));
     let http_addr = match &options.http {
-        Some(http) => {
-            Some(start_http(http, &credentials, &options, id, &events_tx, &revoked, &shutdown).await?)
-        }
+        Some(http) => Some(
+            start_http(
+                http,
+                &credentials,
+                &options,
+                (id, addr),
+                &events_tx,
+                &revoked,
+                &shutdown,
+            )
+            .await?,
+        ),
         None => None,
     };
     let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx, limits, revoked.clone()));
@@ -337,7 +372,7 @@ async fn start_http(
     http: &HttpOptions,
     credentials: &Credentials,
     options: &NodeOptions,
-    node: NodeId,
+    (node, addr_quic): (NodeId, SocketAddr),
     events: &mpsc::Sender<Event>,
     revoked: &revocation::Shared,
     shutdown: &watch::Sender<bool>,
@@ -356,6 +391,8 @@ async fn start_http(
         Some(http::tls_config(credentials)?)
     };
     let parts = http::Parts {
+        credentials: credentials.clone(),
+        quic: addr_quic,
         listener,
         tls,
         events: events.clone(),

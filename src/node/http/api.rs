@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 pub const CONTEXT_HEADER: &str = "x-shoal-context";
 /// The API's description, served at `/v1/openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
+/// The status page, with its styles and script.
+const PAGE: &str = include_str!("page.html");
 /// Most token records remembered.
 const TOKEN_CACHE_ENTRIES: usize = 10_000;
 
@@ -45,6 +47,7 @@ pub(super) fn router(state: Arc<State>, certificate: Option<PeerCertificate>) ->
         .route("/v1/status", get(status))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
+        .route("/", get(page))
         .fallback(not_found)
         .layer(Extension(Connection { certificate }))
         .with_state(state)
@@ -601,7 +604,8 @@ async fn status(
     authorize(role, &request)?;
     match ask(&state, request).await? {
         Response::Admin(AdminResponse::Status(report)) => {
-            let json = crate::node::status_json(&report)
+            let members = state.peer_reports(&report).await;
+            let json = crate::node::status_json(&report, &members)
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "error", e.to_string()))?;
             Ok(Json(json).into_response())
         }
@@ -622,6 +626,20 @@ async fn metrics(
     authenticate(&state, &connection, &headers).await?;
     let text = crate::node::metrics::handle(state.node).render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// `GET /`: the live status page. It holds no data (it reads
+/// `/v1/status` with the visitor's certificate or token), so it is served
+/// to anyone; its assets are all in it.
+async fn page() -> HttpResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 /// `GET /v1/openapi.json`: this API, described (no authentication: it
@@ -647,6 +665,7 @@ fn routes() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("/v1/status", vec!["get"]),
         ("/v1/openapi.json", vec!["get"]),
         ("/metrics", vec!["get"]),
+        ("/", vec!["get"]),
     ])
 }
 

@@ -60,12 +60,60 @@ impl HttpOptions {
 
 /// What every request handler shares.
 pub(super) struct State {
+    /// A client of the cluster with this node's certificate, for its
+    /// peers' status reports; made on first use.
+    peers: tokio::sync::OnceCell<Option<crate::client::Client>>,
+    credentials: Credentials,
+    /// This node's QUIC address.
+    quic: SocketAddr,
     events: mpsc::Sender<Event>,
     config: Config,
     revoked: Shared,
     tokens: api::TokenCache,
     node: NodeId,
     plain: bool,
+}
+
+/// Longest a peer's status report is waited for.
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl State {
+    /// Each live member's own report (`None` for one that did not answer
+    /// in time), this node's included.
+    async fn peer_reports(
+        &self,
+        report: &crate::proto::StatusReport,
+    ) -> Vec<(NodeId, Option<crate::proto::StatusReport>)> {
+        let client = self
+            .peers
+            .get_or_init(|| async {
+                crate::client::Client::builder(self.credentials.clone())
+                    .seed(self.quic)
+                    .attempt_timeout(PEER_STATUS_TIMEOUT)
+                    .connect()
+                    .await
+                    .map_err(|error| tracing::debug!(%error, "no client for peers' status"))
+                    .ok()
+            })
+            .await;
+        let mut asked = tokio::task::JoinSet::new();
+        for member in report.members.iter().filter(|m| m.up) {
+            let (node, addr, client) = (member.node, member.addr, client.clone());
+            asked.spawn(async move {
+                let own = match client {
+                    Some(client) => tokio::time::timeout(PEER_STATUS_TIMEOUT, client.admin().status(addr))
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                    None => None,
+                };
+                (node, own)
+            });
+        }
+        let mut reports: Vec<_> = asked.join_all().await;
+        reports.sort_by_key(|(node, _)| *node);
+        reports
+    }
 }
 
 /// Binds the HTTP port; refuses plain HTTP off loopback.
@@ -91,6 +139,8 @@ pub(super) fn tls_config(
 
 /// Everything the server needs from the node.
 pub(super) struct Parts {
+    pub credentials: Credentials,
+    pub quic: SocketAddr,
     pub listener: TcpListener,
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub events: mpsc::Sender<Event>,
@@ -103,6 +153,9 @@ pub(super) struct Parts {
 /// Serves until `shutdown` flips.
 pub(super) async fn serve(parts: Parts, mut shutdown: watch::Receiver<bool>) {
     let state = Arc::new(State {
+        peers: tokio::sync::OnceCell::new(),
+        credentials: parts.credentials,
+        quic: parts.quic,
         events: parts.events,
         config: parts.config,
         revoked: parts.revoked,
