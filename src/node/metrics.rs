@@ -168,6 +168,10 @@ impl Exporter {
         });
         gauge!("shoal_requests_in_flight").set(report.in_flight as f64);
         gauge!("shoal_storage_bytes").set(node.store().disk_space() as f64);
+        if let Some((total, available)) = node.store().disk_usage() {
+            gauge!("shoal_disk_total_bytes").set(total as f64);
+            gauge!("shoal_disk_available_bytes").set(available as f64);
+        }
         let mut by_state: BTreeMap<(String, bool), u64> = BTreeMap::new();
         for m in &report.members {
             *by_state.entry((m.status.to_string(), m.up)).or_default() += 1;

@@ -331,6 +331,23 @@ impl Store for FjallStore {
 /// probe and fail again at the next write.
 const RECOVERY_FREE_BYTES: u64 = DATA_MEMTABLE_BYTES;
 
+impl FjallStore {
+    /// The data directory's disk: bytes in all and bytes available to
+    /// unprivileged writers; `None` where that cannot be read.
+    pub fn disk_usage(&self) -> Option<(u64, u64)> {
+        #[cfg(target_os = "linux")]
+        {
+            let fs = nix::sys::statvfs::statvfs(&self.path).ok()?;
+            let block = fs.fragment_size() as u64;
+            Some((fs.blocks() as u64 * block, fs.blocks_available() as u64 * block))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            None
+        }
+    }
+}
+
 /// Whether the file system holding `path` has room to take writes again.
 #[cfg(target_os = "linux")]
 fn room_to_write(path: &Path) -> Result<(), StoreError> {
