@@ -16,7 +16,8 @@ build_shoal() {
 
 # Starts 3 shoal node processes on 127.0.0.1 ports PORT..PORT+2 with
 # buffered durability, exports SHOAL_NODE and SHOAL_CLUSTER_DIR, and waits
-# until the first node sees all 3 up.
+# until the first node sees all 3 up. With HTTP_PORT set, node i also
+# serves plain HTTP on 127.0.0.1:HTTP_PORT+i.
 start_shoal_cluster() { # PORT
     local port=$1 i up
     for i in 0 1 2; do
@@ -29,6 +30,7 @@ start_shoal_cluster() { # PORT
     for i in 0 1 2; do
         local seeds=()
         [ "$i" -gt 0 ] && seeds=(--seed "127.0.0.1:$port")
+        [ -n "${HTTP_PORT:-}" ] && seeds+=(--http "127.0.0.1:$((HTTP_PORT + i))" --http-plain)
         RUST_LOG=warn "$SHOAL" node start --data "$WORK/node$i" --listen "127.0.0.1:$((port + i))" \
             --cluster-dir "$WORK/cluster" "${seeds[@]}" --durability buffer >"$WORK/node$i.log" 2>&1 &
         PIDS+=($!)
