@@ -434,3 +434,57 @@ fn plain_http_is_refused_off_loopback_and_slow_clients_are_cut_off() {
         cluster.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn a_busy_node_answers_429_and_connections_past_the_limit_are_refused() {
+    use shoal::node::Durability;
+    use shoal::proto::Config;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX_CONNECTIONS: usize = 16;
+    run(Duration::from_secs(90), async {
+        let mut config = Config::default();
+        config.max_requests_in_flight = 1;
+        let mut cluster = TestCluster::empty(Durability::Buffer, config).unwrap();
+        cluster.http = Some(true);
+        cluster.limits.max_connections = MAX_CONNECTIONS;
+        cluster.start_nodes(3, 0).await.unwrap();
+        let admin = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
+        let (_, token) = admin.admin().create_token("load", Role::ReadOnly).await.unwrap();
+        let addr = cluster.http_addr(0).unwrap();
+
+        // 64 reads at ALL at once: one at a time fits, the rest are busy.
+        let mut many = args(&["--parallel", "--parallel-max", "64", "-H"]);
+        many.push(format!("Authorization: Bearer {token}"));
+        for i in 0..64 {
+            many.push(format!("http://{addr}/v1/kv/k{i}?consistency=all"));
+        }
+        let replies = curl(many).await.text();
+        assert!(
+            replies.contains("\"code\":\"busy\""),
+            "no 429 among 64 parallel requests: {replies}"
+        );
+
+        // Connections past max_connections are dropped at once.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = extra
+            .write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buffer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a connection past the limit was served: {read:?}"
+        );
+        drop(idle);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let served = curl(args(&[&format!("http://{addr}/v1/openapi.json")])).await;
+        assert_eq!(served.status, 200, "served again once connections closed");
+        admin.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}
