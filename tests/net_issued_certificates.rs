@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::run;
+use common::{run, shoal_cli, succeeded};
 use quinn::rustls::pki_types::CertificateDer;
 use quinn::rustls::pki_types::pem::PemObject;
 use shoal::node::NodeOptions;
@@ -13,27 +13,8 @@ use shoal::proto::message::AdminError;
 use shoal::proto::{AdminRequest, Config, NodeId, RequestError};
 use shoal::{Client, ClientError, Consistency, Context, Credentials};
 use std::path::Path;
-use std::process::{Command, Output};
+
 use std::time::Duration;
-
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
-
-fn shoal(args: &[&str]) -> Output {
-    Command::new(SHOAL)
-        .args(args)
-        .env_remove("SHOAL_CLUSTER_DIR")
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// Whether the certificate in `dir` carries `role` in its SAN URI.
 fn has_role(dir: &Path, role: &str) -> bool {
@@ -49,8 +30,8 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
     let ops = tmp.path().join("ops");
     let (node_dir, app_dir) = (tmp.path().join("n1-certs"), tmp.path().join("app-certs"));
     let path = |p: &Path| p.to_str().unwrap().to_owned();
-    ok(shoal(&["cluster", "init", "--dir", &path(&ops)]));
-    ok(shoal(&[
+    succeeded(shoal_cli(&["cluster", "init", "--dir", &path(&ops)]));
+    succeeded(shoal_cli(&[
         "cluster",
         "issue-node",
         "--dir",
@@ -58,7 +39,7 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
         "--out",
         &path(&node_dir),
     ]));
-    let out = ok(shoal(&[
+    let out = succeeded(shoal_cli(&[
         "cluster",
         "issue-client",
         "app",
@@ -92,7 +73,7 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
     // Issuing again into a directory that holds a certificate is refused,
     // and so is a client with the node role or an unknown one.
     assert!(
-        !shoal(&[
+        !shoal_cli(&[
             "cluster",
             "issue-node",
             "--dir",
@@ -104,7 +85,7 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
         .success()
     );
     let other = path(&tmp.path().join("other"));
-    let as_node = shoal(&[
+    let as_node = shoal_cli(&[
         "cluster",
         "issue-client",
         "x",
@@ -117,7 +98,7 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
     ]);
     assert!(!as_node.status.success());
     assert!(String::from_utf8_lossy(&as_node.stderr).contains("issue-node"));
-    let unknown = shoal(&[
+    let unknown = shoal_cli(&[
         "cluster",
         "issue-client",
         "x",
@@ -179,7 +160,7 @@ fn issue(ops: &Path, out: &Path, role: &str) {
             out,
         ],
     };
-    ok(shoal(&args));
+    succeeded(shoal_cli(&args));
 }
 
 fn forbidden_data(error: &ClientError, needed: &str) -> bool {

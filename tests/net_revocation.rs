@@ -5,7 +5,7 @@
 mod common;
 
 use common::raw::{ask, connect_as, get};
-use common::run;
+use common::{run, shoal_cli, succeeded};
 use shoal::net::revocation::{CLOSE_CERTIFICATE, REVOKED_KEY};
 use shoal::node::{NodeHandle, NodeOptions};
 use shoal::proto::message::PROTOCOL_VERSION;
@@ -13,30 +13,11 @@ use shoal::proto::{ClientResponse, RequestError, Response};
 use shoal::{Client, ClientError, Consistency, Context, Credentials};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::time::{Duration, Instant};
 
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 /// What the issue promises: refused within 5 s.
 const WITHIN: Duration = Duration::from_secs(5);
-
-fn shoal(args: &[&str]) -> Output {
-    Command::new(SHOAL)
-        .args(args)
-        .env_remove("SHOAL_CLUSTER_DIR")
-        .env_remove("SHOAL_NODE")
-        .output()
-        .unwrap()
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -47,7 +28,7 @@ fn path(p: &Path) -> &str {
 fn issue(dir: &Path, name: &str, role: &str) -> String {
     let (ops, out) = (dir.join("ops"), dir.join(name));
     let printed = if role == "node" {
-        ok(shoal(&[
+        succeeded(shoal_cli(&[
             "cluster",
             "issue-node",
             "--dir",
@@ -56,7 +37,7 @@ fn issue(dir: &Path, name: &str, role: &str) -> String {
             path(&out),
         ]))
     } else {
-        ok(shoal(&[
+        succeeded(shoal_cli(&[
             "cluster",
             "issue-client",
             name,
@@ -164,11 +145,11 @@ impl Setup {
         let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         let output = tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = command.iter().map(String::as_str).collect();
-            shoal(&args)
+            shoal_cli(&args)
         })
         .await
         .unwrap();
-        ok(output)
+        succeeded(output)
     }
 
     /// A raw connection to node `i` presenting `name`'s certificate.
@@ -271,7 +252,7 @@ fn a_revoked_client_is_refused_within_seconds_on_open_and_new_connections_and_af
         assert_eq!(list.revoked.keys().collect::<Vec<_>>(), [serial]);
         let node = setup.addrs[0].to_string();
         let admin_dir = setup.certs("admin");
-        let listed = ok(shoal(&[
+        let listed = succeeded(shoal_cli(&[
             "cluster",
             "revoked",
             "--node",

@@ -9,16 +9,8 @@ use std::path::Path;
 /// Prints a read: each sibling on a line, then the context.
 pub fn read(read: &ReadResult, json: bool) -> Result<()> {
     if json {
-        let values: Vec<serde_json::Value> = read
-            .values
-            .iter()
-            .map(|v| {
-                let mut value = text_or_hex("value", &v.value);
-                value["timestamp_ms"] = v.timestamp_ms.into();
-                value
-            })
-            .collect();
-        let out = serde_json::json!({ "values": values, "context": read.context.to_string() });
+        let out =
+            serde_json::json!({ "values": values_json(&read.values), "context": read.context.to_string() });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -107,18 +99,22 @@ pub async fn listing(
 /// as `get --json` prints them (only with --values), `context`.
 fn listed_json(listed: &shoal::ListedKey) -> serde_json::Value {
     let mut entry = text_or_hex("key", &listed.key);
-    let values: Vec<serde_json::Value> = listed
-        .values
+    entry["values"] = values_json(&listed.values).into();
+    entry["context"] = listed.context.to_string().into();
+    entry
+}
+
+/// Siblings as `get --json` prints them: `value` (or `value_hex`) and
+/// `timestamp_ms`.
+fn values_json(values: &[shoal::proto::Value]) -> Vec<serde_json::Value> {
+    values
         .iter()
         .map(|v| {
             let mut value = text_or_hex("value", &v.value);
             value["timestamp_ms"] = v.timestamp_ms.into();
             value
         })
-        .collect();
-    entry["values"] = values.into();
-    entry["context"] = listed.context.to_string().into();
-    entry
+        .collect()
 }
 
 /// `{name: text}` for UTF-8 bytes, else `{name_hex: hex}`.

@@ -6,6 +6,27 @@ use std::time::Duration;
 
 pub mod raw;
 
+/// Runs the `shoal` binary with `args`, without the environment's
+/// SHOAL_CLUSTER_DIR and SHOAL_NODE.
+pub fn shoal_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(args)
+        .env_remove("SHOAL_CLUSTER_DIR")
+        .env_remove("SHOAL_NODE")
+        .output()
+        .unwrap()
+}
+
+/// The standard output of a command that must have succeeded.
+pub fn succeeded(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 #[path = "../../src/cli/local.rs"]
 mod local;
 

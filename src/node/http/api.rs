@@ -248,11 +248,7 @@ async fn call(state: &State, request: Request) -> Result<ClientResponse, ApiErro
     match ask(state, request).await? {
         Response::Data(ClientResponse::Failed(error)) => Err(error.into()),
         Response::Data(response) => Ok(response),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            format!("unexpected answer {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -265,6 +261,15 @@ async fn ask(state: &State, request: Request) -> Result<Response, ApiError> {
         .await
         .map_err(|_| stopping())?;
     answer.await.map_err(|_| stopping())
+}
+
+/// The core answered with something this request never gets.
+fn unexpected(answer: impl std::fmt::Debug) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "error",
+        format!("unexpected answer {answer:?}"),
+    )
 }
 
 /// Per-request options from the query string.
@@ -383,11 +388,7 @@ async fn get_key(
     });
     authorize(role, &request)?;
     let ClientResponse::Found { values, context } = call(&state, request).await? else {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            "unexpected answer",
-        ));
+        return Err(unexpected("an answer of another kind"));
     };
     let response = if wants_json(&headers) {
         let status = if values.is_empty() {
@@ -514,11 +515,7 @@ fn written(response: ClientResponse) -> Result<HttpResponse, ApiError> {
             let body = Json(serde_json::json!({ "context": context.to_string() }));
             Ok(with_context(body.into_response(), &context))
         }
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            "unexpected answer",
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -567,11 +564,7 @@ async fn list(
     });
     authorize(role, &request)?;
     let ClientResponse::Listed { keys, next } = call(&state, request).await? else {
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            "unexpected answer",
-        ));
+        return Err(unexpected("an answer of another kind"));
     };
     let keys: Vec<serde_json::Value> = keys
         .iter()
@@ -609,11 +602,7 @@ async fn status(
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "error", e.to_string()))?;
             Ok(Json(json).into_response())
         }
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "error",
-            format!("unexpected answer {other:?}"),
-        )),
+        other => Err(unexpected(other)),
     }
 }
 
