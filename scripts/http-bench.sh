@@ -25,14 +25,21 @@ echo "== QUIC: shoal bench (load = PUT at QUORUM, c = GET at ONE)"
 quic_put=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round([w for w in r["reports"] if w["workload"]=="load"][0]["throughput"]))' "$WORK/quic.json")
 quic_get=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(round([w for w in r["reports"] if w["workload"]=="c"][0]["throughput"]))' "$WORK/quic.json")
 
+# Each PUT writes a new key, as shoal bench's load does (a blind PUT over
+# an existing key would add a sibling instead).
 cat >"$WORK/put.lua" <<LUA
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
 local n = 0
 wrk.method = "PUT"
 wrk.body = string.rep("v", 100)
 wrk.headers["Authorization"] = "Bearer $TOKEN"
 request = function()
   n = n + 1
-  return wrk.format(nil, string.format("/v1/kv/http%012d?consistency=quorum", math.random(1, $RECORDS)))
+  return wrk.format(nil, string.format("/v1/kv/http%d-%012d?consistency=quorum", id, n))
 end
 done = function(summary, latency, requests)
   io.write(string.format("non-2xx/3xx: %d\n", summary.errors.status))
