@@ -126,6 +126,10 @@ fn keys_siblings_listings_and_errors_over_https() {
         assert_eq!(put.json()["context"], context.as_str());
         let got = curl(call(&app, &[], "/v1/kv/greeting")).await;
         assert_eq!((got.status, got.text().as_str()), (200, "hello"));
+        // HTTP/2 too (negotiated by ALPN).
+        let h2 = curl(call(&app, &["--http2"], "/v1/kv/greeting")).await;
+        assert!(h2.headers.starts_with("HTTP/2 200"), "{}", h2.headers);
+        assert_eq!(h2.text(), "hello");
         // A blind write: siblings, 300 multipart or JSON.
         curl(call(
             &app,
@@ -206,6 +210,22 @@ fn keys_siblings_listings_and_errors_over_https() {
 
         // Errors with stable codes.
         let bad = curl(call(&app, &[], "/v1/kv/greeting?consistency=most")).await;
+        assert_eq!((bad.status, bad.code().as_str()), (400, "bad_parameter"));
+        let strict = curl(call(
+            &app,
+            &["-X", "PUT", "--data-binary", "s"],
+            "/v1/kv/strict?sloppy=false&timeout=2s",
+        ))
+        .await;
+        assert_eq!(strict.status, 200, "{}", strict.text());
+        let bad = curl(call(
+            &app,
+            &["-X", "PUT", "--data-binary", "s"],
+            "/v1/kv/strict?sloppy=maybe",
+        ))
+        .await;
+        assert_eq!((bad.status, bad.code().as_str()), (400, "bad_parameter"));
+        let bad = curl(call(&app, &[], "/v1/kv/strict?timeout=forever")).await;
         assert_eq!((bad.status, bad.code().as_str()), (400, "bad_parameter"));
         let absent = curl(call(&app, &[], "/v1/kv/absent")).await;
         assert_eq!((absent.status, absent.code().as_str()), (404, "not_found"));
@@ -431,6 +451,17 @@ fn plain_http_is_refused_off_loopback_and_slow_clients_are_cut_off() {
         let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buffer)).await;
         assert!(read.is_ok(), "the slow client was never cut off");
         assert!(started.elapsed() >= Duration::from_secs(5), "cut off too early");
+
+        // A request head past 64 KiB is refused, not buffered.
+        let huge = "x".repeat(100 * 1024);
+        let mut big_head = args(&["-H", &format!("X-Filler: {huge}")]);
+        big_head.push(format!("http://{addr}/v1/openapi.json"));
+        let refused = curl(big_head).await;
+        assert!(
+            refused.status == 431 || refused.status == 0,
+            "a 100 KiB header was served: {}",
+            refused.status
+        );
         cluster.shutdown().await.unwrap();
     });
 }
