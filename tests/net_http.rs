@@ -20,7 +20,14 @@ struct Curl {
 
 impl Curl {
     fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON (status {}): {:?}; headers: {}",
+                self.status,
+                self.text(),
+                self.headers
+            )
+        })
     }
 
     fn text(&self) -> String {

@@ -436,6 +436,15 @@ fn multipart(siblings: &[Value]) -> HttpResponse {
         .into_response()
 }
 
+/// Reads and drops up to `limit` bytes of a body the request will not use
+/// (for at most 5 s).
+async fn drain(body: Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = http_body_util::Limited::new(body, limit);
+    let reading = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(Duration::from_secs(5), reading).await;
+}
+
 /// A request body, read with a cap of `limit` bytes and a time limit.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let read = axum::body::to_bytes(body, limit);
@@ -446,6 +455,8 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
             "the body did not arrive in time",
         )),
         Ok(Ok(bytes)) => Ok(bytes),
+        // The rest of the body is not read: the connection closes after
+        // the answer (and a client still sending may see it reset).
         Ok(Err(_)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "value_too_large",
@@ -463,20 +474,34 @@ async fn put_key(
     Query(query): Query<HashMap<String, String>>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let role = authenticate(&state, &connection, &headers).await?;
-    let options = options(&query)?;
-    let key = key_of(&uri)?;
-    let context = context_of(&headers)?;
-    // Refuse before reading a body the role may not send.
-    let probe = Request::Data(ClientRequest::Delete {
-        key: key.clone(),
-        context: Context::empty(),
-        consistency: options.consistency,
-        timeout_ms: None,
-        sloppy_quorum: false,
-    });
-    authorize(role, &probe)?;
-    let value = read_body(body, state.config.max_value_bytes).await?.to_vec();
+    let admitted = async {
+        let role = authenticate(&state, &connection, &headers).await?;
+        let options = options(&query)?;
+        let key = key_of(&uri)?;
+        let context = context_of(&headers)?;
+        // Refuse before reading a body the role may not send.
+        let probe = Request::Data(ClientRequest::Delete {
+            key: key.clone(),
+            context: Context::empty(),
+            consistency: options.consistency,
+            timeout_ms: None,
+            sloppy_quorum: false,
+        });
+        authorize(role, &probe)?;
+        Ok::<_, ApiError>((key, context, options))
+    };
+    let limit = state.config.max_value_bytes;
+    let (key, context, options) = match admitted.await {
+        Ok(admitted) => admitted,
+        Err(error) => {
+            // Read what the client is sending (bounded) before answering:
+            // closing on unread bytes resets the connection, and the
+            // client may lose the answer.
+            drain(body, limit).await;
+            return Err(error);
+        }
+    };
+    let value = read_body(body, limit).await?.to_vec();
     let request = Request::Data(ClientRequest::Put {
         key,
         value,
