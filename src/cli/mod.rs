@@ -45,6 +45,10 @@ enum Command {
     /// Bearer tokens for the HTTP API (kept in the cluster; admin only).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The object gateway's access keys, buckets and rights (kept in the
+    /// cluster; admin only).
+    #[command(subcommand)]
+    S3(S3Command),
     /// Show a node's view of the cluster: members, state, ring share, counters.
     Status {
         #[command(flatten)]
@@ -194,6 +198,80 @@ enum ClusterCommand {
         /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum S3Command {
+    /// Access keys.
+    #[command(subcommand)]
+    Key(S3KeyCommand),
+    /// Buckets.
+    #[command(subcommand)]
+    Bucket(S3BucketCommand),
+    /// Give an access key rights on a bucket (added to those it has).
+    Allow {
+        /// The access key id.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// List and get objects.
+        #[arg(long)]
+        read: bool,
+        /// Put and delete objects.
+        #[arg(long)]
+        write: bool,
+        /// Delete the bucket and manage its rights.
+        #[arg(long)]
+        owner: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum S3KeyCommand {
+    /// Make an access key; prints its id and secret (the secret only now).
+    Create {
+        /// Who it is for.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List access keys (ids and names; never secrets).
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete an access key.
+    Delete {
+        /// The access key id.
+        id: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum S3BucketCommand {
+    /// Make a bucket (3-63 lowercase letters, digits, hyphens and dots).
+    Create {
+        /// The bucket's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List buckets and the rights each key has on them.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Delete an empty bucket.
+    Delete {
+        /// The bucket's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -464,6 +542,7 @@ async fn dispatch(command: Command) -> Result<()> {
         }
         Command::Node(NodeCommand::Start(args)) => start_node(*args).await,
         Command::Token(command) => token(command).await,
+        Command::S3(command) => s3(command).await,
         Command::Node(NodeCommand::Leave { target }) => {
             let client = connect(&target).await?;
             eprintln!(
@@ -567,6 +646,100 @@ fn read_value(path: &Path) -> Result<Vec<u8>> {
         return Ok(bytes);
     }
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+impl S3Command {
+    fn target(&self) -> &Target {
+        match self {
+            S3Command::Key(S3KeyCommand::Create { target, .. })
+            | S3Command::Key(S3KeyCommand::List { target })
+            | S3Command::Key(S3KeyCommand::Delete { target, .. })
+            | S3Command::Bucket(S3BucketCommand::Create { target, .. })
+            | S3Command::Bucket(S3BucketCommand::List { target })
+            | S3Command::Bucket(S3BucketCommand::Delete { target, .. })
+            | S3Command::Allow { target, .. } => target,
+        }
+    }
+}
+
+async fn s3(command: S3Command) -> Result<()> {
+    let client = connect(command.target()).await?;
+    let result = s3_on(&client.admin(), &command).await;
+    client.close().await;
+    result
+}
+
+async fn s3_on(admin: &shoal::Admin, command: &S3Command) -> Result<()> {
+    match command {
+        S3Command::Key(S3KeyCommand::Create { name, .. }) => {
+            let (id, secret) = admin.s3_create_key(name).await?;
+            eprintln!("access key for {name}; the secret is shown only now:");
+            println!("access key id:     {id}\nsecret access key: {secret}");
+        }
+        S3Command::Key(S3KeyCommand::List { .. }) => {
+            for (id, key) in admin.s3_keys().await? {
+                println!("{id}  {}", key.name);
+            }
+        }
+        S3Command::Key(S3KeyCommand::Delete { id, .. }) => {
+            if !admin.s3_delete_key(id).await? {
+                anyhow::bail!("no access key {id}");
+            }
+            println!("deleted access key {id}");
+        }
+        S3Command::Bucket(S3BucketCommand::Create { name, .. }) => {
+            admin.s3_create_bucket(name).await?;
+            println!("created bucket {name}");
+        }
+        S3Command::Bucket(S3BucketCommand::List { .. }) => {
+            for (name, bucket) in admin.s3_buckets().await? {
+                let rights: Vec<String> = bucket
+                    .rights
+                    .iter()
+                    .map(|(key, r)| format!("{key}:{}", rights_names(*r).join("+")))
+                    .collect();
+                println!("{name}  {}", rights.join(" "));
+            }
+        }
+        S3Command::Bucket(S3BucketCommand::Delete { name, .. }) => {
+            if !admin.s3_delete_bucket(name).await? {
+                anyhow::bail!("no bucket {name}");
+            }
+            println!("deleted bucket {name}");
+        }
+        S3Command::Allow {
+            key,
+            bucket,
+            read,
+            write,
+            owner,
+            ..
+        } => {
+            let rights = shoal::net::s3::Rights {
+                read: *read,
+                write: *write,
+                owner: *owner,
+            };
+            if rights_names(rights).is_empty() {
+                anyhow::bail!("give at least one of --read, --write, --owner");
+            }
+            admin.s3_allow(key, bucket, rights).await?;
+            println!("{key} may now {} on {bucket}", rights_names(rights).join(" and "));
+        }
+    }
+    Ok(())
+}
+
+fn rights_names(rights: shoal::net::s3::Rights) -> Vec<&'static str> {
+    [
+        (rights.read, "read"),
+        (rights.write, "write"),
+        (rights.owner, "owner"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| name)
+    .collect()
 }
 
 async fn token(command: TokenCommand) -> Result<()> {

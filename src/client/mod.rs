@@ -72,7 +72,7 @@ use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
 use crate::net::revocation::{REVOKED_KEY, RevocationList};
 pub use crate::net::tls::Credentials;
 use crate::net::tls::{Role, SERVER_NAME, TlsError, transport_config};
-use crate::net::tokens;
+use crate::net::{s3, tokens};
 use crate::proto::membership::NodeStatus;
 use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
@@ -126,6 +126,13 @@ pub enum ClientError {
         /// The decoding error.
         #[source]
         source: FrameError,
+    },
+    /// The request was not sent: it names something that does not exist,
+    /// or already does (an operator call such as `s3 bucket create`).
+    #[error("{reason}")]
+    Rejected {
+        /// Why.
+        reason: String,
     },
     /// A node answered with a response of the wrong kind.
     #[error("unexpected answer: {answer}")]
@@ -973,6 +980,12 @@ fn closed_because(connection: &quinn::Connection, error: impl std::fmt::Display)
     }
 }
 
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Operator calls (a node's status, leave, remove) and waiting for the
 /// cluster to settle, apart from the data calls. Get one with
 /// [`Client::admin`]; it shares the client's connections.
@@ -1041,7 +1054,125 @@ impl Admin {
 
     /// Every token (id and record), read at QUORUM.
     pub async fn tokens(&self) -> Result<Vec<(String, tokens::TokenRecord)>, ClientError> {
-        let options = ListOptions::prefix(tokens::TOKEN_PREFIX)
+        let listed = self.list_system(tokens::TOKEN_PREFIX).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(id, values)| Some((id, tokens::TokenRecord::from_values(&values)?)))
+            .collect())
+    }
+
+    /// Revokes token `id`: deletes its record at QUORUM; every node refuses
+    /// it within seconds. Whether there was one.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool, ClientError> {
+        self.delete_record(&tokens::record_key(id)).await
+    }
+
+    /// Makes an S3 access key for `name`; returns its id and secret (shown
+    /// only now by the CLI). Written at QUORUM.
+    pub async fn s3_create_key(&self, name: &str) -> Result<(String, String), ClientError> {
+        let (id, secret) = s3::generate_key();
+        let record = s3::KeyRecord {
+            name: name.to_string(),
+            secret: secret.clone(),
+            created: unix_seconds(),
+        };
+        self.client
+            .put(
+                s3::key_record(&id),
+                record.encode(),
+                &Context::empty(),
+                Consistency::Quorum,
+            )
+            .await?;
+        Ok((id, secret))
+    }
+
+    /// Every S3 access key (id and record), read at QUORUM.
+    pub async fn s3_keys(&self) -> Result<Vec<(String, s3::KeyRecord)>, ClientError> {
+        let listed = self.list_system(s3::KEY_PREFIX).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(id, values)| Some((id, s3::KeyRecord::from_values(&values)?)))
+            .collect())
+    }
+
+    /// Deletes S3 access key `id`; whether there was one.
+    pub async fn s3_delete_key(&self, id: &str) -> Result<bool, ClientError> {
+        self.delete_record(&s3::key_record(id)).await
+    }
+
+    /// Makes bucket `name` (refused if the name is not one S3 clients
+    /// accept, or the bucket exists).
+    pub async fn s3_create_bucket(&self, name: &str) -> Result<(), ClientError> {
+        s3::check_bucket_name(name).map_err(|reason| ClientError::Rejected { reason })?;
+        let key = s3::bucket_record(name);
+        let read = self.client.get(&key, Consistency::Quorum).await?;
+        if s3::BucketRecord::from_values(&read.values).is_some() {
+            return Err(ClientError::Rejected {
+                reason: format!("bucket {name} exists"),
+            });
+        }
+        let record = s3::BucketRecord {
+            created: unix_seconds(),
+            rights: Default::default(),
+        };
+        self.client
+            .put(&key, record.encode(), &read.context, Consistency::Quorum)
+            .await?;
+        Ok(())
+    }
+
+    /// Every bucket (name and record), read at QUORUM.
+    pub async fn s3_buckets(&self) -> Result<Vec<(String, s3::BucketRecord)>, ClientError> {
+        let listed = self.list_system(s3::BUCKET_PREFIX).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(name, values)| Some((name, s3::BucketRecord::from_values(&values)?)))
+            .collect())
+    }
+
+    /// Deletes bucket `name`: refused while it holds objects. Whether
+    /// there was one.
+    pub async fn s3_delete_bucket(&self, name: &str) -> Result<bool, ClientError> {
+        let objects = ListOptions::prefix(s3::object_prefix(name))
+            .limit(1)
+            .consistency(Consistency::Quorum);
+        if !self.client.list(&objects).await?.keys.is_empty() {
+            return Err(ClientError::Rejected {
+                reason: format!("bucket {name} is not empty"),
+            });
+        }
+        self.delete_record(&s3::bucket_record(name)).await
+    }
+
+    /// Gives access key `id` `rights` on bucket `name` (added to what it
+    /// has). Both must exist.
+    pub async fn s3_allow(&self, id: &str, bucket: &str, rights: s3::Rights) -> Result<(), ClientError> {
+        let key = self.client.get(s3::key_record(id), Consistency::Quorum).await?;
+        if s3::KeyRecord::from_values(&key.values).is_none() {
+            return Err(ClientError::Rejected {
+                reason: format!("no S3 key {id}"),
+            });
+        }
+        let record_key = s3::bucket_record(bucket);
+        let read = self.client.get(&record_key, Consistency::Quorum).await?;
+        let Some(mut record) = s3::BucketRecord::from_values(&read.values) else {
+            return Err(ClientError::Rejected {
+                reason: format!("no bucket {bucket}"),
+            });
+        };
+        let entry = record.rights.entry(id.to_string()).or_default();
+        *entry = entry.union(rights);
+        self.client
+            .put(&record_key, record.encode(), &read.context, Consistency::Quorum)
+            .await?;
+        Ok(())
+    }
+
+    /// Every record under `prefix` (a system prefix): the rest of its key
+    /// as text, and its values.
+    async fn list_system(&self, prefix: &[u8]) -> Result<Vec<(String, Vec<Value>)>, ClientError> {
+        let options = ListOptions::prefix(prefix)
             .limit(crate::proto::message::MAX_LIST_LIMIT)
             .values(true)
             .consistency(Consistency::Quorum);
@@ -1049,22 +1180,22 @@ impl Admin {
         Ok(listed
             .into_iter()
             .filter_map(|entry| {
-                let id = String::from_utf8(entry.key[tokens::TOKEN_PREFIX.len()..].to_vec()).ok()?;
-                Some((id, tokens::TokenRecord::from_values(&entry.values)?))
+                Some((
+                    String::from_utf8(entry.key[prefix.len()..].to_vec()).ok()?,
+                    entry.values,
+                ))
             })
             .collect())
     }
 
-    /// Revokes token `id`: deletes its record at QUORUM; every node refuses
-    /// it within seconds. Whether there was one.
-    pub async fn revoke_token(&self, id: &str) -> Result<bool, ClientError> {
-        let key = tokens::record_key(id);
-        let read = self.client.get(&key, Consistency::Quorum).await?;
+    /// Deletes a record read at QUORUM; whether there was one.
+    async fn delete_record(&self, key: &[u8]) -> Result<bool, ClientError> {
+        let read = self.client.get(key, Consistency::Quorum).await?;
         if read.values.is_empty() {
             return Ok(false);
         }
         self.client
-            .delete(&key, &read.context, Consistency::Quorum)
+            .delete(key, &read.context, Consistency::Quorum)
             .await?;
         Ok(true)
     }

@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod revocation;
+pub mod s3;
 pub mod stream;
 pub mod tls;
 pub mod tokens;
