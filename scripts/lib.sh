@@ -8,16 +8,23 @@ cleanup() {
     rm -rf "$WORK"
 }
 
-# Builds shoal in release mode and sets SHOAL to the binary.
+# Builds shoal in release mode (debug with SHOAL_PROFILE=debug) and sets
+# SHOAL to the binary.
 build_shoal() {
-    cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -q
-    SHOAL="$ROOT/target/release/shoal"
+    if [ "${SHOAL_PROFILE:-release}" = debug ]; then
+        cargo build --locked --manifest-path "$ROOT/Cargo.toml" -q
+        SHOAL="$ROOT/target/debug/shoal"
+    else
+        cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -q
+        SHOAL="$ROOT/target/release/shoal"
+    fi
 }
 
 # Starts 3 shoal node processes on 127.0.0.1 ports PORT..PORT+2 with
 # buffered durability, exports SHOAL_NODE and SHOAL_CLUSTER_DIR, and waits
 # until the first node sees all 3 up. With HTTP_PORT set, node i also
-# serves plain HTTP on 127.0.0.1:HTTP_PORT+i.
+# serves plain HTTP on 127.0.0.1:HTTP_PORT+i, and with S3_PORT set, plain
+# S3 on 127.0.0.1:S3_PORT+i.
 start_shoal_cluster() { # PORT
     local port=$1 i up
     for i in 0 1 2; do
@@ -31,6 +38,7 @@ start_shoal_cluster() { # PORT
         local seeds=()
         [ "$i" -gt 0 ] && seeds=(--seed "127.0.0.1:$port")
         [ -n "${HTTP_PORT:-}" ] && seeds+=(--http "127.0.0.1:$((HTTP_PORT + i))" --http-plain)
+        [ -n "${S3_PORT:-}" ] && seeds+=(--s3 "127.0.0.1:$((S3_PORT + i))" --s3-plain)
         RUST_LOG=warn "$SHOAL" node start --data "$WORK/node$i" --listen "127.0.0.1:$((port + i))" \
             --cluster-dir "$WORK/cluster" "${seeds[@]}" --durability buffer >"$WORK/node$i.log" 2>&1 &
         PIDS+=($!)

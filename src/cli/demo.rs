@@ -30,6 +30,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut cluster = LocalCluster::empty(Durability::Buffer, Config::default())?;
     // Each node serves the HTTP API too (HTTPS, on a free port).
     cluster.http = Some(false);
+    // And the S3 gateway (HTTPS too).
+    cluster.s3 = Some(shoal::node::S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0))));
     cluster
         .start_nodes(NODES, args.base_port)
         .await
@@ -63,6 +65,34 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             .context("making the status page's token")?;
         println!("The live status page (the browser will ask you to accept the demo's own CA):");
         println!("  https://{http}/#token={token}");
+    }
+    if let Some(s3) = cluster.s3_addr(0) {
+        let admin = client.admin();
+        let (id, secret) = admin
+            .s3_create_key("demo", true)
+            .await
+            .context("making the demo's S3 key")?;
+        admin
+            .s3_create_bucket("demo")
+            .await
+            .context("making the demo bucket")?;
+        let rights = shoal::net::s3::Rights {
+            read: true,
+            write: true,
+            owner: true,
+        };
+        admin
+            .s3_allow(&id, "demo", rights)
+            .await
+            .context("opening the demo bucket")?;
+        let ca = cluster.cluster_dir().join("ca.pem");
+        println!("Or with any S3 client (bucket `demo`; e.g. pip install awscli):");
+        println!(
+            "  export AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1 AWS_CA_BUNDLE={}",
+            ca.display()
+        );
+        println!("  aws --endpoint-url https://{s3} s3 cp README.md s3://demo/");
+        println!("  aws --endpoint-url https://{s3} s3 ls s3://demo/");
     }
 
     workload(&mut cluster, &client).await?;

@@ -8,7 +8,9 @@
 //! public API.
 
 use shoal::net::tls::TlsError;
-use shoal::node::{DiskFailurePolicy, Durability, HttpOptions, Limits, NodeError, NodeHandle, NodeOptions};
+use shoal::node::{
+    DiskFailurePolicy, Durability, HttpOptions, Limits, NodeError, NodeHandle, NodeOptions, S3Options,
+};
 use shoal::proto::{Config, NodeId};
 use shoal::{Client, ClientError, Credentials};
 use std::net::SocketAddr;
@@ -76,6 +78,9 @@ pub struct LocalCluster {
     /// 127.0.0.1, an ephemeral port): `Some(true)` plain HTTP, `Some(false)`
     /// HTTPS.
     pub http: Option<bool>,
+    /// Serve the S3 gateway on every node started from now on, with these
+    /// options, each on an ephemeral port of 127.0.0.1.
+    pub s3: Option<S3Options>,
 }
 
 impl LocalCluster {
@@ -133,6 +138,7 @@ impl LocalCluster {
             own_runtime: None,
             runtimes: Vec::new(),
             http: None,
+            s3: None,
         };
         Ok(cluster)
     }
@@ -221,7 +227,16 @@ impl LocalCluster {
             http.plain = plain;
             http
         });
+        options.s3 = self.s3.clone().map(|mut s3| {
+            s3.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+            s3
+        });
         options
+    }
+
+    /// Where node `i` serves S3, if it runs and does.
+    pub fn s3_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.nodes[i].as_ref().and_then(NodeHandle::s3_addr)
     }
 
     /// Where node `i` serves HTTP, if it runs and does.

@@ -235,6 +235,10 @@ enum S3KeyCommand {
     Create {
         /// Who it is for.
         name: String,
+        /// It may make buckets through the S3 gateway (CreateBucket); it
+        /// then owns them.
+        #[arg(long)]
+        create_bucket: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -405,6 +409,15 @@ struct StartArgs {
     /// only).
     #[arg(long)]
     http_plain: bool,
+    /// Serve the S3 gateway (HTTPS with the node's certificate) at this
+    /// TCP address (off by default). Clients sign with an access key
+    /// (`shoal s3 key create`); see also the settings s3_region,
+    /// s3_domain and s3_grace.
+    #[arg(long, value_name = "ADDR")]
+    s3: Option<SocketAddr>,
+    /// Serve the S3 gateway as plain HTTP (loopback addresses only).
+    #[arg(long)]
+    s3_plain: bool,
     /// Log format: human (default) or json. `RUST_LOG` filters (default info).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
@@ -451,6 +464,8 @@ impl StartArgs {
         add("metrics", self.metrics.map(|a| a.to_string()));
         add("http", self.http.map(|a| a.to_string()));
         add("http_plain", self.http_plain.then(|| "true".to_string()));
+        add("s3", self.s3.map(|a| a.to_string()));
+        add("s3_plain", self.s3_plain.then(|| "true".to_string()));
         add(
             "log_format",
             self.log_format.map(|f| format!("{f:?}").to_lowercase()),
@@ -671,8 +686,10 @@ async fn s3(command: S3Command) -> Result<()> {
 
 async fn s3_on(admin: &shoal::Admin, command: &S3Command) -> Result<()> {
     match command {
-        S3Command::Key(S3KeyCommand::Create { name, .. }) => {
-            let (id, secret) = admin.s3_create_key(name).await?;
+        S3Command::Key(S3KeyCommand::Create {
+            name, create_bucket, ..
+        }) => {
+            let (id, secret) = admin.s3_create_key(name, *create_bucket).await?;
             eprintln!("access key for {name}; the secret is shown only now:");
             println!("access key id:     {id}\nsecret access key: {secret}");
         }
@@ -805,6 +822,17 @@ async fn start_node(args: StartArgs) -> Result<()> {
         };
         println!("HTTP API at {scheme}://{http}/");
     }
+    if let Some(s3) = node.s3_addr() {
+        let scheme = if settings.process.s3_plain {
+            "http"
+        } else {
+            "https"
+        };
+        println!(
+            "S3 gateway at {scheme}://{s3}/ (region {})",
+            settings.process.s3_region
+        );
+    }
     let stopper = node.stopper();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -839,13 +867,13 @@ pub(crate) async fn wait_for_signal() {
 
 /// Logs warnings only (the demo prints its own story).
 pub(crate) fn init_logging_quiet() {
-    init_logging_at("warn");
+    init_logging_at("warn,s3s=off");
 }
 
 /// Logs at info (the storage engine's own logs at warn) unless
 /// `RUST_LOG` says otherwise, in `format`.
 fn init_logging_as(format: LogFormat) {
-    init_logging_with("info,fjall=warn,lsm_tree=warn", format);
+    init_logging_with("info,fjall=warn,lsm_tree=warn,s3s=off", format);
 }
 
 fn init_logging_at(default: &str) {

@@ -1067,14 +1067,20 @@ impl Admin {
         self.delete_record(&tokens::record_key(id)).await
     }
 
-    /// Makes an S3 access key for `name`; returns its id and secret (shown
+    /// Makes an S3 access key for `name`, which may make buckets through
+    /// the gateway if `create_buckets`; returns its id and secret (shown
     /// only now by the CLI). Written at QUORUM.
-    pub async fn s3_create_key(&self, name: &str) -> Result<(String, String), ClientError> {
+    pub async fn s3_create_key(
+        &self,
+        name: &str,
+        create_buckets: bool,
+    ) -> Result<(String, String), ClientError> {
         let (id, secret) = s3::generate_key();
         let record = s3::KeyRecord {
             name: name.to_string(),
             secret: secret.clone(),
             created: unix_seconds(),
+            create_buckets,
         };
         self.client
             .put(

@@ -32,6 +32,10 @@ pub struct KeyRecord {
     pub secret: String,
     /// When it was made, seconds since the Unix epoch.
     pub created: u64,
+    /// Whether it may make buckets through the gateway (it then owns
+    /// them).
+    #[serde(default)]
+    pub create_buckets: bool,
 }
 
 /// What one key may do with one bucket.
@@ -130,6 +134,11 @@ pub fn object_prefix(bucket: &str) -> Vec<u8> {
     [OBJECT_PREFIX, bucket.as_bytes(), b"/"].concat()
 }
 
+/// The record key of object `key` in bucket `bucket`.
+pub fn object_record(bucket: &str, key: &str) -> Vec<u8> {
+    [OBJECT_PREFIX, bucket.as_bytes(), b"/", key.as_bytes()].concat()
+}
+
 /// A new access key id (`SH` and 18 uppercase hex digits, 20 characters as
 /// AWS's are) and secret (40 characters).
 pub fn generate_key() -> (String, String) {
@@ -207,6 +216,7 @@ mod tests {
             name: "x".into(),
             secret: "s".into(),
             created: 1,
+            create_buckets: false,
         };
         assert_eq!(KeyRecord::from_values(&[value(key.encode())]), Some(key.clone()));
         assert_eq!(

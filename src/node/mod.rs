@@ -16,6 +16,7 @@ pub mod http;
 mod link;
 pub mod metrics;
 mod revocation;
+mod s3;
 pub mod settings;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
@@ -91,6 +92,8 @@ pub struct NodeOptions {
     pub limits: Limits,
     /// The HTTP API, if served.
     pub http: Option<HttpOptions>,
+    /// The S3 gateway, if served.
+    pub s3: Option<S3Options>,
 }
 
 impl NodeOptions {
@@ -109,6 +112,7 @@ impl NodeOptions {
             config: Config::default(),
             limits: Limits::default(),
             http: None,
+            s3: None,
         }
     }
 }
@@ -156,6 +160,14 @@ pub enum NodeError {
     /// The core refused to start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// A setting's value cannot be used.
+    #[error("{name}: {reason}")]
+    Setting {
+        /// The setting.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -191,11 +203,13 @@ enum Event {
 }
 
 pub use http::HttpOptions;
+pub use s3::S3Options;
 
 /// A running node.
 pub struct NodeHandle {
     addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    s3_addr: Option<SocketAddr>,
     id: NodeId,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<(), StoreError>>,
@@ -210,6 +224,11 @@ impl NodeHandle {
     /// Where its HTTP API listens, if it serves one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// Where the S3 gateway listens, if it does.
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.s3_addr
     }
 
     /// Its node id.
@@ -339,6 +358,19 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         ),
         None => None,
     };
+    let s3_addr = match &options.s3 {
+        Some(s3) => {
+            let parts = s3::Parts {
+                options: s3.clone(),
+                credentials: credentials.clone(),
+                events: events_tx.clone(),
+                max_connections: options.limits.max_connections,
+                max_value_bytes: options.config.max_value_bytes,
+            };
+            Some(s3::start(parts, shutdown.subscribe()).await?)
+        }
+        None => None,
+    };
     let accept = tokio::spawn(accept_loop(endpoint.clone(), events_tx, limits, revoked.clone()));
     let driver = Driver {
         node,
@@ -361,6 +393,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
     Ok(NodeHandle {
         addr,
         http_addr,
+        s3_addr,
         id,
         shutdown,
         task,

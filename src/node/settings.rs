@@ -61,6 +61,20 @@ pub struct ProcessSettings {
     /// Serve the HTTP API as plain HTTP instead of HTTPS: only on a
     /// loopback address, and only bearer tokens authenticate.
     pub http_plain: bool,
+    /// Where to serve the S3 gateway (TCP); none: not served.
+    pub s3: Option<SocketAddr>,
+    /// Serve the S3 gateway as plain HTTP instead of HTTPS: only on a
+    /// loopback address.
+    pub s3_plain: bool,
+    /// The region S3 clients sign requests for.
+    pub s3_region: String,
+    /// A root domain for virtual-host-style bucket addresses
+    /// (`<bucket>.<domain>`); path style always works.
+    pub s3_domain: Option<String>,
+    /// How long object data no object refers to any more is kept before it
+    /// is deleted; an upload must finish within half of it.
+    #[serde(with = "humantime_serde")]
+    pub s3_grace: std::time::Duration,
     /// `human` or `json`.
     pub log_format: LogFormat,
     /// Most connections (clients and peers) open at once; more are refused.
@@ -85,6 +99,11 @@ impl Default for ProcessSettings {
             metrics: None,
             http: None,
             http_plain: false,
+            s3: None,
+            s3_plain: false,
+            s3_region: "us-east-1".to_string(),
+            s3_domain: None,
+            s3_grace: std::time::Duration::from_secs(3600),
             log_format: LogFormat::default(),
             max_connections: 1024,
             max_requests_per_connection: 1024,
@@ -157,15 +176,21 @@ fn known() -> (toml::Table, toml::Table) {
 /// Whether `name` is a process setting (an optional one has no default
 /// value, so it is listed here).
 fn is_process_setting(name: &str, process: &toml::Table) -> bool {
-    process.contains_key(name) || matches!(name, "data" | "cluster_dir" | "node_id" | "metrics" | "http")
+    process.contains_key(name)
+        || matches!(
+            name,
+            "data" | "cluster_dir" | "node_id" | "metrics" | "http" | "s3" | "s3_domain"
+        )
 }
 
 /// A value given as text (an environment variable or a `--set`): TOML if
 /// it parses as a value (`3`, `true`, `[..]`, `"..."`), otherwise the text
 /// itself.
 fn text_value(name: &str, text: &str, known: &toml::Table) -> toml::Value {
-    let textual = matches!(name, "data" | "cluster_dir" | "node_id" | "metrics" | "http")
-        || matches!(known.get(name), Some(toml::Value::String(_)));
+    let textual = matches!(
+        name,
+        "data" | "cluster_dir" | "node_id" | "metrics" | "http" | "s3" | "s3_domain"
+    ) || matches!(known.get(name), Some(toml::Value::String(_)));
     if textual {
         return toml::Value::String(text.to_string());
     }
@@ -310,6 +335,18 @@ impl Settings {
         if p.http.is_some_and(|h| Some(h) == p.metrics) {
             return Err(invalid("http", "must differ from metrics"));
         }
+        if p.s3.is_some_and(|s| Some(s) == p.metrics || Some(s) == p.http) {
+            return Err(invalid("s3", "must differ from metrics and http"));
+        }
+        if p.s3_plain && p.s3.is_some_and(|s| !s.ip().is_loopback()) {
+            return Err(invalid(
+                "s3_plain",
+                "plain HTTP is only served on a loopback address; serve HTTPS elsewhere",
+            ));
+        }
+        if p.s3_grace < std::time::Duration::from_secs(60) {
+            return Err(invalid("s3_grace", "at least 1m"));
+        }
         if p.http_plain && p.http.is_some_and(|h| !h.ip().is_loopback()) {
             return Err(invalid(
                 "http_plain",
@@ -349,6 +386,14 @@ impl Settings {
         options.http = p.http.map(|listen| super::HttpOptions {
             listen,
             plain: p.http_plain,
+        });
+        options.s3 = p.s3.map(|listen| {
+            let mut s3 = super::S3Options::new(listen);
+            s3.plain = p.s3_plain;
+            s3.region = p.s3_region.clone();
+            s3.domain = p.s3_domain.clone();
+            s3.grace = p.s3_grace;
+            s3
         });
         options
     }

@@ -118,13 +118,18 @@ impl State {
 
 /// Binds the HTTP port; refuses plain HTTP off loopback.
 pub(super) async fn bind(options: &HttpOptions) -> std::io::Result<TcpListener> {
-    if options.plain && !options.listen.ip().is_loopback() {
+    bind_tcp(options.listen, options.plain).await
+}
+
+/// Binds a door's port; refuses plain HTTP off loopback.
+pub(super) async fn bind_tcp(listen: SocketAddr, plain: bool) -> std::io::Result<TcpListener> {
+    if plain && !listen.ip().is_loopback() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "plain HTTP is only served on a loopback address; drop http_plain to serve HTTPS",
+            "plain HTTP is only served on a loopback address; serve HTTPS instead",
         ));
     }
-    TcpListener::bind(options.listen).await
+    TcpListener::bind(listen).await
 }
 
 /// The TLS configuration: the node's certificate, client certificates of
@@ -151,7 +156,7 @@ pub(super) struct Parts {
 }
 
 /// Serves until `shutdown` flips.
-pub(super) async fn serve(parts: Parts, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn serve(parts: Parts, shutdown: watch::Receiver<bool>) {
     let state = Arc::new(State {
         peers: tokio::sync::OnceCell::new(),
         credentials: parts.credentials,
@@ -163,55 +168,104 @@ pub(super) async fn serve(parts: Parts, mut shutdown: watch::Receiver<bool>) {
         node: parts.node,
         plain: parts.tls.is_none(),
     });
-    let open = Arc::new(Semaphore::new(parts.max_connections));
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = parts.listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::debug!(%error, "HTTP accept failed");
-                    continue;
+    let door = Door {
+        name: "HTTP",
+        listener: parts.listener,
+        tls: parts.tls,
+        max_connections: parts.max_connections,
+    };
+    door.serve(shutdown, move |certificate| {
+        hyper_util::service::TowerToHyperService::new(api::router(state.clone(), certificate))
+    })
+    .await
+}
+
+/// A TCP port that serves HTTP/1.1 and HTTP/2, over TLS unless plain, with
+/// the limits above: the HTTP API's and the S3 gateway's.
+pub(super) struct Door {
+    /// What it serves, for logs.
+    pub name: &'static str,
+    pub listener: TcpListener,
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    pub max_connections: usize,
+}
+
+impl Door {
+    /// Serves each connection with the service `make` returns for it
+    /// (given the client certificate it presented, if any) until
+    /// `shutdown` flips.
+    pub(super) async fn serve<M, S, B>(self, mut shutdown: watch::Receiver<bool>, make: M)
+    where
+        M: Fn(Option<PeerCertificate>) -> S + Send + Sync + 'static,
+        S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: hyper::body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let make = Arc::new(make);
+        let open = Arc::new(Semaphore::new(self.max_connections));
+        let name = self.name;
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::debug!(%error, door = name, "accept failed");
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let Ok(permit) = open.clone().try_acquire_owned() else {
+                tracing::warn!(%remote, door = name, "connection refused: too many open");
+                continue;
+            };
+            let (make, tls) = (make.clone(), self.tls.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = stream.set_nodelay(true);
+                match tls {
+                    None => serve_connection(stream, make(None)).await,
+                    Some(tls) => {
+                        let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                        let stream = match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                return tracing::debug!(%remote, %error, "TLS handshake refused");
+                            }
+                            Err(_) => return tracing::debug!(%remote, "TLS handshake too slow"),
+                        };
+                        let certificate = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|leaf| PeerCertificate::of_certificate(leaf));
+                        serve_connection(stream, make(certificate)).await
+                    }
                 }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "HTTP connection refused: too many open");
-            continue;
-        };
-        let (state, tls) = (state.clone(), parts.tls.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = stream.set_nodelay(true);
-            match tls {
-                None => serve_connection(stream, None, state).await,
-                Some(tls) => {
-                    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
-                    let stream = match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => return tracing::debug!(%remote, %error, "TLS handshake refused"),
-                        Err(_) => return tracing::debug!(%remote, "TLS handshake too slow"),
-                    };
-                    let certificate = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|leaf| PeerCertificate::of_certificate(leaf));
-                    serve_connection(stream, certificate, state).await
-                }
-            }
-        });
+            });
+        }
     }
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on one connection.
-async fn serve_connection<I>(io: I, certificate: Option<PeerCertificate>, state: Arc<State>)
+async fn serve_connection<I, S, B>(io: I, service: S)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let app = api::router(state, certificate);
-    let service = hyper_util::service::TowerToHyperService::new(app);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -1,0 +1,488 @@
+//! Multipart uploads: an upload record, one record per part (its blocks
+//! written like a PUT's), and Complete, which writes the object's record
+//! listing the chosen parts' blocks in order; parts left out, replaced or
+//! aborted become garbage.
+//!
+//! - An upload is `\0shoal/s3/uploads/<bucket>/<key>\0<upload id>`, so
+//!   that ListMultipartUploads lists by key, then id.
+//! - Part `n` is `\0shoal/s3/parts/<upload id>/<n as 5 digits>`.
+
+use super::Gateway;
+use super::buckets::owner;
+use super::data;
+use super::store::{Cluster, Extent, GarbageRecord, ObjectRecord, hex, new_id, now_ms};
+use crate::proto::message::{MAX_LIST_LIMIT, after, prefix_end};
+use crate::proto::{Consistency, Context};
+use md5::Digest;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+const UPLOAD_PREFIX: &[u8] = b"\0shoal/s3/uploads/";
+const PART_PREFIX: &[u8] = b"\0shoal/s3/parts/";
+/// S3's limits: part numbers, the smallest part but the last, the largest
+/// part.
+const MAX_PARTS: i32 = 10_000;
+const MIN_PART_BYTES: u64 = 5 << 20;
+const MAX_PART_BYTES: u64 = 5 << 30;
+
+/// An upload under way.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct UploadRecord {
+    initiated_ms: u64,
+    initiator: String,
+    content_type: Option<String>,
+    headers: BTreeMap<String, String>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// One uploaded part.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PartRecord {
+    etag: String,
+    size: u64,
+    modified_ms: u64,
+    extent: Option<Extent>,
+}
+
+fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(record).expect("strings, integers and maps always encode")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(values: &[crate::proto::Value]) -> Option<T> {
+    values.iter().find_map(|v| rmp_serde::from_slice(&v.value).ok())
+}
+
+/// Where bucket `bucket`'s uploads are recorded.
+pub fn uploads_prefix(bucket: &str) -> Vec<u8> {
+    [UPLOAD_PREFIX, bucket.as_bytes(), b"/"].concat()
+}
+
+fn upload_key(bucket: &str, key: &str, upload: &str) -> Vec<u8> {
+    [
+        uploads_prefix(bucket).as_slice(),
+        key.as_bytes(),
+        b"\0",
+        upload.as_bytes(),
+    ]
+    .concat()
+}
+
+fn parts_prefix(upload: &str) -> Vec<u8> {
+    [PART_PREFIX, upload.as_bytes(), b"/"].concat()
+}
+
+fn part_key(upload: &str, number: i32) -> Vec<u8> {
+    [parts_prefix(upload).as_slice(), format!("{number:05}").as_bytes()].concat()
+}
+
+/// Whether a part of `upload` is made of extent `id`, read at QUORUM.
+pub async fn part_refers_to(cluster: &Cluster, upload: &str, id: &str) -> S3Result<bool> {
+    let parts = all_parts(cluster, upload).await?;
+    Ok(parts
+        .iter()
+        .any(|(_, part, _)| part.extent.as_ref().is_some_and(|e| e.id == id)))
+}
+
+/// Every part of `upload`: number, record, record key.
+async fn all_parts(cluster: &Cluster, upload: &str) -> S3Result<Vec<(i32, PartRecord, Vec<u8>)>> {
+    let prefix = parts_prefix(upload);
+    let end = prefix_end(&prefix);
+    let mut start = prefix.clone();
+    let mut parts = Vec::new();
+    loop {
+        let (keys, next) = cluster.list(start, end.clone(), MAX_LIST_LIMIT, true).await?;
+        for listed in keys {
+            let number = std::str::from_utf8(&listed.key[prefix.len()..])
+                .ok()
+                .and_then(|n| n.parse().ok());
+            if let (Some(number), Some(part)) = (number, decode::<PartRecord>(&listed.values)) {
+                parts.push((number, part, listed.key));
+            }
+        }
+        match next {
+            Some(next) => start = after(&next),
+            None => return Ok(parts),
+        }
+    }
+}
+
+fn timestamp_ms(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+impl Gateway {
+    async fn upload(&self, bucket: &str, key: &str, upload: &str) -> S3Result<(UploadRecord, Context)> {
+        let (values, context) = self
+            .cluster
+            .get(upload_key(bucket, key, upload), Consistency::Quorum)
+            .await?;
+        let record = decode(&values).ok_or_else(|| s3_error!(NoSuchUpload, "no such upload"))?;
+        Ok((record, context))
+    }
+
+    /// Marks parts' blocks as garbage and deletes their records.
+    async fn drop_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        parts: impl IntoIterator<Item = (PartRecord, Vec<u8>)>,
+    ) -> S3Result<()> {
+        let parts: Vec<_> = parts.into_iter().collect();
+        let records: Vec<ObjectRecord> = parts
+            .iter()
+            .filter_map(|(part, _)| part.extent.clone())
+            .map(|extent| ObjectRecord {
+                extents: vec![extent],
+                ..empty_record()
+            })
+            .collect();
+        data::discard(&self.cluster, &self.layout, bucket, key, &records).await?;
+        for (_, record_key) in parts {
+            let (_, context) = self.cluster.get(record_key.clone(), Consistency::Quorum).await?;
+            self.cluster.delete(record_key, context).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let initiator = super::buckets::signer(&req)?.to_string();
+        let input = req.input;
+        super::service::check_key(&input.key)?;
+        let upload = new_id();
+        let attributes = super::service::Attributes::new(input.content_type, &req.headers, input.metadata);
+        let record = UploadRecord {
+            initiated_ms: now_ms(),
+            initiator,
+            content_type: attributes.content_type,
+            headers: attributes.headers,
+            metadata: attributes.metadata,
+        };
+        self.cluster
+            .put(
+                upload_key(&input.bucket, &input.key, &upload),
+                encode(&record),
+                Context::empty(),
+            )
+            .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(upload),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn put_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
+        }
+        self.upload(&input.bucket, &input.key, &input.upload_id).await?;
+        let body = input.body.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+        });
+        let garbage = GarbageRecord {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            id: String::new(),
+            upload: Some(input.upload_id.clone()),
+        };
+        let layout = data::Layout {
+            inline_max: 0,
+            ..self.layout
+        };
+        let written = data::write_body(&self.cluster, &layout, body, MAX_PART_BYTES, garbage).await?;
+        if let Some(length) = input.content_length
+            && length as u64 != written.size
+        {
+            return Err(s3_error!(
+                IncompleteBody,
+                "the body is shorter than Content-Length"
+            ));
+        }
+        super::service::check_md5(input.content_md5.as_deref(), &written.md5)?;
+        written.check_in_time(&self.layout)?;
+        let key = part_key(&input.upload_id, input.part_number);
+        let (values, context) = self.cluster.get(key.clone(), Consistency::Quorum).await?;
+        let part = PartRecord {
+            etag: hex(&written.md5),
+            size: written.size,
+            modified_ms: now_ms(),
+            extent: written.extent,
+        };
+        self.cluster.put(key.clone(), encode(&part), context).await?;
+        let replaced: Vec<ObjectRecord> = values
+            .iter()
+            .filter_map(|v| rmp_serde::from_slice::<PartRecord>(&v.value).ok())
+            .filter_map(|old| old.extent)
+            .map(|extent| ObjectRecord {
+                extents: vec![extent],
+                ..empty_record()
+            })
+            .collect();
+        data::discard(&self.cluster, &self.layout, &input.bucket, &input.key, &replaced).await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(part.etag)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn complete_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let (bucket, key) = (input.bucket.as_str(), input.key.as_str());
+        let (upload, upload_context) = self.upload(bucket, key, &input.upload_id).await?;
+        let chosen = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| s3_error!(MalformedXML, "name at least one part"))?;
+        let mut parts: BTreeMap<i32, (PartRecord, Vec<u8>)> = all_parts(&self.cluster, &input.upload_id)
+            .await?
+            .into_iter()
+            .map(|(n, part, record_key)| (n, (part, record_key)))
+            .collect();
+        let mut previous = 0;
+        let mut used = Vec::new();
+        for (i, wanted) in chosen.iter().enumerate() {
+            let number = wanted.part_number.unwrap_or(0);
+            if number <= previous {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "parts must be listed in ascending order"
+                ));
+            }
+            previous = number;
+            let Some((part, _)) = parts.get(&number) else {
+                return Err(s3_error!(InvalidPart, "part {number} was not uploaded"));
+            };
+            if wanted
+                .e_tag
+                .as_ref()
+                .is_some_and(|e| e.value().trim_matches('"') != part.etag)
+            {
+                return Err(s3_error!(InvalidPart, "part {number}'s ETag does not match"));
+            }
+            if i + 1 < chosen.len() && part.size < MIN_PART_BYTES {
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "every part but the last has at least 5 MiB"
+                ));
+            }
+            used.push(number);
+        }
+        let mut md5 = md5::Md5::new();
+        let mut size = 0;
+        let mut extents = Vec::new();
+        for number in &used {
+            let (part, _) = parts.remove(number).expect("checked above");
+            md5.update(hex_bytes(&part.etag));
+            size += part.size;
+            extents.extend(part.extent);
+        }
+        let (current, replaced, context) = self.object(bucket, key).await?;
+        if let (Some(condition), Some(record)) = (&input.if_none_match, &current)
+            && super::service::matches(condition, record)
+        {
+            return Err(s3_error!(PreconditionFailed, "If-None-Match does not hold"));
+        }
+        let record = ObjectRecord {
+            version: new_id(),
+            modified_ms: now_ms(),
+            size,
+            etag: format!("{}-{}", hex(&md5.finalize()), used.len()),
+            content_type: upload.content_type,
+            headers: upload.headers,
+            metadata: upload.metadata,
+            inline: Vec::new(),
+            block_size: self.layout.block_size as u32,
+            extents,
+            parts: used.len() as u32,
+        };
+        self.put_record(bucket, key, &record, replaced, context).await?;
+        // Parts left out go; the parts used are now the object's, and
+        // their records go too.
+        self.drop_parts(bucket, key, parts.into_values()).await?;
+        for number in used {
+            let part_record = part_key(&input.upload_id, number);
+            let (_, context) = self.cluster.get(part_record.clone(), Consistency::Quorum).await?;
+            self.cluster.delete(part_record, context).await?;
+        }
+        self.cluster
+            .delete(upload_key(bucket, key, &input.upload_id), upload_context)
+            .await?;
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(ETag::Strong(record.etag)),
+            location: Some(format!("/{}/{}", input.bucket, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn abort_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let (_, context) = self.upload(&input.bucket, &input.key, &input.upload_id).await?;
+        let parts = all_parts(&self.cluster, &input.upload_id).await?;
+        self.drop_parts(
+            &input.bucket,
+            &input.key,
+            parts.into_iter().map(|(_, p, k)| (p, k)),
+        )
+        .await?;
+        self.cluster
+            .delete(upload_key(&input.bucket, &input.key, &input.upload_id), context)
+            .await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(super) async fn parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        let (upload, _) = self.upload(&input.bucket, &input.key, &input.upload_id).await?;
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let marker = input.part_number_marker.unwrap_or(0);
+        let listed: Vec<_> = all_parts(&self.cluster, &input.upload_id)
+            .await?
+            .into_iter()
+            .filter(|(n, _, _)| *n > marker)
+            .collect();
+        let truncated = listed.len() > max;
+        let shown: Vec<Part> = listed
+            .iter()
+            .take(max)
+            .map(|(n, part, _)| Part {
+                part_number: Some(*n),
+                e_tag: Some(ETag::Strong(part.etag.clone())),
+                size: Some(part.size as i64),
+                last_modified: Some(timestamp_ms(part.modified_ms)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: shown.last().and_then(|p| p.part_number),
+            is_truncated: Some(truncated),
+            owner: Some(owner(&upload.initiator)),
+            initiator: Some(Initiator {
+                id: Some(upload.initiator.clone()),
+                display_name: Some(upload.initiator),
+            }),
+            parts: Some(shown),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let base = uploads_prefix(&input.bucket);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let start = [base.as_slice(), prefix.as_bytes()].concat();
+        let end = prefix_end(&start);
+        let mut from = start.clone();
+        if let Some(marker) = input.key_marker.as_deref().filter(|m| !m.is_empty()) {
+            let past = match input.upload_id_marker.as_deref() {
+                Some(id) => after(&upload_key(&input.bucket, marker, id)),
+                None => [base.as_slice(), marker.as_bytes(), b"\x01"].concat(),
+            };
+            from = from.max(past);
+        }
+        let (keys, _) = self
+            .cluster
+            .list(from, end, (max + 1).min(MAX_LIST_LIMIT as usize) as u32, true)
+            .await?;
+        let mut uploads = Vec::new();
+        for listed in &keys {
+            let rest = &listed.key[base.len()..];
+            let Some(split) = rest.iter().rposition(|&b| b == 0) else {
+                continue;
+            };
+            let (Ok(key), Ok(id)) = (
+                std::str::from_utf8(&rest[..split]),
+                std::str::from_utf8(&rest[split + 1..]),
+            ) else {
+                continue;
+            };
+            let Some(record) = decode::<UploadRecord>(&listed.values) else {
+                continue;
+            };
+            uploads.push(MultipartUpload {
+                key: Some(key.to_string()),
+                upload_id: Some(id.to_string()),
+                initiated: Some(timestamp_ms(record.initiated_ms)),
+                owner: Some(owner(&record.initiator)),
+                initiator: Some(Initiator {
+                    id: Some(record.initiator.clone()),
+                    display_name: Some(record.initiator),
+                }),
+                ..Default::default()
+            });
+        }
+        let truncated = uploads.len() > max;
+        uploads.truncate(max);
+        let last = uploads.last().cloned();
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: truncated
+                .then(|| last.as_ref().and_then(|u| u.key.clone()))
+                .flatten(),
+            next_upload_id_marker: truncated.then(|| last.and_then(|u| u.upload_id)).flatten(),
+            uploads: Some(uploads),
+            delimiter: input.delimiter,
+            ..Default::default()
+        }))
+    }
+}
+
+/// A record with nothing in it but what a caller sets.
+fn empty_record() -> ObjectRecord {
+    ObjectRecord {
+        version: String::new(),
+        modified_ms: 0,
+        size: 0,
+        etag: String::new(),
+        content_type: None,
+        headers: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+        inline: Vec::new(),
+        block_size: 0,
+        extents: Vec::new(),
+        parts: 0,
+    }
+}
+
+/// The bytes of a hex string (an MD5's), for the multipart ETag.
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}

@@ -1,0 +1,132 @@
+//! The S3 gateway on real nodes, judged by real S3 clients (boto3, the aws
+//! CLI) in tests/s3_clients.py: objects small and large, ranges,
+//! conditions, listings, copies, multipart uploads, presigned URLs, the
+//! rights of keys on buckets, and refusals. Then the garbage sweep: blocks
+//! of overwritten objects and aborted uploads go once the grace period has
+//! passed, and a live object's blocks stay.
+
+mod common;
+
+use common::{TestCluster, run};
+use shoal::Consistency;
+use shoal::client::ListOptions;
+use shoal::net::s3::Rights;
+use shoal::node::{Durability, S3Options};
+use shoal::proto::Config;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Blocks of a 3 MiB + 1 byte object.
+const KEPT_BLOCKS: usize = 4;
+
+#[test]
+fn s3_clients_work_and_garbage_is_swept() {
+    run(Duration::from_secs(600), async {
+        let mut cluster = TestCluster::empty(Durability::Buffer, Config::default()).unwrap();
+        let mut s3 = S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        s3.plain = true;
+        s3.grace = Duration::from_secs(20);
+        s3.sweep_every = Duration::from_millis(500);
+        cluster.s3 = Some(s3);
+        cluster.start_nodes(3, 0).await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
+        let admin = client.admin();
+        let (owner, owner_secret) = admin.s3_create_key("owner", true).await.unwrap();
+        let (reader, reader_secret) = admin.s3_create_key("reader", false).await.unwrap();
+        let (stranger, stranger_secret) = admin.s3_create_key("stranger", true).await.unwrap();
+        admin.s3_create_bucket("shared").await.unwrap();
+        let all = Rights {
+            read: true,
+            write: true,
+            owner: true,
+        };
+        admin.s3_allow(&owner, "shared", all).await.unwrap();
+        let read = Rights {
+            read: true,
+            ..Rights::default()
+        };
+        admin.s3_allow(&reader, "shared", read).await.unwrap();
+        // Through node 2's gateway: any node serves any bucket.
+        let endpoint = format!("http://{}", cluster.s3_addr(1).unwrap());
+        let keys = [
+            owner,
+            owner_secret,
+            reader,
+            reader_secret,
+            stranger,
+            stranger_secret,
+        ];
+        if !python(&endpoint, &keys, "clients").await {
+            return cluster.shutdown().await.unwrap();
+        }
+
+        // The sweep: once the grace period has passed, only `gc/kept`'s
+        // blocks are left.
+        let blocks = ListOptions::prefix(b"\0shoal/s3/blocks/")
+            .limit(1000)
+            .consistency(Consistency::Quorum);
+        let start = Instant::now();
+        let left = loop {
+            let left = client.list_all(&blocks).await.unwrap().len();
+            if left == KEPT_BLOCKS || start.elapsed() > Duration::from_secs(90) {
+                break left;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(left, KEPT_BLOCKS, "blocks left after the grace period");
+        let garbage = ListOptions::prefix(b"\0shoal/s3/garbage/").consistency(Consistency::Quorum);
+        let start = Instant::now();
+        while !client.list_all(&garbage).await.unwrap().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "garbage records are not all swept"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(python(&endpoint, &keys, "kept").await);
+        client.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}
+
+/// Runs tests/s3_clients.py; false if python3 or boto3 is missing (then
+/// skipped, unless SHOAL_REQUIRE_PYTHON is set, as in CI).
+async fn python(endpoint: &str, keys: &[String; 6], phase: &str) -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_clients.py");
+    let mut args = vec![script.to_string(), endpoint.to_string()];
+    args.extend(keys.iter().cloned());
+    args.push(phase.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("300")
+            .arg("python3")
+            .args(&args)
+            .env("NO_PROXY", "*")
+            .env_remove("AWS_CA_BUNDLE")
+            .env_remove("AWS_PROFILE")
+            .output()
+    })
+    .await
+    .unwrap();
+    let missing = match &output {
+        Err(_) => true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).contains("No module named"),
+    };
+    if missing {
+        assert!(
+            std::env::var_os("SHOAL_REQUIRE_PYTHON").is_none(),
+            "python3 with boto3 and requests is required (SHOAL_REQUIRE_PYTHON is set)"
+        );
+        eprintln!("SKIPPED the S3 clients: python3 with boto3 is not installed");
+        return false;
+    }
+    let output = output.unwrap();
+    assert!(
+        output.status.success(),
+        "S3 clients ({phase}): {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    true
+}
