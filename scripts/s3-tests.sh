@@ -17,7 +17,15 @@ PIDS=()
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 trap cleanup EXIT
-S3TESTS=${S3TESTS:-$ROOT/../shared/s3-tests}
+if [ -z "${S3TESTS:-}" ]; then
+    for candidate in "$ROOT/../shared/s3-tests" /work/shared/s3-tests; do
+        [ -f "$candidate/s3tests/functional/test_s3.py" ] && S3TESTS=$candidate && break
+    done
+fi
+if [ ! -f "${S3TESTS:-}/s3tests/functional/test_s3.py" ]; then
+    echo "ceph/s3-tests not found: set S3TESTS to its directory (../shared/s3-tests)" >&2
+    exit 1
+fi
 MODE=${1:-must-pass}
 
 python3 -c 'import pytest, munch, gevent, isodate, pytz, lxml, yaml, httplib2, boto3' 2>/dev/null ||
@@ -99,11 +107,25 @@ case "$MODE" in
     cp "$WORK/pytest.log" "${OUT%.txt}.log"
     tail -3 "$WORK/pytest.log"
     python3 - "$WORK/report.xml" "$OUT" <<'PY'
-import sys, xml.etree.ElementTree as ET
-cases = ET.parse(sys.argv[1]).getroot().iter("testcase")
-passed = sorted(c.get("name") for c in cases if not any(x.tag in ("failure", "error", "skipped") for x in c))
+import re, sys, xml.etree.ElementTree as ET
+cases = list(ET.parse(sys.argv[1]).getroot().iter("testcase"))
+names = sorted({c.get("name") for c in cases})
+passed = sorted({c.get("name") for c in cases if not any(x.tag in ("failure", "error", "skipped") for x in c)})
 open(sys.argv[2], "w").write("".join(n + "\n" for n in passed))
-print(f"{len(passed)} passed; names in {sys.argv[2]}")
+print(f"{len(passed)} of {len(names)} passed; names in {sys.argv[2]}")
+groups = {
+    "listing": r"test_bucket_list",
+    "objects": r"test_object_",
+    "multipart": r"test_multipart_|test_abort_multipart_upload|test_list_multipart_upload",
+    "buckets": r"test_bucket_create|test_bucket_delete|test_bucket_head",
+    "ranged": r"test_ranged_",
+    "conditionals": r"test_get_object_if|test_put_object_if",
+    "atomic": r"test_atomic_",
+}
+for group, pattern in groups.items():
+    members = [n for n in names if re.match(pattern, n)]
+    ok = [n for n in members if n in passed]
+    print(f"  {group}: {len(ok)} of {len(members)}")
 PY
     ;;
 *)

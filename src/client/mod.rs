@@ -1121,6 +1121,7 @@ impl Admin {
         let record = s3::BucketRecord {
             created: unix_seconds(),
             rights: Default::default(),
+            location: None,
         };
         self.client
             .put(&key, record.encode(), &read.context, Consistency::Quorum)

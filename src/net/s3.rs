@@ -67,6 +67,10 @@ pub struct BucketRecord {
     pub created: u64,
     /// Rights by access key id.
     pub rights: BTreeMap<String, Rights>,
+    /// The location constraint it was made with through the gateway, if
+    /// any.
+    #[serde(default)]
+    pub location: Option<String>,
 }
 
 /// One record of type `T` from a read's siblings: the only one, or, for
@@ -167,8 +171,13 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
     if !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
         return Err(format!("`{name}`: starts and ends with a letter or a digit"));
     }
-    if name.contains("..") || name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Err(format!("`{name}`: no two dots in a row, and not an IP address"));
+    if name.contains("..") || name.contains("-.") || name.contains(".-") {
+        return Err(format!(
+            "`{name}`: no two dots in a row, nor a dot next to a hyphen"
+        ));
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err(format!("`{name}`: not an IP address"));
     }
     Ok(())
 }
@@ -196,6 +205,7 @@ mod tests {
     #[test]
     fn concurrent_grants_are_united_and_ambiguous_keys_refused() {
         let read = |key: &str| BucketRecord {
+            location: None,
             created: 5,
             rights: BTreeMap::from([(
                 key.to_string(),
@@ -236,6 +246,8 @@ mod tests {
             "-start",
             "end-",
             "a..b",
+            "foo-.bar",
+            "foo.-bar",
             "192.168.1.1",
             "under_score",
             &"a".repeat(64),

@@ -33,7 +33,14 @@ pub fn owner(id: &str) -> Owner {
 }
 
 impl Gateway {
-    pub(super) async fn list_buckets_of(&self, id: &str) -> S3Result<ListBucketsOutput> {
+    /// The buckets key `id` has rights on, in name order, after `token`
+    /// (a name), at most `max`; and the token for more.
+    pub(super) async fn list_buckets_of(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        max: usize,
+    ) -> S3Result<ListBucketsOutput> {
         let mut buckets = Vec::new();
         let end = prefix_end(BUCKET_PREFIX);
         let mut start = BUCKET_PREFIX.to_vec();
@@ -66,14 +73,29 @@ impl Gateway {
                 None => break,
             }
         }
+        let mut buckets: Vec<Bucket> = buckets
+            .into_iter()
+            .filter(|b| token.is_none_or(|t| b.name.as_deref().is_some_and(|n| n > t)))
+            .collect();
+        let more = buckets.len() > max;
+        buckets.truncate(max);
+        let continuation_token = more
+            .then(|| buckets.last().and_then(|b| b.name.clone()))
+            .flatten();
         Ok(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(owner(id)),
+            continuation_token,
             ..Default::default()
         })
     }
 
-    pub(super) async fn create_bucket_for(&self, id: &str, name: &str) -> S3Result<CreateBucketOutput> {
+    pub(super) async fn create_bucket_for(
+        &self,
+        id: &str,
+        name: &str,
+        location: Option<String>,
+    ) -> S3Result<CreateBucketOutput> {
         let key = self
             .key(id)
             .await?
@@ -87,13 +109,22 @@ impl Gateway {
         check_bucket_name(name).map_err(|reason| s3_error!(InvalidBucketName, "{reason}"))?;
         let (values, context) = self.cluster.get(bucket_record(name), Consistency::Quorum).await?;
         if let Some(existing) = BucketRecord::from_values(&values) {
-            return Err(if existing.rights.get(id).is_some_and(|r| r.owner) {
+            let owned = existing.rights.get(id).is_some_and(|r| r.owner);
+            // As S3 in us-east-1: making a bucket one owns again succeeds
+            // and changes nothing.
+            if owned && self.region == "us-east-1" {
+                return Ok(CreateBucketOutput {
+                    location: Some(format!("/{name}")),
+                });
+            }
+            return Err(if owned {
                 s3_error!(BucketAlreadyOwnedByYou, "you own this bucket already")
             } else {
                 s3_error!(BucketAlreadyExists, "the bucket exists")
             });
         }
         let record = BucketRecord {
+            location,
             created: now_ms() / 1000,
             rights: [(
                 id.to_string(),
@@ -115,11 +146,12 @@ impl Gateway {
     }
 
     pub(super) async fn delete_bucket_named(&self, name: &str) -> S3Result<()> {
-        if !is_empty(&self.cluster, &object_prefix(name)).await?
-            || !is_empty(&self.cluster, &super::multipart::uploads_prefix(name)).await?
-        {
-            return Err(s3_error!(BucketNotEmpty, "the bucket holds objects or uploads"));
+        if !is_empty(&self.cluster, &object_prefix(name)).await? {
+            return Err(s3_error!(BucketNotEmpty, "the bucket holds objects"));
         }
+        // Uploads under way do not keep a bucket (as on S3): they are
+        // aborted, their parts garbage.
+        self.abort_all_uploads(name).await?;
         let (values, context) = self.cluster.get(bucket_record(name), Consistency::Quorum).await?;
         if values.is_empty() {
             return Err(s3_error!(NoSuchBucket, "no such bucket"));
@@ -129,11 +161,19 @@ impl Gateway {
         Ok(())
     }
 
-    pub(super) fn location(&self) -> GetBucketLocationOutput {
-        GetBucketLocationOutput {
-            location_constraint: (self.region != "us-east-1")
-                .then(|| BucketLocationConstraint::from(self.region.clone())),
-        }
+    /// Where bucket `name` is: the location it was made with, else this
+    /// gateway's region (none for us-east-1, as S3 says).
+    pub(super) async fn location(&self, name: &str) -> S3Result<GetBucketLocationOutput> {
+        let record = self
+            .bucket(name)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "no such bucket"))?;
+        let location = record
+            .location
+            .or_else(|| (self.region != "us-east-1").then(|| self.region.clone()));
+        Ok(GetBucketLocationOutput {
+            location_constraint: location.map(BucketLocationConstraint::from),
+        })
     }
 }
 

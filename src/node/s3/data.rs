@@ -199,6 +199,7 @@ pub async fn discard(
             key: key.to_string(),
             id: extent.id.clone(),
             upload: None,
+            record: None,
         };
         cluster
             .put(garbage_key(due, &extent.id), garbage.encode(), Default::default())
@@ -311,6 +312,12 @@ pub async fn sweep(cluster: &Cluster, max_records: u32) -> S3Result<Swept> {
         swept.records += 1;
         if !still_referred(cluster, &garbage).await? {
             swept.blocks += delete_blocks(cluster, &garbage.id).await?;
+        }
+        if let Some(record) = garbage.record {
+            let (values, context) = cluster.get(record.clone(), Consistency::Quorum).await?;
+            if !values.is_empty() {
+                cluster.delete(record, context).await?;
+            }
         }
         cluster.delete(listed.key, listed.context).await?;
     }

@@ -19,6 +19,7 @@
 //! - Blocks no object refers to any more are swept after a grace period
 //!   (`data`).
 
+mod acl;
 mod buckets;
 mod data;
 mod listing;

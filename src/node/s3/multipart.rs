@@ -36,6 +36,10 @@ struct UploadRecord {
     content_type: Option<String>,
     headers: BTreeMap<String, String>,
     metadata: BTreeMap<String, String>,
+    /// Set once completed, to the object's ETag: completing again answers
+    /// the same (as S3 does); the record is swept after the grace period.
+    #[serde(default)]
+    completed: Option<String>,
 }
 
 /// One uploaded part.
@@ -44,7 +48,30 @@ struct PartRecord {
     etag: String,
     size: u64,
     modified_ms: u64,
+    /// When its upload began: of two uploads of one part number, the one
+    /// that began later wins, whichever finished last.
+    #[serde(default)]
+    started_ms: u64,
     extent: Option<Extent>,
+}
+
+impl PartRecord {
+    /// The part a read's siblings show.
+    fn winner(values: &[crate::proto::Value]) -> Option<PartRecord> {
+        values
+            .iter()
+            .filter_map(|v| rmp_serde::from_slice::<PartRecord>(&v.value).ok())
+            .max_by(|a, b| (a.started_ms, &a.etag).cmp(&(b.started_ms, &b.etag)))
+    }
+
+    /// Every extent the siblings name.
+    fn extents(values: &[crate::proto::Value]) -> Vec<Extent> {
+        values
+            .iter()
+            .filter_map(|v| rmp_serde::from_slice::<PartRecord>(&v.value).ok())
+            .filter_map(|p| p.extent)
+            .collect()
+    }
 }
 
 fn encode<T: Serialize>(record: &T) -> Vec<u8> {
@@ -83,11 +110,15 @@ pub async fn part_refers_to(cluster: &Cluster, upload: &str, id: &str) -> S3Resu
     let parts = all_parts(cluster, upload).await?;
     Ok(parts
         .iter()
-        .any(|(_, part, _)| part.extent.as_ref().is_some_and(|e| e.id == id)))
+        .any(|(_, _, extents, _)| extents.iter().any(|e| e.id == id)))
 }
 
-/// Every part of `upload`: number, record, record key.
-async fn all_parts(cluster: &Cluster, upload: &str) -> S3Result<Vec<(i32, PartRecord, Vec<u8>)>> {
+/// Every part of `upload`: number, record, every extent its siblings
+/// name, record key.
+async fn all_parts(
+    cluster: &Cluster,
+    upload: &str,
+) -> S3Result<Vec<(i32, PartRecord, Vec<Extent>, Vec<u8>)>> {
     let prefix = parts_prefix(upload);
     let end = prefix_end(&prefix);
     let mut start = prefix.clone();
@@ -98,8 +129,8 @@ async fn all_parts(cluster: &Cluster, upload: &str) -> S3Result<Vec<(i32, PartRe
             let number = std::str::from_utf8(&listed.key[prefix.len()..])
                 .ok()
                 .and_then(|n| n.parse().ok());
-            if let (Some(number), Some(part)) = (number, decode::<PartRecord>(&listed.values)) {
-                parts.push((number, part, listed.key));
+            if let (Some(number), Some(part)) = (number, PartRecord::winner(&listed.values)) {
+                parts.push((number, part, PartRecord::extents(&listed.values), listed.key));
             }
         }
         match next {
@@ -114,7 +145,8 @@ fn timestamp_ms(ms: u64) -> Timestamp {
 }
 
 impl Gateway {
-    async fn upload(&self, bucket: &str, key: &str, upload: &str) -> S3Result<(UploadRecord, Context)> {
+    /// Upload `upload`'s record, completed or not.
+    async fn any_upload(&self, bucket: &str, key: &str, upload: &str) -> S3Result<(UploadRecord, Context)> {
         let (values, context) = self
             .cluster
             .get(upload_key(bucket, key, upload), Consistency::Quorum)
@@ -123,17 +155,26 @@ impl Gateway {
         Ok((record, context))
     }
 
+    /// Upload `upload`'s record, if it is under way.
+    async fn upload(&self, bucket: &str, key: &str, upload: &str) -> S3Result<(UploadRecord, Context)> {
+        let (record, context) = self.any_upload(bucket, key, upload).await?;
+        if record.completed.is_some() {
+            return Err(s3_error!(NoSuchUpload, "the upload is completed"));
+        }
+        Ok((record, context))
+    }
+
     /// Marks parts' blocks as garbage and deletes their records.
     async fn drop_parts(
         &self,
         bucket: &str,
         key: &str,
-        parts: impl IntoIterator<Item = (PartRecord, Vec<u8>)>,
+        parts: impl IntoIterator<Item = (Vec<Extent>, Vec<u8>)>,
     ) -> S3Result<()> {
         let parts: Vec<_> = parts.into_iter().collect();
         let records: Vec<ObjectRecord> = parts
             .iter()
-            .filter_map(|(part, _)| part.extent.clone())
+            .flat_map(|(extents, _)| extents.iter().cloned())
             .map(|extent| ObjectRecord {
                 extents: vec![extent],
                 ..empty_record()
@@ -145,6 +186,32 @@ impl Gateway {
             self.cluster.delete(record_key, context).await?;
         }
         Ok(())
+    }
+
+    /// Aborts every upload under way in `bucket` (as deleting the bucket
+    /// does).
+    pub(super) async fn abort_all_uploads(&self, bucket: &str) -> S3Result<()> {
+        let base = uploads_prefix(bucket);
+        let end = prefix_end(&base);
+        loop {
+            let (keys, _) = self.cluster.list(base.clone(), end.clone(), 100, false).await?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            for listed in keys {
+                let rest = &listed.key[base.len()..];
+                let Some(split) = rest.iter().rposition(|&b| b == 0) else {
+                    self.cluster.delete(listed.key, listed.context).await?;
+                    continue;
+                };
+                let key = String::from_utf8_lossy(&rest[..split]).into_owned();
+                let upload = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
+                let parts = all_parts(&self.cluster, &upload).await?;
+                self.drop_parts(bucket, &key, parts.into_iter().map(|(_, _, e, k)| (e, k)))
+                    .await?;
+                self.cluster.delete(listed.key, listed.context).await?;
+            }
+        }
     }
 
     pub(super) async fn create_upload(
@@ -162,6 +229,7 @@ impl Gateway {
             content_type: attributes.content_type,
             headers: attributes.headers,
             metadata: attributes.metadata,
+            completed: None,
         };
         self.cluster
             .put(
@@ -187,6 +255,10 @@ impl Gateway {
             return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
         }
         self.upload(&input.bucket, &input.key, &input.upload_id).await?;
+        // Read before the body is written: of two uploads of this part, the
+        // one that began later supersedes what it read and wins.
+        let key = part_key(&input.upload_id, input.part_number);
+        let (values, context) = self.cluster.get(key.clone(), Consistency::Quorum).await?;
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
         });
@@ -195,6 +267,7 @@ impl Gateway {
             key: input.key.clone(),
             id: String::new(),
             upload: Some(input.upload_id.clone()),
+            record: None,
         };
         let layout = data::Layout {
             inline_max: 0,
@@ -210,28 +283,100 @@ impl Gateway {
             ));
         }
         super::service::check_md5(input.content_md5.as_deref(), &written.md5)?;
+        let etag = self
+            .store_part(&input.bucket, &input.key, (key, values, context), written)
+            .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    /// Writes a part's record for `written` over what `read` saw; the
+    /// extents it replaced become garbage. Its ETag.
+    async fn store_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        (record_key, values, context): (Vec<u8>, Vec<crate::proto::Value>, Context),
+        written: data::Written,
+    ) -> S3Result<String> {
         written.check_in_time(&self.layout)?;
-        let key = part_key(&input.upload_id, input.part_number);
-        let (values, context) = self.cluster.get(key.clone(), Consistency::Quorum).await?;
         let part = PartRecord {
             etag: hex(&written.md5),
             size: written.size,
             modified_ms: now_ms(),
-            extent: written.extent,
+            started_ms: written.started_ms,
+            // An empty part still has its place among the object's parts.
+            extent: Some(written.extent.unwrap_or_else(|| Extent {
+                id: new_id(),
+                blocks: 0,
+                size: 0,
+            })),
         };
-        self.cluster.put(key.clone(), encode(&part), context).await?;
-        let replaced: Vec<ObjectRecord> = values
-            .iter()
-            .filter_map(|v| rmp_serde::from_slice::<PartRecord>(&v.value).ok())
-            .filter_map(|old| old.extent)
+        self.cluster.put(record_key, encode(&part), context).await?;
+        let replaced: Vec<ObjectRecord> = PartRecord::extents(&values)
+            .into_iter()
             .map(|extent| ObjectRecord {
                 extents: vec![extent],
                 ..empty_record()
             })
             .collect();
-        data::discard(&self.cluster, &self.layout, &input.bucket, &input.key, &replaced).await?;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(ETag::Strong(part.etag)),
+        data::discard(&self.cluster, &self.layout, bucket, key, &replaced).await?;
+        Ok(part.etag)
+    }
+
+    pub(super) async fn copy_part(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let id = super::buckets::signer(&req)?.to_string();
+        let input = req.input;
+        if !(1..=MAX_PARTS).contains(&input.part_number) {
+            return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
+        }
+        let source = self
+            .copy_source(
+                &id,
+                &input.copy_source,
+                super::service::Conditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let range = match &input.copy_source_range {
+            None => 0..source.size,
+            Some(text) => copy_range(text, source.size)?,
+        };
+        self.upload(&input.bucket, &input.key, &input.upload_id).await?;
+        let key = part_key(&input.upload_id, input.part_number);
+        let (values, context) = self.cluster.get(key.clone(), Consistency::Quorum).await?;
+        let garbage = GarbageRecord {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            id: String::new(),
+            upload: Some(input.upload_id.clone()),
+            record: None,
+        };
+        let layout = data::Layout {
+            inline_max: 0,
+            ..self.layout
+        };
+        let length = range.end - range.start;
+        let body = data::read_body(&self.cluster, &source, range);
+        let written = data::write_body(&self.cluster, &layout, body, length, garbage).await?;
+        let etag = self
+            .store_part(&input.bucket, &input.key, (key, values, context), written)
+            .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp_ms(now_ms())),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
     }
@@ -240,19 +385,31 @@ impl Gateway {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let owner_id = super::buckets::signer(&req)?.to_string();
         let input = req.input;
         let (bucket, key) = (input.bucket.as_str(), input.key.as_str());
-        let (upload, upload_context) = self.upload(bucket, key, &input.upload_id).await?;
+        let (upload, upload_context) = self.any_upload(bucket, key, &input.upload_id).await?;
+        if let Some(etag) = &upload.completed {
+            // Completed already: the same answer again.
+            return Ok(S3Response::new(CompleteMultipartUploadOutput {
+                bucket: Some(input.bucket.clone()),
+                key: Some(input.key.clone()),
+                e_tag: Some(ETag::Strong(etag.clone())),
+                location: Some(format!("/{}/{}", input.bucket, input.key)),
+                ..Default::default()
+            }));
+        }
         let chosen = input
             .multipart_upload
             .and_then(|m| m.parts)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| s3_error!(MalformedXML, "name at least one part"))?;
-        let mut parts: BTreeMap<i32, (PartRecord, Vec<u8>)> = all_parts(&self.cluster, &input.upload_id)
-            .await?
-            .into_iter()
-            .map(|(n, part, record_key)| (n, (part, record_key)))
-            .collect();
+        let mut parts: BTreeMap<i32, (PartRecord, Vec<Extent>, Vec<u8>)> =
+            all_parts(&self.cluster, &input.upload_id)
+                .await?
+                .into_iter()
+                .map(|(n, part, extents, record_key)| (n, (part, extents, record_key)))
+                .collect();
         let mut previous = 0;
         let mut used = Vec::new();
         for (i, wanted) in chosen.iter().enumerate() {
@@ -264,7 +421,7 @@ impl Gateway {
                 ));
             }
             previous = number;
-            let Some((part, _)) = parts.get(&number) else {
+            let Some((part, _, _)) = parts.get(&number) else {
                 return Err(s3_error!(InvalidPart, "part {number} was not uploaded"));
             };
             if wanted
@@ -285,42 +442,69 @@ impl Gateway {
         let mut md5 = md5::Md5::new();
         let mut size = 0;
         let mut extents = Vec::new();
+        let mut losers = Vec::new();
         for number in &used {
-            let (part, _) = parts.remove(number).expect("checked above");
+            let (part, siblings, record_key) = parts.remove(number).expect("checked above");
             md5.update(hex_bytes(&part.etag));
             size += part.size;
-            extents.extend(part.extent);
+            let chosen = part.extent.clone();
+            // Extents of part uploads that lost to this one go.
+            let lost: Vec<Extent> = siblings
+                .into_iter()
+                .filter(|e| Some(e) != chosen.as_ref())
+                .collect();
+            losers.push((lost, record_key));
+            extents.extend(chosen);
         }
         let (current, replaced, context) = self.object(bucket, key).await?;
-        if let (Some(condition), Some(record)) = (&input.if_none_match, &current)
-            && super::service::matches(condition, record)
-        {
-            return Err(s3_error!(PreconditionFailed, "If-None-Match does not hold"));
-        }
+        super::service::check_write_conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            current.as_ref(),
+        )?;
         let record = ObjectRecord {
             version: new_id(),
             modified_ms: now_ms(),
             size,
             etag: format!("{}-{}", hex(&md5.finalize()), used.len()),
-            content_type: upload.content_type,
-            headers: upload.headers,
-            metadata: upload.metadata,
+            content_type: upload.content_type.clone(),
+            headers: upload.headers.clone(),
+            metadata: upload.metadata.clone(),
             inline: Vec::new(),
             block_size: self.layout.block_size as u32,
             extents,
             parts: used.len() as u32,
+            owner: owner_id,
         };
         self.put_record(bucket, key, &record, replaced, context).await?;
-        // Parts left out go; the parts used are now the object's, and
-        // their records go too.
-        self.drop_parts(bucket, key, parts.into_values()).await?;
-        for number in used {
-            let part_record = part_key(&input.upload_id, number);
-            let (_, context) = self.cluster.get(part_record.clone(), Consistency::Quorum).await?;
-            self.cluster.delete(part_record, context).await?;
-        }
+        // Parts left out go, as do part uploads that lost a race; the parts
+        // used are now the object's, and their records go too.
+        self.drop_parts(bucket, key, parts.into_values().map(|(_, e, k)| (e, k)))
+            .await?;
+        self.drop_parts(bucket, key, losers).await?;
+        // The upload is kept as completed for the grace period, then swept.
+        let upload_record = upload_key(bucket, key, &input.upload_id);
+        let completed = UploadRecord {
+            completed: Some(record.etag.clone()),
+            ..upload
+        };
         self.cluster
-            .delete(upload_key(bucket, key, &input.upload_id), upload_context)
+            .put(upload_record.clone(), encode(&completed), upload_context)
+            .await?;
+        let garbage = GarbageRecord {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            id: new_id(),
+            upload: Some(input.upload_id.clone()),
+            record: Some(upload_record),
+        };
+        let due = now_ms() + self.layout.grace.as_millis() as u64;
+        self.cluster
+            .put(
+                super::store::garbage_key(due, &garbage.id),
+                garbage.encode(),
+                Context::empty(),
+            )
             .await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
@@ -341,7 +525,7 @@ impl Gateway {
         self.drop_parts(
             &input.bucket,
             &input.key,
-            parts.into_iter().map(|(_, p, k)| (p, k)),
+            parts.into_iter().map(|(_, _, e, k)| (e, k)),
         )
         .await?;
         self.cluster
@@ -361,13 +545,13 @@ impl Gateway {
         let listed: Vec<_> = all_parts(&self.cluster, &input.upload_id)
             .await?
             .into_iter()
-            .filter(|(n, _, _)| *n > marker)
+            .filter(|(n, _, _, _)| *n > marker)
             .collect();
         let truncated = listed.len() > max;
         let shown: Vec<Part> = listed
             .iter()
             .take(max)
-            .map(|(n, part, _)| Part {
+            .map(|(n, part, _, _)| Part {
                 part_number: Some(*n),
                 e_tag: Some(ETag::Strong(part.etag.clone())),
                 size: Some(part.size as i64),
@@ -427,7 +611,8 @@ impl Gateway {
             ) else {
                 continue;
             };
-            let Some(record) = decode::<UploadRecord>(&listed.values) else {
+            let Some(record) = decode::<UploadRecord>(&listed.values).filter(|r| r.completed.is_none())
+            else {
                 continue;
             };
             uploads.push(MultipartUpload {
@@ -477,7 +662,31 @@ fn empty_record() -> ObjectRecord {
         block_size: 0,
         extents: Vec::new(),
         parts: 0,
+        owner: String::new(),
     }
+}
+
+/// The byte range `bytes=FIRST-LAST` of a source of `size` bytes.
+fn copy_range(text: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let invalid = || {
+        s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range is bytes=FIRST-LAST within the source"
+        )
+    };
+    let (first, last) = text
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .ok_or_else(invalid)?;
+    let (first, last): (u64, u64) = (
+        first.parse().map_err(|_| invalid())?,
+        last.parse().map_err(|_| invalid())?,
+    );
+    if first > last || last >= size {
+        return Err(s3_error!(InvalidRange, "the copy range is not within the source"));
+    }
+    Ok(first..last + 1)
 }
 
 /// The bytes of a hex string (an MD5's), for the multipart ETag.

@@ -57,11 +57,33 @@ pub(super) fn matches(condition: &ETagCondition, record: &ObjectRecord) -> bool 
 }
 
 /// The conditions of a GET, HEAD or copy source, in RFC 9110's order.
-struct Conditions<'a> {
-    if_match: Option<&'a ETagCondition>,
-    if_none_match: Option<&'a ETagCondition>,
-    if_modified_since: Option<&'a Timestamp>,
-    if_unmodified_since: Option<&'a Timestamp>,
+pub(super) struct Conditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+/// Refuses a write whose If-Match or If-None-Match does not hold for the
+/// object a QUORUM read found.
+pub(super) fn check_write_conditions(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    current: Option<&ObjectRecord>,
+) -> S3Result<()> {
+    match (if_match, current) {
+        (Some(condition), Some(record)) if !matches(condition, record) => {
+            return Err(s3_error!(PreconditionFailed, "If-Match does not hold"));
+        }
+        (Some(_), None) => return Err(s3_error!(NoSuchKey, "If-Match: no such key")),
+        _ => {}
+    }
+    if let (Some(condition), Some(record)) = (if_none_match, current)
+        && matches(condition, record)
+    {
+        return Err(s3_error!(PreconditionFailed, "If-None-Match does not hold"));
+    }
+    Ok(())
 }
 
 impl Conditions<'_> {
@@ -74,7 +96,15 @@ impl Conditions<'_> {
             None if self.if_unmodified_since.is_some_and(|t| modified > seconds(t)) => return Err(failed()),
             _ => {}
         }
-        let unchanged = || S3Error::with_message(not_modified.clone(), "not modified");
+        let unchanged = || {
+            let mut error = S3Error::with_message(not_modified.clone(), "Not Modified");
+            let mut headers = hyper::HeaderMap::new();
+            if let Ok(etag) = hyper::header::HeaderValue::from_str(&format!("\"{}\"", record.etag)) {
+                headers.insert(hyper::header::ETAG, etag);
+            }
+            error.set_headers(headers);
+            error
+        };
         match self.if_none_match {
             Some(condition) if matches(condition, record) => Err(unchanged()),
             None if self.if_modified_since.is_some_and(|t| modified <= seconds(t)) => Err(unchanged()),
@@ -96,10 +126,24 @@ impl Attributes {
         headers: &hyper::HeaderMap,
         metadata: Option<Metadata>,
     ) -> Attributes {
-        let headers = KEPT_HEADERS
+        let mut headers: BTreeMap<String, String> = KEPT_HEADERS
             .iter()
             .filter_map(|name| Some((name.to_string(), headers.get(*name)?.to_str().ok()?.to_string())))
             .collect();
+        // `aws-chunked` describes how this request's body was sent, not
+        // the object.
+        if let Some(encoding) = headers.get("content-encoding") {
+            let kept: Vec<&str> = encoding
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+                .collect();
+            if kept.is_empty() {
+                headers.remove("content-encoding");
+            } else {
+                headers.insert("content-encoding".to_string(), kept.join(", "));
+            }
+        }
         Attributes {
             content_type,
             headers,
@@ -136,6 +180,7 @@ impl Gateway {
             key: key.to_string(),
             id: String::new(),
             upload,
+            record: None,
         }
     }
 
@@ -144,6 +189,7 @@ impl Gateway {
     /// become garbage.
     async fn commit(
         &self,
+        owner: &str,
         (bucket, key): (&str, &str),
         written: Written,
         attributes: Attributes,
@@ -162,6 +208,7 @@ impl Gateway {
             block_size: self.layout.block_size as u32,
             extents: written.extent.into_iter().collect(),
             parts: 0,
+            owner: owner.to_string(),
         };
         self.put_record(bucket, key, &record, replaced, context).await?;
         Ok(record)
@@ -181,6 +228,24 @@ impl Gateway {
         data::discard(&self.cluster, &self.layout, bucket, key, &replaced).await
     }
 
+    /// The object a copy reads, once the signer's right to read it and
+    /// the copy's conditions are checked.
+    pub(super) async fn copy_source(
+        &self,
+        id: &str,
+        source: &CopySource,
+        conditions: Conditions<'_>,
+    ) -> S3Result<ObjectRecord> {
+        let CopySource::Bucket { bucket, key, .. } = source else {
+            return Err(s3_error!(NotImplemented, "copy sources are bucket/key"));
+        };
+        self.authorize(id, bucket, super::Needed::Read).await?;
+        let (record, _, _) = self.object(bucket, key).await?;
+        let record = record.ok_or_else(|| s3_error!(NoSuchKey, "no such source key"))?;
+        conditions.check(&record, S3ErrorCode::PreconditionFailed)?;
+        Ok(record)
+    }
+
     async fn delete_one(&self, bucket: &str, key: &str) -> S3Result<()> {
         let (_, replaced, context) = self.object(bucket, key).await?;
         if replaced.is_empty() {
@@ -189,6 +254,25 @@ impl Gateway {
         self.cluster.delete(object_record(bucket, key), context).await?;
         data::discard(&self.cluster, &self.layout, bucket, key, &replaced).await
     }
+}
+
+/// The bytes of part `number` of an object (a simple object is one part).
+fn part_range(record: &ObjectRecord, number: i32) -> S3Result<std::ops::Range<u64>> {
+    let invalid = || s3_error!(InvalidPart, "the object has no part {number}");
+    if record.parts == 0 {
+        return if number == 1 {
+            Ok(0..record.size)
+        } else {
+            Err(invalid())
+        };
+    }
+    let index = usize::try_from(number)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(invalid)?;
+    let extent = record.extents.get(index).ok_or_else(invalid)?;
+    let start: u64 = record.extents[..index].iter().map(|e| e.size).sum();
+    Ok(start..start + extent.size)
 }
 
 /// Refuses a body that does not match its Content-MD5.
@@ -218,6 +302,7 @@ fn head_output(record: &ObjectRecord) -> HeadObjectOutput {
         content_disposition: header("content-disposition"),
         content_encoding: header("content-encoding"),
         content_language: header("content-language"),
+        expires: header("expires").and_then(|e| Timestamp::parse(TimestampFormat::HttpDate, &e).ok()),
         parts_count: (record.parts > 0).then_some(record.parts as i32),
         ..Default::default()
     }
@@ -272,14 +357,33 @@ impl S3 for Gateway {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        Ok(S3Response::new(self.list_buckets_of(signer(&req)?).await?))
+        let max = match req.input.max_buckets {
+            Some(n) if !(1..=10_000).contains(&n) => {
+                return Err(s3_error!(InvalidArgument, "max-buckets is 1 to 10000"));
+            }
+            Some(n) => n as usize,
+            None => 10_000,
+        };
+        let token = req.input.continuation_token.as_deref();
+        Ok(S3Response::new(
+            self.list_buckets_of(signer(&req)?, token, max).await?,
+        ))
     }
 
     async fn create_bucket(
         &self,
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
-        let output = self.create_bucket_for(signer(&req)?, &req.input.bucket).await?;
+        let location = req
+            .input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            .map(|l| l.as_str().to_string())
+            .filter(|l| !l.is_empty());
+        let output = self
+            .create_bucket_for(signer(&req)?, &req.input.bucket, location)
+            .await?;
         Ok(S3Response::new(output))
     }
 
@@ -290,9 +394,9 @@ impl S3 for Gateway {
 
     async fn get_bucket_location(
         &self,
-        _req: S3Request<GetBucketLocationInput>,
+        req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        Ok(S3Response::new(self.location()))
+        Ok(S3Response::new(self.location(&req.input.bucket).await?))
     }
 
     async fn delete_bucket(
@@ -304,22 +408,16 @@ impl S3 for Gateway {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let owner = signer(&req)?.to_string();
         let input = req.input;
         let (bucket, key) = (input.bucket.as_str(), input.key.as_str());
         check_key(key)?;
         let (current, replaced, context) = self.object(bucket, key).await?;
-        match (&input.if_match, &current) {
-            (Some(condition), Some(record)) if !matches(condition, record) => {
-                return Err(s3_error!(PreconditionFailed, "If-Match does not hold"));
-            }
-            (Some(_), None) => return Err(s3_error!(NoSuchKey, "If-Match: no such key")),
-            _ => {}
-        }
-        if let (Some(condition), Some(record)) = (&input.if_none_match, &current)
-            && matches(condition, record)
-        {
-            return Err(s3_error!(PreconditionFailed, "If-None-Match does not hold"));
-        }
+        check_write_conditions(
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            current.as_ref(),
+        )?;
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
         });
@@ -342,7 +440,7 @@ impl S3 for Gateway {
         check_md5(input.content_md5.as_deref(), &written.md5)?;
         let attributes = Attributes::new(input.content_type, &req.headers, input.metadata);
         let record = self
-            .commit((bucket, key), written, attributes, (replaced, context))
+            .commit(&owner, (bucket, key), written, attributes, (replaced, context))
             .await?;
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag_of(&record)),
@@ -361,14 +459,21 @@ impl S3 for Gateway {
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         }
         .check(&record, S3ErrorCode::NotModified)?;
-        let (range, partial) = match &input.range {
-            Some(range) => (
+        let (range, partial) = match (&input.range, input.part_number) {
+            (Some(_), Some(_)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "ask for a range or a part number, not both"
+                ));
+            }
+            (Some(range), None) => (
                 range
                     .check(record.size)
                     .map_err(|_| s3_error!(InvalidRange, "the range is not satisfiable"))?,
                 true,
             ),
-            None => (0..record.size, false),
+            (None, Some(number)) => (part_range(&record, number)?, true),
+            (None, None) => (0..record.size, false),
         };
         let head = head_output(&record);
         let body = data::read_body(&self.cluster, &record, range.clone());
@@ -386,7 +491,11 @@ impl S3 for Gateway {
             content_disposition: input.response_content_disposition.or(head.content_disposition),
             content_encoding: input.response_content_encoding.or(head.content_encoding),
             content_language: input.response_content_language.or(head.content_language),
-            parts_count: head.parts_count,
+            expires: head.expires,
+            parts_count: input
+                .part_number
+                .map(|_| record.parts.max(1) as i32)
+                .or(head.parts_count),
             ..Default::default()
         };
         let mut response = S3Response::new(output);
@@ -407,7 +516,13 @@ impl S3 for Gateway {
             if_unmodified_since: input.if_unmodified_since.as_ref(),
         }
         .check(&record, S3ErrorCode::NotModified)?;
-        Ok(S3Response::new(head_output(&record)))
+        let mut head = head_output(&record);
+        if let Some(number) = input.part_number {
+            let range = part_range(&record, number)?;
+            head.content_length = Some((range.end - range.start) as i64);
+            head.parts_count = Some(record.parts.max(1) as i32);
+        }
+        Ok(S3Response::new(head))
     }
 
     async fn delete_object(
@@ -461,17 +576,19 @@ impl S3 for Gateway {
         else {
             return Err(s3_error!(NotImplemented, "copy sources are bucket/key"));
         };
-        self.authorize(&id, source_bucket, super::Needed::Read).await?;
         check_key(&input.key)?;
-        let (source, _, _) = self.object(source_bucket, source_key).await?;
-        let source = source.ok_or_else(|| s3_error!(NoSuchKey, "no such source key"))?;
-        Conditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        }
-        .check(&source, S3ErrorCode::PreconditionFailed)?;
+        let source = self
+            .copy_source(
+                &id,
+                &input.copy_source,
+                Conditions {
+                    if_match: input.copy_source_if_match.as_ref(),
+                    if_none_match: input.copy_source_if_none_match.as_ref(),
+                    if_modified_since: input.copy_source_if_modified_since.as_ref(),
+                    if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -497,6 +614,7 @@ impl S3 for Gateway {
         .await?;
         let record = self
             .commit(
+                &id,
                 (&input.bucket, &input.key),
                 written,
                 attributes,
@@ -548,7 +666,7 @@ impl S3 for Gateway {
                     .collect(),
             ),
             common_prefixes: prefixes(&page, encode),
-            delimiter: input.delimiter,
+            delimiter: input.delimiter.filter(|d| !d.is_empty()),
             next_marker,
             encoding_type: input.encoding_type,
             ..Default::default()
@@ -598,7 +716,7 @@ impl S3 for Gateway {
             .objects
             .iter()
             .map(|(n, r)| Object {
-                owner: fetch_owner.then(|| owner("")),
+                owner: fetch_owner.then(|| owner(&r.owner)),
                 ..list_entry(n, r, encode)
             })
             .collect();
@@ -620,11 +738,43 @@ impl S3 for Gateway {
             next_continuation_token: next,
             common_prefixes: prefixes(&page, encode),
             contents: Some(contents),
-            delimiter: input.delimiter,
+            delimiter: input.delimiter.filter(|d| !d.is_empty()),
             encoding_type: input.encoding_type,
             start_after: input.start_after,
             ..Default::default()
         }))
+    }
+
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        Ok(S3Response::new(self.bucket_acl(&req.input.bucket).await?))
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        Ok(S3Response::new(
+            self.object_acl(&req.input.bucket, &req.input.key).await?,
+        ))
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.set_bucket_acl(&req.input).await?;
+        empty()
+    }
+
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.set_object_acl(&req.input).await?;
+        empty()
     }
 
     async fn create_multipart_upload(
@@ -632,6 +782,13 @@ impl S3 for Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         self.create_upload(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.copy_part(req).await
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
@@ -708,7 +865,7 @@ impl S3 for Gateway {
             next_version_id_marker: page.truncated.then(|| "null".to_string()),
             common_prefixes: prefixes(&page, encode),
             versions: Some(versions),
-            delimiter: input.delimiter,
+            delimiter: input.delimiter.filter(|d| !d.is_empty()),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))

@@ -182,8 +182,12 @@ pub struct ObjectRecord {
     pub block_size: u32,
     /// The blocks, in order.
     pub extents: Vec<Extent>,
-    /// Parts of a multipart upload (0 for a simple PUT).
+    /// Parts of a multipart upload (0 for a simple PUT); each is one
+    /// extent, in order.
     pub parts: u32,
+    /// The access key that wrote it.
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl ObjectRecord {
@@ -222,6 +226,9 @@ pub struct GarbageRecord {
     pub id: String,
     /// The multipart upload it was a part of, if any.
     pub upload: Option<String>,
+    /// A record to delete along with the blocks (a completed upload's).
+    #[serde(default)]
+    pub record: Option<Vec<u8>>,
 }
 
 impl GarbageRecord {
