@@ -90,6 +90,95 @@ fn s3_clients_work_and_garbage_is_swept() {
     });
 }
 
+/// Blocks of the 200 MiB object.
+const BIG_BLOCKS: usize = 200;
+
+#[test]
+fn a_multipart_upload_survives_a_node_stopping_and_leaves_no_orphaned_blocks() {
+    run(Duration::from_secs(600), async {
+        let mut cluster = TestCluster::empty(Durability::Buffer, Config::default()).unwrap();
+        let mut s3 = S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        s3.plain = true;
+        s3.grace = Duration::from_secs(30);
+        s3.sweep_every = Duration::from_millis(500);
+        cluster.s3 = Some(s3);
+        cluster.start_nodes(3, 0).await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
+        let admin = client.admin();
+        let (owner, secret) = admin.s3_create_key("owner", true).await.unwrap();
+        admin.s3_create_bucket("shared").await.unwrap();
+        let all = Rights {
+            read: true,
+            write: true,
+            owner: true,
+        };
+        admin.s3_allow(&owner, "shared", all).await.unwrap();
+        let endpoint = format!("http://{}", cluster.s3_addr(0).unwrap());
+        let keys = [
+            owner,
+            secret,
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+
+        // Node 3 stops once four of the 40 parts are in, and comes back 8 s
+        // later.
+        let upload = tokio::spawn({
+            let (endpoint, keys) = (endpoint.clone(), keys.clone());
+            async move { python(&endpoint, &keys, "big-upload").await }
+        });
+        let parts = ListOptions::prefix(b"\0shoal/s3/parts/").consistency(Consistency::One);
+        let start = Instant::now();
+        while client.list_all(&parts).await.map_or(0, |p| p.len()) < 4 {
+            if upload.is_finished() {
+                // Skipped (no boto3), or over before four parts were seen.
+                assert!(!upload.await.unwrap(), "the upload ended before the node stopped");
+                return cluster.shutdown().await.unwrap();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the upload did not begin"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.stop(2).await.unwrap();
+        assert!(!upload.is_finished(), "the upload ended before the node stopped");
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        cluster.restart(2).await.unwrap();
+        if !upload.await.unwrap() {
+            return cluster.shutdown().await.unwrap();
+        }
+        cluster
+            .wait_until_members_up(3, Duration::from_secs(30))
+            .await
+            .unwrap();
+
+        // Once repair has run and the grace period has passed, every
+        // replica holds the object's blocks and nothing else.
+        let blocks = ListOptions::prefix(b"\0shoal/s3/blocks/")
+            .limit(1000)
+            .consistency(Consistency::All);
+        let start = Instant::now();
+        let left = loop {
+            let left = client.list_all(&blocks).await.ok().map(|keys| keys.len());
+            if left == Some(BIG_BLOCKS) || start.elapsed() > Duration::from_secs(150) {
+                break left;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        assert_eq!(
+            left,
+            Some(BIG_BLOCKS),
+            "blocks on the replicas after repair and the grace period"
+        );
+        assert!(python(&endpoint, &keys, "big-check").await);
+        client.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}
+
 /// Runs tests/s3_clients.py; false if python3 or boto3 is missing (then
 /// skipped, unless SHOAL_REQUIRE_PYTHON is set, as in CI).
 async fn python(endpoint: &str, keys: &[String; 6], phase: &str) -> bool {

@@ -1,5 +1,6 @@
-"""Real S3 clients against shoal's gateway: boto3 (and the aws CLI when
-installed). Run by tests/net_s3.rs:
+"""Real S3 clients against shoal's gateway: boto3, the aws CLI, rclone,
+s3cmd and the minio client (each skipped when not installed, except in CI,
+which installs them). Run by tests/net_s3.rs:
 
     s3_clients.py ENDPOINT OWNER_ID OWNER_SECRET READER_ID READER_SECRET \
         STRANGER_ID STRANGER_SECRET PHASE
@@ -25,11 +26,11 @@ from botocore.config import Config
  stranger_secret, phase) = sys.argv[1:9]
 
 
-def client(key_id, secret, **extra):
+def client(key_id, secret, retries=None, **extra):
     return boto3.client(
         "s3", endpoint_url=endpoint, aws_access_key_id=key_id,
         aws_secret_access_key=secret, region_name="us-east-1",
-        config=Config(retries={"max_attempts": 3}, **extra))
+        config=Config(retries=retries or {"max_attempts": 3}, **extra))
 
 
 owner = client(owner_id, owner_secret)
@@ -273,6 +274,103 @@ def aws_cli():
     assert run("s3", "ls", "--recursive", "s3://shared/tree/", codes=(0, 1)) == ""
 
 
+def tool(name):
+    """The path of a client program, or None (then skipped, except in CI)."""
+    path = shutil.which(name)
+    if path is None:
+        assert not os.environ.get("SHOAL_REQUIRE_PYTHON"), f"{name} is required"
+        print(f"SKIPPED {name}: not installed")
+    return path
+
+
+def a_tree():
+    tree = tempfile.mkdtemp()
+    files = {"one.txt": b"first", "two/2.bin": data(50, MiB + 5), "two/three/3.bin": data(51, 3 * MiB)}
+    for name, body in files.items():
+        os.makedirs(os.path.dirname(os.path.join(tree, name)), exist_ok=True)
+        with open(os.path.join(tree, name), "wb") as f:
+            f.write(body)
+    return tree, files
+
+
+def checked(args, env=None):
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def rclone():
+    path = tool("rclone")
+    if path is None:
+        return
+    env = dict(os.environ, RCLONE_CONFIG_SHOAL_TYPE="s3", RCLONE_CONFIG_SHOAL_PROVIDER="Other",
+               RCLONE_CONFIG_SHOAL_ACCESS_KEY_ID=owner_id, RCLONE_CONFIG_SHOAL_SECRET_ACCESS_KEY=owner_secret,
+               RCLONE_CONFIG_SHOAL_ENDPOINT=endpoint, RCLONE_CONFIG_SHOAL_REGION="us-east-1",
+               RCLONE_CONFIG_SHOAL_FORCE_PATH_STYLE="true", NO_PROXY="*")
+    tree, files = a_tree()
+    rc = [path, "--config", "/dev/null", "--s3-upload-cutoff", "2M", "--s3-chunk-size", "5M"]
+    checked(rc + ["copy", tree, "shoal:shared/rclone"], env)
+    # Checksums: rclone compares every file's MD5 with the object's ETag.
+    checked(rc + ["check", tree, "shoal:shared/rclone"], env)
+    listed = checked(rc + ["lsf", "-R", "shoal:shared/rclone"], env).split()
+    assert sorted(n for n in listed if not n.endswith("/")) == sorted(files), listed
+    back = tempfile.mkdtemp()
+    checked(rc + ["copy", "shoal:shared/rclone", back], env)
+    for name, body in files.items():
+        assert open(os.path.join(back, name), "rb").read() == body, name
+    checked(rc + ["delete", "shoal:shared/rclone"], env)
+    assert checked(rc + ["lsf", "-R", "shoal:shared/rclone"], env).strip() == ""
+
+
+def s3cmd():
+    path = tool("s3cmd")
+    if path is None:
+        return
+    host = endpoint.split("://", 1)[1]
+    config = os.path.join(tempfile.mkdtemp(), "s3cfg")
+    with open(config, "w") as f:
+        f.write(f"[default]\naccess_key = {owner_id}\nsecret_key = {owner_secret}\nhost_base = {host}\n"
+                f"host_bucket = {host}\nuse_https = False\nbucket_location = us-east-1\n"
+                "multipart_chunk_size_mb = 5\nsignature_v2 = False\n")
+    tree, files = a_tree()
+    cmd = [path, "-c", config, "--no-progress"]
+    checked(cmd + ["put", "--recursive", tree + "/", "s3://shared/s3cmd/"])
+    listed = checked(cmd + ["ls", "--recursive", "s3://shared/s3cmd/"])
+    for name in files:
+        assert f"s3://shared/s3cmd/{name}" in listed, listed
+    back = tempfile.mkdtemp()
+    for name, body in files.items():
+        target = os.path.join(back, name.replace("/", "_"))
+        checked(cmd + ["get", f"s3://shared/s3cmd/{name}", target])
+        assert open(target, "rb").read() == body, name
+    checked(cmd + ["del", "--recursive", "--force", "s3://shared/s3cmd/"])
+    assert checked(cmd + ["ls", "--recursive", "s3://shared/s3cmd/"]).strip() == ""
+
+
+def minio_client():
+    try:
+        import minio
+    except ImportError:
+        assert not os.environ.get("SHOAL_REQUIRE_PYTHON"), "the minio client is required"
+        print("SKIPPED minio: not installed")
+        return
+    import io
+    host = endpoint.split("://", 1)[1]
+    mc = minio.Minio(host, access_key=owner_id, secret_key=owner_secret, secure=False, region="us-east-1")
+    body = data(60, 11 * MiB + 1)
+    # Parts of 5 MiB: a multipart upload.
+    mc.put_object("shared", "minio/big.bin", io.BytesIO(body), len(body), part_size=5 * MiB)
+    mc.put_object("shared", "minio/small.txt", io.BytesIO(b"small"), 5, content_type="text/plain")
+    assert mc.get_object("shared", "minio/big.bin").read() == body
+    assert mc.get_object("shared", "minio/big.bin", offset=MiB, length=10).read() == body[MiB:MiB + 10]
+    assert mc.stat_object("shared", "minio/small.txt").content_type == "text/plain"
+    names = sorted(o.object_name for o in mc.list_objects("shared", prefix="minio/", recursive=True))
+    assert names == ["minio/big.bin", "minio/small.txt"], names
+    for name in names:
+        mc.remove_object("shared", name)
+    assert list(mc.list_objects("shared", prefix="minio/", recursive=True)) == []
+
+
 def leave_garbage():
     # Overwritten twice, and an aborted upload: their blocks are garbage;
     # `gc/kept`'s are not.
@@ -288,7 +386,23 @@ if phase == "clients":
     objects()
     rights()
     aws_cli()
+    rclone()
+    s3cmd()
+    minio_client()
     leave_garbage()
+elif phase == "big-upload":
+    # 200 MiB in parts of 5 MiB through one gateway, with the retries
+    # clients make, while the test stops and restarts another node.
+    retrying = client(owner_id, owner_secret, retries={"mode": "standard", "max_attempts": 10})
+    body = data(70, 200 * MiB)
+    import io
+    retrying.upload_fileobj(io.BytesIO(body), "shared", "big/200MiB.bin", Config=boto3.s3.transfer.TransferConfig(
+        multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, max_concurrency=4))
+    got = retrying.get_object(Bucket="shared", Key="big/200MiB.bin")["Body"].read()
+    assert hashlib.md5(got).digest() == hashlib.md5(body).digest(), "the upload did not read back intact"
+elif phase == "big-check":
+    got = owner.get_object(Bucket="shared", Key="big/200MiB.bin")["Body"].read()
+    assert got == data(70, 200 * MiB), "the object did not survive repair and the sweep intact"
 elif phase == "kept":
     got = owner.get_object(Bucket="shared", Key="gc/kept")["Body"].read()
     assert got == data(42, 3 * MiB + 1), "the live object lost data to the sweep"
