@@ -329,10 +329,9 @@ pub async fn sweep(cluster: &Cluster, max_records: u32) -> S3Result<Swept> {
 async fn still_referred(cluster: &Cluster, garbage: &GarbageRecord) -> S3Result<bool> {
     let object = crate::net::s3::object_record(&garbage.bucket, &garbage.key);
     let (values, _) = cluster.get(object, Consistency::Quorum).await?;
-    if ObjectRecord::all(&values)
-        .iter()
-        .any(|r| r.refers_to(&garbage.id))
-    {
+    // Only the version readers see: a concurrent write that lost stays a
+    // sibling until the next write supersedes it, but nobody reads it.
+    if ObjectRecord::winner(&values).is_some_and(|r| r.refers_to(&garbage.id)) {
         return Ok(true);
     }
     match &garbage.upload {
