@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Memory of a node during large S3 uploads: 3 shoal nodes (N=3, release
+# build), a warm-up of 64 MiB of 1 MiB objects, then two SIZE_MIB uploads
+# (default 1024) through node 1's gateway with boto3 (multipart, 8 MiB
+# parts, 4 in flight) while node 1's resident set size is sampled every
+# 100 ms. Prints node 1's RSS before and at its peak during each upload:
+# the first also grows the node's memtables and caches to their working
+# size, the second shows what an upload itself costs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="$(mktemp -d)"
+PIDS=()
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+trap cleanup EXIT
+SIZE_MIB=${SIZE_MIB:-1024}
+
+python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
+build_shoal
+S3_PORT=17480 start_shoal_cluster 17401
+read -r ID SECRET <<<"$("$SHOAL" s3 key create memory 2>/dev/null |
+    awk '/access key id/ {id=$NF} /secret access key/ {s=$NF} END {print id, s}')"
+"$SHOAL" s3 bucket create memory >/dev/null
+"$SHOAL" s3 allow "$ID" memory --read --write --owner >/dev/null
+NO_PROXY='*' python3 - "$ID" "$SECRET" "${PIDS[0]}" "$SIZE_MIB" <<'PY'
+import boto3, io, os, sys, threading, time
+from boto3.s3.transfer import TransferConfig
+key_id, secret, pid, size_mib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:17480", aws_access_key_id=key_id,
+                  aws_secret_access_key=secret, region_name="us-east-1")
+MiB = 1 << 20
+
+def rss_mib():
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmRSS")) / 1024
+
+for i in range(64):
+    s3.put_object(Bucket="memory", Key=f"warm/{i}", Body=os.urandom(MiB))
+time.sleep(2)
+
+class Stream(io.RawIOBase):
+    """SIZE_MIB of pseudo-random bytes, made as they are read."""
+    def __init__(self, size):
+        self.left, self.block = size, os.urandom(MiB)
+    def readable(self):
+        return True
+    def readinto(self, buffer):
+        n = min(len(buffer), self.left, MiB)
+        buffer[:n] = self.block[:n]
+        self.left -= n
+        return n
+
+for run in (1, 2):
+    before = rss_mib()
+    peak, done = [before], threading.Event()
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_mib())
+            time.sleep(0.1)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.monotonic()
+    s3.upload_fileobj(io.BufferedReader(Stream(size_mib * MiB), MiB), "memory", f"big{run}.bin",
+                      Config=TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB,
+                                            max_concurrency=4))
+    seconds = time.monotonic() - start
+    done.set()
+    sampler.join()
+    size = s3.head_object(Bucket="memory", Key=f"big{run}.bin")["ContentLength"]
+    assert size == size_mib * MiB, size
+    print(f"upload {run}: {size_mib} MiB in {seconds:.1f} s ({size_mib / seconds:.1f} MiB/s) through node 1; "
+          f"node 1 RSS {before:.0f} MiB before, {peak[0]:.0f} MiB at peak, +{peak[0] - before:.0f} MiB")
+PY
