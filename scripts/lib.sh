@@ -53,3 +53,18 @@ start_shoal_cluster() { # PORT
     echo "the 3 shoal nodes did not see each other within 30 s; logs in $WORK" >&2
     return 1
 }
+
+# Makes S3 access key NAME and prints "ID SECRET". With --create-bucket the
+# key may make buckets; with a bucket name, that bucket is made and the key
+# owns it.
+s3_key() { # NAME [--create-bucket | BUCKET]
+    local flag=() id secret
+    [ "${2:-}" = --create-bucket ] && flag=(--create-bucket)
+    read -r id secret < <("$SHOAL" s3 key create "$1" "${flag[@]}" 2>/dev/null |
+        awk '/access key id/ {id=$NF} /secret access key/ {s=$NF} END {print id, s}')
+    if [ -n "${2:-}" ] && [ "$2" != --create-bucket ]; then
+        "$SHOAL" s3 bucket create "$2" >/dev/null
+        "$SHOAL" s3 allow "$id" "$2" --read --write --owner >/dev/null
+    fi
+    echo "$id $secret"
+}

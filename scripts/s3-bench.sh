@@ -17,8 +17,5 @@ BENCH=${S3BENCH:-$ROOT/../shared/s3-bench.py}
 python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
 build_shoal
 S3_PORT=17380 start_shoal_cluster 17301
-read -r ID SECRET <<<"$("$SHOAL" s3 key create bench 2>/dev/null |
-    awk '/access key id/ {id=$NF} /secret access key/ {s=$NF} END {print id, s}')"
-"$SHOAL" s3 bucket create bench >/dev/null
-"$SHOAL" s3 allow "$ID" bench --read --write --owner >/dev/null
+read -r ID SECRET <<<"$(s3_key bench bench)"
 NO_PROXY='*' UNIQUE=1 python3 "$BENCH" http://127.0.0.1:17380 bench "$ID" "$SECRET" "${PIDS[@]}"

@@ -18,10 +18,7 @@ SIZE_MIB=${SIZE_MIB:-1024}
 python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
 build_shoal
 S3_PORT=17480 start_shoal_cluster 17401
-read -r ID SECRET <<<"$("$SHOAL" s3 key create memory 2>/dev/null |
-    awk '/access key id/ {id=$NF} /secret access key/ {s=$NF} END {print id, s}')"
-"$SHOAL" s3 bucket create memory >/dev/null
-"$SHOAL" s3 allow "$ID" memory --read --write --owner >/dev/null
+read -r ID SECRET <<<"$(s3_key memory memory)"
 NO_PROXY='*' python3 - "$ID" "$SECRET" "${PIDS[0]}" "$SIZE_MIB" <<'PY'
 import boto3, io, os, sys, threading, time
 from boto3.s3.transfer import TransferConfig

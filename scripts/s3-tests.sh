@@ -35,13 +35,9 @@ S3_PORT=17280 start_shoal_cluster 17201
 
 # Three access keys (the suite's main, alt and tenant users), each allowed
 # to make buckets.
-key() { # NAME -> "id secret"
-    "$SHOAL" s3 key create "$1" --create-bucket 2>/dev/null |
-        awk '/access key id/ {id=$NF} /secret access key/ {s=$NF} END {print id, s}'
-}
-read -r MAIN_ID MAIN_SECRET <<<"$(key main)"
-read -r ALT_ID ALT_SECRET <<<"$(key alt)"
-read -r TENANT_ID TENANT_SECRET <<<"$(key tenant)"
+read -r MAIN_ID MAIN_SECRET <<<"$(s3_key main --create-bucket)"
+read -r ALT_ID ALT_SECRET <<<"$(s3_key alt --create-bucket)"
+read -r TENANT_ID TENANT_SECRET <<<"$(s3_key tenant --create-bucket)"
 cat >"$WORK/s3tests.conf" <<CONF
 [DEFAULT]
 host = 127.0.0.1

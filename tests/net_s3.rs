@@ -23,25 +23,10 @@ const KEPT_BLOCKS: usize = 4;
 #[test]
 fn s3_clients_work_and_garbage_is_swept() {
     run(Duration::from_secs(600), async {
-        let mut cluster = TestCluster::empty(Durability::Buffer, Config::default()).unwrap();
-        let mut s3 = S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        s3.plain = true;
-        s3.grace = Duration::from_secs(20);
-        s3.sweep_every = Duration::from_millis(500);
-        cluster.s3 = Some(s3);
-        cluster.start_nodes(3, 0).await.unwrap();
-        let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
+        let (cluster, client, (owner, owner_secret)) = s3_cluster(Duration::from_secs(20)).await;
         let admin = client.admin();
-        let (owner, owner_secret) = admin.s3_create_key("owner", true).await.unwrap();
         let (reader, reader_secret) = admin.s3_create_key("reader", false).await.unwrap();
         let (stranger, stranger_secret) = admin.s3_create_key("stranger", true).await.unwrap();
-        admin.s3_create_bucket("shared").await.unwrap();
-        let all = Rights {
-            read: true,
-            write: true,
-            owner: true,
-        };
-        admin.s3_allow(&owner, "shared", all).await.unwrap();
         let read = Rights {
             read: true,
             ..Rights::default()
@@ -96,23 +81,7 @@ const BIG_BLOCKS: usize = 200;
 #[test]
 fn a_multipart_upload_survives_a_node_stopping_and_leaves_no_orphaned_blocks() {
     run(Duration::from_secs(600), async {
-        let mut cluster = TestCluster::empty(Durability::Buffer, Config::default()).unwrap();
-        let mut s3 = S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0)));
-        s3.plain = true;
-        s3.grace = Duration::from_secs(30);
-        s3.sweep_every = Duration::from_millis(500);
-        cluster.s3 = Some(s3);
-        cluster.start_nodes(3, 0).await.unwrap();
-        let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
-        let admin = client.admin();
-        let (owner, secret) = admin.s3_create_key("owner", true).await.unwrap();
-        admin.s3_create_bucket("shared").await.unwrap();
-        let all = Rights {
-            read: true,
-            write: true,
-            owner: true,
-        };
-        admin.s3_allow(&owner, "shared", all).await.unwrap();
+        let (mut cluster, client, (owner, secret)) = s3_cluster(Duration::from_secs(30)).await;
         let endpoint = format!("http://{}", cluster.s3_addr(0).unwrap());
         let keys = [
             owner,
@@ -177,6 +146,30 @@ fn a_multipart_upload_survives_a_node_stopping_and_leaves_no_orphaned_blocks() {
         client.close().await;
         cluster.shutdown().await.unwrap();
     });
+}
+
+/// Three nodes serving plain S3 on loopback, with `grace` and a sweep
+/// every 500 ms; a client; and an access key (id, secret) that owns bucket
+/// `shared`.
+async fn s3_cluster(grace: Duration) -> (TestCluster, shoal::Client, (String, String)) {
+    let mut cluster = TestCluster::empty(Durability::Buffer, Config::default()).unwrap();
+    let mut s3 = S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    s3.plain = true;
+    s3.grace = grace;
+    s3.sweep_every = Duration::from_millis(500);
+    cluster.s3 = Some(s3);
+    cluster.start_nodes(3, 0).await.unwrap();
+    let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
+    let admin = client.admin();
+    let (owner, secret) = admin.s3_create_key("owner", true).await.unwrap();
+    admin.s3_create_bucket("shared").await.unwrap();
+    let all = Rights {
+        read: true,
+        write: true,
+        owner: true,
+    };
+    admin.s3_allow(&owner, "shared", all).await.unwrap();
+    (cluster, client, (owner, secret))
 }
 
 /// Runs tests/s3_clients.py; false if python3 or boto3 is missing (then

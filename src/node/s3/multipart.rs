@@ -251,45 +251,69 @@ impl Gateway {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
-        if !(1..=MAX_PARTS).contains(&input.part_number) {
-            return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
-        }
-        self.upload(&input.bucket, &input.key, &input.upload_id).await?;
-        // Read before the body is written: of two uploads of this part, the
-        // one that began later supersedes what it read and wins.
-        let key = part_key(&input.upload_id, input.part_number);
-        let (values, context) = self.cluster.get(key.clone(), Consistency::Quorum).await?;
         let body = input.body.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
         });
+        let part = (input.upload_id.as_str(), input.part_number);
+        let etag = self
+            .write_part(
+                (&input.bucket, &input.key),
+                part,
+                body,
+                MAX_PART_BYTES,
+                |written| {
+                    if input
+                        .content_length
+                        .is_some_and(|length| length as u64 != written.size)
+                    {
+                        return Err(s3_error!(
+                            IncompleteBody,
+                            "the body is shorter than Content-Length"
+                        ));
+                    }
+                    super::service::check_md5(input.content_md5.as_deref(), &written.md5)
+                },
+            )
+            .await?;
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    /// Writes part `number` of `upload` from `body` (at most `max_size`
+    /// bytes), once `check` accepts what was written; its ETag.
+    async fn write_part(
+        &self,
+        (bucket, key): (&str, &str),
+        (upload, number): (&str, i32),
+        body: StreamingBlob,
+        max_size: u64,
+        check: impl FnOnce(&data::Written) -> S3Result<()>,
+    ) -> S3Result<String> {
+        if !(1..=MAX_PARTS).contains(&number) {
+            return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
+        }
+        self.upload(bucket, key, upload).await?;
+        // Read before the body is written: of two uploads of this part, the
+        // one that began later supersedes what it read and wins.
+        let record_key = part_key(upload, number);
+        let (values, context) = self.cluster.get(record_key.clone(), Consistency::Quorum).await?;
         let garbage = GarbageRecord {
-            bucket: input.bucket.clone(),
-            key: input.key.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
             id: String::new(),
-            upload: Some(input.upload_id.clone()),
+            upload: Some(upload.to_string()),
             record: None,
         };
         let layout = data::Layout {
             inline_max: 0,
             ..self.layout
         };
-        let written = data::write_body(&self.cluster, &layout, body, MAX_PART_BYTES, garbage).await?;
-        if let Some(length) = input.content_length
-            && length as u64 != written.size
-        {
-            return Err(s3_error!(
-                IncompleteBody,
-                "the body is shorter than Content-Length"
-            ));
-        }
-        super::service::check_md5(input.content_md5.as_deref(), &written.md5)?;
-        let etag = self
-            .store_part(&input.bucket, &input.key, (key, values, context), written)
-            .await?;
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(ETag::Strong(etag)),
-            ..Default::default()
-        }))
+        let written = data::write_body(&self.cluster, &layout, body, max_size, garbage).await?;
+        check(&written)?;
+        self.store_part(bucket, key, (record_key, values, context), written)
+            .await
     }
 
     /// Writes a part's record for `written` over what `read` saw; the
@@ -332,9 +356,6 @@ impl Gateway {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let id = super::buckets::signer(&req)?.to_string();
         let input = req.input;
-        if !(1..=MAX_PARTS).contains(&input.part_number) {
-            return Err(s3_error!(InvalidArgument, "part numbers are 1 to 10000"));
-        }
         let source = self
             .copy_source(
                 &id,
@@ -351,25 +372,11 @@ impl Gateway {
             None => 0..source.size,
             Some(text) => copy_range(text, source.size)?,
         };
-        self.upload(&input.bucket, &input.key, &input.upload_id).await?;
-        let key = part_key(&input.upload_id, input.part_number);
-        let (values, context) = self.cluster.get(key.clone(), Consistency::Quorum).await?;
-        let garbage = GarbageRecord {
-            bucket: input.bucket.clone(),
-            key: input.key.clone(),
-            id: String::new(),
-            upload: Some(input.upload_id.clone()),
-            record: None,
-        };
-        let layout = data::Layout {
-            inline_max: 0,
-            ..self.layout
-        };
         let length = range.end - range.start;
         let body = data::read_body(&self.cluster, &source, range);
-        let written = data::write_body(&self.cluster, &layout, body, length, garbage).await?;
+        let part = (input.upload_id.as_str(), input.part_number);
         let etag = self
-            .store_part(&input.bucket, &input.key, (key, values, context), written)
+            .write_part((&input.bucket, &input.key), part, body, length, |_| Ok(()))
             .await?;
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
@@ -568,10 +575,7 @@ impl Gateway {
             next_part_number_marker: shown.last().and_then(|p| p.part_number),
             is_truncated: Some(truncated),
             owner: Some(owner(&upload.initiator)),
-            initiator: Some(Initiator {
-                id: Some(upload.initiator.clone()),
-                display_name: Some(upload.initiator),
-            }),
+            initiator: Some(initiator(&upload.initiator)),
             parts: Some(shown),
             ..Default::default()
         }))
@@ -620,10 +624,7 @@ impl Gateway {
                 upload_id: Some(id.to_string()),
                 initiated: Some(timestamp_ms(record.initiated_ms)),
                 owner: Some(owner(&record.initiator)),
-                initiator: Some(Initiator {
-                    id: Some(record.initiator.clone()),
-                    display_name: Some(record.initiator),
-                }),
+                initiator: Some(initiator(&record.initiator)),
                 ..Default::default()
             });
         }
@@ -645,6 +646,14 @@ impl Gateway {
             delimiter: input.delimiter,
             ..Default::default()
         }))
+    }
+}
+
+/// Who began an upload: its access key.
+fn initiator(id: &str) -> Initiator {
+    Initiator {
+        id: Some(id.to_string()),
+        display_name: Some(id.to_string()),
     }
 }
 
