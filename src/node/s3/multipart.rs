@@ -97,6 +97,16 @@ fn upload_key(bucket: &str, key: &str, upload: &str) -> Vec<u8> {
     .concat()
 }
 
+/// The object key and upload id of an upload record's key, after the
+/// bucket's prefix (the inverse of `upload_key`).
+fn split_upload_key(rest: &[u8]) -> Option<(&str, &str)> {
+    let split = rest.iter().rposition(|&b| b == 0)?;
+    Some((
+        std::str::from_utf8(&rest[..split]).ok()?,
+        std::str::from_utf8(&rest[split + 1..]).ok()?,
+    ))
+}
+
 fn parts_prefix(upload: &str) -> Vec<u8> {
     [PART_PREFIX, upload.as_bytes(), b"/"].concat()
 }
@@ -199,13 +209,11 @@ impl Gateway {
                 return Ok(());
             }
             for listed in keys {
-                let rest = &listed.key[base.len()..];
-                let Some(split) = rest.iter().rposition(|&b| b == 0) else {
+                let Some((key, upload)) = split_upload_key(&listed.key[base.len()..]) else {
                     self.cluster.delete(listed.key, listed.context).await?;
                     continue;
                 };
-                let key = String::from_utf8_lossy(&rest[..split]).into_owned();
-                let upload = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
+                let (key, upload) = (key.to_string(), upload.to_string());
                 let parts = all_parts(&self.cluster, &upload).await?;
                 self.drop_parts(bucket, &key, parts.into_iter().map(|(_, _, e, k)| (e, k)))
                     .await?;
@@ -605,14 +613,7 @@ impl Gateway {
             .await?;
         let mut uploads = Vec::new();
         for listed in &keys {
-            let rest = &listed.key[base.len()..];
-            let Some(split) = rest.iter().rposition(|&b| b == 0) else {
-                continue;
-            };
-            let (Ok(key), Ok(id)) = (
-                std::str::from_utf8(&rest[..split]),
-                std::str::from_utf8(&rest[split + 1..]),
-            ) else {
+            let Some((key, id)) = split_upload_key(&listed.key[base.len()..]) else {
                 continue;
             };
             let Some(record) = decode::<UploadRecord>(&listed.values).filter(|r| r.completed.is_none())

@@ -54,10 +54,10 @@ impl Cluster {
         Cluster { events }
     }
 
-    async fn ask(&self, request: ClientRequest) -> S3Result<ClientResponse> {
+    /// Hands `request` to the core; a failure as an S3 error.
+    async fn call(&self, request: Request) -> S3Result<ClientResponse> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let stopping = || s3_error!(ServiceUnavailable, "the node is stopping");
-        let request = Request::Data(request);
         self.events
             .send(Event::Request { request, reply })
             .await
@@ -65,11 +65,12 @@ impl Cluster {
         match answer.await.map_err(|_| stopping())? {
             Response::Data(ClientResponse::Failed(error)) => Err(cluster_error(error)),
             Response::Data(response) => Ok(response),
-            other => Err(S3Error::with_message(
-                S3ErrorCode::InternalError,
-                format!("unexpected answer {other:?}"),
-            )),
+            other => Err(unexpected(other)),
         }
+    }
+
+    async fn ask(&self, request: ClientRequest) -> S3Result<ClientResponse> {
+        self.call(Request::Data(request)).await
     }
 
     /// Every sibling of `key` and the context to supersede them.
@@ -127,15 +128,8 @@ impl Cluster {
             consistency: Consistency::Quorum,
             timeout_ms: TIMEOUT_MS,
         });
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let stopping = || s3_error!(ServiceUnavailable, "the node is stopping");
-        self.events
-            .send(Event::Request { request, reply })
-            .await
-            .map_err(|_| stopping())?;
-        match answer.await.map_err(|_| stopping())? {
-            Response::Data(ClientResponse::Listed { keys, next }) => Ok((keys, next)),
-            Response::Data(ClientResponse::Failed(error)) => Err(cluster_error(error)),
+        match self.call(request).await? {
+            ClientResponse::Listed { keys, next } => Ok((keys, next)),
             other => Err(unexpected(other)),
         }
     }
