@@ -3,7 +3,7 @@
 use shoal::proto::harness::Cluster;
 use shoal::proto::message::Operation;
 use shoal::proto::{
-    ClientRequest, ClientResponse, Config, Consistency, Context, NodeId, RequestError, Store, Value,
+    ClientRequest, ClientResponse, Config, Consistency, Context, Fanout, NodeId, RequestError, Store, Value,
 };
 
 const KEY: &[u8] = b"user:42";
@@ -487,4 +487,119 @@ fn a_request_asking_for_the_default_gets_the_nodes_default_consistency() {
     );
     let response = c.put(at, KEY, b"v", Context::empty(), Consistency::Quorum);
     assert!(matches!(response, ClientResponse::Written { .. }), "{response:?}");
+}
+
+fn get_needed(c: &mut Cluster, at: NodeId, consistency: Consistency) -> ClientResponse {
+    let request = ClientRequest::Get {
+        key: KEY.to_vec(),
+        consistency,
+        timeout_ms: None,
+        fanout: Fanout::Needed,
+    };
+    c.request(at, request)
+}
+
+#[test]
+fn a_needed_read_at_one_on_a_replica_answers_from_its_own_copy_and_repairs_nothing() {
+    let mut c = cluster(3);
+    let replicas = c.replicas(KEY);
+    c.cut_off(replicas[2]);
+    assert_written(&c.put(replicas[0], KEY, b"v", Context::empty(), Consistency::Quorum));
+    c.settle();
+    c.reconnect(replicas[2]);
+
+    let before = c.delivered();
+    assert_eq!(
+        values(&get_needed(&mut c, replicas[0], Consistency::One)),
+        vec![b"v".to_vec()]
+    );
+    c.settle();
+    assert_eq!(c.delivered(), before, "no replica was asked");
+    assert_eq!(c.node(replicas[0]).stats().read_repairs, 0);
+    assert!(
+        c.node(replicas[2]).store().get(KEY).unwrap().is_none(),
+        "nothing repaired"
+    );
+
+    // Its own copy is empty: the stale replica answers what it has.
+    assert_eq!(
+        values(&get_needed(&mut c, replicas[2], Consistency::One)),
+        Vec::<Vec<u8>>::new()
+    );
+    // At QUORUM, R + W > N: one of the two asked has the value.
+    for at in replicas.iter().copied() {
+        assert_eq!(
+            values(&get_needed(&mut c, at, Consistency::Quorum)),
+            vec![b"v".to_vec()]
+        );
+    }
+}
+
+#[test]
+fn a_needed_read_asks_only_r_replicas_and_the_next_one_when_one_fails() {
+    let mut c = cluster(5);
+    let replicas = c.replicas(KEY);
+    let outside = c.non_replica(KEY).expect("5 nodes, 3 replicas");
+    assert_written(&c.put(replicas[0], KEY, b"v", Context::empty(), Consistency::All));
+    c.settle();
+
+    let before = c.delivered();
+    assert_eq!(
+        values(&get_needed(&mut c, outside, Consistency::Quorum)),
+        vec![b"v".to_vec()]
+    );
+    c.settle();
+    assert_eq!(c.delivered() - before, 4, "two replicas asked, two answers");
+
+    // The first replica fails to read its copy (it cannot drop the
+    // damaged record from its full disk): the next one is asked.
+    c.corrupt_record(replicas[0], KEY);
+    c.set_disk_full(replicas[0], true);
+    let before = c.delivered();
+    assert_eq!(
+        values(&get_needed(&mut c, outside, Consistency::One)),
+        vec![b"v".to_vec()]
+    );
+    c.settle();
+    assert_eq!(c.delivered() - before, 4, "two replicas asked in turn");
+
+    // Two of three fail: a quorum is lost as soon as the third answers.
+    c.corrupt_record(replicas[1], KEY);
+    c.set_disk_full(replicas[1], true);
+    let start = c.now();
+    let failed = get_needed(&mut c, outside, Consistency::Quorum);
+    assert!(
+        matches!(
+            failed,
+            ClientResponse::Failed(RequestError::QuorumNotMet {
+                succeeded: 1,
+                required: 2,
+                ..
+            })
+        ),
+        "{failed:?}"
+    );
+    assert!(c.now().saturating_since(start) < Config::default().request_timeout);
+}
+
+#[test]
+fn a_needed_read_of_a_replica_that_never_answers_fails_at_the_deadline() {
+    let mut c = cluster(5);
+    let replicas = c.replicas(KEY);
+    let outside = c.non_replica(KEY).expect("5 nodes, 3 replicas");
+    assert_written(&c.put(replicas[0], KEY, b"v", Context::empty(), Consistency::All));
+    c.settle();
+    c.cut_off(replicas[0]);
+    let start = c.now();
+    let failed = get_needed(&mut c, outside, Consistency::One);
+    assert!(
+        matches!(failed, ClientResponse::Failed(RequestError::QuorumNotMet { .. })),
+        "{failed:?}"
+    );
+    assert_eq!(c.now().saturating_since(start), Config::default().request_timeout);
+    // Every replica asked: the others answer.
+    assert_eq!(
+        values(&c.get(outside, KEY, Consistency::One)),
+        vec![b"v".to_vec()]
+    );
 }

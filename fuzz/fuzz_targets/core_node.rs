@@ -22,7 +22,7 @@ use shoal::proto::message::{
 use shoal::proto::store::Hint;
 use shoal::proto::version::{Actor, VersionVector};
 use shoal::proto::{
-    ClientId, ClientRequest, ClientResponse, Config, Consistency, Context, MemStore, Node, NodeId, Output,
+    ClientId, ClientRequest, ClientResponse, Config, Consistency, Context, Fanout, MemStore, Node, NodeId, Output,
     PeerMessage, RequestError, Time, Versioned,
 };
 use std::collections::VecDeque;
@@ -438,6 +438,7 @@ impl Harness {
                 key,
                 consistency,
                 timeout_ms,
+                fanout: if sloppy { Fanout::Needed } else { Fanout::All },
             },
             1 => ClientRequest::Put {
                 key,

@@ -77,8 +77,8 @@ use crate::proto::membership::NodeStatus;
 use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
 use crate::proto::{
-    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, ListRequest, ListedKey,
-    NodeId, Request, RequestError, Response, StatusReport, Value,
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, Fanout, ListRequest,
+    ListedKey, NodeId, Request, RequestError, Response, StatusReport, Value,
 };
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -289,20 +289,31 @@ pub struct ReadOptions {
     pub consistency: Consistency,
     /// The node-side deadline; the node's default if `None`.
     pub timeout: Option<Duration>,
+    /// Which replicas the coordinator asks: every one that is up (the
+    /// default, with read repair) or only as many as `consistency` needs.
+    pub fanout: Fanout,
 }
 
 impl ReadOptions {
-    /// `consistency`, the node's deadline.
+    /// `consistency`, the node's deadline, every replica asked.
     pub fn new(consistency: Consistency) -> ReadOptions {
         ReadOptions {
             consistency,
             timeout: None,
+            fanout: Fanout::All,
         }
     }
 
     /// With a node-side deadline.
     pub fn timeout(mut self, timeout: Duration) -> ReadOptions {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Asking `fanout` replicas: [`Fanout::Needed`] for values written
+    /// once and never changed, where read repair has nothing to do.
+    pub fn fanout(mut self, fanout: Fanout) -> ReadOptions {
+        self.fanout = fanout;
         self
     }
 }
@@ -577,6 +588,7 @@ impl Client {
             key: key.as_ref().to_vec(),
             consistency: options.consistency,
             timeout_ms: millis(options.timeout),
+            fanout: options.fanout,
         };
         read_result(self.data_request(request).await?)
     }
@@ -719,6 +731,7 @@ impl Client {
             key: key.as_ref().to_vec(),
             consistency,
             timeout_ms: None,
+            fanout: Fanout::All,
         });
         let timeout = self.inner.options.attempt_timeout;
         match self.ask(addr, &request, timeout).await? {

@@ -15,7 +15,7 @@ use super::Event;
 use crate::net::revocation::{CLOSE_CERTIFICATE, REFRESH, REVOKED_KEY, RevocationList};
 use crate::net::tls::PeerCertificate;
 use crate::proto::{
-    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Request, Response,
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Fanout, Request, Response,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,6 +83,7 @@ pub(super) async fn refresh(events: mpsc::Sender<Event>, shared: Shared, data_di
             key: REVOKED_KEY.to_vec(),
             consistency: Consistency::Quorum,
             timeout_ms: Some(REFRESH.as_millis() as u32 * 2),
+            fanout: Fanout::All,
         });
         let values = match ask(&events, request).await {
             Some(Response::Data(ClientResponse::Found { values, .. })) => values,

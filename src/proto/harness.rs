@@ -7,7 +7,9 @@
 //! split the nodes in two. Time only moves when the
 //! cluster has nothing else to do, jumping to the next delivery or timer.
 
-use super::message::{AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, PeerMessage};
+use super::message::{
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, Fanout, PeerMessage,
+};
 use super::quorum::Consistency;
 use super::store::MemStore;
 use super::types::{NodeId, Time};
@@ -125,6 +127,11 @@ impl Cluster {
     /// still work), or gives it room again.
     pub fn set_disk_full(&mut self, id: NodeId, full: bool) {
         self.node_mut(id).store_mut().set_full(full);
+    }
+
+    /// Damages `key`'s record in `id`'s store: reading it fails there.
+    pub fn corrupt_record(&mut self, id: NodeId, key: &[u8]) {
+        self.node_mut(id).store_mut().debug_corrupt_record(key);
     }
 
     /// Runs every event due in the next `duration` of virtual time.
@@ -289,6 +296,7 @@ impl Cluster {
                 key,
                 consistency,
                 timeout_ms: None,
+                fanout: Fanout::All,
             },
         )
     }

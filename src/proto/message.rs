@@ -117,6 +117,10 @@ pub enum ClientRequest {
         consistency: Consistency,
         /// Deadline in milliseconds from arrival; the node's default if none.
         timeout_ms: Option<u32>,
+        /// Which replicas are asked. Left out of the encoding when
+        /// [`Fanout::All`], so that a request encodes as before.
+        #[serde(default, skip_serializing_if = "Fanout::is_all")]
+        fanout: Fanout,
     },
     /// Write `value`, superseding what `context` saw.
     Put {
@@ -153,6 +157,29 @@ pub enum ClientRequest {
         /// counts toward W.
         sloppy_quorum: bool,
     },
+}
+
+/// Which of a key's replicas a read asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fanout {
+    /// Every replica that is up: the answer comes from the first R, the
+    /// others' answers repair stale replicas (read repair).
+    #[default]
+    All,
+    /// Only as many replicas as the consistency needs, the coordinator's
+    /// own copy first; a replica that fails is replaced by the next one.
+    /// No read repair. R + W > N still holds, so a read at R sees what a
+    /// write at W acknowledged. Meant for values that never change once
+    /// written (the object gateway's data blocks), where repair has
+    /// nothing to do and the other replicas' copies are wasted work.
+    Needed,
+}
+
+impl Fanout {
+    /// Whether every replica is asked.
+    pub fn is_all(&self) -> bool {
+        *self == Fanout::All
+    }
 }
 
 /// Keys that begin with these bytes hold the cluster's own records (the
@@ -1123,6 +1150,43 @@ impl PeerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_get_asking_every_replica_encodes_as_before_fanout_existed() {
+        // The encoding of a get before `fanout`: three fields.
+        #[derive(Serialize)]
+        enum Before {
+            Get {
+                #[serde(with = "serde_bytes")]
+                key: Vec<u8>,
+                consistency: Consistency,
+                timeout_ms: Option<u32>,
+            },
+        }
+        let before = Before::Get {
+            key: b"k".to_vec(),
+            consistency: Consistency::Quorum,
+            timeout_ms: Some(5),
+        };
+        let get = |fanout| ClientRequest::Get {
+            key: b"k".to_vec(),
+            consistency: Consistency::Quorum,
+            timeout_ms: Some(5),
+            fanout,
+        };
+        let old = rmp_serde::to_vec(&before).unwrap();
+        assert_eq!(rmp_serde::to_vec(&get(Fanout::All)).unwrap(), old);
+        assert_eq!(
+            rmp_serde::from_slice::<ClientRequest>(&old).unwrap(),
+            get(Fanout::All)
+        );
+        let needed = rmp_serde::to_vec(&get(Fanout::Needed)).unwrap();
+        assert_ne!(needed, old);
+        assert_eq!(
+            rmp_serde::from_slice::<ClientRequest>(&needed).unwrap(),
+            get(Fanout::Needed)
+        );
+    }
 
     #[test]
     fn context_round_trips_through_its_text_form() {

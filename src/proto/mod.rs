@@ -44,8 +44,9 @@ pub mod version;
 
 pub use config::{Config, ConfigError};
 pub use message::{
-    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, ListRequest, ListedKey, PeerMessage,
-    Request, RequestError, Response, SYSTEM_KEY_PREFIX, Stats, StatusReport, Value, is_system_key,
+    AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, Fanout, ListRequest, ListedKey,
+    PeerMessage, Request, RequestError, Response, SYSTEM_KEY_PREFIX, Stats, StatusReport, Value,
+    is_system_key,
 };
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};

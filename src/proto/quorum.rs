@@ -203,6 +203,12 @@ impl QuorumTracker {
         self.succeeded.len() + self.failed.len() == self.replicas.len()
     }
 
+    /// Whether `node` answered, well or badly (a replica known to be down
+    /// counts as failed).
+    pub fn has_answered(&self, node: NodeId) -> bool {
+        self.succeeded.contains(&node) || self.failed.contains(&node)
+    }
+
     /// Whether `node` succeeded.
     pub fn has_succeeded(&self, node: NodeId) -> bool {
         self.succeeded.contains(&node)

@@ -5,7 +5,7 @@ use shoal::net::stream::{read_frame, write_frame};
 use shoal::net::tls::{Credentials, SERVER_NAME, init_cluster_dir, transport_config};
 use shoal::node::{Limits, NodeHandle, NodeOptions};
 use shoal::proto::message::PROTOCOL_VERSION;
-use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Request, Response};
+use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Fanout, Request, Response};
 use std::path::Path;
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ pub fn get(key: &[u8]) -> Request {
         key: key.to_vec(),
         consistency: Consistency::One,
         timeout_ms: None,
+        fanout: Fanout::All,
     })
 }
 

@@ -7,7 +7,7 @@ use crate::history::{Kind, Listed, Op, Outcome, Phase};
 use rand::RngExt;
 use shoal::proto::message::{ListRequest, MAX_LIST_LIMIT, prefix_end};
 use shoal::proto::version::{Dot, VersionVector};
-use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Request};
+use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Fanout, Request};
 
 /// What listings list: every key of the workload (`key0`, `key1`, ...).
 pub const LISTED_PREFIX: &[u8] = b"key";
@@ -118,6 +118,7 @@ impl World {
                 key: key.clone(),
                 consistency,
                 timeout_ms: None,
+                fanout: Fanout::All,
             }),
             // One page covers every key of the workload, unless replicas
             // stop early; the checkers hold the page to what it covers.

@@ -8,7 +8,8 @@ use crate::net::tls::{PeerCertificate, Role};
 use crate::net::tokens::{self, TOKEN_CACHE, TokenRecord};
 use crate::proto::message::{AdminResponse, ListRequest, MAX_LIST_LIMIT, after, prefix_end};
 use crate::proto::{
-    AdminRequest, ClientRequest, ClientResponse, Consistency, Context, Request, RequestError, Response, Value,
+    AdminRequest, ClientRequest, ClientResponse, Consistency, Context, Fanout, Request, RequestError,
+    Response, Value,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State as Shared};
@@ -211,6 +212,7 @@ async fn token_record(state: &State, id: &str) -> Result<Option<TokenRecord>, Ap
         key: tokens::record_key(id),
         consistency: Consistency::Quorum,
         timeout_ms: None,
+        fanout: Fanout::All,
     });
     let record = match call(state, request).await? {
         ClientResponse::Found { values, .. } => TokenRecord::from_values(&values),
@@ -385,6 +387,7 @@ async fn get_key(
         key: key_of(&uri)?,
         consistency: options.consistency,
         timeout_ms: options.timeout_ms,
+        fanout: Fanout::All,
     });
     authorize(role, &request)?;
     let ClientResponse::Found { values, context } = call(&state, request).await? else {

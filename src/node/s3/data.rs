@@ -17,8 +17,8 @@ use super::store::{
     BLOCK_PREFIX, Cluster, Extent, GARBAGE_PREFIX, GarbageRecord, ObjectRecord, block_key, block_prefix,
     garbage_key, now_ms,
 };
-use crate::proto::Consistency;
 use crate::proto::message::{after, prefix_end};
+use crate::proto::{Consistency, Fanout};
 use bytes::Bytes;
 use futures::StreamExt;
 use md5::Digest;
@@ -258,19 +258,37 @@ pub fn read_body(cluster: &Cluster, record: &ObjectRecord, range: Range<u64>) ->
     StreamingBlob::wrap(futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)))
 }
 
-/// One block: at ONE, then at QUORUM if that replica does not have it yet.
+/// One block. Blocks never change once written, so it is first read from
+/// one replica alone (this node's own copy when it has one) with no read
+/// repair; if that replica does not have it yet, or does not answer
+/// within [`ONE_REPLICA_MS`] (a node that just died and is not known to
+/// be down yet), from every replica at QUORUM.
 async fn read_block(cluster: &Cluster, key: &[u8]) -> Result<Bytes, String> {
-    for consistency in [Consistency::One, Consistency::Quorum] {
-        let (values, _) = cluster
-            .get(key.to_vec(), consistency)
-            .await
-            .map_err(|e| format!("reading a block: {e}"))?;
-        if let Some(value) = values.into_iter().next() {
-            return Ok(Bytes::from(value.value));
-        }
+    let one = cluster
+        .get_from(
+            key.to_vec(),
+            Consistency::One,
+            Fanout::Needed,
+            Some(ONE_REPLICA_MS),
+        )
+        .await;
+    if let Ok((values, _)) = one
+        && let Some(value) = values.into_iter().next()
+    {
+        return Ok(Bytes::from(value.value));
     }
-    Err("a block of this object is missing".to_string())
+    let (values, _) = cluster
+        .get(key.to_vec(), Consistency::Quorum)
+        .await
+        .map_err(|e| format!("reading a block: {e}"))?;
+    match values.into_iter().next() {
+        Some(value) => Ok(Bytes::from(value.value)),
+        None => Err("a block of this object is missing".to_string()),
+    }
 }
+
+/// How long a block read from one replica waits before asking them all.
+const ONE_REPLICA_MS: u32 = 2_000;
 
 /// Copies `record`'s data into a new extent (or inline), for CopyObject.
 pub async fn copy_data(

@@ -5,7 +5,7 @@
 use super::super::Event;
 use crate::proto::message::{ListRequest, ListedKey};
 use crate::proto::{
-    ClientRequest, ClientResponse, Consistency, Context, Request, RequestError, Response, Value,
+    ClientRequest, ClientResponse, Consistency, Context, Fanout, Request, RequestError, Response, Value,
 };
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use serde::{Deserialize, Serialize};
@@ -75,10 +75,22 @@ impl Cluster {
 
     /// Every sibling of `key` and the context to supersede them.
     pub async fn get(&self, key: Vec<u8>, consistency: Consistency) -> S3Result<(Vec<Value>, Context)> {
+        self.get_from(key, consistency, Fanout::All, TIMEOUT_MS).await
+    }
+
+    /// [`Cluster::get`] asking `fanout` replicas, with a deadline.
+    pub async fn get_from(
+        &self,
+        key: Vec<u8>,
+        consistency: Consistency,
+        fanout: Fanout,
+        timeout_ms: Option<u32>,
+    ) -> S3Result<(Vec<Value>, Context)> {
         let request = ClientRequest::Get {
             key,
             consistency,
-            timeout_ms: TIMEOUT_MS,
+            timeout_ms,
+            fanout,
         };
         match self.ask(request).await? {
             ClientResponse::Found { values, context } => Ok((values, context)),

@@ -192,6 +192,9 @@ enum Kind {
         repairing: Option<Vec<NodeId>>,
         /// The key's replicas as this node sees them, sent along.
         placement: Placement,
+        /// [`Fanout::Needed`]: the other replicas asked so far (`None`:
+        /// every replica that is up was asked).
+        asked: Option<BTreeSet<NodeId>>,
     },
     Write {
         request: ClientRequest,
@@ -381,6 +384,10 @@ impl<S: Store> Node<S> {
             return;
         };
         let messages = match &operation.kind {
+            Kind::Read { asked: Some(_), .. } => {
+                self.ask_needed(id);
+                return;
+            }
             Kind::Read {
                 request,
                 tracker,

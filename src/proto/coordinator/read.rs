@@ -1,17 +1,19 @@
 //! Reads: a get gathers R replicas' states, merges them and answers;
 //! read repair writes the merged state back to replicas that differed
-//! (before answering, with `read_repair_blocking`).
+//! (before answering, with `read_repair_blocking`). A read with
+//! [`Fanout::Needed`] asks only R replicas, more as some fail, and repairs
+//! nothing.
 
 use super::{Coordinated, Kind, quorum_not_met};
 use crate::proto::Node;
 use crate::proto::message::{
-    ClientRequest, ClientResponse, Context, PeerMessage, Placement, ReplicaError, RequestError, Value,
+    ClientRequest, ClientResponse, Context, Fanout, PeerMessage, Placement, ReplicaError, RequestError, Value,
 };
 use crate::proto::quorum::QuorumTracker;
 use crate::proto::store::Store;
 use crate::proto::types::{NodeId, Time};
 use crate::proto::version::Versioned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl<S: Store> Node<S> {
     /// A read's requests to the key's other live replicas.
@@ -42,6 +44,46 @@ impl<S: Store> Node<S> {
             .collect()
     }
 
+    /// A [`Fanout::Needed`] read: asks the next replicas in the key's
+    /// order (the down ones count as failed) while those that succeeded
+    /// and those still awaited fall short of R.
+    pub(super) fn ask_needed(&mut self, id: u64) {
+        let me = self.id();
+        let Some(Coordinated {
+            kind:
+                Kind::Read {
+                    request,
+                    tracker,
+                    placement,
+                    asked: Some(asked),
+                    ..
+                },
+            ..
+        }) = self.requests.get_mut(&id)
+        else {
+            return;
+        };
+        let awaited = asked.iter().filter(|&&n| !tracker.has_answered(n)).count();
+        let short = tracker.required().saturating_sub(tracker.succeeded() + awaited);
+        let next: Vec<NodeId> = tracker
+            .replicas()
+            .iter()
+            .copied()
+            .filter(|&n| n != me && !asked.contains(&n) && !tracker.has_answered(n))
+            .take(short)
+            .collect();
+        asked.extend(&next);
+        let (key, placement) = (request.key().to_vec(), placement.clone());
+        for node in next {
+            let message = PeerMessage::ReplicaGet {
+                request: id,
+                key: key.clone(),
+                placement: Some(placement.clone()),
+            };
+            self.send(node, message);
+        }
+    }
+
     /// Answers a read whose quorum is met (after blocking repairs, if
     /// any) or lost with every live replica heard; repairs an answered
     /// read once every replica answered.
@@ -70,14 +112,18 @@ impl<S: Store> Node<S> {
                 let response = found(merged);
                 let requester = operation.requester;
                 if let Some(Coordinated {
-                    kind: Kind::Read {
-                        answered, tracker, ..
-                    },
+                    kind:
+                        Kind::Read {
+                            answered,
+                            tracker,
+                            asked,
+                            ..
+                        },
                     ..
                 }) = self.requests.get_mut(&id)
                 {
                     *answered = true;
-                    let complete = tracker.is_complete();
+                    let complete = tracker.is_complete() || asked.is_some();
                     self.requests.note_answered();
                     self.respond(requester, response);
                     if complete {
@@ -85,9 +131,24 @@ impl<S: Store> Node<S> {
                     }
                 }
             }
-            // Lost, and every live replica has answered: fail now, with a
-            // true count, instead of waiting for the deadline.
-            Kind::Read { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
+            // Lost, and every live replica has answered (every one asked,
+            // with none left to ask): fail now, with a true count, instead
+            // of waiting for the deadline.
+            Kind::Read {
+                request,
+                tracker,
+                asked: None,
+                ..
+            } if tracker.is_lost() && tracker.is_complete() => {
+                let response = quorum_not_met(request, tracker);
+                self.finish(id, response);
+            }
+            Kind::Read {
+                request,
+                tracker,
+                asked: Some(asked),
+                ..
+            } if asked.iter().all(|&n| tracker.has_answered(n)) => {
                 let response = quorum_not_met(request, tracker);
                 self.finish(id, response);
             }
@@ -114,6 +175,16 @@ impl<S: Store> Node<S> {
                 Err(_) => tracker.fail(self.id()),
             }
         }
+        let needed = matches!(
+            request,
+            ClientRequest::Get {
+                fanout: Fanout::Needed,
+                ..
+            }
+        );
+        // While ranges move, a read needs a quorum in two replica sets:
+        // it asks every replica then.
+        let asked = (needed && placement.future.is_none()).then(BTreeSet::new);
         Ok(Kind::Read {
             request,
             tracker,
@@ -122,6 +193,7 @@ impl<S: Store> Node<S> {
             answered: false,
             repairing: None,
             placement,
+            asked,
         })
     }
 
@@ -141,6 +213,7 @@ impl<S: Store> Node<S> {
                     merged,
                     states,
                     repairing,
+                    asked: None,
                     ..
                 },
             ..
@@ -199,12 +272,13 @@ impl<S: Store> Node<S> {
             request,
             merged,
             states,
+            asked,
             ..
         } = operation.kind
         else {
             unreachable!("only reads are repaired")
         };
-        if !self.config.read_repair {
+        if !self.config.read_repair || asked.is_some() {
             return;
         }
         for (node, state) in states {
@@ -242,6 +316,7 @@ impl<S: Store> Node<S> {
                 Ok(_) => {}
                 Err(_) => tracker.fail(from),
             }
+            self.ask_needed(request);
             self.check_done(now, request);
         }
     }
