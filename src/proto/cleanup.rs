@@ -146,19 +146,21 @@ impl<S: Store> Node<S> {
             }
             return;
         }
-        let mut batches = BTreeMap::new();
-        for (owner, states) in step.outgoing {
-            let batch = self.issue_batch(BatchOwner::Cleanup);
-            batches.insert(batch, owner);
-            self.send(owner, PeerMessage::Push { batch, states });
-        }
         let expires = now + PUSH_TIMEOUT;
         self.cleanup.in_flight = Some(Pushed {
-            batches,
+            batches: BTreeMap::new(),
             keys: step.keys,
             expires,
             ends_pass,
         });
+        for (owner, states) in step.outgoing {
+            // Each batch is held as soon as it is issued: issuing the next
+            // one may prune the tags of batches nobody holds.
+            let batch = self.issue_batch(BatchOwner::Cleanup);
+            let pushed = self.cleanup.in_flight.as_mut().expect("set above");
+            pushed.batches.insert(batch, owner);
+            self.send(owner, PeerMessage::Push { batch, states });
+        }
         self.cleanup.next_step = Some(expires);
     }
 

@@ -37,11 +37,13 @@
 //! acknowledged write besides one replica, whose disk may be lost next.
 //! So it is *re-homed*: its state is pushed to every live home replica
 //! (the target too, if it is up) and the hint is deleted once all of them
-//! acknowledged. A hint is re-homed only while younger than the midpoint
-//! of the hint window and the tombstone grace, so a value older than a
-//! collected tombstone never comes back; past that age, or when the
-//! holder is a home replica and so holds the write itself, an old hint is
-//! dropped and anti-entropy repairs instead.
+//! acknowledged. When the holder has become a home replica itself (hints
+//! handed to it, or a fallback that ranges moved to), it merges the
+//! hint's state into its own copy instead: holding a hint is not holding
+//! the write. A hint is re-homed or kept only while younger than the
+//! midpoint of the hint window and the tombstone grace, so a value older
+//! than a collected tombstone never comes back; past that age an old hint
+//! is dropped and anti-entropy repairs instead.
 //!
 //! A leaving node does not leave with hints undelivered: hints for a
 //! replica that is down are handed to a remaining node
@@ -198,6 +200,9 @@ enum Fate {
     Deliver,
     /// Past the window: its state goes to these home replicas.
     Rehome(Vec<NodeId>),
+    /// Past the window, and this node is a home replica of the key: its
+    /// state is merged into this node's own copy.
+    Keep,
     /// Deleted unsent.
     Drop,
     /// Kept for now: the replica is down and the hint is within the
@@ -449,12 +454,15 @@ impl<S: Store> Node<S> {
         }
         let me = self.id();
         let homes = self.view.ring.preference_list(&hint.key, self.config.replication);
-        if homes.contains(&me) || age_ms >= millis(self.rehome_limit()) {
-            return Fate::Drop; // Held here already, or too old to bring back.
+        if age_ms >= millis(self.rehome_limit()) {
+            return Fate::Drop; // Too old to bring back.
+        }
+        if homes.contains(&me) && self.status() != NodeStatus::Leaving {
+            return Fate::Keep;
         }
         let live: Vec<NodeId> = homes
             .into_iter()
-            .filter(|&n| self.writable(n) && !self.is_leaving(n))
+            .filter(|&n| n != me && self.writable(n) && !self.is_leaving(n))
             .collect();
         match (live.is_empty(), to) {
             (false, _) => Fate::Rehome(live),
@@ -560,7 +568,7 @@ impl<S: Store> Node<S> {
                 }
                 Fate::Deliver => !picked.rehomed.is_empty() || picked.dest.is_some_and(|d| Some(d) != to),
                 Fate::Rehome(_) => !picked.delivered.is_empty(),
-                Fate::Drop => false,
+                Fate::Keep | Fate::Drop => false,
             };
             if stop {
                 break;
@@ -578,6 +586,25 @@ impl<S: Store> Node<S> {
                             object: hint.object.clone(),
                         });
                     }
+                }
+                (Fate::Keep, Some(hint)) => {
+                    let Ok(changed) = self.merge_local(&hint.key, &hint.object) else {
+                        // Storage trouble: keep the hint and try again later.
+                        picked.next_from = stored.seq;
+                        picked.waits_until = Some(now.as_millis().saturating_add(millis(CHECK_INTERVAL)));
+                        break;
+                    };
+                    if self.local.remove_hint(target, stored.seq).is_ok() {
+                        self.forget_hint(target, stored.bytes);
+                        // Unchanged: this node held the write already, and
+                        // the target is left to anti-entropy.
+                        if changed {
+                            self.stats.hints_rehomed += 1;
+                        } else {
+                            self.stats.hints_dropped += 1;
+                        }
+                    }
+                    continue;
                 }
                 _ => {
                     if self.local.remove_hint(target, stored.seq).is_ok() {

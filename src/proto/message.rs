@@ -515,8 +515,8 @@ pub struct Stats {
     /// what they held.
     pub hints_dropped: u64,
     /// Hints past the hint window whose state this node pushed to every
-    /// live home replica of their key instead (it was not one), then
-    /// deleted.
+    /// live home replica of their key instead (or merged into its own
+    /// copy, when it had become one), then deleted.
     pub hints_rehomed: u64,
     /// Replica requests refused because the coordinator's view of the
     /// key's replicas lacked a join or leave this node knows of (the

@@ -112,13 +112,18 @@ impl World {
         let sloppy = matches!(kind, Kind::Put { .. } | Kind::Delete)
             && self.options.forced_rw.is_none()
             && self.rng.random_bool(0.5);
+        // A quarter of the reads ask only the replicas they need.
+        let fanout = match kind {
+            Kind::Get if self.rng.random_bool(0.25) => Fanout::Needed,
+            _ => Fanout::All,
+        };
         let data = |request| Request::Data(request);
         let request = match &kind {
             Kind::Get => data(ClientRequest::Get {
                 key: key.clone(),
                 consistency,
                 timeout_ms: None,
-                fanout: Fanout::All,
+                fanout,
             }),
             // One page covers every key of the workload, unless replicas
             // stop early; the checkers hold the page to what it covers.
