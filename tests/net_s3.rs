@@ -75,6 +75,30 @@ fn s3_clients_work_and_garbage_is_swept() {
     });
 }
 
+#[test]
+fn https_and_virtual_host_buckets_work_beside_path_style() {
+    run(Duration::from_secs(300), async {
+        let (cluster, client, (owner, secret)) = s3_cluster_with(Duration::from_secs(20), |s3| {
+            s3.plain = false;
+            s3.domain = Some("s3.test".to_string());
+        })
+        .await;
+        let endpoint = format!("https://127.0.0.1:{}", cluster.s3_addr(2).unwrap().port());
+        let keys = [
+            owner,
+            secret,
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
+        let ca = cluster.cluster_dir().join("ca.pem").display().to_string();
+        python_with(&endpoint, &keys, "https-virtual", &[("SHOAL_CA", ca)]).await;
+        client.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}
+
 /// Blocks of the 200 MiB object.
 const BIG_BLOCKS: usize = 200;
 
@@ -152,11 +176,20 @@ fn a_multipart_upload_survives_a_node_stopping_and_leaves_no_orphaned_blocks() {
 /// every 500 ms; a client; and an access key (id, secret) that owns bucket
 /// `shared`.
 async fn s3_cluster(grace: Duration) -> (TestCluster, shoal::Client, (String, String)) {
+    s3_cluster_with(grace, |_| {}).await
+}
+
+/// [`s3_cluster`] with its S3 options changed by `change`.
+async fn s3_cluster_with(
+    grace: Duration,
+    change: impl FnOnce(&mut S3Options),
+) -> (TestCluster, shoal::Client, (String, String)) {
     let mut cluster = TestCluster::empty(Durability::Buffer, Config::default()).unwrap();
     let mut s3 = S3Options::new(SocketAddr::from(([127, 0, 0, 1], 0)));
     s3.plain = true;
     s3.grace = grace;
     s3.sweep_every = Duration::from_millis(500);
+    change(&mut s3);
     cluster.s3 = Some(s3);
     cluster.start_nodes(3, 0).await.unwrap();
     let client = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
@@ -175,6 +208,12 @@ async fn s3_cluster(grace: Duration) -> (TestCluster, shoal::Client, (String, St
 /// Runs tests/s3_clients.py; false if python3 or boto3 is missing (then
 /// skipped, unless SHOAL_REQUIRE_PYTHON is set, as in CI).
 async fn python(endpoint: &str, keys: &[String; 6], phase: &str) -> bool {
+    python_with(endpoint, keys, phase, &[]).await
+}
+
+/// [`python`] with more environment variables.
+async fn python_with(endpoint: &str, keys: &[String; 6], phase: &str, env: &[(&str, String)]) -> bool {
+    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_clients.py");
     let mut args = vec![script.to_string(), endpoint.to_string()];
     args.extend(keys.iter().cloned());
@@ -187,6 +226,7 @@ async fn python(endpoint: &str, keys: &[String; 6], phase: &str) -> bool {
             .env("NO_PROXY", "*")
             .env_remove("AWS_CA_BUNDLE")
             .env_remove("AWS_PROFILE")
+            .envs(env)
             .output()
     })
     .await

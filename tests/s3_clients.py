@@ -6,7 +6,9 @@ which installs them). Run by tests/net_s3.rs:
         STRANGER_ID STRANGER_SECRET PHASE
 
 PHASE `clients` exercises every supported operation and the refusals;
-`kept` checks that the object left for the garbage sweep reads back intact.
+`kept` checks that the object left for the garbage sweep reads back intact;
+`https-virtual` (with SHOAL_CA, the cluster CA) checks HTTPS and
+virtual-host-style buckets.
 """
 
 import hashlib
@@ -382,6 +384,59 @@ def leave_garbage():
     owner.abort_multipart_upload(Bucket="shared", Key="gc/aborted", UploadId=upload)
 
 
+def https_and_virtual_hosts():
+    """HTTPS with the cluster's CA, path style and virtual-host style
+    (`<bucket>.s3.test`, the gateway's root domain, sent to loopback)."""
+    from urllib.parse import urlsplit, urlunsplit
+    ca = os.environ["SHOAL_CA"]
+    port = urlsplit(endpoint).port
+
+    def s3(url, style, verify=ca):
+        return boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id=owner_id,
+            aws_secret_access_key=owner_secret, region_name="us-east-1",
+            verify=verify, config=Config(s3={"addressing_style": style}, retries={"max_attempts": 1}))
+
+    path = s3(endpoint, "path")
+    body = data(80, 2 * MiB + 3)
+    path.put_object(Bucket="shared", Key="tls/path", Body=body)
+    assert path.get_object(Bucket="shared", Key="tls/path")["Body"].read() == body
+
+    virtual = s3(f"https://s3.test:{port}", "virtual")
+    hosts = []
+
+    def to_loopback(request, **_):
+        url = urlsplit(request.url)
+        hosts.append(url.hostname)
+        request.headers["Host"] = url.netloc
+        request.url = urlunsplit(url._replace(netloc=f"127.0.0.1:{port}"))
+
+    virtual.meta.events.register("before-send.s3", to_loopback)
+    virtual.put_object(Bucket="shared", Key="tls/virtual", Body=body[:1000])
+    assert virtual.get_object(Bucket="shared", Key="tls/virtual")["Body"].read() == body[:1000]
+    listed = [o["Key"] for o in virtual.list_objects_v2(Bucket="shared", Prefix="tls/")["Contents"]]
+    assert listed == ["tls/path", "tls/virtual"], listed
+    virtual.delete_object(Bucket="shared", Key="tls/virtual")
+    assert set(hosts) == {"shared.s3.test"}, hosts
+    refused("NoSuchKey", path.get_object, Bucket="shared", Key="tls/virtual")
+    # Path style names the bucket, whatever the host says.
+    assert "shared" in [b["Name"] for b in path.list_buckets()["Buckets"]]
+    # The node's certificate is the cluster CA's: without it, refused.
+    try:
+        s3(endpoint, "path", verify=True).list_buckets()
+    except botocore.exceptions.SSLError:
+        pass
+    else:
+        raise AssertionError("a client without the cluster CA trusted the node")
+    # Plain HTTP to the HTTPS port does not get through.
+    try:
+        s3(endpoint.replace("https://", "http://"), "path").list_buckets()
+    except botocore.exceptions.HTTPClientError:
+        pass
+    else:
+        raise AssertionError("plain HTTP was served on the HTTPS port")
+
+
 if phase == "clients":
     objects()
     rights()
@@ -403,6 +458,8 @@ elif phase == "big-upload":
 elif phase == "big-check":
     got = owner.get_object(Bucket="shared", Key="big/200MiB.bin")["Body"].read()
     assert got == data(70, 200 * MiB), "the object did not survive repair and the sweep intact"
+elif phase == "https-virtual":
+    https_and_virtual_hosts()
 elif phase == "kept":
     got = owner.get_object(Bucket="shared", Key="gc/kept")["Body"].read()
     assert got == data(42, 3 * MiB + 1), "the live object lost data to the sweep"

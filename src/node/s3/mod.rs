@@ -22,6 +22,7 @@
 mod acl;
 mod buckets;
 mod data;
+mod host;
 mod listing;
 mod multipart;
 mod service;
@@ -324,8 +325,7 @@ fn build_service(gateway: Gateway, options: &S3Options) -> Result<s3s::service::
     builder.set_auth(gateway.clone());
     builder.set_access(gateway);
     if let Some(domain) = &options.domain {
-        let host = s3s::host::SingleDomain::new(domain).map_err(|e| format!("s3 domain `{domain}`: {e}"))?;
-        builder.set_host(host);
+        builder.set_host(host::RootDomain::new(domain)?);
     }
     Ok(builder.build())
 }
