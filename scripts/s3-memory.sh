@@ -17,15 +17,27 @@ SIZE_MIB=${SIZE_MIB:-1024}
 
 python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
 build_shoal
-S3_PORT=17480 start_shoal_cluster 17401
+S3_PORT=17480 METRICS_PORT=17490 start_shoal_cluster 17401
 read -r ID SECRET <<<"$(s3_key memory memory)"
 NO_PROXY='*' python3 - "$ID" "$SECRET" "${PIDS[0]}" "$SIZE_MIB" <<'PY'
-import boto3, io, os, sys, threading, time
+import boto3, io, os, sys, threading, time, urllib.request
 from boto3.s3.transfer import TransferConfig
 key_id, secret, pid, size_mib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:17480", aws_access_key_id=key_id,
                   aws_secret_access_key=secret, region_name="us-east-1")
 MiB = 1 << 20
+
+def metric(name):
+    """One of node 1's metrics."""
+    with urllib.request.urlopen("http://127.0.0.1:17490/metrics", timeout=2) as r:
+        for line in r.read().decode().splitlines():
+            if line.split("{")[0].split(" ")[0] == name:
+                return float(line.split()[-1])
+    return 0.0
+
+def memtables_mib():
+    """Node 1's memtables (active and sealed)."""
+    return metric("shoal_storage_memtable_bytes") / MiB
 
 def rss_mib():
     with open(f"/proc/{pid}/status") as f:
@@ -49,10 +61,16 @@ class Stream(io.RawIOBase):
 
 for run in (1, 2):
     before = rss_mib()
-    peak, done = [before], threading.Event()
+    tables_before = memtables_mib()
+    peak, done = [before, tables_before, tables_before], threading.Event()
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], rss_mib())
+            rss = rss_mib()
+            if rss > peak[0]:
+                peak[0], peak[1] = rss, memtables_mib()
+            peak[2] = max(peak[2], memtables_mib())
+            if os.environ.get("VERBOSE"):
+                print(f"rss {rss:.0f} memtables {memtables_mib():.0f} in flight {metric('shoal_requests_in_flight'):.0f}")
             time.sleep(0.1)
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -66,5 +84,6 @@ for run in (1, 2):
     size = s3.head_object(Bucket="memory", Key=f"big{run}.bin")["ContentLength"]
     assert size == size_mib * MiB, size
     print(f"upload {run}: {size_mib} MiB in {seconds:.1f} s ({size_mib / seconds:.1f} MiB/s) through node 1; "
-          f"node 1 RSS {before:.0f} MiB before, {peak[0]:.0f} MiB at peak, +{peak[0] - before:.0f} MiB")
+          f"node 1 RSS {before:.0f} MiB before, {peak[0]:.0f} MiB at peak, +{peak[0] - before:.0f} MiB; "
+          f"memtables {tables_before:.0f} MiB before, {peak[1]:.0f} MiB at the RSS peak, {peak[2]:.0f} MiB at most")
 PY

@@ -25,8 +25,13 @@ type Revoked = watch::Receiver<Arc<RevocationList>>;
 
 /// Most messages queued for one peer; more are dropped (the core copes).
 const LINK_QUEUE: usize = 8192;
-/// Most messages written to the stream in one go.
+/// Most messages taken from the queue in one go.
 const WRITE_BATCH: usize = 256;
+/// Encoded bytes past which they are written to the stream before more are
+/// encoded: small messages still go in few writes, while large ones (the
+/// object gateway's 1 MiB blocks) are not all encoded into one buffer
+/// while the stream waits for the peer.
+const WRITE_BYTES: usize = 256 << 10;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 enum Outgoing {
@@ -180,10 +185,18 @@ async fn pump(
                     let _ = connection.send_datagram(data);
                 }
             }
+            if buf.len() >= WRITE_BYTES {
+                stream.write_all(&buf).await.map_err(|e| e.to_string())?;
+                buf.clear();
+            }
         }
         if !buf.is_empty() {
             stream.write_all(&buf).await.map_err(|e| e.to_string())?;
             buf.clear();
+        }
+        // One large message leaves a large buffer: give it back.
+        if buf.capacity() > 2 * WRITE_BYTES {
+            buf = Vec::with_capacity(WRITE_BYTES);
         }
     }
 }

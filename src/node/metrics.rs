@@ -168,6 +168,7 @@ impl Exporter {
         });
         gauge!("shoal_requests_in_flight").set(report.in_flight as f64);
         gauge!("shoal_storage_bytes").set(node.store().disk_space() as f64);
+        gauge!("shoal_storage_memtable_bytes").set(node.store().memtable_bytes() as f64);
         if let Some((total, available)) = node.store().disk_usage() {
             gauge!("shoal_disk_total_bytes").set(total as f64);
             gauge!("shoal_disk_available_bytes").set(available as f64);

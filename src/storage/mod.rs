@@ -75,6 +75,12 @@ impl FjallStore {
         self.open.as_ref().map_or(0, |h| h.db.disk_space().unwrap_or(0))
     }
 
+    /// Bytes held in memtables (the active ones and those sealed and
+    /// waiting to be flushed), over all keyspaces.
+    pub fn memtable_bytes(&self) -> u64 {
+        self.open.as_ref().map_or(0, |h| h.db.write_buffer_size())
+    }
+
     fn handles(&self) -> Result<&Handles, StoreError> {
         self.open.as_ref().ok_or_else(|| StoreError::Engine {
             source: "the store is closed: reopening it after a storage failure has not succeeded yet".into(),
