@@ -84,14 +84,7 @@ fn https_and_virtual_host_buckets_work_beside_path_style() {
         })
         .await;
         let endpoint = format!("https://127.0.0.1:{}", cluster.s3_addr(2).unwrap().port());
-        let keys = [
-            owner,
-            secret,
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ];
+        let keys = owner_only(owner, secret);
         let ca = cluster.cluster_dir().join("ca.pem").display().to_string();
         python_with(&endpoint, &keys, "https-virtual", &[("SHOAL_CA", ca)]).await;
         client.close().await;
@@ -107,14 +100,7 @@ fn a_multipart_upload_survives_a_node_stopping_and_leaves_no_orphaned_blocks() {
     run(Duration::from_secs(600), async {
         let (mut cluster, client, (owner, secret)) = s3_cluster(Duration::from_secs(30)).await;
         let endpoint = format!("http://{}", cluster.s3_addr(0).unwrap());
-        let keys = [
-            owner,
-            secret,
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ];
+        let keys = owner_only(owner, secret);
 
         // Node 3 stops once four of the 40 parts are in, and comes back 8 s
         // later.
@@ -203,6 +189,18 @@ async fn s3_cluster_with(
     };
     admin.s3_allow(&owner, "shared", all).await.unwrap();
     (cluster, client, (owner, secret))
+}
+
+/// The keys tests/s3_clients.py takes, with only the owner's set.
+fn owner_only(owner: String, secret: String) -> [String; 6] {
+    [
+        owner,
+        secret,
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]
 }
 
 /// Runs tests/s3_clients.py; false if python3 or boto3 is missing (then
