@@ -27,17 +27,15 @@ s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:17480", aws_access_key_id
                   aws_secret_access_key=secret, region_name="us-east-1")
 MiB = 1 << 20
 
-def metric(name):
-    """One of node 1's metrics."""
+def metrics():
+    """Node 1's metrics, by name (labels left out)."""
     with urllib.request.urlopen("http://127.0.0.1:17490/metrics", timeout=2) as r:
-        for line in r.read().decode().splitlines():
-            if line.split("{")[0].split(" ")[0] == name:
-                return float(line.split()[-1])
-    return 0.0
+        return {line.split("{")[0].split(" ")[0]: float(line.split()[-1])
+                for line in r.read().decode().splitlines() if line and not line.startswith("#")}
 
-def memtables_mib():
-    """Node 1's memtables (active and sealed)."""
-    return metric("shoal_storage_memtable_bytes") / MiB
+def memtables_mib(sample):
+    """Node 1's memtables (active and sealed) in `sample`."""
+    return sample.get("shoal_storage_memtable_bytes", 0.0) / MiB
 
 def rss_mib():
     with open(f"/proc/{pid}/status") as f:
@@ -61,16 +59,17 @@ class Stream(io.RawIOBase):
 
 for run in (1, 2):
     before = rss_mib()
-    tables_before = memtables_mib()
+    tables_before = memtables_mib(metrics())
     peak, done = [before, tables_before, tables_before], threading.Event()
     def sample():
         while not done.is_set():
-            rss = rss_mib()
+            rss, now = rss_mib(), metrics()
+            tables = memtables_mib(now)
             if rss > peak[0]:
-                peak[0], peak[1] = rss, memtables_mib()
-            peak[2] = max(peak[2], memtables_mib())
+                peak[0], peak[1] = rss, tables
+            peak[2] = max(peak[2], tables)
             if os.environ.get("VERBOSE"):
-                print(f"rss {rss:.0f} memtables {memtables_mib():.0f} in flight {metric('shoal_requests_in_flight'):.0f}")
+                print(f"rss {rss:.0f} memtables {tables:.0f} in flight {now.get('shoal_requests_in_flight', 0):.0f}")
             time.sleep(0.1)
     sampler = threading.Thread(target=sample)
     sampler.start()

@@ -196,7 +196,7 @@ async fn pump(
         }
         // One large message leaves a large buffer: give it back.
         if buf.capacity() > 2 * WRITE_BYTES {
-            buf = Vec::with_capacity(WRITE_BYTES);
+            buf.shrink_to(WRITE_BYTES);
         }
     }
 }

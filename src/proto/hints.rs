@@ -594,8 +594,7 @@ impl<S: Store> Node<S> {
                         picked.waits_until = Some(now.as_millis().saturating_add(millis(CHECK_INTERVAL)));
                         break;
                     };
-                    if self.local.remove_hint(target, stored.seq).is_ok() {
-                        self.forget_hint(target, stored.bytes);
+                    if self.delete_hint(target, stored.seq, stored.bytes) {
                         // Unchanged: this node held the write already, and
                         // the target is left to anti-entropy.
                         if changed {
@@ -607,8 +606,7 @@ impl<S: Store> Node<S> {
                     continue;
                 }
                 _ => {
-                    if self.local.remove_hint(target, stored.seq).is_ok() {
-                        self.forget_hint(target, stored.bytes);
+                    if self.delete_hint(target, stored.seq, stored.bytes) {
                         self.stats.hints_dropped += 1;
                     }
                     continue;
@@ -618,6 +616,17 @@ impl<S: Store> Node<S> {
             picked.sent.push((stored.seq, stored.bytes));
         }
         picked
+    }
+
+    /// Deletes hint `seq` (of `bytes`) for `target` from the store and
+    /// from its queue's counts; false if the store refused (the hint stays
+    /// and is met again).
+    fn delete_hint(&mut self, target: NodeId, seq: u64, bytes: u64) -> bool {
+        let deleted = self.local.remove_hint(target, seq).is_ok();
+        if deleted {
+            self.forget_hint(target, bytes);
+        }
+        deleted
     }
 
     fn forget_hint(&mut self, target: NodeId, bytes: u64) {
@@ -642,10 +651,9 @@ impl<S: Store> Node<S> {
             return;
         }
         for stored in mine {
-            if self.local.remove_hint(target, stored.seq).is_err() {
+            if !self.delete_hint(target, stored.seq, stored.bytes) {
                 return;
             }
-            self.forget_hint(target, stored.bytes);
             self.stats.hints_dropped += 1;
         }
         if let Some(queue) = self.hints.queues.get_mut(&target) {
