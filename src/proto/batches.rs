@@ -68,7 +68,9 @@ impl BatchIds {
 
 impl<S: Store> Node<S> {
     /// Issues a batch id for `owner`, pruning the tags of batches no
-    /// subsystem holds any more from time to time.
+    /// subsystem holds any more from time to time. The caller holds each
+    /// batch (where `holds_batch` looks) before issuing the next: a tag
+    /// issued but not held yet may be pruned by the next issue.
     pub(super) fn issue_batch(&mut self, owner: BatchOwner) -> u64 {
         if self.batches.owners.len() >= self.batches.prune_at {
             let mut owners = std::mem::take(&mut self.batches.owners);
