@@ -5,10 +5,10 @@
 mod common;
 
 use common::run;
-use shoal::net::stream::{read_frame, write_frame};
+use shoal::net::stream::{FrameReader, write_frame};
 use shoal::net::tls::{Credentials, init_cluster_dir, transport_config};
 use shoal::proto::membership::NodeStatus;
-use shoal::proto::message::{AdminResponse, MemberReport};
+use shoal::proto::message::{AdminResponse, MemberReport, Tagged};
 use shoal::proto::{NodeId, Request, Response, StatusReport};
 use shoal::{Client, ClientError, Consistency, Context};
 use std::net::SocketAddr;
@@ -29,20 +29,24 @@ async fn silent_node(credentials: &Credentials) -> (quinn::Endpoint, Arc<AtomicU
             let counter = counter.clone();
             tokio::spawn(async move {
                 let Ok(connection) = incoming.await else { return };
-                let mut held = Vec::new();
-                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    match read_frame::<Request>(&mut recv, 1 << 20).await {
-                        Ok(Some(Request::Admin(_))) => {
-                            let answer = Response::Admin(AdminResponse::Status(Box::new(report(addr))));
-                            let _ = write_frame(&mut send, &answer).await;
-                            let _ = send.finish();
+                while let Ok((mut send, recv)) = connection.accept_bi().await {
+                    let counter = counter.clone();
+                    tokio::spawn(async move {
+                        let mut reader = FrameReader::new(recv, 1 << 20);
+                        while let Ok(Some(Tagged { id, body })) = reader.next::<Tagged<Request>>().await {
+                            match body {
+                                Request::Admin(_) => {
+                                    let answer =
+                                        Response::Admin(AdminResponse::Status(Box::new(report(addr))));
+                                    let _ = write_frame(&mut send, &Tagged { id, body: answer }).await;
+                                }
+                                // Never answered.
+                                _ => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
                         }
-                        Ok(Some(Request::Data(_))) => {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            held.push(send); // Never answered.
-                        }
-                        _ => return,
-                    }
+                    });
                 }
             });
         }

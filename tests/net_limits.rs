@@ -3,10 +3,11 @@
 
 mod common;
 
-use common::raw::{ask, connect, get, start, until_ready};
+use common::raw::{ask, connect, get, put, start, until_ready, values};
 use common::run;
-use shoal::net::stream::{read_frame, write_frame};
+use shoal::net::stream::{FrameReader, write_frame};
 use shoal::node::Limits;
+use shoal::proto::message::Tagged;
 use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Request, Response};
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ fn connections_past_the_limit_are_refused_until_one_closes() {
     });
 }
 
+/// A client that sends requests without reading the answers: once the
+/// answers it has not read fill the stream and the connection's limit of
+/// requests in flight is reached, the node stops reading its requests
+/// (QUIC's flow control then stops the client), instead of queueing them.
 #[test]
 fn requests_in_flight_on_one_connection_are_bounded() {
     run(Duration::from_secs(60), async {
@@ -56,30 +61,62 @@ fn requests_in_flight_on_one_connection_are_bounded() {
         let node = start(dir.path(), limits).await;
         let (_e, connection) = connect(dir.path(), &node).await.unwrap();
         until_ready(&connection).await;
-        // Two requests open and unanswered (nothing sent yet on them)...
-        let (mut send1, mut recv1) = connection.open_bi().await.unwrap();
-        let (mut send2, _recv2) = connection.open_bi().await.unwrap();
-        // (the peer sees a stream once it carries data)
-        send1.write_all(&[]).await.unwrap();
-        send2.write_all(&[]).await.unwrap();
-        // ...and a third cannot even start: it waits for credit instead of
-        // queueing at the node.
-        let third = tokio::time::timeout(Duration::from_millis(500), connection.open_bi()).await;
-        assert!(third.is_err(), "a third request stream opened past the limit");
-
-        // Finishing one request frees a place.
-        write_frame(&mut send1, &get(b"k")).await.unwrap();
-        send1.finish().unwrap();
-        let answer = read_frame::<Response>(&mut recv1, 1 << 20).await.unwrap();
+        let big = vec![7u8; 100 * 1024];
         assert!(matches!(
-            answer,
-            Some(Response::Data(ClientResponse::Found { .. }))
+            ask(&connection, &put(b"big", &big)).await,
+            Ok(Response::Data(ClientResponse::Written { .. }))
         ));
-        let third = tokio::time::timeout(Duration::from_secs(5), connection.open_bi()).await;
+
+        // 30 reads of 100 KiB, 3 MB of answers (over the 1.25 MB a stream
+        // buffers unread), then a write, all on one stream, nothing read.
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        let mut id = 0;
+        for _ in 0..30 {
+            write_frame(
+                &mut send,
+                &Tagged {
+                    id,
+                    body: get(b"big"),
+                },
+            )
+            .await
+            .unwrap();
+            id += 1;
+        }
+        write_frame(
+            &mut send,
+            &Tagged {
+                id,
+                body: put(b"marker", b"m"),
+            },
+        )
+        .await
+        .unwrap();
+        send.finish().unwrap();
+        // The write was never read by the node: another connection does
+        // not see it.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_e2, other) = connect(dir.path(), &node).await.unwrap();
         assert!(
-            matches!(third, Ok(Ok(_))),
-            "no place freed after a request finished"
+            values(&other, b"marker").await.is_empty(),
+            "the node read past its limit"
         );
+
+        // Reading the answers lets the node read on, up to the write.
+        let mut reader = FrameReader::new(recv, 1 << 20);
+        let mut answered = 0;
+        while let Some(Tagged { body, .. }) = reader.next::<Tagged<Response>>().await.unwrap() {
+            assert!(
+                matches!(
+                    body,
+                    Response::Data(ClientResponse::Found { .. } | ClientResponse::Written { .. })
+                ),
+                "{body:?}"
+            );
+            answered += 1;
+        }
+        assert_eq!(answered, 31);
+        assert_eq!(values(&other, b"marker").await, vec![b"m".to_vec()]);
         node.shutdown().await.unwrap();
     });
 }

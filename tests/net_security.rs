@@ -6,34 +6,14 @@
 
 mod common;
 
-use common::raw::{ask, connect, connect_as, get, start, until_ready};
+use common::raw::{ask, connect, connect_as, get, put, start, until_ready, values};
 use common::run;
 use shoal::Credentials;
+use shoal::net::tls::{init_cluster_dir, transport_config};
 use shoal::node::Limits;
-use shoal::proto::message::PROTOCOL_VERSION;
-use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Request, Response};
+use shoal::proto::message::{PROTOCOL_VERSION, Tagged};
+use shoal::proto::{ClientResponse, Response};
 use std::time::Duration;
-
-fn put(key: &[u8], value: &[u8]) -> Request {
-    Request::Data(ClientRequest::Put {
-        key: key.to_vec(),
-        value: value.to_vec(),
-        context: Context::empty(),
-        consistency: Consistency::One,
-        timeout_ms: None,
-        sloppy_quorum: true,
-    })
-}
-
-/// The values a good connection reads for `key`.
-async fn values(connection: &quinn::Connection, key: &[u8]) -> Vec<Vec<u8>> {
-    match ask(connection, &get(key)).await {
-        Ok(Response::Data(ClientResponse::Found { values, .. })) => {
-            values.into_iter().map(|v| v.value).collect()
-        }
-        other => panic!("{other:?}"),
-    }
-}
 
 #[test]
 fn a_client_with_an_expired_certificate_of_the_cluster_ca_is_refused() {
@@ -73,18 +53,57 @@ fn a_client_with_an_expired_certificate_of_the_cluster_ca_is_refused() {
 }
 
 #[test]
-fn a_client_announcing_another_protocol_version_is_refused_at_the_handshake() {
+fn a_client_of_another_protocol_version_is_refused_with_a_reason() {
     run(Duration::from_secs(60), async {
         let dir = tempfile::tempdir().unwrap();
         let node = start(dir.path(), Limits::default()).await;
         let credentials = Credentials::from_cluster_dir(&dir.path().join("cluster")).unwrap();
-        for version in [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
-            let refused = connect_as(&credentials, version, &node).await;
-            assert!(refused.is_err(), "protocol version {version} was accepted");
-        }
+        // A client from the future: the handshake fails.
+        let refused = connect_as(&credentials, PROTOCOL_VERSION + 1, &node).await;
+        assert!(refused.is_err(), "a newer protocol version was accepted");
+        // An older client is told why, in words it can show.
+        let old = PROTOCOL_VERSION - 1;
+        let reason = match connect_as(&credentials, old, &node).await {
+            Ok((_e, connection)) => connection.closed().await.to_string(),
+            Err(reason) => reason,
+        };
+        let expected = format!("this node speaks shoal protocol {PROTOCOL_VERSION}, the client speaks {old}");
+        assert!(reason.contains(&expected), "{reason}");
         let (_e, good) = connect_as(&credentials, PROTOCOL_VERSION, &node).await.unwrap();
         until_ready(&good).await;
         node.shutdown().await.unwrap();
+    });
+}
+
+/// This client against a node of an older release: the error says so.
+#[test]
+fn this_client_names_a_node_of_another_protocol_version() {
+    run(Duration::from_secs(60), async {
+        let dir = tempfile::tempdir().unwrap();
+        init_cluster_dir(dir.path()).unwrap();
+        let credentials = Credentials::from_cluster_dir(dir.path()).unwrap();
+        let server = credentials
+            .server_config_speaking(transport_config(16), PROTOCOL_VERSION - 1)
+            .unwrap();
+        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let accepting = endpoint.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accepting.accept().await {
+                let _ = incoming.await;
+            }
+        });
+        let error = shoal::Client::builder(credentials)
+            .seed(endpoint.local_addr().unwrap())
+            .connect()
+            .await
+            .err()
+            .expect("connected to a node of an older protocol");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("does not speak shoal protocol {PROTOCOL_VERSION}")),
+            "{text}"
+        );
+        endpoint.close(0u32.into(), b"done");
     });
 }
 
@@ -104,7 +123,7 @@ fn a_message_of_an_unknown_protocol_version_is_refused_and_changes_nothing() {
         let (mut send, mut recv) = connection.open_bi().await.unwrap();
         send.write_all(&frame).await.unwrap();
         let _ = send.finish();
-        let answer = shoal::net::stream::read_frame::<Response>(&mut recv, 1 << 20).await;
+        let answer = shoal::net::stream::read_frame::<Tagged<Response>>(&mut recv, 1 << 20).await;
         assert!(!matches!(answer, Ok(Some(_))), "answered: {answer:?}");
         // The connection still works, and nothing was written.
         assert!(values(&connection, b"k").await.is_empty());

@@ -68,18 +68,21 @@
 
 #![deny(missing_docs)]
 
-use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError, decode_exact, encode};
+use crate::net::frame::FrameError;
 use crate::net::revocation::{REVOKED_KEY, RevocationList};
 pub use crate::net::tls::Credentials;
 use crate::net::tls::{Role, SERVER_NAME, TlsError, transport_config};
 use crate::net::{s3, tokens};
 use crate::proto::membership::NodeStatus;
+use crate::proto::message::PROTOCOL_VERSION;
 use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
 use crate::proto::{
     AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, Fanout, ListRequest,
     ListedKey, NodeId, Request, RequestError, Response, StatusReport, Value,
 };
+mod pipe;
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -493,7 +496,11 @@ struct Inner {
     endpoint: quinn::Endpoint,
     seeds: Vec<SocketAddr>,
     options: ClientOptions,
-    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// The request streams to each node.
+    pipes: std::sync::Mutex<HashMap<SocketAddr, Arc<pipe::Pipe>>>,
+    /// Held while connecting to a node, so that concurrent requests wait
+    /// for one new connection instead of each making its own.
+    connecting: Mutex<HashMap<SocketAddr, Arc<Mutex<()>>>>,
     view: Mutex<View>,
 }
 
@@ -544,7 +551,8 @@ impl Client {
                 endpoint,
                 seeds: seeds.to_vec(),
                 options,
-                connections: Mutex::new(HashMap::new()),
+                pipes: std::sync::Mutex::new(HashMap::new()),
+                connecting: Mutex::new(HashMap::new()),
                 view: Mutex::new(View {
                     ring: Ring::new(1),
                     replication: 0,
@@ -880,14 +888,15 @@ impl Client {
                 }
                 Err(Attempt::Final(error)) => return Err(error),
                 Err(Attempt::NoAnswer(why)) if !is_read => {
-                    self.inner.connections.lock().await.remove(&addr);
                     return Err(ClientError::Indeterminate {
                         node: addr,
                         reason: why,
                     });
                 }
+                // A connection that failed is replaced on the next request
+                // to this node; one that only timed out stays (its other
+                // requests are fine).
                 Err(Attempt::NotSent(why) | Attempt::NoAnswer(why)) => {
-                    self.inner.connections.lock().await.remove(&addr);
                     last = format!("{addr}: {why}");
                 }
             }
@@ -913,59 +922,64 @@ impl Client {
         answer_within: Duration,
     ) -> Result<Response, Attempt> {
         let timeout = self.inner.options.attempt_timeout;
-        let opened = async {
-            let connection = self.connection(addr).await?;
-            let streams = connection
-                .open_bi()
-                .await
-                .map_err(|e| Attempt::NotSent(closed_because(&connection, e)))?;
-            Ok((connection, streams))
-        };
-        let (connection, (mut send, mut recv)) = tokio::time::timeout(timeout, opened)
+        let pipe = tokio::time::timeout(timeout, self.pipe(addr))
             .await
             .map_err(|_| Attempt::NotSent(format!("could not connect within {timeout:?}")))??;
-        let exchange = async {
-            send.write_all(&encode(request))
-                .await
-                .map_err(|e| Attempt::NoAnswer(closed_because(&connection, e)))?;
-            let _ = send.finish();
-            let bytes = recv
-                .read_to_end(DEFAULT_MAX_FRAME + 16)
-                .await
-                .map_err(|e| Attempt::NoAnswer(closed_because(&connection, e)))?;
-            decode_exact::<Response>(&bytes, DEFAULT_MAX_FRAME)
-                .map_err(|source| Attempt::Final(ClientError::Protocol { addr, source }))
-        };
-        match tokio::time::timeout(answer_within, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(Attempt::NoAnswer(format!("no answer within {answer_within:?}"))),
-        }
+        pipe.call(request, answer_within).await
     }
 
-    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, Attempt> {
-        if let Some(connection) = self.inner.connections.lock().await.get(&addr)
-            && connection.close_reason().is_none()
-        {
-            return Ok(connection.clone());
+    /// The request streams to `addr`: the open ones, or new ones on a new
+    /// connection.
+    async fn pipe(&self, addr: SocketAddr) -> Result<Arc<pipe::Pipe>, Attempt> {
+        if let Some(pipe) = self.open_pipe(addr) {
+            return Ok(pipe);
+        }
+        let lock = self
+            .inner
+            .connecting
+            .lock()
+            .await
+            .entry(addr)
+            .or_default()
+            .clone();
+        let _connecting = lock.lock().await;
+        // Another request may have connected meanwhile.
+        if let Some(pipe) = self.open_pipe(addr) {
+            return Ok(pipe);
         }
         let connecting = self
             .inner
             .endpoint
             .connect(addr, SERVER_NAME)
             .map_err(|e| Attempt::NotSent(e.to_string()))?;
-        let connection = connecting.await.map_err(|e| Attempt::NotSent(e.to_string()))?;
+        let connection = connecting
+            .await
+            .map_err(|e| Attempt::NotSent(handshake_failed(e)))?;
         if !Role::is_node(&connection) {
             connection.close(0u32.into(), b"not a node");
             return Err(Attempt::NotSent(format!(
                 "{addr} presented a certificate that is not a node's"
             )));
         }
+        let pipe = Arc::new(pipe::Pipe::open(addr, connection).await?);
+        let old = self.pipes().insert(addr, pipe.clone());
+        if let Some(old) = old {
+            // It failed: nothing more goes through it.
+            old.connection().close(0u32.into(), b"replaced");
+        }
+        Ok(pipe)
+    }
+
+    /// The usable request streams to `addr`, if there are.
+    fn open_pipe(&self, addr: SocketAddr) -> Option<Arc<pipe::Pipe>> {
+        self.pipes().get(&addr).filter(|pipe| pipe.usable()).cloned()
+    }
+
+    fn pipes(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Arc<pipe::Pipe>>> {
         self.inner
-            .connections
+            .pipes
             .lock()
-            .await
-            .insert(addr, connection.clone());
-        Ok(connection)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Closes every connection.
@@ -992,6 +1006,26 @@ fn closed_because(connection: &quinn::Connection, error: impl std::fmt::Display)
         _ => error.to_string(),
     }
 }
+
+/// Why a connection could not be made, naming a protocol mismatch (a node
+/// of another shoal release) as such.
+fn handshake_failed(error: quinn::ConnectionError) -> String {
+    match &error {
+        quinn::ConnectionError::ConnectionClosed(close)
+            if close.error_code == quinn::TransportErrorCode::crypto(NO_APPLICATION_PROTOCOL) =>
+        {
+            format!(
+                "the node does not speak shoal protocol {PROTOCOL_VERSION}, which this client speaks: \
+                 client and node are of different shoal releases ({error})"
+            )
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// The TLS alert a server sends when it speaks none of the client's
+/// protocols (RFC 7301).
+const NO_APPLICATION_PROTOCOL: u8 = 120;
 
 fn unix_seconds() -> u64 {
     std::time::SystemTime::now()

@@ -1,10 +1,79 @@
 //! Frames on QUIC streams.
 
-use super::frame::{FrameError, HEADER_LEN, decode_body, encode, parse_header};
+use super::frame::{FrameError, HEADER_LEN, decode, encode, parse_header};
+use bytes::{Buf, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Largest piece asked of the stream at once.
+const READ_CHUNK: usize = 256 * 1024;
+/// A reader's buffer past this size, once empty, is given back.
+const KEEP_BUFFER: usize = 1024 * 1024;
+
+/// Reads the frames of one stream, any number of them, each checked
+/// against `max` before its body is awaited.
+///
+/// It reads whatever the stream has ready and decodes every whole frame in
+/// it, so a stream carrying many small frames costs one read per batch of
+/// them rather than two per frame.
+pub struct FrameReader {
+    recv: quinn::RecvStream,
+    buf: BytesMut,
+    max: usize,
+}
+
+impl FrameReader {
+    /// Reads frames of at most `max` body bytes from `recv`.
+    pub fn new(recv: quinn::RecvStream, max: usize) -> FrameReader {
+        FrameReader {
+            recv,
+            buf: BytesMut::new(),
+            max,
+        }
+    }
+
+    /// The next frame's message. `Ok(None)` when the stream ends cleanly
+    /// between frames.
+    pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+        loop {
+            if let Some((message, used)) = decode::<T>(&self.buf, self.max)? {
+                self.buf.advance(used);
+                if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
+                    self.buf = BytesMut::new();
+                }
+                return Ok(Some(message));
+            }
+            if let Some(header) = self.buf.first_chunk::<HEADER_LEN>() {
+                // A frame has begun: room for all of it at once.
+                let (len, _) = parse_header(*header, self.max)?;
+                self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            }
+            match self.recv.read_chunk(READ_CHUNK, true).await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => {
+                    let needed = match self.buf.first_chunk::<HEADER_LEN>() {
+                        Some(header) => HEADER_LEN + parse_header(*header, self.max)?.0,
+                        None => HEADER_LEN,
+                    };
+                    return Err(FrameError::Truncated {
+                        needed,
+                        got: self.buf.len(),
+                    });
+                }
+                Err(e) => return Err(FrameError::Io { source: e.into() }),
+            }
+        }
+    }
+
+    /// Tells the sender to stop: nothing more will be read.
+    pub fn stop(&mut self, code: u32) {
+        let _ = self.recv.stop(code.into());
+    }
+}
+
 /// Reads one frame. `Ok(None)` when the stream ends cleanly between frames.
+/// (For a stream of many frames, a [`FrameReader`] reads ahead.)
 pub async fn read_frame<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     max: usize,
@@ -33,7 +102,7 @@ pub async fn read_frame<T: DeserializeOwned>(
         }
         Err(quinn::ReadExactError::ReadError(e)) => return Err(FrameError::Io { source: e.into() }),
     }
-    decode_body(&body, crc).map(Some)
+    super::frame::decode_body(&body, crc).map(Some)
 }
 
 /// Writes one frame.

@@ -227,6 +227,24 @@ pub fn alpn() -> Vec<u8> {
     alpn_of(PROTOCOL_VERSION)
 }
 
+/// The application close code of a connection refused because its peer
+/// speaks an older protocol; the close reason says which.
+pub const CLOSE_PROTOCOL: u32 = 0x5e2;
+
+/// The protocol a connection's peer announced, when it is older than this
+/// build's: the node accepts such a handshake only to tell the peer, in
+/// the close reason, why it cannot serve it (instead of a bare TLS alert).
+pub fn older_protocol(connection: &quinn::Connection) -> Option<u16> {
+    let data = connection.handshake_data()?;
+    let data = data.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?;
+    let name = data.protocol?;
+    let version = std::str::from_utf8(name.strip_prefix(b"shoal/")?)
+        .ok()?
+        .parse::<u16>()
+        .ok()?;
+    (version < PROTOCOL_VERSION).then_some(version)
+}
+
 fn alpn_of(version: u16) -> Vec<u8> {
     format!("shoal/{version}").into_bytes()
 }
@@ -504,6 +522,16 @@ impl Credentials {
         &self,
         transport: Arc<quinn::TransportConfig>,
     ) -> Result<quinn::ServerConfig, TlsError> {
+        self.server_config_speaking(transport, PROTOCOL_VERSION)
+    }
+
+    /// [`Credentials::server_config`] of a node whose newest protocol is
+    /// `newest` (it accepts the handshake of that one and older ones).
+    pub fn server_config_speaking(
+        &self,
+        transport: Arc<quinn::TransportConfig>,
+        newest: u16,
+    ) -> Result<quinn::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier =
             rustls::server::WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
@@ -515,7 +543,9 @@ impl Credentials {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
             .with_single_cert(vec![self.leaf.clone()], self.key())?;
-        tls.alpn_protocols = vec![alpn()];
+        // This build's protocol first, then the older ones (refused with a
+        // reason after the handshake; see `older_protocol`).
+        tls.alpn_protocols = (1..=newest).rev().map(alpn_of).collect();
         let crypto = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Verifier {
             reason: e.to_string(),
         })?;

@@ -13,6 +13,7 @@
 //! core tolerates, rather than growing memory without bound.
 
 pub mod http;
+mod lanes;
 mod link;
 pub mod metrics;
 mod revocation;
@@ -20,9 +21,11 @@ mod s3;
 pub mod settings;
 
 use crate::net::frame::{DEFAULT_MAX_FRAME, FrameError};
-use crate::net::stream::{read_frame, write_frame};
-use crate::net::tls::{Credentials, PeerCertificate, Role, TlsError, transport_config};
-use crate::proto::message::{AdminError, Operation, PeerHello};
+use crate::net::stream::FrameReader;
+use crate::net::tls::{
+    CLOSE_PROTOCOL, Credentials, PeerCertificate, Role, TlsError, older_protocol, transport_config,
+};
+use crate::proto::message::{AdminError, Operation, PROTOCOL_VERSION, PeerHello};
 use crate::proto::{
     AdminRequest, AdminResponse, ClientId, ClientResponse, Config, Node, NodeId, Output, PeerMessage,
     Request, RequestError, Response, StartError, Store, StoreError, Time,
@@ -35,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// When a write is acknowledged.
@@ -189,17 +192,9 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Event {
-    Request {
-        request: Request,
-        reply: oneshot::Sender<Response>,
-    },
-    Peer {
-        from: NodeId,
-        message: PeerMessage,
-    },
-    Gossip {
-        data: Bytes,
-    },
+    Request { request: Request, reply: lanes::Replier },
+    Peer { from: NodeId, message: PeerMessage },
+    Gossip { data: Bytes },
 }
 
 pub use http::HttpOptions;
@@ -488,11 +483,8 @@ impl Clock {
 }
 
 enum Reply {
-    Data(oneshot::Sender<Response>, metrics::RequestLabels),
-    Admin {
-        reply: oneshot::Sender<Response>,
-        leave: bool,
-    },
+    Data(lanes::Replier, metrics::RequestLabels),
+    Admin { reply: lanes::Replier, leave: bool },
 }
 
 struct Driver {
@@ -696,7 +688,7 @@ impl Driver {
             None => return,
         };
         // The client may have gone; nothing to do then.
-        let _ = reply.send(response);
+        reply.send(response);
     }
 
     fn link(&mut self, addr: SocketAddr) -> &link::Link {
@@ -775,7 +767,7 @@ async fn accept_loop(
         tokio::spawn(serve_connection(
             incoming,
             events.clone(),
-            limits.max_frame_bytes,
+            limits,
             guard,
             revoked.subscribe(),
         ));
@@ -794,7 +786,7 @@ impl Drop for OpenConnection {
 async fn serve_connection(
     incoming: quinn::Incoming,
     events: mpsc::Sender<Event>,
-    max_frame: usize,
+    limits: Limits,
     _open: OpenConnection,
     revoked: watch::Receiver<Arc<crate::net::revocation::RevocationList>>,
 ) {
@@ -805,6 +797,16 @@ async fn serve_connection(
             return;
         }
     };
+    if let Some(version) = older_protocol(&connection) {
+        tracing::debug!(remote = %connection.remote_address(), version, "a client of an older release refused");
+        let reason = format!(
+            "this node speaks shoal protocol {PROTOCOL_VERSION}, the client speaks {version}: \
+             use a client of the node's release"
+        );
+        connection.close(CLOSE_PROTOCOL.into(), reason.as_bytes());
+        return;
+    }
+    let max_frame = limits.max_frame_bytes;
     // The handshake verified the chain, so there is a certificate.
     let Some(certificate) = PeerCertificate::of_connection(&connection) else {
         connection.close(0u32.into(), b"unreadable certificate");
@@ -823,8 +825,18 @@ async fn serve_connection(
         tokio::spawn(serve_datagrams(connection.clone(), events.clone()));
         tokio::spawn(serve_peer_streams(connection.clone(), events.clone(), max_frame));
     }
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(
+        limits.max_requests_per_connection as usize,
+    ));
     while let Ok((send, recv)) = connection.accept_bi().await {
-        tokio::spawn(serve_request(send, recv, events.clone(), max_frame, role));
+        tokio::spawn(lanes::serve(
+            send,
+            recv,
+            events.clone(),
+            max_frame,
+            role,
+            in_flight.clone(),
+        ));
     }
     closer.abort();
 }
@@ -838,15 +850,16 @@ async fn serve_datagrams(connection: quinn::Connection, events: mpsc::Sender<Eve
 }
 
 async fn serve_peer_streams(connection: quinn::Connection, events: mpsc::Sender<Event>, max_frame: usize) {
-    while let Ok(mut recv) = connection.accept_uni().await {
+    while let Ok(recv) = connection.accept_uni().await {
         let events = events.clone();
         tokio::spawn(async move {
-            let from = match read_frame::<PeerHello>(&mut recv, max_frame).await {
+            let mut reader = FrameReader::new(recv, max_frame);
+            let from = match reader.next::<PeerHello>().await {
                 Ok(Some(hello)) => hello.node,
                 _ => return,
             };
             loop {
-                match read_frame::<PeerMessage>(&mut recv, max_frame).await {
+                match reader.next::<PeerMessage>().await {
                     Ok(Some(message)) => {
                         if events.send(Event::Peer { from, message }).await.is_err() {
                             return;
@@ -855,48 +868,12 @@ async fn serve_peer_streams(connection: quinn::Connection, events: mpsc::Sender<
                     Ok(None) => return,
                     Err(error) => {
                         log_bad_frame(&error, "peer stream");
-                        let _ = recv.stop(1u32.into());
+                        reader.stop(1);
                         return;
                     }
                 }
             }
         });
-    }
-}
-
-async fn serve_request(
-    mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
-    events: mpsc::Sender<Event>,
-    max_frame: usize,
-    role: Option<Role>,
-) {
-    let request = match read_frame::<Request>(&mut recv, max_frame).await {
-        Ok(Some(request)) => request,
-        Ok(None) => return,
-        Err(error) => {
-            log_bad_frame(&error, "request stream");
-            let _ = send.reset(1u32.into());
-            return;
-        }
-    };
-    let response = match role {
-        Some(role) if !role.allows(&request) => forbidden(role, &request),
-        _ => {
-            let (reply, response) = oneshot::channel();
-            if events.send(Event::Request { request, reply }).await.is_err() {
-                return;
-            }
-            match response.await {
-                Ok(response) => response,
-                Err(_) => return,
-            }
-        }
-    };
-    if write_frame(&mut send, &response).await.is_ok() {
-        let _ = send.finish();
-        // Wait for the client to read the answer before dropping the stream.
-        let _ = send.stopped().await;
     }
 }
 

@@ -115,7 +115,13 @@ pub(super) async fn refresh(events: mpsc::Sender<Event>, shared: Shared, data_di
 /// node has stopped.
 async fn ask(events: &mpsc::Sender<Event>, request: Request) -> Option<Response> {
     let (reply, response) = oneshot::channel();
-    events.send(Event::Request { request, reply }).await.ok()?;
+    events
+        .send(Event::Request {
+            request,
+            reply: reply.into(),
+        })
+        .await
+        .ok()?;
     response.await.ok()
 }
 

@@ -16,7 +16,10 @@ use std::fmt;
 use std::net::SocketAddr;
 
 /// The wire protocol this build speaks.
-pub const PROTOCOL_VERSION: u16 = 5;
+///
+/// 6: a client stream carries many requests, each tagged with an id the
+/// answer repeats ([`Tagged`]); answers come back in any order.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -377,6 +380,18 @@ pub enum Response {
     Data(ClientResponse),
     /// The answer to [`Request::Admin`].
     Admin(AdminResponse),
+}
+
+/// A request or answer on a client stream, tagged with the id the client
+/// chose for the request. A client stream carries any number of requests,
+/// one after another; the node answers each with the same id, in the order
+/// the answers are ready (not the order of the requests).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tagged<T> {
+    /// The client's id for the request.
+    pub id: u64,
+    /// The request or the answer.
+    pub body: T,
 }
 
 /// The first frame on a peer's message stream: who is sending.

@@ -4,8 +4,8 @@
 use shoal::net::stream::{read_frame, write_frame};
 use shoal::net::tls::{Credentials, SERVER_NAME, init_cluster_dir, transport_config};
 use shoal::node::{Limits, NodeHandle, NodeOptions};
-use shoal::proto::message::PROTOCOL_VERSION;
-use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Fanout, Request, Response};
+use shoal::proto::message::{PROTOCOL_VERSION, Tagged};
+use shoal::proto::{ClientRequest, ClientResponse, Config, Consistency, Context, Fanout, Request, Response};
 use std::path::Path;
 use std::time::Duration;
 
@@ -61,13 +61,37 @@ pub fn get(key: &[u8]) -> Request {
     })
 }
 
+pub fn put(key: &[u8], value: &[u8]) -> Request {
+    Request::Data(ClientRequest::Put {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::One,
+        timeout_ms: None,
+        sloppy_quorum: true,
+    })
+}
+
+/// The values `connection` reads for `key`.
+pub async fn values(connection: &quinn::Connection, key: &[u8]) -> Vec<Vec<u8>> {
+    match ask(connection, &get(key)).await {
+        Ok(Response::Data(ClientResponse::Found { values, .. })) => {
+            values.into_iter().map(|v| v.value).collect()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Sends `request` on a new stream of `connection`; the answer, or why none.
 pub async fn ask(connection: &quinn::Connection, request: &Request) -> Result<Response, String> {
     let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
-    write_frame(&mut send, request).await.map_err(|e| e.to_string())?;
+    write_frame(&mut send, &Tagged { id: 7, body: request })
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = send.finish();
-    match read_frame::<Response>(&mut recv, 1 << 20).await {
-        Ok(Some(response)) => Ok(response),
+    match read_frame::<Tagged<Response>>(&mut recv, 1 << 20).await {
+        Ok(Some(Tagged { id: 7, body })) => Ok(body),
+        Ok(Some(Tagged { id, .. })) => Err(format!("answer to request {id}, not 7")),
         Ok(None) => Err("stream ended without an answer".into()),
         Err(e) => Err(e.to_string()),
     }

@@ -259,7 +259,10 @@ async fn ask(state: &State, request: Request) -> Result<Response, ApiError> {
     let stopping = || ApiError::unavailable("the node is stopping");
     state
         .events
-        .send(super::Event::Request { request, reply })
+        .send(super::Event::Request {
+            request,
+            reply: reply.into(),
+        })
         .await
         .map_err(|_| stopping())?;
     answer.await.map_err(|_| stopping())

@@ -59,7 +59,10 @@ impl Cluster {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let stopping = || s3_error!(ServiceUnavailable, "the node is stopping");
         self.events
-            .send(Event::Request { request, reply })
+            .send(Event::Request {
+                request,
+                reply: reply.into(),
+            })
             .await
             .map_err(|_| stopping())?;
         match answer.await.map_err(|_| stopping())? {
