@@ -20,6 +20,7 @@ fn spec(workload: Workload, ops: u64) -> Spec {
         stop: Stop::Ops(ops),
         distribution: Distribution::Zipfian,
         read: Consistency::Quorum,
+        fanout: shoal::proto::Fanout::All,
         write: Consistency::Quorum,
         seed: 9,
         rate: None,
@@ -50,6 +51,14 @@ fn workloads_run_against_a_real_cluster() {
         assert_eq!(a.all.count, 400, "{a:?}");
         assert!(a.operations["read"].count > 100 && a.operations["update"].count > 100);
         assert!(a.all.p50_us > 0 && a.all.p50_us <= a.all.p99_us && a.all.p99_us <= a.all.max_us);
+
+        // Reads that ask only the replicas they need (`--fanout needed`).
+        let needed = Spec {
+            fanout: shoal::proto::Fanout::Needed,
+            ..spec(Workload::C, 300)
+        };
+        let c = bench.run(needed, Arc::new(Progress::default())).await;
+        assert_eq!((c.all.count, c.failed()), (300, 0), "{c:?}");
 
         let f = bench
             .run(spec(Workload::F, 300), Arc::new(Progress::default()))

@@ -139,6 +139,9 @@ pub struct Spec {
     pub distribution: Distribution,
     /// Consistency of reads.
     pub read: Consistency,
+    /// Which replicas a read asks (every one, or only as many as `read`
+    /// needs).
+    pub fanout: crate::proto::Fanout,
     /// Consistency of writes.
     pub write: Consistency,
     /// Seed of the operation mix and key choice.
@@ -377,7 +380,8 @@ impl Shared {
     }
 
     async fn read(&self, record: u64) -> Result<Context, ClientError> {
-        let read = self.client.get(record_key(record), self.spec.read).await?;
+        let options = crate::client::ReadOptions::new(self.spec.read).fanout(self.spec.fanout);
+        let read = self.client.get_with(record_key(record), options).await?;
         self.contexts.set(record, read.context.clone());
         Ok(read.context)
     }

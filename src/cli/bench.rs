@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use shoal::bench::keys::Distribution;
 use shoal::bench::{Bench, Progress, Report, Spec, Stop, Workload};
 use shoal::node::Durability;
-use shoal::proto::Config;
+use shoal::proto::{Config, Fanout};
 use shoal::{Client, Consistency, Credentials};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// Consistency of writes only (overrides --consistency).
     #[arg(long)]
     write_consistency: Option<Consistency>,
+    /// Which replicas a read asks: `all` (every replica that is up; the
+    /// first R answers are returned and the others repair stale copies) or
+    /// `needed` (only R, the coordinator's own copy first; no read repair).
+    #[arg(long, value_enum, default_value_t = ReadFanout::All)]
+    fanout: ReadFanout,
     /// Aim at this many operations per second in all (default: as many as
     /// the cluster serves). For latency at a given load.
     #[arg(long)]
@@ -168,6 +173,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "concurrency": args.concurrency,
             "distribution": args.distribution,
             "read_consistency": args.read().to_string(),
+            "fanout": args.fanout,
             "write_consistency": args.write().to_string(),
             "rate": args.rate,
             "reports": reports,
@@ -209,6 +215,10 @@ impl BenchArgs {
             },
             distribution: self.distribution,
             read: self.read(),
+            fanout: match self.fanout {
+                ReadFanout::All => Fanout::All,
+                ReadFanout::Needed => Fanout::Needed,
+            },
             write: self.write(),
             seed: self.seed,
             rate: self.rate,
@@ -292,4 +302,14 @@ fn print_report(report: &Report) {
     for (kind, count) in &report.errors {
         println!("  error {kind}: {count}");
     }
+}
+
+/// `--fanout`: which replicas a read asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ReadFanout {
+    /// Every replica that is up, with read repair.
+    All,
+    /// Only as many as the consistency needs.
+    Needed,
 }

@@ -836,20 +836,18 @@ impl Client {
             let _ = self.refresh_ring().await;
         }
         let view = self.inner.view.lock().await;
-        let mut order: Vec<SocketAddr> = Vec::new();
+        let nodes = view.ring.nodes();
+        let mut order: Vec<SocketAddr> = Vec::with_capacity(nodes.len() + self.inner.seeds.len());
         let replicas = view.ring.preference_list(key, view.replication);
         let live = |node: &NodeId| view.members.get(node).filter(|m| m.up).map(|m| m.addr);
-        order.extend(replicas.iter().filter_map(live));
-        order.extend(
-            view.ring
-                .nodes()
-                .iter()
-                .filter(|n| !replicas.contains(n))
-                .filter_map(live),
-        );
-        order.extend(self.inner.seeds.iter().copied());
-        let mut seen = std::collections::HashSet::new();
-        order.retain(|addr| seen.insert(*addr));
+        let others = nodes.iter().filter(|n| !replicas.contains(n));
+        let found = replicas.iter().chain(others).filter_map(live);
+        // (A few nodes: a linear search is cheaper than a set.)
+        for addr in found.chain(self.inner.seeds.iter().copied()) {
+            if !order.contains(&addr) {
+                order.push(addr);
+            }
+        }
         order
     }
 

@@ -7,11 +7,12 @@
 //! installed exporter the recording calls do nothing.
 
 use crate::proto::membership::NodeStatus;
-use crate::proto::{ClientResponse, Node, NodeId, RequestError, Stats};
+use crate::proto::message::Operation;
+use crate::proto::{ClientResponse, Consistency, Node, NodeId, RequestError, Stats};
 use crate::storage::FjallStore;
-use metrics::{counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -66,43 +67,56 @@ pub fn serve(addr: SocketAddr, node: NodeId) -> Result<(), MetricsError> {
 
 /// What a client request was, for its metrics once answered.
 pub(super) struct RequestLabels {
-    op: String,
-    consistency: String,
+    op: Operation,
+    consistency: Consistency,
     started: Instant,
 }
 
 impl RequestLabels {
     /// Labels for `request`; a request asking for the default is labelled
     /// with the level it gets (`default`).
-    pub(super) fn new(
-        request: &crate::proto::ClientRequest,
-        default: crate::proto::Consistency,
-    ) -> RequestLabels {
+    pub(super) fn new(request: &crate::proto::ClientRequest, default: Consistency) -> RequestLabels {
         RequestLabels::of(request.operation(), request.consistency().or(default))
     }
 
     /// Labels for an operation at a consistency level.
-    pub(super) fn of(
-        operation: crate::proto::message::Operation,
-        consistency: crate::proto::Consistency,
-    ) -> RequestLabels {
+    pub(super) fn of(op: Operation, consistency: Consistency) -> RequestLabels {
         RequestLabels {
-            op: operation.to_string(),
-            consistency: consistency.to_string(),
+            op,
+            consistency,
             started: Instant::now(),
         }
     }
+}
 
-    /// Records the request's outcome and latency.
-    pub(super) fn done(self, response: &ClientResponse) {
+/// The request counters and latency histograms, one pair per operation,
+/// consistency and outcome, registered once each: recording a request
+/// then costs no label strings and no registry lookup.
+#[derive(Default)]
+pub(super) struct RequestMetrics {
+    handles: HashMap<(Operation, Consistency, &'static str), (Counter, Histogram)>,
+}
+
+impl RequestMetrics {
+    /// Records a request's outcome and latency.
+    pub(super) fn done(&mut self, labels: RequestLabels, response: &ClientResponse) {
         let outcome = outcome(response);
-        let labels = [
-            ("op", self.op),
-            ("consistency", self.consistency),
-            ("outcome", outcome.to_string()),
-        ];
-        counter!("shoal_requests_total", &labels).increment(1);
-        histogram!("shoal_request_duration_seconds", &labels).record(self.started.elapsed().as_secs_f64());
+        let (counter, histogram) = self
+            .handles
+            .entry((labels.op, labels.consistency, outcome))
+            .or_insert_with(|| {
+                let labels = [
+                    ("op", labels.op.to_string()),
+                    ("consistency", labels.consistency.to_string()),
+                    ("outcome", outcome.to_string()),
+                ];
+                (
+                    counter!("shoal_requests_total", &labels),
+                    histogram!("shoal_request_duration_seconds", &labels),
+                )
+            });
+        counter.increment(1);
+        histogram.record(labels.started.elapsed().as_secs_f64());
     }
 }
 

@@ -379,6 +379,7 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         storage_failed: false,
         leaving: false,
         exporter: metrics::Exporter::default(),
+        request_metrics: metrics::RequestMetrics::default(),
         bulk: std::collections::VecDeque::new(),
         max_frame: limits.max_frame_bytes,
         invalid_logged: None,
@@ -500,6 +501,7 @@ struct Driver {
     storage_failed: bool,
     leaving: bool,
     exporter: metrics::Exporter,
+    request_metrics: metrics::RequestMetrics,
     /// Bulk repair and topology messages waiting for a quiet moment.
     bulk: std::collections::VecDeque<Event>,
     /// Largest message a peer accepts (every node has the same limits).
@@ -680,7 +682,7 @@ impl Driver {
         let reply = match self.pending.remove(&client) {
             Some(Reply::Data(reply, labels)) => {
                 if let Response::Data(data) = &response {
-                    labels.done(data);
+                    self.request_metrics.done(labels, data);
                 }
                 reply
             }

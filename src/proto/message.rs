@@ -83,7 +83,7 @@ impl std::str::FromStr for Context {
 }
 
 /// Which kind of client operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Operation {
     /// Read a key.
