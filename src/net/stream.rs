@@ -105,6 +105,23 @@ pub async fn read_frame<T: DeserializeOwned>(
     super::frame::decode_body(&body, crc).map(Some)
 }
 
+/// Below this, a buffer's bytes are copied into the stream and the buffer
+/// is kept for the next write; from it on, the buffer itself is handed to
+/// the stream (no copy of a large message) and a new one starts.
+const HAND_OVER: usize = 64 * 1024;
+
+/// Writes `buf`'s encoded frames to `send` and leaves `buf` empty. A large
+/// buffer is handed to QUIC as it is, not copied: it stays allocated until
+/// the peer acknowledges it, and the caller starts a new one.
+pub async fn write_buffer(send: &mut quinn::SendStream, buf: &mut Vec<u8>) -> Result<(), quinn::WriteError> {
+    if buf.len() < HAND_OVER {
+        send.write_all(buf).await?;
+        buf.clear();
+        return Ok(());
+    }
+    send.write_chunk(bytes::Bytes::from(std::mem::take(buf))).await
+}
+
 /// Writes one frame.
 pub async fn write_frame<T: Serialize>(send: &mut quinn::SendStream, message: &T) -> Result<(), FrameError> {
     send.write_all(&encode(message))

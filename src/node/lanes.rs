@@ -13,7 +13,7 @@
 
 use super::{Event, forbidden, log_bad_frame};
 use crate::net::frame::encode_into;
-use crate::net::stream::FrameReader;
+use crate::net::stream::{FrameReader, write_buffer};
 use crate::net::tls::Role;
 use crate::proto::message::Tagged;
 use crate::proto::{Request, Response};
@@ -133,12 +133,11 @@ async fn write_answers(mut send: quinn::SendStream, mut queued: mpsc::UnboundedR
                 },
             );
         }
-        if send.write_all(&buf).await.is_err() {
+        if write_buffer(&mut send, &mut buf).await.is_err() {
             return;
         }
         // Written: these requests leave the connection's count in flight.
         batch.clear();
-        buf.clear();
         if buf.capacity() > KEEP_BUFFER {
             buf = Vec::new();
         }

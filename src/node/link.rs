@@ -11,6 +11,7 @@
 use super::revocation;
 use crate::net::frame::{HEADER_LEN, encode_into};
 use crate::net::revocation::RevocationList;
+use crate::net::stream::write_buffer;
 use crate::net::tls::{PeerCertificate, Role, SERVER_NAME};
 use crate::proto::message::PeerHello;
 use crate::proto::{NodeId, PeerMessage};
@@ -186,13 +187,15 @@ async fn pump(
                 }
             }
             if buf.len() >= WRITE_BYTES {
-                stream.write_all(&buf).await.map_err(|e| e.to_string())?;
-                buf.clear();
+                write_buffer(&mut stream, &mut buf)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
         if !buf.is_empty() {
-            stream.write_all(&buf).await.map_err(|e| e.to_string())?;
-            buf.clear();
+            write_buffer(&mut stream, &mut buf)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         // One large message leaves a large buffer: give it back.
         if buf.capacity() > 2 * WRITE_BYTES {
