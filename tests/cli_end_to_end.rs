@@ -149,6 +149,18 @@ fn the_cli_drives_a_three_process_cluster_end_to_end() {
         .unwrap()
         .to_string();
 
+    // A value with a time to live reads until it passes, then not at all.
+    stdout(&shoal(
+        dir.path(),
+        &node,
+        &["put", "otp", "123456", "--ttl", "2s", "--consistency", "all"],
+    ));
+    let get = stdout(&shoal(dir.path(), &node, &["get", "otp", "--consistency", "all"]));
+    assert!(get.starts_with("123456\n"), "{get}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let get = stdout(&shoal(dir.path(), &node, &["get", "otp", "--consistency", "all"]));
+    assert!(get.starts_with("(not found)\n"), "{get}");
+
     // Two blind writes become siblings; a write with their context resolves them.
     stdout(&shoal(
         dir.path(),

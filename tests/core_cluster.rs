@@ -323,6 +323,7 @@ fn a_duplicated_forward_is_applied_once() {
         consistency: Consistency::One,
         timeout_ms: Some(1000),
         sloppy_quorum: true,
+        ttl_ms: None,
     };
     let message = PeerMessage::Forward {
         request: 7,
@@ -398,6 +399,7 @@ fn requests_past_the_in_flight_limit_get_busy_and_change_nothing() {
         consistency: Consistency::All,
         timeout_ms: None,
         sloppy_quorum: true,
+        ttl_ms: None,
     };
     // Two writes wait for their replicas; a third finds no room.
     let first = c.submit(at, put(b"a"));
@@ -476,6 +478,7 @@ fn a_request_asking_for_the_default_gets_the_nodes_default_consistency() {
             consistency: Consistency::Default,
             timeout_ms: None,
             sloppy_quorum: false,
+            ttl_ms: None,
         },
     );
     assert!(

@@ -38,6 +38,7 @@ fn strict_put(key: &[u8], value: &[u8], consistency: Consistency) -> ClientReque
         consistency,
         timeout_ms: None,
         sloppy_quorum: false,
+        ttl_ms: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn quorum_put(c: &mut Cluster, at: NodeId, k: &[u8], value: &[u8]) -> ClientResp
         consistency: Consistency::Quorum,
         timeout_ms: None,
         sloppy_quorum: false,
+        ttl_ms: None,
     };
     c.request(at, put)
 }

@@ -57,6 +57,7 @@ fn raw_state(clock: &[(u64, u64)], dots: &[u64]) -> Versioned {
             },
             timestamp_ms: 1,
             value: Some(b"v".to_vec()),
+            expires_ms: None,
         })
         .collect();
     let bytes = rmp_serde::to_vec(&(clock, siblings)).unwrap();
@@ -317,6 +318,7 @@ fn a_client_context_with_a_counter_out_of_range_is_refused_and_the_key_stays_wri
         consistency: Consistency::One,
         timeout_ms: None,
         sloppy_quorum: false,
+        ttl_ms: None,
     };
     let mut answers = Vec::new();
     for (i, context) in [Context::from(clock), Context::empty(), Context::empty()]

@@ -70,3 +70,45 @@ fn a_built_client_applies_its_default_consistency_and_clones_share_it() {
         cluster.shutdown().await.unwrap();
     });
 }
+
+/// A put with a time to live, on real nodes: read before it passes, absent
+/// after, from every node; a time to live under the nodes' minimum is
+/// refused with its own error.
+#[test]
+fn a_put_with_a_time_to_live_expires_on_real_nodes() {
+    run(Duration::from_secs(90), async {
+        let cluster = TestCluster::start(3).await.unwrap();
+        let client = cluster.ready_client(Duration::from_secs(20)).await.unwrap();
+        let options = WriteOptions::new(Consistency::All).ttl(Duration::from_secs(2));
+        client
+            .put_with("session", "token", &Context::empty(), options)
+            .await
+            .unwrap();
+        let read = client.get("session", Consistency::All).await.unwrap();
+        assert_eq!(read.values.len(), 1);
+        assert_eq!(read.values[0].value, b"token");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        for addr in cluster.running() {
+            let read = client.get_via(addr, "session", Consistency::One).await.unwrap();
+            assert!(
+                read.values.is_empty(),
+                "{addr} still serves it: {:?}",
+                read.values
+            );
+        }
+        let too_short = WriteOptions::new(Consistency::All).ttl(Duration::from_millis(10));
+        let error = client
+            .put_with("session", "x", &Context::empty(), too_short)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ClientError::Request(RequestError::BadTtl { ttl_ms: 10, .. })
+            ),
+            "{error:?}"
+        );
+        client.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}

@@ -234,6 +234,40 @@ fn keys_siblings_listings_and_errors_over_https() {
         assert_eq!((bad.status, bad.code().as_str()), (400, "bad_parameter"));
         let bad = curl(call(&app, &[], "/v1/kv/strict?timeout=forever")).await;
         assert_eq!((bad.status, bad.code().as_str()), (400, "bad_parameter"));
+        // A time to live: read at once, 404 once it passed; out of limits, 400.
+        let put = curl(call(
+            &app,
+            &["-X", "PUT", "--data-binary", "t"],
+            "/v1/kv/brief?ttl=1s",
+        ))
+        .await;
+        assert_eq!(put.status, 200, "{}", put.text());
+        assert_eq!(
+            curl(call(&app, &[], "/v1/kv/brief?consistency=all")).await.status,
+            200
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let gone = curl(call(&app, &[], "/v1/kv/brief?consistency=all")).await;
+        assert_eq!((gone.status, gone.code().as_str()), (404, "not_found"));
+        let bad = curl(call(
+            &app,
+            &["-X", "PUT", "--data-binary", "t"],
+            "/v1/kv/brief?ttl=5ms",
+        ))
+        .await;
+        assert_eq!(
+            (bad.status, bad.code().as_str()),
+            (400, "bad_ttl"),
+            "{}",
+            bad.text()
+        );
+        let bad = curl(call(
+            &app,
+            &["-X", "PUT", "--data-binary", "t"],
+            "/v1/kv/brief?ttl=soon",
+        ))
+        .await;
+        assert_eq!((bad.status, bad.code().as_str()), (400, "bad_parameter"));
         let absent = curl(call(&app, &[], "/v1/kv/absent")).await;
         assert_eq!((absent.status, absent.code().as_str()), (404, "not_found"));
         let huge = cluster.dir.path().join("huge");

@@ -91,6 +91,7 @@ fn junk_from_a_peer_is_dropped_and_counted_and_the_node_keeps_serving() {
             consistency: Consistency::One,
             timeout_ms: None,
             sloppy_quorum: false,
+            ttl_ms: None,
         });
         let answer = ask(&connection, &put).await.unwrap();
         assert!(

@@ -141,6 +141,7 @@ fn a_message_over_the_frame_limit_is_refused_and_nothing_is_stored() {
             consistency: Consistency::One,
             timeout_ms: None,
             sloppy_quorum: true,
+            ttl_ms: None,
         });
         let refused = ask(&connection, &put).await;
         assert!(refused.is_err(), "an oversized message was answered: {refused:?}");

@@ -68,6 +68,12 @@ enum Command {
         /// with `-` (any bytes, up to the node's max_value_bytes).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+        /// Time to live: the value reads as absent once this has passed on
+        /// the coordinating node's clock (for example 30s, 10m, 1h 30m;
+        /// within the nodes' min_ttl and max_ttl, by default 1s to 365
+        /// days).
+        #[arg(long, value_parser = humantime_serde::re::humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -594,6 +600,7 @@ async fn dispatch(command: Command) -> Result<()> {
             key,
             value,
             file,
+            ttl,
             write,
         } => {
             let value = match (value, file) {
@@ -602,9 +609,9 @@ async fn dispatch(command: Command) -> Result<()> {
                 (None, None) => unreachable!("clap requires a value or --file"),
             };
             let client = connect(&write.target).await?;
-            let context = client
-                .put(&key, &value, &write.context, write.consistency)
-                .await?;
+            let mut options = shoal::WriteOptions::new(write.consistency);
+            options.ttl = ttl;
+            let context = client.put_with(&key, &value, &write.context, options).await?;
             println!("ok");
             println!("context: {context}");
             Ok(())

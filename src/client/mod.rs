@@ -443,16 +443,28 @@ pub struct WriteOptions {
     pub sloppy_quorum: bool,
     /// The node-side deadline; the node's default if `None`.
     pub timeout: Option<Duration>,
+    /// Time to live of a put's value: it reads as absent once this has
+    /// passed on the coordinator's clock (within the nodes' `min_ttl` and
+    /// `max_ttl`; whole milliseconds). `None`: it never expires. Ignored by
+    /// deletes.
+    pub ttl: Option<Duration>,
 }
 
 impl WriteOptions {
-    /// `consistency`, sloppy quorum on, the node's deadline.
+    /// `consistency`, sloppy quorum on, the node's deadline, no expiry.
     pub fn new(consistency: Consistency) -> WriteOptions {
         WriteOptions {
             consistency,
             sloppy_quorum: true,
             timeout: None,
+            ttl: None,
         }
+    }
+
+    /// A put whose value expires after `ttl`.
+    pub fn ttl(mut self, ttl: Duration) -> WriteOptions {
+        self.ttl = Some(ttl);
+        self
     }
 
     /// Whether a replica that is down may be stood in for (sloppy quorum).
@@ -694,6 +706,9 @@ impl Client {
             consistency: options.consistency,
             timeout_ms: options.timeout_ms(),
             sloppy_quorum: options.sloppy_quorum,
+            ttl_ms: options
+                .ttl
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
         written(self.data_request(request).await?)
     }

@@ -226,6 +226,7 @@ mod tests {
             consistency: Consistency::Quorum,
             timeout_ms: Some(250),
             sloppy_quorum: true,
+            ttl_ms: None,
         }
     }
 

@@ -136,6 +136,7 @@ fn outcome(response: &ClientResponse) -> &'static str {
             RequestError::NotReplica { .. } => "not_replica",
             RequestError::NotReady { .. } => "not_ready",
             RequestError::InvalidListing { .. } => "invalid_listing",
+            RequestError::BadTtl { .. } => "bad_ttl",
             #[allow(unreachable_patterns)]
             _ => "error",
         },

@@ -37,6 +37,12 @@ pub struct Config {
     pub default_consistency: super::Consistency,
     /// Most siblings a key may hold; a put that would exceed it fails.
     pub max_siblings: usize,
+    /// Shortest time to live a put may carry; shorter ones are refused.
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    /// Longest time to live a put may carry; longer ones are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
     /// Largest state one key may hold, all its siblings together, in bytes
     /// (roughly as sent); a put that would exceed it fails, so every state
     /// fits in one message.
@@ -109,6 +115,8 @@ impl Default for Config {
             max_value_bytes: 1024 * 1024,
             default_consistency: super::Consistency::Quorum,
             max_siblings: 64,
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(365 * 86_400),
             max_state_bytes: 3 * 1024 * 1024,
             max_requests_in_flight: 10_000,
             anti_entropy_interval: Duration::from_secs(10),
@@ -152,7 +160,7 @@ impl Config {
 
     /// Whether each setting of replication, placement and requests is
     /// sane: (ok, setting, what it must be).
-    fn request_checks(&self) -> [(bool, &'static str, &'static str); 9] {
+    fn request_checks(&self) -> [(bool, &'static str, &'static str); 11] {
         [
             (
                 (1..=MAX_REPLICATION).contains(&self.replication),
@@ -183,6 +191,16 @@ impl Config {
                 (1..=1024).contains(&self.max_siblings),
                 "max_siblings",
                 "must be between 1 and 1024",
+            ),
+            (
+                self.min_ttl >= Duration::from_millis(1) && self.min_ttl <= self.max_ttl,
+                "min_ttl",
+                "must be at least 1 ms and at most max_ttl",
+            ),
+            (
+                self.max_ttl <= Duration::from_secs(100 * 365 * 86_400),
+                "max_ttl",
+                "must be at most 100 years",
             ),
             (
                 self.max_state_bytes >= self.max_value_bytes + self.max_key_bytes + 48,

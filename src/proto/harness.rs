@@ -320,6 +320,7 @@ impl Cluster {
                 consistency,
                 timeout_ms: None,
                 sloppy_quorum: true,
+                ttl_ms: None,
             },
         )
     }

@@ -143,6 +143,12 @@ pub enum ClientRequest {
         /// by the next live node on the ring, which keeps a hint for it and
         /// counts toward W.
         sloppy_quorum: bool,
+        /// Time to live in milliseconds: the value reads as absent once it
+        /// has passed (from the coordinator's clock when it takes the
+        /// write). Within the node's `min_ttl..=max_ttl`. Left out of the
+        /// encoding when `None`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
     },
     /// Delete `key`: a tombstone superseding what `context` saw.
     Delete {
@@ -756,6 +762,16 @@ pub enum RequestError {
     /// changed.
     #[error("no replicas known for this key")]
     NoReplicas,
+    /// A put's time to live is outside the node's limits. Nothing changed.
+    #[error("a time to live of {ttl_ms} ms is outside {min_ms}..={max_ms} ms (min_ttl..=max_ttl)")]
+    BadTtl {
+        /// The time to live asked for.
+        ttl_ms: u64,
+        /// The shortest allowed (`min_ttl`).
+        min_ms: u64,
+        /// The longest allowed (`max_ttl`).
+        max_ms: u64,
+    },
     /// A listing's limit or bounds are not acceptable. Nothing changed.
     #[error("invalid listing: {reason}")]
     InvalidListing {

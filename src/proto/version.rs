@@ -117,6 +117,21 @@ pub struct Sibling {
     /// The value; `None` is a tombstone left by a delete.
     #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
+    /// When the value expires (a write with a time to live), in the
+    /// coordinator's milliseconds since the Unix epoch: from then on it
+    /// reads as absent. Set once, by the coordinator, and carried with the
+    /// sibling by every copy, so all replicas agree on it. Left out of the
+    /// encoding when `None`, so a sibling without one encodes (and hashes
+    /// into digests) as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+}
+
+impl Sibling {
+    /// Whether this sibling holds a value that has not expired at `now_ms`.
+    pub fn is_live_at(&self, now_ms: u64) -> bool {
+        self.value.is_some() && self.expires_ms.is_none_or(|at| now_ms < at)
+    }
 }
 
 /// Everything a replica knows of one key: its causal context and siblings.
@@ -196,6 +211,22 @@ impl Versioned {
         self.siblings.iter().filter(|s| s.value.is_some())
     }
 
+    /// The values live at `now_ms`: not tombstones, and not expired. An
+    /// expired value stays in the state (its dot is in the clock) until a
+    /// write with a context that covers it replaces it, as a tombstone does,
+    /// so its expiry never brings back what it superseded.
+    pub fn values_at(&self, now_ms: u64) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(move |s| s.is_live_at(now_ms))
+    }
+
+    /// Sets the expiry of the sibling `dot` (the write just made by this
+    /// coordinator). No effect if there is no such sibling.
+    pub fn set_expiry(&mut self, dot: &Dot, expires_ms: u64) {
+        if let Some(sibling) = self.siblings.iter_mut().find(|s| s.dot == *dot) {
+            sibling.expires_ms = Some(expires_ms);
+        }
+    }
+
     /// Whether no sibling holds a value (never written, or deleted).
     pub fn is_deleted(&self) -> bool {
         self.values().next().is_none()
@@ -248,6 +279,7 @@ impl Versioned {
             dot,
             timestamp_ms,
             value,
+            expires_ms: None,
         };
         let at = self.siblings.partition_point(|s| s.dot < dot);
         self.siblings.insert(at, sibling);
@@ -323,6 +355,27 @@ mod tests {
 
     fn values(v: &Versioned) -> Vec<&[u8]> {
         v.values().map(|s| s.value.as_deref().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_sibling_without_an_expiry_encodes_as_before_one_with_it_round_trips() {
+        let mut v = Versioned::new();
+        let dot = v
+            .write(actor(1), &VersionVector::new(), Some(b"v".to_vec()), 5, MAX)
+            .unwrap();
+        // The shape stored and sent before expiry existed.
+        let before = rmp_serde::to_vec(&(dot, 5u64, Some(serde_bytes::Bytes::new(b"v")))).unwrap();
+        assert_eq!(rmp_serde::to_vec(&v.siblings()[0]).unwrap(), before);
+        let old: Sibling = rmp_serde::from_slice(&before).unwrap();
+        assert_eq!(old.expires_ms, None);
+
+        v.set_expiry(&dot, 1_000);
+        let bytes = rmp_serde::to_vec(&v).unwrap();
+        let back: Versioned = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(back.siblings()[0].expires_ms, Some(1_000));
+        assert_eq!(back.values_at(999).count(), 1);
+        assert_eq!(back.values_at(1_000).count(), 0);
     }
 
     #[test]

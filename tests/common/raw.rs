@@ -69,6 +69,7 @@ pub fn put(key: &[u8], value: &[u8]) -> Request {
         consistency: Consistency::One,
         timeout_ms: None,
         sloppy_quorum: true,
+        ttl_ms: None,
     })
 }
 

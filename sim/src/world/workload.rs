@@ -142,6 +142,7 @@ impl World {
                 consistency,
                 timeout_ms: None,
                 sloppy_quorum: sloppy,
+                ttl_ms: None,
             }),
             Kind::Delete => data(ClientRequest::Delete {
                 key: key.clone(),

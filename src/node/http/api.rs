@@ -126,6 +126,7 @@ impl From<RequestError> for ApiError {
             RequestError::TooManySiblings { .. } => (S::CONFLICT, "too_many_siblings", Null),
             RequestError::Busy { .. } => (S::TOO_MANY_REQUESTS, "busy", Null),
             RequestError::InvalidListing { .. } => (S::BAD_REQUEST, "invalid_listing", Null),
+            RequestError::BadTtl { .. } => (S::BAD_REQUEST, "bad_ttl", Null),
             RequestError::MalformedContext { .. } => (S::BAD_REQUEST, "malformed_context", Null),
             RequestError::Forbidden { needed, .. } => {
                 (S::FORBIDDEN, "forbidden", serde_json::json!({ "needed": needed }))
@@ -282,6 +283,9 @@ struct Options {
     consistency: Consistency,
     timeout_ms: Option<u32>,
     sloppy: bool,
+    /// `?ttl=30s` on a put: the value's time to live (the node checks it
+    /// against `min_ttl..=max_ttl`).
+    ttl_ms: Option<u64>,
 }
 
 fn options(query: &HashMap<String, String>) -> Result<Options, ApiError> {
@@ -311,10 +315,19 @@ fn options(query: &HashMap<String, String>) -> Result<Options, ApiError> {
             )));
         }
     };
+    let ttl_ms = match query.get("ttl") {
+        Some(text) => {
+            let ttl = humantime_serde::re::humantime::parse_duration(text)
+                .map_err(|e| ApiError::bad_parameter(format!("ttl `{text}`: {e}")))?;
+            Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+        }
+        None => None,
+    };
     Ok(Options {
         consistency,
         timeout_ms,
         sloppy,
+        ttl_ms,
     })
 }
 
@@ -515,6 +528,7 @@ async fn put_key(
         consistency: options.consistency,
         timeout_ms: options.timeout_ms,
         sloppy_quorum: options.sloppy,
+        ttl_ms: options.ttl_ms,
     });
     written(call(&state, request).await?)
 }

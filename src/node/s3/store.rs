@@ -110,6 +110,7 @@ impl Cluster {
             consistency: Consistency::Quorum,
             timeout_ms: TIMEOUT_MS,
             sloppy_quorum: true,
+            ttl_ms: None,
         };
         self.ask(request).await.map(drop)
     }

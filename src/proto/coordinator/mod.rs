@@ -302,6 +302,20 @@ impl<S: Store> Node<S> {
                 max: self.config.max_value_bytes,
             });
         }
+        if let ClientRequest::Put {
+            ttl_ms: Some(ttl_ms), ..
+        } = *request
+        {
+            let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let (min_ms, max_ms) = (millis(self.config.min_ttl), millis(self.config.max_ttl));
+            if !(min_ms..=max_ms).contains(&ttl_ms) {
+                return Err(RequestError::BadTtl {
+                    ttl_ms,
+                    min_ms,
+                    max_ms,
+                });
+            }
+        }
         if let ClientRequest::Put { context, .. } | ClientRequest::Delete { context, .. } = request
             && let Err(reason) = context.version_vector().check()
         {
@@ -410,7 +424,7 @@ impl<S: Store> Node<S> {
     /// Answers and ends the operation if its quorum is met or lost.
     fn check_done(&mut self, now: Time, id: u64) {
         match self.requests.get(&id).map(|o| &o.kind) {
-            Some(Kind::Read { .. }) => self.check_read_done(id),
+            Some(Kind::Read { .. }) => self.check_read_done(now, id),
             Some(Kind::Write { .. }) => self.check_write_done(now, id),
             Some(Kind::List(_)) => self.check_list_done(id),
             Some(Kind::Forward { .. }) | None => {}

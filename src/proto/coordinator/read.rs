@@ -87,7 +87,7 @@ impl<S: Store> Node<S> {
     /// Answers a read whose quorum is met (after blocking repairs, if
     /// any) or lost with every live replica heard; repairs an answered
     /// read once every replica answered.
-    pub(super) fn check_read_done(&mut self, id: u64) {
+    pub(super) fn check_read_done(&mut self, now: Time, id: u64) {
         let Some(operation) = self.requests.get(&id) else {
             return;
         };
@@ -109,7 +109,7 @@ impl<S: Store> Node<S> {
             } if tracker.is_complete() => self.read_repair(id),
             Kind::Read { answered: true, .. } => {}
             Kind::Read { tracker, merged, .. } if tracker.is_met() => {
-                let response = found(merged);
+                let response = found(merged, now);
                 let requester = operation.requester;
                 if let Some(Coordinated {
                     kind:
@@ -322,10 +322,13 @@ impl<S: Store> Node<S> {
     }
 }
 
-pub(super) fn found(merged: &Versioned) -> ClientResponse {
+/// The answer to a read of `merged` at `now`: its live values (expired
+/// ones read as absent) and its whole clock as the context, so a write
+/// with it replaces the expired values too.
+pub(super) fn found(merged: &Versioned, now: Time) -> ClientResponse {
     ClientResponse::Found {
         values: merged
-            .values()
+            .values_at(now.as_millis())
             .map(|s| Value {
                 value: s.value.clone().expect("values() yields live siblings"),
                 timestamp_ms: s.timestamp_ms,

@@ -198,6 +198,12 @@ impl<S: Store> Node<S> {
         let dot = match written {
             Ok(dot) => {
                 self.last_counter = dot.counter;
+                if let ClientRequest::Put {
+                    ttl_ms: Some(ttl_ms), ..
+                } = request
+                {
+                    object.set_expiry(&dot, now.as_millis().saturating_add(*ttl_ms));
+                }
                 dot
             }
             Err(e) => {
