@@ -232,6 +232,13 @@ impl Versioned {
         self.values().next().is_none()
     }
 
+    /// Whether no sibling holds a value live at `now_ms` (deleted, or
+    /// every value expired): the background sweep collects such a state as
+    /// it does a tombstone.
+    pub fn is_deleted_at(&self, now_ms: u64) -> bool {
+        self.values_at(now_ms).next().is_none()
+    }
+
     /// Applies a client write coordinated by `actor`: removes the siblings
     /// `context` covers, adds `value` (or a tombstone) under a fresh dot and
     /// returns that dot. The caller must be a replica holding this key's
