@@ -4,6 +4,7 @@
 //! replaces it; a time to live outside the limits is refused.
 
 use shoal::proto::harness::Cluster;
+use shoal::proto::message::ListRequest;
 use shoal::proto::{
     ClientRequest, ClientResponse, Config, Consistency, Context, NodeId, RequestError, Store,
 };
@@ -20,6 +21,18 @@ fn put(value: &[u8], context: Context, ttl: Option<Duration>) -> ClientRequest {
         timeout_ms: None,
         sloppy_quorum: true,
         ttl_ms: ttl.map(|t| t.as_millis() as u64),
+    }
+}
+
+/// A listing of every key, with values, at QUORUM.
+fn listing() -> ListRequest {
+    ListRequest {
+        start: Vec::new(),
+        end: None,
+        limit: 100,
+        values: true,
+        consistency: Consistency::Quorum,
+        timeout_ms: None,
     }
 }
 
@@ -54,10 +67,16 @@ fn a_value_with_a_time_to_live_reads_as_absent_on_every_replica_once_it_passed()
             "before expiry, at {at}"
         );
     }
+    let listed = |c: &mut Cluster| match c.list(replicas[0], listing()) {
+        ClientResponse::Listed { keys, .. } => keys.into_iter().map(|k| k.key).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(listed(&mut c), vec![KEY.to_vec()], "listed before expiry");
     c.run_for(Duration::from_secs(2));
     for &at in &replicas {
         assert!(read(&mut c, at).0.is_empty(), "after expiry, at {at}");
     }
+    assert!(listed(&mut c).is_empty(), "a listing leaves the expired key out");
     // Read at ALL too: the merged state still holds no live value.
     match c.get(replicas[1], KEY, Consistency::All) {
         ClientResponse::Found { values, .. } => assert!(values.is_empty(), "{values:?}"),

@@ -38,7 +38,7 @@ impl<S: Store> Node<S> {
                 limit,
             } => self.on_replica_list(from, request, &start, end.as_deref(), limit),
             PeerMessage::ReplicaListReply { request, result } => {
-                self.on_replica_list_reply(from, request, result)
+                self.on_replica_list_reply(now, from, request, result)
             }
             PeerMessage::Forward { request, client } => self.on_forward(now, from, request, client),
             PeerMessage::ForwardReply { request, response } => {

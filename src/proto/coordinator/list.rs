@@ -136,7 +136,7 @@ impl<S: Store> Node<S> {
             kind: Kind::List(Box::new(listing)),
         };
         self.requests.insert(id, operation);
-        self.check_list_done(id);
+        self.check_list_done(now, id);
     }
 
     /// Checks a listing's limit and bounds and finds the replica sets of
@@ -268,6 +268,7 @@ impl<S: Store> Node<S> {
     /// listing's range counts as a failure.
     pub(in crate::proto) fn on_replica_list_reply(
         &mut self,
+        now: Time,
         from: NodeId,
         request: u64,
         result: Result<ListedStates, ReplicaError>,
@@ -287,14 +288,14 @@ impl<S: Store> Node<S> {
             .filter(|states| within(&listing.request, states))
             .ok_or(());
         listing.record(from, answer);
-        self.check_list_done(request);
+        self.check_list_done(now, request);
     }
 
     /// Answers a listing whose every range is met, or fails one that is
     /// lost with every node heard.
-    pub(super) fn check_list_done(&mut self, id: u64) {
+    pub(super) fn check_list_done(&mut self, now: Time, id: u64) {
         let response = match self.requests.get(&id).map(|o| &o.kind) {
-            Some(Kind::List(listing)) if listing.is_met() => page(listing),
+            Some(Kind::List(listing)) if listing.is_met() => page(listing, now.as_millis()),
             Some(Kind::List(listing)) if listing.is_lost() => listing.quorum_not_met(),
             _ => return,
         };
@@ -322,8 +323,9 @@ fn within(request: &ListRequest, answer: &ListedStates) -> bool {
     first.key >= request.start && request.end.as_ref().is_none_or(|end| last.key < *end)
 }
 
-/// The page the answers make.
-fn page(listing: &Listing) -> ClientResponse {
+/// The page the answers make at `now_ms`: keys with a live value (expired
+/// values count as absent, as a read's do).
+fn page(listing: &Listing, now_ms: u64) -> ClientResponse {
     let request = &listing.request;
     // Past the last key of an answer that stopped early, nothing is known.
     let bound: Option<&[u8]> = listing
@@ -345,14 +347,14 @@ fn page(listing: &Listing) -> ClientResponse {
     let system = request.start.starts_with(SYSTEM_KEY_PREFIX);
     let mut live = merged
         .into_iter()
-        .filter(|(key, object)| !object.is_deleted() && (system || !is_system_key(key)))
+        .filter(|(key, object)| !object.is_deleted_at(now_ms) && (system || !is_system_key(key)))
         .peekable();
     let mut keys = Vec::new();
     while keys.len() < request.limit as usize {
         let Some((key, object)) = live.next() else {
             break;
         };
-        keys.push(listed(key, &object, request.values));
+        keys.push(listed(key, &object, request.values, now_ms));
     }
     let next = match (keys.last(), live.peek().is_some() || bound.is_some()) {
         // Full, and more may follow.
@@ -363,10 +365,10 @@ fn page(listing: &Listing) -> ClientResponse {
     ClientResponse::Listed { keys, next }
 }
 
-fn listed(key: &[u8], object: &Versioned, with_values: bool) -> ListedKey {
+fn listed(key: &[u8], object: &Versioned, with_values: bool, now_ms: u64) -> ListedKey {
     let values = if with_values {
         object
-            .values()
+            .values_at(now_ms)
             .map(|s| Value {
                 value: s.value.clone().unwrap_or_default(),
                 timestamp_ms: s.timestamp_ms,

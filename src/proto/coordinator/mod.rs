@@ -426,7 +426,7 @@ impl<S: Store> Node<S> {
         match self.requests.get(&id).map(|o| &o.kind) {
             Some(Kind::Read { .. }) => self.check_read_done(now, id),
             Some(Kind::Write { .. }) => self.check_write_done(now, id),
-            Some(Kind::List(_)) => self.check_list_done(id),
+            Some(Kind::List(_)) => self.check_list_done(now, id),
             Some(Kind::Forward { .. }) | None => {}
         }
     }
