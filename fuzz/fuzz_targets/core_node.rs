@@ -447,6 +447,9 @@ impl Harness {
                 consistency,
                 timeout_ms,
                 sloppy_quorum: sloppy,
+                // Some puts expire (a time to live taken from the timeout,
+                // in and out of the limits).
+                ttl_ms: timeout_ms.filter(|_| op % 2 == 0).map(u64::from),
             },
             _ => ClientRequest::Delete {
                 key,
