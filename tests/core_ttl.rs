@@ -13,8 +13,12 @@ use std::time::Duration;
 const KEY: &[u8] = b"session:1";
 
 fn put(value: &[u8], context: Context, ttl: Option<Duration>) -> ClientRequest {
+    put_to(KEY, value, context, ttl)
+}
+
+fn put_to(key: &[u8], value: &[u8], context: Context, ttl: Option<Duration>) -> ClientRequest {
     ClientRequest::Put {
-        key: KEY.to_vec(),
+        key: key.to_vec(),
         value: value.to_vec(),
         context,
         consistency: Consistency::All,
@@ -161,17 +165,9 @@ fn a_key_whose_values_all_expired_is_collected_after_the_grace() {
         replicas[0],
         put(b"a", Context::empty(), Some(Duration::from_secs(5))),
     ));
-    let mixed = |value: &[u8], ttl| ClientRequest::Put {
-        key: other.to_vec(),
-        value: value.to_vec(),
-        context: Context::empty(),
-        consistency: Consistency::All,
-        timeout_ms: None,
-        sloppy_quorum: true,
-        ttl_ms: ttl,
-    };
+    let mixed = |value: &[u8], ttl| put_to(other, value, Context::empty(), ttl);
     let at = c.replicas(other)[0];
-    written(c.request(at, mixed(b"brief", Some(5_000))));
+    written(c.request(at, mixed(b"brief", Some(Duration::from_secs(5)))));
     written(c.request(at, mixed(b"lasting", None)));
     let holds = |c: &Cluster, node: NodeId, key: &[u8]| c.node(node).store().get(key).unwrap().is_some();
     // Expired at 5 s; the grace runs from when the sweep sees it expired.
