@@ -2,6 +2,7 @@
 
 use shoal::proto::version::{Dot, VersionVector};
 use shoal::proto::{Consistency, Time};
+use std::time::Duration;
 
 /// Which phase an operation belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub enum Kind {
     Put {
         /// The value.
         value: Vec<u8>,
+        /// Its time to live in milliseconds, if it expires.
+        ttl_ms: Option<u64>,
     },
     /// A delete.
     Delete,
@@ -103,6 +106,14 @@ impl Op {
     /// Whether this is a write (put or delete).
     pub fn is_write(&self) -> bool {
         matches!(self.kind, Kind::Put { .. } | Kind::Delete)
+    }
+
+    /// The time to live of a put that expires.
+    pub fn ttl(&self) -> Option<Duration> {
+        match self.kind {
+            Kind::Put { ttl_ms, .. } => ttl_ms.map(Duration::from_millis),
+            _ => None,
+        }
     }
 
     /// The acknowledged write's dot.

@@ -4,7 +4,7 @@ use shoal::proto::version::{Actor, VersionVector};
 use shoal::proto::{Consistency, NodeId, Time, Versioned};
 use shoal_sim::checker::{self, Violation};
 use shoal_sim::history::{History, Kind, Listed, Op, Outcome, Phase};
-use shoal_sim::options::{Options, Plan};
+use shoal_sim::options::{Fault, FaultSet, Options, Plan};
 use shoal_sim::world::{FaultCounts, RunResult};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,6 +60,7 @@ fn written(value: &[u8]) -> (Versioned, Op) {
     let op = op(
         Kind::Put {
             value: value.to_vec(),
+            ttl_ms: None,
         },
         100,
         Outcome::Written { dot },
@@ -217,7 +218,10 @@ fn a_read_after_a_replaced_write_was_deleted_and_collected_is_not_stale() {
     };
     let put = |at, counter, context: &[u64]| {
         let mut op = op(
-            Kind::Put { value: b"v".to_vec() },
+            Kind::Put {
+                value: b"v".to_vec(),
+                ttl_ms: None,
+            },
             at,
             Outcome::Written { dot: dot(counter) },
         );
@@ -332,4 +336,80 @@ fn a_listing_that_shows_a_deleted_value_or_an_unwritten_key_is_caught() {
         vec![state.clone(), state.clone(), state],
     );
     assert!(names(&checker::fabrication::check(&run)).contains(&checker::fabrication::NAME));
+}
+
+/// A put of `value` expiring after `ttl_ms`, acknowledged at 110 µs.
+fn expiring(value: &[u8], ttl_ms: u64) -> (Versioned, Op) {
+    let (state, mut put) = written(value);
+    put.kind = Kind::Put {
+        value: value.to_vec(),
+        ttl_ms: Some(ttl_ms),
+    };
+    (state, put)
+}
+
+fn read_of(values: Vec<Vec<u8>>, context: VersionVector, at: u64) -> Op {
+    op(Kind::Get, at, Outcome::Read { values, context })
+}
+
+#[test]
+fn a_value_served_after_it_expired_is_caught() {
+    let (state, put) = expiring(b"v", 1_000);
+    let context = state.clock().clone();
+    // Before its expiry (acknowledged at 110 us, 1 s to live): fine.
+    let early = read_of(vec![b"v".to_vec()], context.clone(), 1_000_000);
+    let run = run_with(
+        vec![put.clone(), early],
+        vec![state.clone(), state.clone(), state.clone()],
+    );
+    assert!(checker::expiry::check(&run).is_empty());
+    // After it: caught, with clocks that agree (no skew fault)...
+    let late = read_of(vec![b"v".to_vec()], context, 1_000_110);
+    let mut run = run_with(vec![put, late], vec![state.clone(), state.clone(), state]);
+    run.options.faults = FaultSet(Default::default());
+    assert_eq!(names(&checker::expiry::check(&run)), vec![checker::expiry::NAME]);
+    // ...but not while skewed clocks may still disagree on it.
+    run.options.faults = FaultSet([Fault::Skew].into());
+    run.options.rates.skew_max = Duration::from_secs(1);
+    assert!(checker::expiry::check(&run).is_empty());
+}
+
+#[test]
+fn a_value_back_after_the_put_that_replaced_it_expired_is_caught() {
+    let (state, first) = written(b"v1");
+    // v2 replaces v1 and expires after 1 s.
+    let mut after = state.clone();
+    let actor = Actor {
+        node: NodeId(2),
+        epoch: 1,
+    };
+    let dot = after
+        .write(actor, state.clock(), Some(b"v2".to_vec()), 2, 8)
+        .unwrap();
+    let mut second = op(
+        Kind::Put {
+            value: b"v2".to_vec(),
+            ttl_ms: Some(1_000),
+        },
+        200,
+        Outcome::Written { dot },
+    );
+    second.context = state.clock().clone();
+    // A strict read long after the expiry returns v1 again.
+    let read = read_of(vec![b"v1".to_vec()], state.clock().clone(), 5_000_000);
+    let run = run_with(
+        vec![first, second, read],
+        vec![after.clone(), after.clone(), after],
+    );
+    assert_eq!(
+        names(&checker::resurrection::check(&run)),
+        vec![checker::resurrection::NAME]
+    );
+    // And the expiry alone, with v1 not read, breaks nothing.
+    let (state, put) = expiring(b"v", 1_000);
+    let read = read_of(vec![], state.clock().clone(), 5_000_000);
+    let run = run_with(vec![put, read], vec![state.clone(), state.clone(), state]);
+    for (name, check) in checker::CHECKERS {
+        assert!(check(&run).is_empty(), "{name}");
+    }
 }

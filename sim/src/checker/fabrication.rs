@@ -17,7 +17,7 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
         .iter()
         .enumerate()
         .filter_map(|(i, op)| match &op.kind {
-            Kind::Put { value } => Some((value.as_slice(), i)),
+            Kind::Put { value, .. } => Some((value.as_slice(), i)),
             _ => None,
         })
         .collect();

@@ -17,12 +17,13 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
         let Outcome::Written { dot } = op.outcome else {
             continue;
         };
-        if !durable(run, op) {
+        // An expiring value may be collected once it expired.
+        if !durable(run, op) || op.ttl().is_some() {
             continue;
         }
         let merged = merged_final(run, &op.key);
         let expected = match &op.kind {
-            Kind::Put { value } => Some(value.clone()),
+            Kind::Put { value, .. } => Some(value.clone()),
             _ => None,
         };
         match merged.siblings().iter().find(|s| s.dot == dot) {

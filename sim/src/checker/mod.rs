@@ -4,6 +4,7 @@
 
 pub mod convergence;
 pub mod core_invariants;
+pub mod expiry;
 pub mod fabrication;
 pub mod hints_delivered;
 pub mod honest_messages;
@@ -33,7 +34,7 @@ pub struct Violation {
 pub type Checker = (&'static str, fn(&RunResult) -> Vec<Violation>);
 
 /// Every checker, in report order.
-pub const CHECKERS: [Checker; 9] = [
+pub const CHECKERS: [Checker; 10] = [
     (lost_writes::NAME, lost_writes::check),
     (read_your_writes::NAME, read_your_writes::check),
     (fabrication::NAME, fabrication::check),
@@ -43,7 +44,18 @@ pub const CHECKERS: [Checker; 9] = [
     (hints_delivered::NAME, hints_delivered::check),
     (honest_messages::NAME, honest_messages::check),
     (core_invariants::NAME, core_invariants::check),
+    (expiry::NAME, expiry::check),
 ];
+
+/// How far two nodes' clocks may disagree in this run: twice the largest
+/// skew of one node (none without the skew fault).
+pub fn clock_bound(run: &RunResult) -> std::time::Duration {
+    if run.options.faults.has(crate::options::Fault::Skew) {
+        2 * run.options.rates.skew_max
+    } else {
+        std::time::Duration::ZERO
+    }
+}
 
 /// What a client read of one key: a get's result, or what a listing said
 /// of one key in the range it covered (a key it did not list, it read as

@@ -4,12 +4,13 @@
 //! range its page covered (a key it left out, it read as absent). Runs with `--r/--w` claim their setting is strict, so the
 //! check holds them to it (that is how a wrong setting is caught).
 
-use super::{Violation, describe, key_reads, wiped_replicas};
+use super::{Violation, clock_bound, describe, key_reads, wiped_replicas};
 use crate::history::{Kind, Op, Outcome, Phase};
 use crate::world::{RunResult, required};
 use shoal::proto::Time;
 use shoal::proto::quorum::Access;
 use shoal::proto::version::Dot;
+use std::time::Duration;
 
 /// This checker's name.
 pub const NAME: &str = "reads and listings see acknowledged writes (R+W>N)";
@@ -39,28 +40,41 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
             if !claimed_strict || write.sloppy_quorum || wiped_replicas(run, write, read.completed) > 0 {
                 continue;
             }
+            // An expiring value may be collected, its dot with it, once
+            // it expired: at the earliest its time to live after the write
+            // began, less the clocks' disagreement.
+            if let Some(ttl) = write.ttl()
+                && read
+                    .completed
+                    .is_none_or(|c| c + clock_bound(run) >= write.invoked + ttl)
+            {
+                continue;
+            }
             // A tombstone is collected once every replica holds it, and the
             // clock that covered the write goes with it: a read that finds
             // the key absent after a delete made since the write (or that
             // is the write) is not stale. The resurrection checker holds
             // deletes to account instead.
+            // A put whose value expired acts as a delete of it: a key whose
+            // values all expired reads as absent and may be collected.
+            let bound = clock_bound(run);
             let collected = context.is_empty()
                 && ops.iter().any(|d| {
-                    matches!(d.kind, Kind::Delete)
+                    removes(d, read.completed, bound)
                         && d.key == write.key
                         && d.invoked >= write.invoked
                         && read.completed.is_none_or(|c| d.invoked < c)
                 });
             let deleted = collected
                 || ops.iter().any(|d| {
-                    matches!(d.kind, Kind::Delete)
+                    removes(d, read.completed, bound)
                         && d.key == write.key
                         && read.completed.is_none_or(|c| d.invoked < c)
                         && (std::ptr::eq(d, write) || d.context.covers(dot))
                 });
             if !context.covers(dot)
                 && !deleted
-                && !deleted_after_replacement(ops, &write.key, *dot, read.completed)
+                && !deleted_after_replacement(ops, &write.key, *dot, read.completed, bound)
             {
                 violations.push(Violation {
                     checker: NAME,
@@ -77,7 +91,13 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
 /// of the one before, and the delete's covers the last. Its tombstone may
 /// then have been collected, and a write since made the key anew: a read
 /// of that new state rightly lacks `dot`.
-fn deleted_after_replacement(ops: &[Op], key: &[u8], dot: Dot, before: Option<Time>) -> bool {
+fn deleted_after_replacement(
+    ops: &[Op],
+    key: &[u8],
+    dot: Dot,
+    before: Option<Time>,
+    bound: Duration,
+) -> bool {
     let mut dots = vec![dot];
     let mut next = 0;
     while let Some(&replaced) = dots.get(next) {
@@ -90,7 +110,7 @@ fn deleted_after_replacement(ops: &[Op], key: &[u8], dot: Dot, before: Option<Ti
             {
                 continue;
             }
-            if matches!(op.kind, Kind::Delete) {
+            if removes(op, before, bound) {
                 return true;
             }
             if let Some(dot) = op.written_dot()
@@ -101,4 +121,16 @@ fn deleted_after_replacement(ops: &[Op], key: &[u8], dot: Dot, before: Option<Ti
         }
     }
     false
+}
+
+/// Whether `op` is a delete, or a put whose value may have expired before
+/// `before` (clocks within `bound`): either may leave its key absent.
+fn removes(op: &Op, before: Option<Time>, bound: Duration) -> bool {
+    match op.kind {
+        Kind::Delete => true,
+        Kind::Put {
+            ttl_ms: Some(ttl), ..
+        } => before.is_none_or(|c| c + bound >= op.invoked + Duration::from_millis(ttl)),
+        _ => false,
+    }
 }

@@ -1,7 +1,8 @@
 //! A deleted key never comes back: what an acknowledged delete superseded
 //! (the siblings its context covered) is never read again by a strict read
 //! that starts after a strict delete (nor listed by a strict listing), and
-//! is on no replica after healing.
+//! is on no replica after healing. The same holds for what a put with a
+//! time to live superseded: its expiry must not bring it back.
 
 use super::{Violation, describe, durable, key_reads, merged_final, wiped_replicas};
 use crate::history::{Kind, Outcome};
@@ -21,14 +22,14 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
     let dot_of: BTreeMap<&[u8], Dot> = ops
         .iter()
         .filter_map(|op| match (&op.kind, &op.outcome) {
-            (Kind::Put { value }, Outcome::Written { dot }) => Some((value.as_slice(), *dot)),
+            (Kind::Put { value, .. }, Outcome::Written { dot }) => Some((value.as_slice(), *dot)),
             _ => None,
         })
         .collect();
     let mut violations = Vec::new();
     let reads = key_reads(run);
     for (di, delete) in ops.iter().enumerate() {
-        let (Kind::Delete, Outcome::Written { .. }, Some(acked)) =
+        let (Kind::Delete | Kind::Put { ttl_ms: Some(_), .. }, Outcome::Written { .. }, Some(acked)) =
             (&delete.kind, &delete.outcome, delete.completed)
         else {
             continue;

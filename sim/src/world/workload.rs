@@ -65,6 +65,11 @@ impl World {
             40..45 => Kind::List,
             45..90 => Kind::Put {
                 value: format!("c{client}-op{op}").into_bytes(),
+                // Some values expire: a cache's keys.
+                ttl_ms: self
+                    .rng
+                    .random_bool(0.15)
+                    .then(|| self.rng.random_range(1_000..=20_000)),
             },
             _ => Kind::Delete,
         };
@@ -135,14 +140,14 @@ impl World {
                 consistency,
                 timeout_ms: None,
             }),
-            Kind::Put { value } => data(ClientRequest::Put {
+            Kind::Put { value, ttl_ms } => data(ClientRequest::Put {
                 key: key.clone(),
                 value: value.clone(),
                 context: wire_context,
                 consistency,
                 timeout_ms: None,
                 sloppy_quorum: sloppy,
-                ttl_ms: None,
+                ttl_ms: *ttl_ms,
             }),
             Kind::Delete => data(ClientRequest::Delete {
                 key: key.clone(),
@@ -215,7 +220,7 @@ impl World {
         if let Outcome::Written { dot } = &outcome {
             let op = &self.history.ops[op];
             let value = match &op.kind {
-                Kind::Put { value } => Some(value.clone()),
+                Kind::Put { value, .. } => Some(value.clone()),
                 _ => None,
             };
             let (key, dot) = (op.key.clone(), *dot);
