@@ -56,13 +56,17 @@ pub mod allocations {
         (COUNT.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed))
     }
 
+    fn count(bytes: usize) {
+        COUNT.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     struct Counting;
 
     // SAFETY: every call is passed on to mimalloc unchanged.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+            count(layout.size());
             // SAFETY: the caller's contract, passed on.
             unsafe { mimalloc::MiMalloc.alloc(layout) }
         }
@@ -73,15 +77,13 @@ pub mod allocations {
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+            count(layout.size());
             // SAFETY: the caller's contract, passed on.
             unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+            count(new_size);
             // SAFETY: the caller's contract, passed on.
             unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
         }

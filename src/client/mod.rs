@@ -706,9 +706,7 @@ impl Client {
             consistency: options.consistency,
             timeout_ms: options.timeout_ms(),
             sloppy_quorum: options.sloppy_quorum,
-            ttl_ms: options
-                .ttl
-                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            ttl_ms: options.ttl.map(crate::proto::types::millis),
         };
         written(self.data_request(request).await?)
     }

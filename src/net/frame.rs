@@ -149,6 +149,23 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<Option<(T, 
     Ok(Some((decode_body(body, crc)?, HEADER_LEN + len)))
 }
 
+/// The error for input that ends inside the frame `buf` begins: how many
+/// bytes the frame needs and how many there are (or the header's own
+/// error, such as a length over `max`).
+pub fn truncated(buf: &[u8], max: usize) -> FrameError {
+    let needed = match buf.first_chunk::<HEADER_LEN>() {
+        Some(header) => match parse_header(*header, max) {
+            Ok((len, _)) => HEADER_LEN + len,
+            Err(error) => return error,
+        },
+        None => HEADER_LEN,
+    };
+    FrameError::Truncated {
+        needed,
+        got: buf.len(),
+    }
+}
+
 /// Decodes `buf` as exactly one whole frame (a datagram, a stream's only
 /// message). Missing bytes are [`FrameError::Truncated`]; extra bytes are
 /// [`FrameError::Malformed`].
@@ -158,16 +175,7 @@ pub fn decode_exact<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<T, Fr
         Some((_, used)) => Err(FrameError::Malformed {
             reason: format!("{} bytes after the frame", buf.len() - used),
         }),
-        None => {
-            let needed = match buf.first_chunk::<HEADER_LEN>() {
-                Some(header) => HEADER_LEN + parse_header(*header, max)?.0,
-                None => HEADER_LEN,
-            };
-            Err(FrameError::Truncated {
-                needed,
-                got: buf.len(),
-            })
-        }
+        None => Err(truncated(buf, max)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Frames on QUIC streams.
 
-use super::frame::{FrameError, HEADER_LEN, decode, encode, parse_header};
+use super::frame::{FrameError, HEADER_LEN, decode, encode, parse_header, truncated};
 use bytes::{Buf, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -51,16 +51,7 @@ impl FrameReader {
             match self.recv.read_chunk(READ_CHUNK, true).await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
                 Ok(None) if self.buf.is_empty() => return Ok(None),
-                Ok(None) => {
-                    let needed = match self.buf.first_chunk::<HEADER_LEN>() {
-                        Some(header) => HEADER_LEN + parse_header(*header, self.max)?.0,
-                        None => HEADER_LEN,
-                    };
-                    return Err(FrameError::Truncated {
-                        needed,
-                        got: self.buf.len(),
-                    });
-                }
+                Ok(None) => return Err(truncated(&self.buf, self.max)),
                 Err(e) => return Err(FrameError::Io { source: e.into() }),
             }
         }
@@ -112,7 +103,9 @@ const HAND_OVER: usize = 64 * 1024;
 
 /// Writes `buf`'s encoded frames to `send` and leaves `buf` empty. A large
 /// buffer is handed to QUIC as it is, not copied: it stays allocated until
-/// the peer acknowledges it, and the caller starts a new one.
+/// the peer acknowledges it, and the caller starts a new one. So a buffer
+/// kept for reuse never grew past about twice [`HAND_OVER`], and callers
+/// need not shrink it.
 pub async fn write_buffer(send: &mut quinn::SendStream, buf: &mut Vec<u8>) -> Result<(), quinn::WriteError> {
     if buf.len() < HAND_OVER {
         send.write_all(buf).await?;

@@ -22,8 +22,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Answers written in one write at most.
 const WRITE_BATCH: usize = 64;
-/// An answer buffer past this size is given back after its write.
-const KEEP_BUFFER: usize = 1024 * 1024;
 
 /// Where the answer to a request goes.
 pub(crate) enum Replier {
@@ -138,9 +136,6 @@ async fn write_answers(mut send: quinn::SendStream, mut queued: mpsc::UnboundedR
         }
         // Written: these requests leave the connection's count in flight.
         batch.clear();
-        if buf.capacity() > KEEP_BUFFER {
-            buf = Vec::new();
-        }
     }
     if send.finish().is_ok() {
         // Let the client read the last answers before the stream is dropped.

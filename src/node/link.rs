@@ -197,10 +197,6 @@ async fn pump(
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        // One large message leaves a large buffer: give it back.
-        if buf.capacity() > 2 * WRITE_BYTES {
-            buf.shrink_to(WRITE_BYTES);
-        }
     }
 }
 

@@ -59,7 +59,7 @@ use super::batches::BatchOwner;
 use super::membership::NodeStatus;
 use super::message::{HintsPending, KeyState, PeerMessage, ReplicaError};
 use super::store::{Hint, Store, StoreError, StoredHint};
-use super::types::{NodeId, Time};
+use super::types::{NodeId, Time, millis};
 use super::version::Versioned;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -209,10 +209,6 @@ enum Fate {
     /// window until this time (ms by this node's clock), or no home
     /// replica is up to re-home it to.
     Wait(u64),
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Hints {

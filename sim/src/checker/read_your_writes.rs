@@ -21,6 +21,7 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
     let mut violations = Vec::new();
     let ops = &run.history.ops;
     let reads = key_reads(run);
+    let bound = clock_bound(run);
     for (wi, write) in ops.iter().enumerate() {
         let (Outcome::Written { dot }, Some(acked)) = (&write.outcome, write.completed) else {
             continue;
@@ -40,24 +41,14 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
             if !claimed_strict || write.sloppy_quorum || wiped_replicas(run, write, read.completed) > 0 {
                 continue;
             }
-            // An expiring value may be collected, its dot with it, once
-            // it expired: at the earliest its time to live after the write
-            // began, less the clocks' disagreement.
-            if let Some(ttl) = write.ttl()
-                && read
-                    .completed
-                    .is_none_or(|c| c + clock_bound(run) >= write.invoked + ttl)
-            {
-                continue;
-            }
             // A tombstone is collected once every replica holds it, and the
             // clock that covered the write goes with it: a read that finds
             // the key absent after a delete made since the write (or that
             // is the write) is not stale. The resurrection checker holds
             // deletes to account instead.
-            // A put whose value expired acts as a delete of it: a key whose
-            // values all expired reads as absent and may be collected.
-            let bound = clock_bound(run);
+            // A put whose value expired acts as a delete of it (the write
+            // itself among them): a key whose values all expired reads as
+            // absent and may be collected.
             let collected = context.is_empty()
                 && ops.iter().any(|d| {
                     removes(d, read.completed, bound)
@@ -126,11 +117,8 @@ fn deleted_after_replacement(
 /// Whether `op` is a delete, or a put whose value may have expired before
 /// `before` (clocks within `bound`): either may leave its key absent.
 fn removes(op: &Op, before: Option<Time>, bound: Duration) -> bool {
-    match op.kind {
-        Kind::Delete => true,
-        Kind::Put {
-            ttl_ms: Some(ttl), ..
-        } => before.is_none_or(|c| c + bound >= op.invoked + Duration::from_millis(ttl)),
-        _ => false,
-    }
+    matches!(op.kind, Kind::Delete)
+        || op
+            .ttl()
+            .is_some_and(|ttl| before.is_none_or(|c| c + bound >= op.invoked + ttl))
 }

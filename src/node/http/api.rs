@@ -319,7 +319,7 @@ fn options(query: &HashMap<String, String>) -> Result<Options, ApiError> {
         Some(text) => {
             let ttl = humantime_serde::re::humantime::parse_duration(text)
                 .map_err(|e| ApiError::bad_parameter(format!("ttl `{text}`: {e}")))?;
-            Some(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            Some(crate::proto::types::millis(ttl))
         }
         None => None,
     };

@@ -306,7 +306,7 @@ impl<S: Store> Node<S> {
             ttl_ms: Some(ttl_ms), ..
         } = *request
         {
-            let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let millis = crate::proto::types::millis;
             let (min_ms, max_ms) = (millis(self.config.min_ttl), millis(self.config.max_ttl));
             if !(min_ms..=max_ms).contains(&ttl_ms) {
                 return Err(RequestError::BadTtl {
