@@ -6,6 +6,7 @@
 #
 #   scripts/compare.sh              # defaults below
 #   SECONDS_PER_RUN=30 CONCURRENCY=64 VALUE_SIZE=100 scripts/compare.sh
+#   STORAGE=memory scripts/compare.sh   # memory-only shoal nodes (4 GiB each)
 #
 # Installs redis-server, redis-tools, etcd-server, etcd-client and
 # protobuf-compiler from Debian if missing (needs root or sudo), builds shoal
@@ -100,7 +101,7 @@ ETCD_GET=$("$ETCD_LOAD" "$ENDPOINTS" get "$CONCURRENCY" "$SECONDS_PER_RUN" "$VAL
 for pid in "${ETCD_PIDS[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
 
 # --- shoal: 3 node processes, N=3, durability buffer
-log "shoal: 3 nodes, load (W=2), then reads at R=1 and R=2, $CONCURRENCY in flight"
+log "shoal: 3 nodes (${STORAGE:-disk} storage), load (W=2), then reads at R=1 and R=2, $CONCURRENCY in flight"
 start_shoal_cluster 17101
 bench() { "$SHOAL" bench --json --concurrency "$CONCURRENCY" --value-size "$VALUE_SIZE" \
     --distribution uniform --duration "$SECONDS_PER_RUN" "$@"; }
@@ -135,7 +136,7 @@ rows = [
     ("read", "redis GET", $REDIS_GET, "$REDIS_GET_P50", "$REDIS_GET_P99"),
     ("read", "etcd get (linearizable)", eg["throughput"], ms(eg["p50_us"]), ms(eg["p99_us"])),
 ]
-print(f"$CONCURRENCY requests in flight, $VALUE_SIZE-byte values, ~${SECONDS_PER_RUN} s per run, loopback, $(nproc) cores\n")
+print(f"shoal storage: ${STORAGE:-disk}; $CONCURRENCY requests in flight, $VALUE_SIZE-byte values, ~${SECONDS_PER_RUN} s per run, loopback, $(nproc) cores\n")
 print("| op | system | ops/s | p50 ms | p99 ms |")
 print("|---|---|---:|---:|---:|")
 for op, name, rate, p50, p99 in rows:

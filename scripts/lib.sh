@@ -40,6 +40,7 @@ start_shoal_cluster() { # PORT
         [ -n "${HTTP_PORT:-}" ] && seeds+=(--http "127.0.0.1:$((HTTP_PORT + i))" --http-plain)
         [ -n "${S3_PORT:-}" ] && seeds+=(--s3 "127.0.0.1:$((S3_PORT + i))" --s3-plain)
         [ -n "${METRICS_PORT:-}" ] && seeds+=(--metrics "127.0.0.1:$((METRICS_PORT + i))")
+        [ -n "${STORAGE:-}" ] && seeds+=(--storage "$STORAGE" --set "max_memory_bytes=${MAX_MEMORY_BYTES:-4294967296}")
         RUST_LOG=warn "$SHOAL" node start --data "$WORK/node$i" --listen "127.0.0.1:$((port + i))" \
             --cluster-dir "$WORK/cluster" "${seeds[@]}" --durability buffer >"$WORK/node$i.log" 2>&1 &
         PIDS+=($!)

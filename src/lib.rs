@@ -28,7 +28,7 @@ pub mod storage;
 
 pub use client::{
     Admin, Client, ClientBuilder, ClientError, Credentials, ListOptions, Page, ReadOptions, ReadResult,
-    WriteOptions,
+    Watched, WriteOptions,
 };
 pub use proto::{Consistency, Context, ListedKey};
 

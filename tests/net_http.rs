@@ -560,3 +560,59 @@ fn a_busy_node_answers_429_and_connections_past_the_limit_are_refused() {
         cluster.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn a_watch_over_http_answers_the_change_or_304_at_its_timeout() {
+    run(Duration::from_secs(90), async {
+        let cluster = TestCluster::start_with_http(3, false).await.unwrap();
+        let admin = cluster.ready_client(Duration::from_secs(30)).await.unwrap();
+        let base = format!("https://127.0.0.1:{}", cluster.http_addr(0).unwrap().port());
+        let app = issue(&cluster, "app", Role::ReadWrite);
+        let call = |extra: &[&str], path: &str| {
+            let mut a = with_cert(&app);
+            a.extend(args(extra));
+            a.push(format!("{base}{path}"));
+            a
+        };
+        let put = curl(call(&["-X", "PUT", "--data-binary", "v1"], "/v1/kv/flag")).await;
+        let context = put.header("x-shoal-context").expect("context header");
+        // Nothing past the context: 304 at the timeout, the context kept.
+        let started = Instant::now();
+        let quiet = curl(call(&[], &format!("/v1/kv/flag?watch={context}&timeout=1s"))).await;
+        assert_eq!(quiet.status, 304, "{}", quiet.text());
+        assert!(started.elapsed() >= Duration::from_millis(900));
+        assert_eq!(quiet.header("x-shoal-context").as_deref(), Some(context.as_str()));
+        // A write while the watch waits ends it with the new value.
+        let waiting = tokio::spawn(curl(call(
+            &[],
+            &format!("/v1/kv/flag?watch={context}&timeout=15s"),
+        )));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let next = curl(call(
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                &format!("X-Shoal-Context: {context}"),
+                "--data-binary",
+                "v2",
+            ],
+            "/v1/kv/flag",
+        ))
+        .await;
+        assert_eq!(next.status, 200);
+        let changed = waiting.await.unwrap();
+        assert_eq!((changed.status, changed.text().as_str()), (200, "v2"));
+        assert_ne!(changed.header("x-shoal-context"), Some(context.clone()));
+        // An empty context: any state is a change, answered at once.
+        let any = curl(call(&[], "/v1/kv/flag?watch=&timeout=10s")).await;
+        assert_eq!((any.status, any.text().as_str()), (200, "v2"));
+        // A timeout past the node's limit, and a malformed context.
+        let long = curl(call(&[], "/v1/kv/flag?watch=&timeout=11m")).await;
+        assert_eq!(long.status, 400, "{}", long.text());
+        let bad = curl(call(&[], "/v1/kv/flag?watch=zz")).await;
+        assert_eq!((bad.status, bad.code().as_str()), (400, "malformed_context"));
+        admin.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}

@@ -29,6 +29,11 @@ pub enum Kind {
     Delete,
     /// A listing of every key (the op's key is the listed prefix).
     List,
+    /// A watch of the key from the op's context, for this long.
+    Watch {
+        /// Its timeout in milliseconds.
+        timeout_ms: u32,
+    },
 }
 
 /// How it ended.
@@ -64,6 +69,8 @@ pub enum Outcome {
     },
     /// No answer before the client gave up (the write may have been applied).
     TimedOut,
+    /// A watch's timeout passed with no change reported.
+    Unchanged,
 }
 
 /// A key a listing returned.
@@ -88,7 +95,7 @@ pub struct Op {
     pub kind: Kind,
     /// At which level.
     pub consistency: Consistency,
-    /// The context a write carried (empty for reads).
+    /// The context a write or watch carried (empty for reads).
     pub context: VersionVector,
     /// Whether a write allowed a sloppy quorum (fallbacks count toward W).
     pub sloppy_quorum: bool,

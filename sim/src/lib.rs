@@ -50,8 +50,11 @@ pub struct OpCounts {
     pub timed_out: usize,
     /// Heal-phase reads that succeeded, of all.
     pub heal_ok: (usize, usize),
-    /// Gets, puts, deletes and listings.
-    pub by_kind: [usize; 4],
+    /// Gets, puts, deletes, listings and watches.
+    pub by_kind: [usize; 5],
+    /// Watches that reported a change (the rest reported none, failed or
+    /// were not answered).
+    pub watches_changed: usize,
 }
 
 /// Runs one seed and checks it.
@@ -63,7 +66,7 @@ pub fn run(options: Options) -> Report {
     for op in &result.history.ops {
         let ok = matches!(
             op.outcome,
-            Outcome::Read { .. } | Outcome::Written { .. } | Outcome::Listed { .. }
+            Outcome::Read { .. } | Outcome::Written { .. } | Outcome::Listed { .. } | Outcome::Unchanged
         );
         if op.phase == Phase::Heal {
             ops.heal_ok.1 += 1;
@@ -76,7 +79,14 @@ pub fn run(options: Options) -> Report {
             Kind::Put { .. } => 1,
             Kind::Delete => 2,
             Kind::List => 3,
+            Kind::Watch { .. } => 4,
         }] += 1;
+        if matches!(
+            (&op.kind, &op.outcome),
+            (Kind::Watch { .. }, Outcome::Read { .. })
+        ) {
+            ops.watches_changed += 1;
+        }
         match op.outcome {
             Outcome::Failed { .. } => ops.failed += 1,
             Outcome::TimedOut | Outcome::Pending => ops.timed_out += 1,
@@ -133,12 +143,14 @@ impl Report {
         let p = &self.ops;
         let _ = writeln!(
             out,
-            "ops: {} done ({} get, {} put, {} delete, {} list): {} ok, {} refused, {} unanswered; heal reads {}/{} ok",
+            "ops: {} done ({} get, {} put, {} delete, {} list, {} watch of which {} saw a change): {} ok, {} refused, {} unanswered; heal reads {}/{} ok",
             p.total,
             p.by_kind[0],
             p.by_kind[1],
             p.by_kind[2],
             p.by_kind[3],
+            p.by_kind[4],
+            p.watches_changed,
             p.ok,
             p.failed,
             p.timed_out,

@@ -39,6 +39,10 @@ struct Cli {
     /// Bug injection: never bump dot epochs (the unique-dot checker must fail).
     #[arg(long)]
     debug_skip_epoch_bump: bool,
+    /// Bug injection: replicas answer watches only when they start, never
+    /// on a later change (the watch checker must fail).
+    #[arg(long)]
+    debug_deaf_watches: bool,
     /// Turn read repair off: replicas must converge by anti-entropy alone.
     #[arg(long)]
     no_read_repair: bool,
@@ -69,6 +73,7 @@ fn main() {
         faults: cli.faults.clone(),
         forced_rw: cli.r.zip(cli.w),
         skip_epoch_bump: cli.debug_skip_epoch_bump,
+        deaf_watches: cli.debug_deaf_watches,
         read_repair: !cli.no_read_repair,
     };
     if plan.nodes < 3 || plan.ops == 0 || plan.duration.is_zero() {

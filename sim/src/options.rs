@@ -164,6 +164,8 @@ pub struct Options {
     pub forced_rw: Option<(u8, u8)>,
     /// Bug injection: never bump dot epochs.
     pub skip_epoch_bump: bool,
+    /// Bug injection: replicas answer watches only when they start.
+    pub deaf_watches: bool,
     /// Whether reads repair stale replicas (off: convergence must come
     /// from anti-entropy alone).
     pub read_repair: bool,
@@ -188,6 +190,8 @@ pub struct Plan {
     pub forced_rw: Option<(u8, u8)>,
     /// `--debug-skip-epoch-bump`.
     pub skip_epoch_bump: bool,
+    /// `--debug-deaf-watches`.
+    pub deaf_watches: bool,
     /// `--no-read-repair` clears it.
     pub read_repair: bool,
 }
@@ -201,6 +205,7 @@ impl Default for Plan {
             faults: None,
             forced_rw: None,
             skip_epoch_bump: false,
+            deaf_watches: false,
             read_repair: true,
         }
     }
@@ -233,6 +238,7 @@ impl Options {
             rates,
             forced_rw: plan.forced_rw,
             skip_epoch_bump: plan.skip_epoch_bump,
+            deaf_watches: plan.deaf_watches,
             read_repair: plan.read_repair,
             clients: 4,
             keys: 8,
@@ -254,6 +260,9 @@ impl Options {
         }
         if self.skip_epoch_bump {
             command.push_str(" --debug-skip-epoch-bump");
+        }
+        if self.deaf_watches {
+            command.push_str(" --debug-deaf-watches");
         }
         if !self.read_repair {
             command.push_str(" --no-read-repair");

@@ -19,6 +19,7 @@ fn run_with(ops: Vec<Op>, states: Vec<Versioned>) -> RunResult {
         final_states: BTreeMap::from([(KEY.to_vec(), nodes.iter().copied().zip(states).collect())]),
         dot_conflicts: Vec::new(),
         wipes: Vec::new(),
+        disturbances: Vec::new(),
         faults: FaultCounts::default(),
         trace_hash: 0,
         events: 0,
@@ -412,4 +413,33 @@ fn a_value_back_after_the_put_that_replaced_it_expired_is_caught() {
     for (name, check) in checker::CHECKERS {
         assert!(check(&run).is_empty(), "{name}");
     }
+}
+
+#[test]
+fn a_watch_that_reports_no_change_past_a_write_it_had_not_seen_is_caught() {
+    let (state, mut put) = written(b"v");
+    // The watch waits from 100 µs to 5 s; the put comes at 1 s.
+    put.invoked = Time::from_micros(1_000_000);
+    put.completed = Some(Time::from_micros(1_000_100));
+    let mut watch = op(Kind::Watch { timeout_ms: 5_000 }, 100, Outcome::Unchanged);
+    watch.completed = Some(Time::from_micros(5_000_100));
+    let quiet = |ops: Vec<Op>| {
+        let mut run = run_with(ops, vec![state.clone(), state.clone(), state.clone()]);
+        run.options.faults = FaultSet(Default::default());
+        run
+    };
+    let run = quiet(vec![watch.clone(), put.clone()]);
+    assert_eq!(names(&checker::watch::check(&run)), vec![checker::watch::NAME]);
+    // A watch that had seen the write (its context covers it) may wait on.
+    let mut seen = watch.clone();
+    seen.context = state.clock().clone();
+    assert!(checker::watch::check(&quiet(vec![seen, put.clone()])).is_empty());
+    // Nor is a watch held to it while a replica was cut off or down.
+    let mut run = quiet(vec![watch.clone(), put.clone()]);
+    run.disturbances = vec![(Time::from_micros(2_000_000), Time::from_micros(3_000_000))];
+    assert!(checker::watch::check(&run).is_empty());
+    // Nor in a run that loses messages.
+    let mut run = quiet(vec![watch, put]);
+    run.options.faults = FaultSet([Fault::Loss].into());
+    assert!(checker::watch::check(&run).is_empty());
 }

@@ -12,6 +12,7 @@ fn plan(faults: &str, seconds: u64, ops: usize) -> Plan {
         faults: Some(faults.parse::<FaultSet>().unwrap()),
         forced_rw: None,
         skip_epoch_bump: false,
+        deaf_watches: false,
         read_repair: true,
     }
 }
@@ -90,6 +91,32 @@ fn skipping_epoch_bumps_reissues_dots_after_wipes() {
     let correct = plan("wipe", 120, 300);
     for seed in 1..=3 {
         passing_run(seed, &correct);
+    }
+}
+
+#[test]
+fn replicas_deaf_to_changes_after_a_watch_starts_are_caught() {
+    let deaf = Plan {
+        deaf_watches: true,
+        ..plan("reorder,dup", 120, 400)
+    };
+    let caught = (1..=3)
+        .map(|seed| shoal_sim::run(Options::new(seed, &deaf)))
+        .filter(|r| {
+            r.violations
+                .iter()
+                .any(|v| v.checker == shoal_sim::checker::watch::NAME)
+        })
+        .count();
+    assert!(
+        caught > 0,
+        "watches that miss writes made while they wait must be caught"
+    );
+    // The same runs with the bug absent pass, and their watches saw changes.
+    let correct = plan("reorder,dup", 120, 400);
+    for seed in 1..=3 {
+        let report = passing_run(seed, &correct);
+        assert!(report.ops.watches_changed > 0, "{}", report.summary());
     }
 }
 

@@ -86,6 +86,10 @@ pub struct BenchArgs {
     /// Durability of the --local nodes.
     #[arg(long, value_enum, default_value_t = Durability::Buffer)]
     durability: Durability,
+    /// Keep the --local nodes' data in memory only (memory-only nodes,
+    /// `storage = "memory"`), each holding at most this many MiB.
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u64>,
     /// Seed of the operation mix and key choice.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -111,7 +115,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let (local, client) = match args.local {
         Some(nodes) => {
             let nodes = usize::from(nodes);
-            let local = LocalCluster::start_on(nodes, 0, args.durability, Config::default())
+            let mut local = LocalCluster::empty(args.durability, Config::default())?;
+            if let Some(mib) = args.memory {
+                local.storage = shoal::node::Storage::Memory { max_bytes: mib << 20 };
+            }
+            local
+                .start_nodes(nodes, 0)
                 .await
                 .context("starting the local cluster")?;
             let client = local.ready_client(Duration::from_secs(60)).await?;
@@ -134,6 +143,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .replication;
     if !args.json {
         let target = match args.local {
+            Some(nodes) if args.memory.is_some() => format!("{nodes} local memory-only nodes"),
             Some(nodes) => format!("{nodes} local nodes ({:?} durability)", args.durability).to_lowercase(),
             None => format!("the cluster at {}", args.node),
         };

@@ -10,6 +10,7 @@
 use shoal::net::tls::TlsError;
 use shoal::node::{
     DiskFailurePolicy, Durability, HttpOptions, Limits, NodeError, NodeHandle, NodeOptions, S3Options,
+    Storage,
 };
 use shoal::proto::{Config, NodeId};
 use shoal::{Client, ClientError, Credentials};
@@ -67,6 +68,8 @@ pub struct LocalCluster {
     pub limits: Limits,
     /// What a node started from now on does when its storage fails.
     pub disk_failure_policy: DiskFailurePolicy,
+    /// Where nodes started from now on keep their data.
+    pub storage: Storage,
     /// Run each node started from now on on its own tokio runtime with
     /// this many worker threads, as if it were its own process (its tasks
     /// then do not queue behind other nodes' tasks). `None` (the default):
@@ -135,6 +138,7 @@ impl LocalCluster {
             config,
             limits: Limits::default(),
             disk_failure_policy: DiskFailurePolicy::default(),
+            storage: Storage::Disk,
             own_runtime: None,
             runtimes: Vec::new(),
             http: None,
@@ -220,6 +224,7 @@ impl LocalCluster {
             .collect();
         options.durability = self.durability;
         options.disk_failure_policy = self.disk_failure_policy;
+        options.storage = self.storage;
         options.config = self.config.clone();
         options.limits = self.limits;
         options.http = self.http.map(|plain| {
@@ -287,11 +292,26 @@ impl LocalCluster {
         Ok(result?)
     }
 
-    /// Restarts node `i` on its old address and data directory.
+    /// Restarts node `i` on its old address and data directory. The old
+    /// endpoint's socket may close a moment after the node stopped: a busy
+    /// address is tried again for up to 5 s.
     pub async fn restart(&mut self, i: usize) -> Result<(), NodeError> {
-        let node = self.launch(i, self.options(i, self.addrs[i])).await?;
-        self.nodes[i] = Some(node);
-        Ok(())
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.launch(i, self.options(i, self.addrs[i])).await {
+                Ok(node) => {
+                    self.nodes[i] = Some(node);
+                    return Ok(());
+                }
+                Err(NodeError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Restarts stopped node `i` on an emptied data directory under its old

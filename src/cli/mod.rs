@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use shoal::net::tls::Role;
 use shoal::node::Durability;
-use shoal::node::settings::{LogFormat, Settings};
+use shoal::node::settings::{LogFormat, Settings, StorageKind};
 use shoal::proto::{AdminRequest, NodeId};
 use shoal::{Client, Consistency, Context, Credentials};
 use std::net::SocketAddr;
@@ -134,6 +134,28 @@ enum Command {
         key: String,
         #[command(flatten)]
         write: WriteArgs,
+    },
+    /// Print every change of a key until Ctrl-C: any write acknowledged
+    /// through any node, at any consistency, while the key's replicas are
+    /// up. Starts from the key's state now (read at the node's default
+    /// consistency) or from --context, so a change made meanwhile is
+    /// printed at once. Each change prints the values (or "(not found)"
+    /// once deleted) and the context, as `get` does.
+    Watch {
+        /// The key.
+        key: String,
+        #[command(flatten)]
+        target: Target,
+        /// Watch from this context (as printed by get, put or a previous
+        /// watch); empty: any state of the key is a change.
+        #[arg(long)]
+        context: Option<Context>,
+        /// Stop after this many changes (default: run until Ctrl-C).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Print each change as one line of JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -391,6 +413,12 @@ struct StartArgs {
     /// When writes are acknowledged: buffer (reached the OS) or fsync (on disk, batched) [default: buffer].
     #[arg(long, value_enum)]
     durability: Option<Durability>,
+    /// Where the data lives: disk (default) or memory (a cache node: only
+    /// its identity is kept in the data directory; a restart comes back
+    /// empty and is refilled from the replicas). See max_memory_bytes
+    /// (default 1 GiB).
+    #[arg(long, value_enum)]
+    storage: Option<StorageKind>,
     /// N: replicas per key. Must be the same on every node [default: 3].
     #[arg(long)]
     replication: Option<usize>,
@@ -461,6 +489,7 @@ impl StartArgs {
             "durability",
             self.durability.map(|d| format!("{d:?}").to_lowercase()),
         );
+        add("storage", self.storage.map(|s| format!("{s:?}").to_lowercase()));
         add("replication", self.replication.map(|r| r.to_string()));
         add(
             "request_timeout",
@@ -651,6 +680,29 @@ async fn dispatch(command: Command) -> Result<()> {
             client.close().await;
             result
         }
+        Command::Watch {
+            key,
+            target,
+            context,
+            count,
+            json,
+        } => {
+            let client = connect(&target).await?;
+            let mut context = match context {
+                Some(context) => context,
+                None => client.get(&key, shoal::Consistency::Default).await?.context,
+            };
+            let mut changes = 0;
+            while count.is_none_or(|count| changes < count) {
+                if let shoal::Watched::Changed(read) = client.watch(&key, &context, WATCH_ROUND).await? {
+                    output::change(&read, json)?;
+                    context = read.context;
+                    changes += 1;
+                }
+            }
+            client.close().await;
+            Ok(())
+        }
         Command::Delete { key, write } => {
             let client = connect(&write.target).await?;
             client.delete(&key, &write.context, write.consistency).await?;
@@ -659,6 +711,9 @@ async fn dispatch(command: Command) -> Result<()> {
         }
     }
 }
+
+/// How long `shoal watch` waits in one watch before it re-arms.
+const WATCH_ROUND: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A value's bytes from a file, or from standard input for `-`.
 fn read_value(path: &Path) -> Result<Vec<u8>> {

@@ -30,6 +30,20 @@ pub fn read(read: &ReadResult, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Prints one change a watch saw: as `get` prints a read, or as one line
+/// of JSON; flushed at once, for a pipe.
+pub fn change(read: &ReadResult, json: bool) -> Result<()> {
+    if json {
+        let out =
+            serde_json::json!({ "values": values_json(&read.values), "context": read.context.to_string() });
+        println!("{out}");
+    } else {
+        self::read(read, false)?;
+    }
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
 /// Writes a read's one value as raw bytes to `path` (standard output for
 /// `-`), and its context to standard output (standard error when the
 /// value went there).

@@ -79,7 +79,7 @@ use crate::proto::message::{AdminError, MemberReport};
 use crate::proto::ring::Ring;
 use crate::proto::{
     AdminRequest, AdminResponse, ClientRequest, ClientResponse, Consistency, Context, Fanout, ListRequest,
-    ListedKey, NodeId, Request, RequestError, Response, StatusReport, Value,
+    ListedKey, NodeId, Request, RequestError, Response, StatusReport, Value, WatchRequest,
 };
 mod pipe;
 
@@ -178,6 +178,17 @@ impl ClientError {
                 )
         )
     }
+}
+
+/// What [`Client::watch`] saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Watched {
+    /// The key changed past the watch's context: its state now (no values
+    /// if deleted) and the context to watch on from.
+    Changed(ReadResult),
+    /// No change before the timeout.
+    Unchanged,
 }
 
 /// A read's result: the concurrent values (none if the key is absent or
@@ -790,6 +801,92 @@ impl Client {
                 }
                 Attempt::Final(e) => e,
             })
+    }
+
+    /// Waits until `key` changes past `context` (a read's or an earlier
+    /// watch's; [`Context::empty`] for any state of the key), or until
+    /// `timeout` passes: [`Watched::Changed`] with the key's new state and
+    /// context as soon as a replica holds a state `context` does not
+    /// cover, else [`Watched::Unchanged`]. A change already there when the
+    /// watch starts is reported at once. While the key's replicas are up,
+    /// any acknowledged write to it, through any node at any consistency,
+    /// ends the watch.
+    ///
+    /// The watch runs on one node, which asks the key's replicas to report.
+    /// Should that node become unreachable or restart, the watch is
+    /// re-armed with the same context on another node (nothing is missed:
+    /// a change made meanwhile is reported at once), until `timeout`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: shoal::Client) -> Result<(), shoal::ClientError> {
+    /// use shoal::{Consistency, Watched};
+    /// use std::time::Duration;
+    /// let mut context = client.get("config", Consistency::Quorum).await?.context;
+    /// loop {
+    ///     match client.watch("config", &context, Duration::from_secs(30)).await? {
+    ///         Watched::Changed(read) => {
+    ///             println!("now {} value(s)", read.values.len());
+    ///             context = read.context;
+    ///         }
+    ///         Watched::Unchanged => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn watch(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: &Context,
+        timeout: Duration,
+    ) -> Result<Watched, ClientError> {
+        let key = key.as_ref();
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no node tried");
+        let mut tried = 0;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                // Every node tried failed to hold the watch (an answer
+                // would have ended it).
+                if tried > 0 {
+                    return Err(ClientError::Unreachable { tried, last });
+                }
+                return Ok(Watched::Unchanged);
+            }
+            for addr in self.candidates(key).await {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let request = Request::Watch(WatchRequest {
+                    key: key.to_vec(),
+                    context: context.clone(),
+                    timeout_ms: u32::try_from(left.as_millis()).unwrap_or(u32::MAX).max(1),
+                });
+                tried += 1;
+                let answer_within = left + self.inner.options.attempt_timeout;
+                match self.ask(addr, &request, answer_within).await {
+                    Ok(Response::Data(ClientResponse::Found { values, context })) => {
+                        return Ok(Watched::Changed(ReadResult { values, context }));
+                    }
+                    Ok(Response::Data(ClientResponse::Unchanged)) => return Ok(Watched::Unchanged),
+                    Ok(Response::Data(ClientResponse::Failed(
+                        error @ (RequestError::NotReady { .. } | RequestError::NoReplicas),
+                    ))) => last = error.to_string(),
+                    Ok(Response::Data(ClientResponse::Failed(error))) => return Err(error.into()),
+                    Ok(other) => {
+                        return Err(ClientError::Unexpected {
+                            answer: format!("{other:?}"),
+                        });
+                    }
+                    Err(ClientError::Unreachable { last: why, .. }) => last = why,
+                    Err(error) => return Err(error),
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            // No node could hold the watch: re-arm after a pause.
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+        }
     }
 
     /// Re-reads the ring from the first node that answers.

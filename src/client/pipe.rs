@@ -1,4 +1,4 @@
-//! One connection's client streams (protocol 6).
+//! One connection's client streams (protocol 6 on).
 //!
 //! A [`Pipe`] keeps a few long-lived streams ("lanes") open on one
 //! connection and carries every request of this client to that node on

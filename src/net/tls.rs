@@ -104,6 +104,8 @@ impl Role {
             (Role::Admin, _) => true,
             (_, Request::Data(data)) if is_system_key(data.key()) => false,
             (_, Request::List(list)) if is_system_key(&list.start) => false,
+            (_, Request::Watch(watch)) if is_system_key(&watch.key) => false,
+            (Role::ReadWrite | Role::ReadOnly, Request::Watch(_)) => true,
             (Role::ReadWrite, Request::Data(_)) => true,
             (Role::ReadOnly, Request::Data(ClientRequest::Get { .. })) => true,
             (Role::ReadWrite | Role::ReadOnly, Request::List(_)) => true,

@@ -1,4 +1,4 @@
-//! The node's side of client streams (protocol 6).
+//! The node's side of client streams (protocol 6 on).
 //!
 //! A client keeps a few streams open per connection and sends any number
 //! of requests on each, tagged with ids ([`Tagged`]). One task reads a

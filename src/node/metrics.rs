@@ -9,7 +9,7 @@
 use crate::proto::membership::NodeStatus;
 use crate::proto::message::Operation;
 use crate::proto::{ClientResponse, Consistency, Node, NodeId, RequestError, Stats};
-use crate::storage::FjallStore;
+use crate::storage::NodeStore;
 use metrics::{Counter, Histogram, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::collections::{BTreeMap, HashMap};
@@ -124,6 +124,7 @@ fn outcome(response: &ClientResponse) -> &'static str {
     match response {
         ClientResponse::Found { values, .. } if values.is_empty() => "not_found",
         ClientResponse::Found { .. } | ClientResponse::Written { .. } | ClientResponse::Listed { .. } => "ok",
+        ClientResponse::Unchanged => "unchanged",
         ClientResponse::Failed(error) => match error {
             RequestError::QuorumNotMet { .. } => "quorum_not_met",
             RequestError::ImpossibleConsistency { .. } => "impossible_consistency",
@@ -137,6 +138,8 @@ fn outcome(response: &ClientResponse) -> &'static str {
             RequestError::NotReady { .. } => "not_ready",
             RequestError::InvalidListing { .. } => "invalid_listing",
             RequestError::BadTtl { .. } => "bad_ttl",
+            RequestError::BadWatchTimeout { .. } => "bad_watch_timeout",
+            RequestError::OutOfMemory { .. } => "out_of_memory",
             #[allow(unreachable_patterns)]
             _ => "error",
         },
@@ -156,7 +159,7 @@ pub(super) struct Exporter {
 
 impl Exporter {
     /// Exports and logs if a second has passed since the last time.
-    pub(super) fn tick(&mut self, node: &Node<FjallStore>) {
+    pub(super) fn tick(&mut self, node: &Node<NodeStore>) {
         let now = Instant::now();
         if self.next.is_some_and(|at| at > now) {
             return;
@@ -182,11 +185,16 @@ impl Exporter {
             0.0
         });
         gauge!("shoal_requests_in_flight").set(report.in_flight as f64);
-        gauge!("shoal_storage_bytes").set(node.store().disk_space() as f64);
-        gauge!("shoal_storage_memtable_bytes").set(node.store().memtable_bytes() as f64);
-        if let Some((total, available)) = node.store().disk_usage() {
-            gauge!("shoal_disk_total_bytes").set(total as f64);
-            gauge!("shoal_disk_available_bytes").set(available as f64);
+        if let Some(disk) = node.store().disk() {
+            gauge!("shoal_storage_bytes").set(disk.disk_space() as f64);
+            gauge!("shoal_storage_memtable_bytes").set(disk.memtable_bytes() as f64);
+            if let Some((total, available)) = disk.disk_usage() {
+                gauge!("shoal_disk_total_bytes").set(total as f64);
+                gauge!("shoal_disk_available_bytes").set(available as f64);
+            }
+        }
+        if let Some(bytes) = node.store().memory_bytes() {
+            gauge!("shoal_memory_store_bytes").set(bytes as f64);
         }
         let mut by_state: BTreeMap<(String, bool), u64> = BTreeMap::new();
         for m in &report.members {

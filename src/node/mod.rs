@@ -30,7 +30,7 @@ use crate::proto::{
     AdminRequest, AdminResponse, ClientId, ClientResponse, Config, Node, NodeId, Output, PeerMessage,
     Request, RequestError, Response, StartError, Store, StoreError, Time,
 };
-use crate::storage::FjallStore;
+use crate::storage::{FjallStore, MemoryStore, NodeStore};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -53,6 +53,23 @@ pub enum Durability {
     Buffer,
     /// Once it was fsynced (survives power loss); fsyncs are batched.
     Fsync,
+}
+
+/// Where a node keeps its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Storage {
+    /// On disk, in the data directory (fjall).
+    Disk,
+    /// In memory only, holding at most `max_bytes` of keys, states and
+    /// hints; the data directory keeps only the node's identity. A
+    /// restarted memory node comes back empty under its old id and is
+    /// refilled by anti-entropy, hints and read repair. Past the limit,
+    /// writes that would grow the store get `OutOfMemory`.
+    Memory {
+        /// The limit (`max_memory_bytes`).
+        max_bytes: u64,
+    },
 }
 
 /// What a node does when its storage fails (a full or failing disk).
@@ -79,6 +96,8 @@ pub enum DiskFailurePolicy {
 pub struct NodeOptions {
     /// The data directory.
     pub data_dir: PathBuf,
+    /// On disk, or in memory only.
+    pub storage: Storage,
     /// The UDP address to listen on (port 0 picks one).
     pub listen: SocketAddr,
     /// The cluster directory holding the CA.
@@ -103,10 +122,11 @@ impl NodeOptions {
     /// A node with its data in `data_dir`, listening on `listen`, in the
     /// cluster whose certificates are in `cluster_dir`: no seeds (the first
     /// node), buffered durability, the default disk failure policy,
-    /// settings and limits.
+    /// settings and limits, data on disk.
     pub fn new(data_dir: PathBuf, listen: SocketAddr, cluster_dir: PathBuf) -> NodeOptions {
         NodeOptions {
             data_dir,
+            storage: Storage::Disk,
             listen,
             cluster_dir,
             seeds: Vec::new(),
@@ -311,7 +331,10 @@ pub async fn start(options: NodeOptions) -> Result<NodeHandle, NodeError> {
         );
     }
     let credentials = Credentials::from_cluster_dir(&options.cluster_dir)?;
-    let store = FjallStore::open(&options.data_dir)?;
+    let store = match options.storage {
+        Storage::Disk => NodeStore::Disk(FjallStore::open(&options.data_dir)?),
+        Storage::Memory { max_bytes } => NodeStore::Memory(MemoryStore::open(&options.data_dir, max_bytes)?),
+    };
     let mut node = Node::new(options.config.clone(), store, rand::random())?;
     let limits = options.limits;
     let transport = transport_config(limits.max_requests_per_connection);
@@ -489,7 +512,7 @@ enum Reply {
 }
 
 struct Driver {
-    node: Node<FjallStore>,
+    node: Node<NodeStore>,
     clock: Clock,
     endpoint: quinn::Endpoint,
     links: HashMap<SocketAddr, link::Link>,
@@ -629,6 +652,12 @@ impl Driver {
                             let labels = metrics::RequestLabels::of(Operation::List, consistency);
                             self.pending.insert(client, Reply::Data(reply, labels));
                             self.node.handle_list_request(now, client, request);
+                        }
+                        Request::Watch(request) => {
+                            let labels =
+                                metrics::RequestLabels::of(Operation::Watch, crate::proto::Consistency::One);
+                            self.pending.insert(client, Reply::Data(reply, labels));
+                            self.node.handle_watch_request(now, client, request);
                         }
                         Request::Admin(request) => {
                             let leave = request == AdminRequest::Leave;
@@ -885,7 +914,7 @@ fn forbidden(role: Role, request: &Request) -> Response {
     let (role, needed) = (role.to_string(), Role::needed_for(request).to_string());
     tracing::debug!(%role, %needed, "request refused for the certificate's role");
     match request {
-        Request::Data(_) | Request::List(_) => {
+        Request::Data(_) | Request::List(_) | Request::Watch(_) => {
             Response::Data(ClientResponse::Failed(RequestError::Forbidden { role, needed }))
         }
         Request::Admin(_) => Response::Admin(AdminResponse::Refused {

@@ -12,7 +12,7 @@
 //! or a value of the wrong type is refused, naming the setting, and so is
 //! a value [`Settings::validate`] finds unsafe.
 
-use super::{DiskFailurePolicy, Durability, NodeOptions};
+use super::{DiskFailurePolicy, Durability, NodeOptions, Storage};
 use crate::net::frame::DEFAULT_MAX_FRAME;
 use crate::proto::{Config, NodeId};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where a node keeps its data, as a setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// On disk, in the data directory.
+    #[default]
+    Disk,
+    /// In memory only (a cache node), bounded by `max_memory_bytes`.
+    Memory,
+}
+
 /// The settings of the node process, around its core.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -48,6 +59,14 @@ pub struct ProcessSettings {
     pub seeds: Vec<SocketAddr>,
     /// When writes are acknowledged: `buffer` or `fsync`.
     pub durability: Durability,
+    /// Where the data lives: `disk`, or `memory` for a cache node (the
+    /// data directory then keeps only the node's identity; a restarted
+    /// node comes back empty and is refilled from its replicas).
+    pub storage: StorageKind,
+    /// With `storage = "memory"`: most bytes of keys, values and hints
+    /// held; past it, writes that would grow the store are refused with
+    /// `out_of_memory` (deletes are still taken).
+    pub max_memory_bytes: u64,
     /// When storage fails (a full or failing disk): `read_only` (serve
     /// reads, refuse writes, recover by itself once the disk has room) or
     /// `stop` (exit non-zero for a supervisor to act on).
@@ -94,6 +113,8 @@ impl Default for ProcessSettings {
             cluster_dir: None,
             seeds: Vec::new(),
             durability: Durability::default(),
+            storage: StorageKind::default(),
+            max_memory_bytes: 1 << 30,
             disk_failure_policy: DiskFailurePolicy::default(),
             node_id: None,
             metrics: None,
@@ -329,6 +350,9 @@ impl Settings {
                 ),
             ));
         }
+        if !(1 << 20..=1 << 50).contains(&p.max_memory_bytes) {
+            return Err(invalid("max_memory_bytes", "must be between 1 MiB and 1 PiB"));
+        }
         if p.metrics.is_some_and(|m| m == p.listen) {
             return Err(invalid("metrics", "must differ from listen"));
         }
@@ -376,6 +400,12 @@ impl Settings {
         );
         options.seeds = p.seeds.clone();
         options.durability = p.durability;
+        options.storage = match p.storage {
+            StorageKind::Disk => Storage::Disk,
+            StorageKind::Memory => Storage::Memory {
+                max_bytes: p.max_memory_bytes,
+            },
+        };
         options.disk_failure_policy = p.disk_failure_policy;
         options.config = config;
         options.limits = super::Limits {
@@ -487,6 +517,19 @@ mod tests {
         let s = Settings::load(None, required(), &flags).unwrap();
         assert_eq!(s.node_options().disk_failure_policy, DiskFailurePolicy::Stop);
         assert!(refused("", &[("disk_failure_policy", "panic")]).contains("`disk_failure_policy`"));
+    }
+
+    #[test]
+    fn storage_is_on_disk_unless_set_to_memory_with_a_sane_limit() {
+        let s = Settings::load(None, required(), &[]).unwrap();
+        assert_eq!(s.node_options().storage, Storage::Disk);
+        let f = file("storage = \"memory\"\nmax_memory_bytes = 268435456\n");
+        let s = Settings::load(Some(f.path()), required(), &[]).unwrap();
+        assert_eq!(s.node_options().storage, Storage::Memory { max_bytes: 256 << 20 });
+        assert!(refused("", &[("storage", "tape")]).contains("`storage`"));
+        assert!(
+            refused("storage = \"memory\"\nmax_memory_bytes = 1000\n", &[]).contains("`max_memory_bytes`")
+        );
     }
 
     fn refused(file_text: &str, flags: &[(&str, &str)]) -> String {

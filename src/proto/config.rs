@@ -49,6 +49,14 @@ pub struct Config {
     pub max_state_bytes: usize,
     /// Most operations this node coordinates at once; more get `Busy`.
     pub max_requests_in_flight: usize,
+    /// Most watches this node holds at once, as the node a client watches
+    /// through and, apart, as a replica told to report changes of a key;
+    /// past it a watch is refused with `Busy`. Watches do not count
+    /// toward `max_requests_in_flight`.
+    pub max_watches: usize,
+    /// Longest a watch may wait for a change; longer ones are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_watch_timeout: Duration,
     /// How often a node starts an anti-entropy exchange with a random peer.
     #[serde(with = "humantime_serde")]
     pub anti_entropy_interval: Duration,
@@ -103,6 +111,10 @@ pub struct Config {
     /// that restarts or loses its disk reissues dots. Never set in production.
     #[serde(skip)]
     pub debug_skip_epoch_bump: bool,
+    /// Bug injection for the simulator: a replica answers a watch only
+    /// when it starts, never on a later change. Never set in production.
+    #[serde(skip)]
+    pub debug_deaf_watches: bool,
 }
 
 impl Default for Config {
@@ -119,6 +131,8 @@ impl Default for Config {
             max_ttl: Duration::from_secs(365 * 86_400),
             max_state_bytes: 3 * 1024 * 1024,
             max_requests_in_flight: 10_000,
+            max_watches: 10_000,
+            max_watch_timeout: Duration::from_secs(600),
             anti_entropy_interval: Duration::from_secs(10),
             anti_entropy_max_states: 256,
             read_repair: true,
@@ -134,6 +148,7 @@ impl Default for Config {
             cleanup_delay: Duration::from_secs(60),
             node_id: None,
             debug_skip_epoch_bump: false,
+            debug_deaf_watches: false,
         }
     }
 }
@@ -222,7 +237,7 @@ impl Config {
 
     /// Whether each setting of repair (anti-entropy aside), flow control
     /// and consistency is sane: (ok, setting, what it must be).
-    fn repair_checks(&self) -> [(bool, &'static str, &'static str); 8] {
+    fn repair_checks(&self) -> [(bool, &'static str, &'static str); 10] {
         let default_ok = self.default_consistency != super::Consistency::Default
             && [super::quorum::Access::Read, super::quorum::Access::Write]
                 .into_iter()
@@ -232,6 +247,13 @@ impl Config {
                 self.max_requests_in_flight >= 1,
                 "max_requests_in_flight",
                 "must be at least 1",
+            ),
+            (self.max_watches >= 1, "max_watches", "must be at least 1"),
+            (
+                self.max_watch_timeout >= Duration::from_secs(1)
+                    && self.max_watch_timeout <= Duration::from_secs(86_400),
+                "max_watch_timeout",
+                "must be between 1 s and 24 h",
             ),
             (
                 self.hint_window >= Duration::from_secs(1),

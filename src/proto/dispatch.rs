@@ -61,6 +61,14 @@ impl<S: Store> Node<S> {
                 };
                 self.on_hinted_put(now, from, request, put)
             }
+            PeerMessage::WatchStart {
+                watch,
+                key,
+                context,
+                timeout_ms,
+            } => self.on_watch_start(now, from, watch, &key, &context, timeout_ms),
+            PeerMessage::WatchReply { watch, result } => self.on_watch_reply(now, from, watch, result),
+            PeerMessage::WatchCancel { watch } => self.on_watch_cancel(from, watch),
             other => self.on_background_message(now, from, other),
         }
     }
@@ -110,7 +118,10 @@ impl<S: Store> Node<S> {
             | PeerMessage::ReplicaListReply { .. }
             | PeerMessage::Forward { .. }
             | PeerMessage::ForwardReply { .. }
-            | PeerMessage::HintedPut { .. } => unreachable!("routed by on_peer_message"),
+            | PeerMessage::HintedPut { .. }
+            | PeerMessage::WatchStart { .. }
+            | PeerMessage::WatchReply { .. }
+            | PeerMessage::WatchCancel { .. } => unreachable!("routed by on_peer_message"),
         }
     }
 }

@@ -281,6 +281,22 @@ impl Cluster {
         self.wait(client)
     }
 
+    /// Hands a watch to node `at` now; returns the id its reply will carry
+    /// (see [`Cluster::reply`]).
+    pub fn submit_watch(&mut self, at: NodeId, request: crate::proto::WatchRequest) -> ClientId {
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        let now = self.now;
+        self.node_mut(at).handle_watch_request(now, client, request);
+        self.drain(at);
+        client
+    }
+
+    /// `client`'s reply, if it came (taken: a second call returns `None`).
+    pub fn reply(&mut self, client: ClientId) -> Option<ClientResponse> {
+        self.replies.remove(&client)
+    }
+
     /// Submits `request` at `at` and waits for the answer.
     pub fn request(&mut self, at: NodeId, request: ClientRequest) -> ClientResponse {
         let client = self.submit(at, request);

@@ -39,6 +39,10 @@ pub(super) struct LocalStore<S: Store> {
     corrupt_records_dropped: u64,
     digests_repaired: u64,
     storage_failures: u64,
+    /// Whether watches want the keys whose states change.
+    tracking: bool,
+    /// Keys whose states changed since the watches last looked.
+    changed: Vec<Vec<u8>>,
 }
 
 impl<S: Store> LocalStore<S> {
@@ -69,6 +73,8 @@ impl<S: Store> LocalStore<S> {
             corrupt_records_dropped: 0,
             digests_repaired: 0,
             storage_failures: 0,
+            tracking: false,
+            changed: Vec::new(),
         })
     }
 
@@ -212,7 +218,25 @@ impl<S: Store> LocalStore<S> {
     }
 
     /// Keeps the tree in step with a put of `object` over `old`.
+    /// Whether to note the keys whose states change, for watches (see
+    /// [`LocalStore::take_changed`]); off while no watch is held.
+    pub(super) fn track_changes(&mut self, on: bool) {
+        self.tracking = on;
+        if !on {
+            self.changed.clear();
+        }
+    }
+
+    /// The keys whose stored states changed since the last call, while
+    /// tracking.
+    pub(super) fn take_changed(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.changed)
+    }
+
     fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
+        if self.tracking {
+            self.changed.push(key.to_vec());
+        }
         // States from the wire were checked at the boundary, and merges
         // and writes of well-formed states keep them so.
         if let Err(fault) = object.check() {

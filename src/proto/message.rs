@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 ///
 /// 6: a client stream carries many requests, each tagged with an id the
 /// answer repeats ([`Tagged`]); answers come back in any order.
-pub const PROTOCOL_VERSION: u16 = 6;
+/// 7: watches ([`Request::Watch`], [`ClientResponse::Unchanged`], and the
+/// peer messages `WatchStart`, `WatchReply`, `WatchCancel`).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -94,6 +96,8 @@ pub enum Operation {
     Delete,
     /// List keys.
     List,
+    /// Watch a key.
+    Watch,
 }
 
 impl fmt::Display for Operation {
@@ -103,6 +107,7 @@ impl fmt::Display for Operation {
             Operation::Put => "put",
             Operation::Delete => "delete",
             Operation::List => "list",
+            Operation::Watch => "watch",
         })
     }
 }
@@ -365,6 +370,23 @@ pub struct ListedStates {
     pub complete: bool,
 }
 
+/// Wait until `key` changes past what `context` saw, or `timeout_ms`.
+/// Answered with [`ClientResponse::Found`] (the key's state on the replica
+/// that saw the change first, and its context) as soon as a replica of
+/// the key holds a state `context` does not cover, or with
+/// [`ClientResponse::Unchanged`] at the timeout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// The key.
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    /// What the watcher has seen (a read's or an earlier watch's context;
+    /// empty: any state of the key is a change).
+    pub context: Context,
+    /// How long to wait, in milliseconds (at most `max_watch_timeout`).
+    pub timeout_ms: u32,
+}
+
 /// What a client sends on a request stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -376,6 +398,8 @@ pub enum Request {
     /// A listing of keys, answered with [`ClientResponse::Listed`] in
     /// [`Response::Data`].
     List(ListRequest),
+    /// A watch of a key, answered in [`Response::Data`].
+    Watch(WatchRequest),
 }
 
 /// What a node answers on a request stream.
@@ -693,6 +717,8 @@ pub enum ClientResponse {
     },
     /// The request failed; see the error for what happened to state.
     Failed(RequestError),
+    /// A watch's timeout passed with no change of its key.
+    Unchanged,
 }
 
 /// Why a request failed, and what happened to state.
@@ -772,6 +798,15 @@ pub enum RequestError {
         /// The longest allowed (`max_ttl`).
         max_ms: u64,
     },
+    /// A watch's timeout is 0 or longer than the node allows
+    /// (`max_watch_timeout`).
+    #[error("watch timeout of {timeout_ms} ms is not within 1..={max_ms} ms")]
+    BadWatchTimeout {
+        /// The timeout asked for.
+        timeout_ms: u32,
+        /// The longest allowed.
+        max_ms: u64,
+    },
     /// A listing's limit or bounds are not acceptable. Nothing changed.
     #[error("invalid listing: {reason}")]
     InvalidListing {
@@ -806,6 +841,17 @@ pub enum RequestError {
         node: NodeId,
         /// The storage engine's description.
         reason: String,
+    },
+    /// A replica of the key is a memory node that holds as much as its
+    /// limit allows: it refused the write, and too few others took it.
+    /// Deletes are still taken; delete keys or raise `max_memory_bytes`.
+    /// The write may have been applied by other replicas.
+    #[error("node {node} is out of memory (limit {max} bytes): the write was refused")]
+    OutOfMemory {
+        /// The node that refused.
+        node: NodeId,
+        /// Its limit (`max_memory_bytes`).
+        max: u64,
     },
     /// The key's state (all its siblings) would grow past the limit; read,
     /// resolve and write with the context. Nothing changed.
@@ -866,6 +912,18 @@ pub enum ReplicaError {
         /// The node the hint was for.
         node: NodeId,
     },
+    /// The replica is a memory node at its memory limit: it took nothing.
+    #[error("replica out of memory: it holds as much as its limit of {max} bytes allows")]
+    OutOfMemory {
+        /// Its limit (`max_memory_bytes`).
+        max: u64,
+    },
+    /// The replica holds as many watches as it may (`max_watches`).
+    #[error("replica holds its most watches ({max})")]
+    TooManyWatches {
+        /// Its limit.
+        max: usize,
+    },
     /// A hint for `target` would go past this node's hint limits (the hint
     /// window, or the bytes held for that replica).
     #[error("no hint stored for {target}: over the hint limits")]
@@ -877,8 +935,11 @@ pub enum ReplicaError {
 
 impl From<super::store::StoreError> for ReplicaError {
     fn from(error: super::store::StoreError) -> ReplicaError {
-        ReplicaError::Storage {
-            reason: error.to_string(),
+        match error {
+            super::store::StoreError::OutOfMemory { max, .. } => ReplicaError::OutOfMemory { max },
+            error => ReplicaError::Storage {
+                reason: error.to_string(),
+            },
         }
     }
 }
@@ -987,6 +1048,33 @@ pub enum PeerMessage {
         request: u64,
         /// The coordinator's response.
         response: ClientResponse,
+    },
+    /// Watching node -> replica: report when your state of `key` is no
+    /// longer covered by `context`, within `timeout_ms`.
+    WatchStart {
+        /// The watch, as its node numbers it.
+        watch: u64,
+        /// The key.
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        /// What the watcher has seen.
+        context: Context,
+        /// How long the watch waits.
+        timeout_ms: u32,
+    },
+    /// Replica -> watching node: the key's state, now past the watch's
+    /// context (sent once; the replica then forgets the watch), or why
+    /// the replica does not watch.
+    WatchReply {
+        /// The `WatchStart` answered.
+        watch: u64,
+        /// The replica's state, or why it refused.
+        result: Result<Versioned, ReplicaError>,
+    },
+    /// Watching node -> replica: the watch ended, forget it.
+    WatchCancel {
+        /// The watch.
+        watch: u64,
     },
     /// Anti-entropy: the sender's summaries of intervals both replicate.
     AeSummaries {
@@ -1142,6 +1230,9 @@ impl PeerMessage {
             PeerMessage::GcConfirm { .. } => "GcConfirm",
             PeerMessage::GcRemove { .. } => "GcRemove",
             PeerMessage::MemberStates { .. } => "MemberStates",
+            PeerMessage::WatchStart { .. } => "WatchStart",
+            PeerMessage::WatchReply { .. } => "WatchReply",
+            PeerMessage::WatchCancel { .. } => "WatchCancel",
         }
     }
 

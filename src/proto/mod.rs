@@ -41,12 +41,13 @@ mod topology;
 pub mod types;
 pub mod validate;
 pub mod version;
+mod watch;
 
 pub use config::{Config, ConfigError};
 pub use message::{
     AdminRequest, AdminResponse, ClientRequest, ClientResponse, Context, Fanout, ListRequest, ListedKey,
     PeerMessage, Request, RequestError, Response, SYSTEM_KEY_PREFIX, Stats, StatusReport, Value,
-    is_system_key,
+    WatchRequest, is_system_key,
 };
 pub use quorum::Consistency;
 pub use store::{MemStore, NodeMeta, Store, StoreError};
@@ -151,6 +152,7 @@ pub struct Node<S: Store> {
     topology: topology::Topology,
     /// Peer messages refused at the boundary, by kind (see [`validate`]).
     invalid_messages: BTreeMap<&'static str, u64>,
+    watches: watch::Watches,
 }
 
 impl<S: Store> Node<S> {
@@ -206,6 +208,7 @@ impl<S: Store> Node<S> {
             last_counter: 0,
             topology: topology::Topology::default(),
             invalid_messages: BTreeMap::new(),
+            watches: watch::Watches::default(),
         })
     }
 
@@ -312,6 +315,7 @@ impl<S: Store> Node<S> {
     /// with the same `client`, before the request's deadline passes.
     pub fn handle_client_request(&mut self, now: Time, client: ClientId, request: ClientRequest) {
         self.start(now, coordinator::Requester::Client(client), request);
+        self.notify_watches(now);
     }
 
     /// A listing arrived. Its page (or failure) comes out as
@@ -336,6 +340,7 @@ impl<S: Store> Node<S> {
             return Err(invalid);
         }
         self.on_peer_message(now, from, message);
+        self.notify_watches(now);
         Ok(())
     }
 
@@ -348,6 +353,9 @@ impl<S: Store> Node<S> {
     pub fn handle_timeout(&mut self, now: Time) {
         while let Some(id) = self.requests.take_due(now) {
             self.on_timer(now, id);
+        }
+        if self.watches.poll_timeout().is_some_and(|at| at <= now) {
+            self.expire_watches(now);
         }
         let mut effects = Vec::new();
         if let Some(membership) = &mut self.view.membership {
@@ -378,6 +386,7 @@ impl<S: Store> Node<S> {
         if self.local.needs_check() {
             self.check_storage(now);
         }
+        self.notify_watches(now);
     }
 
     /// Why this node's storage failed, while it has not recovered (it
@@ -435,6 +444,7 @@ impl<S: Store> Node<S> {
             self.cleanup.poll_timeout(),
             self.intake.poll_timeout(),
             self.local.poll_timeout(),
+            self.watches.poll_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -53,6 +53,16 @@ pub enum StoreError {
     /// written.
     #[error("storage failed earlier and has not recovered: this node takes no writes until it has")]
     ReadOnly,
+    /// A memory-only store holds as much as it may (`max_memory_bytes`).
+    /// Nothing was written; writes that free memory (deletes, smaller
+    /// values) are still taken.
+    #[error("memory limit reached: {used} of at most {max} bytes held; the write was refused")]
+    OutOfMemory {
+        /// Bytes held.
+        used: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The data directory was written by an incompatible build. Nothing was
     /// read or written.
     #[error("data has format version {found}, this build reads version {supported}")]
@@ -305,8 +315,26 @@ pub fn simulated_full_disk(full: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An in-memory store. Everything is "durable" until the simulator models
-/// otherwise; clones share nothing.
+/// What an entry of a [`MemStore`] map costs beyond its key and record:
+/// its share of the map's nodes and its vectors' headers. An estimate: the
+/// store's limit holds to within it per entry.
+const ENTRY_OVERHEAD: u64 = 64;
+
+/// What a key's state costs a [`MemStore`]: the data entry and the digest
+/// index entry (position and digest beside a second copy of the key).
+fn data_cost(key: &[u8], record: &[u8]) -> u64 {
+    2 * key.len() as u64 + record.len() as u64 + 16 + 2 * ENTRY_OVERHEAD
+}
+
+/// What a hint costs a [`MemStore`].
+fn hint_cost(record: &[u8]) -> u64 {
+    record.len() as u64 + 16 + ENTRY_OVERHEAD
+}
+
+/// An in-memory store: the simulator's and tests' store, and the store of
+/// a memory-only node (`storage = "memory"`), where it may hold at most a
+/// given number of bytes. Everything is "durable" until the simulator
+/// models otherwise; clones share nothing.
 #[derive(Clone, Debug, Default)]
 pub struct MemStore {
     data: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -317,6 +345,12 @@ pub struct MemStore {
     hints: BTreeMap<(NodeId, u64), Vec<u8>>,
     /// Set: every write fails as on a full disk (reads still work).
     full: bool,
+    /// Bytes held by data, index and hints, as estimated by [`data_cost`]
+    /// and [`hint_cost`].
+    bytes: u64,
+    /// Most bytes held: a write that would grow past it is refused with
+    /// [`StoreError::OutOfMemory`]. `None`: no limit.
+    limit: Option<u64>,
 }
 
 impl MemStore {
@@ -333,6 +367,49 @@ impl MemStore {
     /// An empty store, as on a fresh disk.
     pub fn new() -> MemStore {
         MemStore::default()
+    }
+
+    /// An empty store that holds at most `max_bytes` of keys, states and
+    /// hints (estimated with a fixed overhead per entry).
+    pub fn with_limit(max_bytes: u64) -> MemStore {
+        MemStore {
+            limit: Some(max_bytes),
+            ..MemStore::default()
+        }
+    }
+
+    /// Bytes held by keys, states and hints (an estimate, see
+    /// [`MemStore::with_limit`]).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether growing from `freed` to `added` bytes stays within the
+    /// limit. A write that does not grow the store is always taken.
+    fn charge(&self, freed: u64, added: u64) -> Result<(), StoreError> {
+        match self.limit {
+            Some(max) if added > freed && self.bytes - freed + added > max => Err(StoreError::OutOfMemory {
+                used: self.bytes,
+                max,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// What `key`'s stored state costs now (0 if absent).
+    fn stored_cost(&self, key: &[u8]) -> u64 {
+        self.data.get(key).map_or(0, |record| data_cost(key, record))
+    }
+
+    /// Stores an encoded state already charged for.
+    fn insert(&mut self, key: &[u8], record: Vec<u8>, digest: u64) {
+        let added = data_cost(key, &record);
+        if let Some(old) = self.data.insert(key.to_vec(), record) {
+            self.bytes -= data_cost(key, &old);
+        }
+        self.bytes += added;
+        self.index
+            .insert((super::ring::key_position(key), key.to_vec()), digest);
     }
 
     /// How many keys are stored.
@@ -376,15 +453,37 @@ impl Store for MemStore {
 
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
         self.writable()?;
-        self.data.insert(key.to_vec(), encode_record(object));
-        let position = super::ring::key_position(key);
-        self.index.insert((position, key.to_vec()), digest(key, object));
+        let record = encode_record(object);
+        self.charge(self.stored_cost(key), data_cost(key, &record))?;
+        self.insert(key, record, digest(key, object));
+        Ok(())
+    }
+
+    /// All or nothing: past the limit, none of the states is stored.
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+        self.writable()?;
+        let records: Vec<Vec<u8>> = states.iter().map(|(_, object)| encode_record(object)).collect();
+        // What each key costs now and after the batch (its last state wins).
+        let mut costs: BTreeMap<&[u8], (u64, u64)> = BTreeMap::new();
+        for ((key, _), record) in states.iter().zip(&records) {
+            let old = self.stored_cost(key);
+            costs.entry(key).or_insert((old, 0)).1 = data_cost(key, record);
+        }
+        let (freed, added) = costs
+            .values()
+            .fold((0, 0), |(f, a), (old, new)| (f + old, a + new));
+        self.charge(freed, added)?;
+        for ((key, object), record) in states.iter().zip(records) {
+            self.insert(key, record, digest(key, object));
+        }
         Ok(())
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.writable()?;
-        self.data.remove(key);
+        if let Some(old) = self.data.remove(key) {
+            self.bytes -= data_cost(key, &old);
+        }
         self.index.remove(&(super::ring::key_position(key), key.to_vec()));
         Ok(())
     }
@@ -422,6 +521,9 @@ impl Store for MemStore {
 
     fn put_hint(&mut self, target: NodeId, seq: u64, record: &[u8]) -> Result<(), StoreError> {
         self.writable()?;
+        let old = self.hints.get(&(target, seq)).map_or(0, |r| hint_cost(r));
+        self.charge(old, hint_cost(record))?;
+        self.bytes = self.bytes - old + hint_cost(record);
         self.hints.insert((target, seq), record.to_vec());
         Ok(())
     }
@@ -432,7 +534,9 @@ impl Store for MemStore {
 
     fn remove_hint(&mut self, target: NodeId, seq: u64) -> Result<(), StoreError> {
         self.writable()?;
-        self.hints.remove(&(target, seq));
+        if let Some(old) = self.hints.remove(&(target, seq)) {
+            self.bytes -= hint_cost(&old);
+        }
         Ok(())
     }
 

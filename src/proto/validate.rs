@@ -143,7 +143,16 @@ pub fn peer_message(message: &PeerMessage, config: &Config) -> Result<(), Invali
         } => keys.placed_state(key, object, placement.as_ref(), written_to),
         // A forwarded request is checked as any client request is, on
         // admission, and the forwarder is answered with the fault.
-        PeerMessage::Forward { .. }
+        PeerMessage::WatchStart { key, context, .. } => {
+            keys.key(key)?;
+            Ok(context.version_vector().check()?)
+        }
+        PeerMessage::WatchReply { result, .. } => match result {
+            Ok(object) => Ok(object.check()?),
+            Err(_) => Ok(()),
+        },
+        PeerMessage::WatchCancel { .. }
+        | PeerMessage::Forward { .. }
         | PeerMessage::ForwardReply { .. }
         | PeerMessage::ReplicaPutReply { .. }
         | PeerMessage::PushAck { .. } => Ok(()),

@@ -17,6 +17,12 @@ use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use std::path::{Path, PathBuf};
 
+pub mod memory;
+mod node_store;
+
+pub use memory::MemoryStore;
+pub use node_store::NodeStore;
+
 const META_KEY: &[u8] = b"node";
 /// The record a recovery check writes and syncs.
 const PROBE_KEY: &[u8] = b"probe";
@@ -147,6 +153,15 @@ impl Handles {
 fn check_format_marker(path: &Path) -> Result<(), StoreError> {
     let io = |e: std::io::Error| StoreError::Engine { source: Box::new(e) };
     std::fs::create_dir_all(path).map_err(io)?;
+    if memory::holds_memory_node(path) {
+        return Err(StoreError::Engine {
+            source: format!(
+                "{} belongs to a memory node; an on-disk store needs a directory of its own",
+                path.display()
+            )
+            .into(),
+        });
+    }
     let marker = path.join(FORMAT_FILE);
     match std::fs::read_to_string(&marker) {
         Ok(text) => {

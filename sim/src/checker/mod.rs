@@ -12,6 +12,7 @@ pub mod lost_writes;
 pub mod read_your_writes;
 pub mod resurrection;
 pub mod unique_dots;
+pub mod watch;
 
 use crate::history::{Kind, Op, Outcome};
 use crate::world::{RunResult, required};
@@ -34,7 +35,7 @@ pub struct Violation {
 pub type Checker = (&'static str, fn(&RunResult) -> Vec<Violation>);
 
 /// Every checker, in report order.
-pub const CHECKERS: [Checker; 10] = [
+pub const CHECKERS: [Checker; 11] = [
     (lost_writes::NAME, lost_writes::check),
     (read_your_writes::NAME, read_your_writes::check),
     (fabrication::NAME, fabrication::check),
@@ -45,6 +46,7 @@ pub const CHECKERS: [Checker; 10] = [
     (honest_messages::NAME, honest_messages::check),
     (core_invariants::NAME, core_invariants::check),
     (expiry::NAME, expiry::check),
+    (watch::NAME, watch::check),
 ];
 
 /// How far two nodes' clocks may disagree in this run: twice the largest

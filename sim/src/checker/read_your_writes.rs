@@ -29,7 +29,8 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
         let w = required(write.consistency, Access::Write, n);
         for key_read in &reads {
             let (read, context) = (key_read.op, key_read.context.as_ref());
-            if key_read.key != write.key || read.invoked <= acked {
+            // A watch answers with one replica's state: no quorum read.
+            if key_read.key != write.key || read.invoked <= acked || matches!(read.kind, Kind::Watch { .. }) {
                 continue;
             }
             let r = required(read.consistency, Access::Read, n);

@@ -57,7 +57,9 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
             // until its hints are delivered; the final states still must
             // not hold what it superseded.
             let strict = (run.options.forced_rw.is_some() || r + w > n) && !delete.sloppy_quorum;
+            // A watch answers with one replica's state: no quorum read.
             if key_read.key != delete.key
+                || matches!(read.kind, crate::history::Kind::Watch { .. })
                 || read.invoked <= acked
                 || !strict
                 || wiped_replicas(run, delete, read.completed) > 0

@@ -103,6 +103,7 @@ impl World {
             None => running[self.rng.random_range(0..running.len())],
         };
         self.leave_asked = Some(i);
+        self.disturbed(self.options.duration);
         self.trace.update(&[0xfe, i as u8]);
         let local = self.local(i);
         if let Some(node) = self.nodes[i].node.as_mut() {
@@ -135,6 +136,7 @@ impl World {
             return; // Already down.
         };
         self.repairs.add(&node.stats());
+        self.disturbed(downtime);
         let mut store = node.into_store();
         store.crash();
         self.counts.crashes += 1;

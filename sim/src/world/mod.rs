@@ -251,6 +251,9 @@ pub struct RunResult {
     pub dot_conflicts: Vec<DotConflict>,
     /// When which node lost its disk.
     pub wipes: Vec<(Time, NodeId)>,
+    /// When some replica was cut off, down, out of disk or moving ranges
+    /// (partitions, crashes, full disks, a join or a leave): from, until.
+    pub disturbances: Vec<(Time, Time)>,
     /// Faults injected.
     pub faults: FaultCounts,
     /// Hash of every event processed, in order.
@@ -303,6 +306,7 @@ pub struct World {
     dots: BTreeMap<Dot, (Vec<u8>, Option<Vec<u8>>)>,
     dot_conflicts: Vec<DotConflict>,
     wipes: Vec<(Time, NodeId)>,
+    disturbances: Vec<(Time, Time)>,
     refused_messages: Vec<String>,
     broken_invariants: Vec<String>,
     counts: FaultCounts,
@@ -318,6 +322,7 @@ impl World {
         let config = {
             let mut cfg = Config::default();
             cfg.debug_skip_epoch_bump = options.skip_epoch_bump;
+            cfg.debug_deaf_watches = options.deaf_watches;
             cfg.read_repair = options.read_repair;
             cfg.// Odd seeds hold reads until their repairs are acknowledged.
             read_repair_blocking = options.seed % 2 == 1;
@@ -366,6 +371,7 @@ impl World {
             dots: BTreeMap::new(),
             dot_conflicts: Vec::new(),
             wipes: Vec::new(),
+            disturbances: Vec::new(),
             refused_messages: Vec::new(),
             broken_invariants: Vec::new(),
             counts: FaultCounts::default(),
@@ -471,6 +477,9 @@ impl World {
                             n.handle_client_request(local, ClientId(op as u64), request)
                         }
                         Request::List(request) => n.handle_list_request(local, ClientId(op as u64), request),
+                        Request::Watch(request) => {
+                            n.handle_watch_request(local, ClientId(op as u64), request)
+                        }
                         other => panic!("a request the simulator does not send: {other:?}"),
                     }
                     self.after_input(node);
@@ -499,6 +508,7 @@ impl World {
             Event::Block { pairs, length } => {
                 if self.faults_on {
                     self.counts.partitions += 1;
+                    self.disturbed(length);
                     self.blocked.extend(pairs.iter().copied());
                     self.at(length, Event::Unblock { pairs });
                 }
@@ -511,6 +521,7 @@ impl World {
             Event::DiskFull { node, length } => {
                 if self.faults_on {
                     self.counts.disks_full += 1;
+                    self.disturbed(length);
                     self.set_disk_full(node, true);
                     self.at(length, Event::DiskRoom { node });
                 }
@@ -522,12 +533,23 @@ impl World {
             Event::Join { node } => {
                 if self.nodes[node].node.is_none() && !self.nodes[node].left {
                     self.counts.joins += 1;
+                    // Ranges move until some time after; count the rest of
+                    // the run as disturbed.
+                    self.disturbed(self.options.duration);
                     let seeds = self.seeds_for(node);
                     self.boot(node, &seeds);
                 }
             }
             Event::Leave { again } => self.start_leave(again),
         }
+    }
+
+    /// Notes that a fault striking now lasts `length`, and a little more
+    /// (a restarted node rejoins, a healed link's members are seen up
+    /// again).
+    fn disturbed(&mut self, length: Duration) {
+        let until = self.now + length + Duration::from_secs(5);
+        self.disturbances.push((self.now, until));
     }
 
     /// Addresses of every other node.
@@ -603,6 +625,7 @@ impl World {
             final_states,
             dot_conflicts: self.dot_conflicts,
             wipes: self.wipes,
+            disturbances: self.disturbances,
             faults: self.counts,
             trace_hash: self.trace.digest(),
             events: self.events,

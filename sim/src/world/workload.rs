@@ -7,7 +7,7 @@ use crate::history::{Kind, Listed, Op, Outcome, Phase};
 use rand::RngExt;
 use shoal::proto::message::{ListRequest, MAX_LIST_LIMIT, prefix_end};
 use shoal::proto::version::{Dot, VersionVector};
-use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Fanout, Request};
+use shoal::proto::{ClientRequest, ClientResponse, Consistency, Context, Fanout, Request, WatchRequest};
 
 /// What listings list: every key of the workload (`key0`, `key1`, ...).
 pub const LISTED_PREFIX: &[u8] = b"key";
@@ -61,7 +61,10 @@ impl World {
         let op = self.history.ops.len();
         let roll = self.rng.random_range(0..100);
         let kind = match roll {
-            0..40 => Kind::Get,
+            0..35 => Kind::Get,
+            35..40 => Kind::Watch {
+                timeout_ms: self.rng.random_range(1_000..=20_000),
+            },
             40..45 => Kind::List,
             45..90 => Kind::Put {
                 value: format!("c{client}-op{op}").into_bytes(),
@@ -76,7 +79,11 @@ impl World {
         if kind == Kind::List {
             key = LISTED_PREFIX.to_vec();
         }
-        let consistency = self.pick_consistency();
+        // A watch reads one replica's state: it claims no quorum.
+        let consistency = match kind {
+            Kind::Watch { .. } => Consistency::One,
+            _ => self.pick_consistency(),
+        };
         let context = match (&kind, self.rng.random_bool(0.85)) {
             (Kind::Get | Kind::List, _) | (_, false) => VersionVector::new(),
             (_, true) => self.contexts[client].get(&key).cloned().unwrap_or_default(),
@@ -156,6 +163,15 @@ impl World {
                 timeout_ms: None,
                 sloppy_quorum: sloppy,
             }),
+            Kind::Watch { timeout_ms } => Request::Watch(WatchRequest {
+                key: key.clone(),
+                context: wire_context,
+                timeout_ms: *timeout_ms,
+            }),
+        };
+        let waits = match kind {
+            Kind::Watch { timeout_ms } => Duration::from_millis(u64::from(timeout_ms)),
+            _ => Duration::ZERO,
         };
         self.history.ops.push(Op {
             client,
@@ -170,7 +186,7 @@ impl World {
             outcome: Outcome::Pending,
         });
         self.at(CLIENT_LATENCY, Event::Request { node, op, request });
-        let give_up = self.config.request_timeout + Duration::from_secs(2);
+        let give_up = waits + self.config.request_timeout + Duration::from_secs(2);
         self.at(give_up, Event::ClientTimeout { op });
     }
 
@@ -199,6 +215,7 @@ impl World {
             ClientResponse::Failed(error) => Outcome::Failed {
                 error: error.to_string(),
             },
+            ClientResponse::Unchanged => Outcome::Unchanged,
             other => panic!("a response the simulator does not model: {other:?}"),
         };
         // Carry the causal context like a real client.

@@ -9,7 +9,7 @@ use crate::net::tokens::{self, TOKEN_CACHE, TokenRecord};
 use crate::proto::message::{AdminResponse, ListRequest, MAX_LIST_LIMIT, after, prefix_end};
 use crate::proto::{
     AdminRequest, ClientRequest, ClientResponse, Consistency, Context, Fanout, Request, RequestError,
-    Response, Value,
+    Response, Value, WatchRequest,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State as Shared};
@@ -127,12 +127,18 @@ impl From<RequestError> for ApiError {
             RequestError::Busy { .. } => (S::TOO_MANY_REQUESTS, "busy", Null),
             RequestError::InvalidListing { .. } => (S::BAD_REQUEST, "invalid_listing", Null),
             RequestError::BadTtl { .. } => (S::BAD_REQUEST, "bad_ttl", Null),
+            RequestError::BadWatchTimeout { .. } => (S::BAD_REQUEST, "bad_watch_timeout", Null),
             RequestError::MalformedContext { .. } => (S::BAD_REQUEST, "malformed_context", Null),
             RequestError::Forbidden { needed, .. } => {
                 (S::FORBIDDEN, "forbidden", serde_json::json!({ "needed": needed }))
             }
             RequestError::NotReady { .. } => (S::SERVICE_UNAVAILABLE, "not_ready", Null),
             RequestError::StorageFailed { .. } => (S::SERVICE_UNAVAILABLE, "storage_failed", Null),
+            RequestError::OutOfMemory { max, .. } => (
+                S::INSUFFICIENT_STORAGE,
+                "out_of_memory",
+                serde_json::json!({ "max_memory_bytes": max }),
+            ),
             RequestError::NoReplicas
             | RequestError::NotReplica { .. }
             | RequestError::ForwardFailed { .. } => (S::SERVICE_UNAVAILABLE, "unavailable", Null),
@@ -389,7 +395,12 @@ fn value_json(value: &Value) -> serde_json::Value {
     serde_json::json!({ "value_base64": STANDARD.encode(&value.value), "timestamp_ms": value.timestamp_ms })
 }
 
-/// `GET /v1/kv/{key}`.
+/// How long a watch over HTTP waits when `timeout` is not given.
+const DEFAULT_WATCH_MS: u32 = 30_000;
+
+/// `GET /v1/kv/{key}`: a read, or with `?watch=CONTEXT` a watch (the
+/// key's state once it changes past the context, as a read answers it;
+/// `304 Not Modified` at the timeout, `?timeout=`, 30 s by default).
 async fn get_key(
     Shared(state): Shared<Arc<State>>,
     Extension(connection): Extension<Connection>,
@@ -399,15 +410,34 @@ async fn get_key(
 ) -> Result<HttpResponse, ApiError> {
     let role = authenticate(&state, &connection, &headers).await?;
     let options = options(&query)?;
-    let request = Request::Data(ClientRequest::Get {
-        key: key_of(&uri)?,
-        consistency: options.consistency,
-        timeout_ms: options.timeout_ms,
-        fanout: Fanout::All,
-    });
+    let request = match query.get("watch") {
+        // `?watch=CONTEXT`: wait for a change past it (empty: any state).
+        Some(text) => Request::Watch(WatchRequest {
+            key: key_of(&uri)?,
+            context: text.trim().parse().map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_context",
+                    "watch is not a context a read returned",
+                )
+            })?,
+            timeout_ms: options.timeout_ms.unwrap_or(DEFAULT_WATCH_MS),
+        }),
+        None => Request::Data(ClientRequest::Get {
+            key: key_of(&uri)?,
+            consistency: options.consistency,
+            timeout_ms: options.timeout_ms,
+            fanout: Fanout::All,
+        }),
+    };
     authorize(role, &request)?;
-    let ClientResponse::Found { values, context } = call(&state, request).await? else {
-        return Err(unexpected("an answer of another kind"));
+    let (values, context) = match (call(&state, request.clone()).await?, &request) {
+        (ClientResponse::Found { values, context }, _) => (values, context),
+        (ClientResponse::Unchanged, Request::Watch(watch)) => {
+            let response = StatusCode::NOT_MODIFIED.into_response();
+            return Ok(with_context(response, &watch.context));
+        }
+        _ => return Err(unexpected("an answer of another kind")),
     };
     let response = if wants_json(&headers) {
         let status = if values.is_empty() {

@@ -41,6 +41,7 @@ pub fn cluster_error(error: RequestError) -> S3Error {
         RequestError::QuorumNotMet { .. }
         | RequestError::NotReady { .. }
         | RequestError::StorageFailed { .. }
+        | RequestError::OutOfMemory { .. }
         | RequestError::NoReplicas
         | RequestError::NotReplica { .. }
         | RequestError::ForwardFailed { .. } => S3ErrorCode::ServiceUnavailable,

@@ -32,6 +32,7 @@ use std::time::Duration;
 mod forward;
 pub(super) mod list;
 mod read;
+pub(super) use read::found;
 mod replica;
 mod write;
 
@@ -216,6 +217,10 @@ enum Kind {
         pending: BTreeMap<NodeId, Option<bool>>,
         /// The key's home replicas as this node sees them, sent along.
         placement: Placement,
+        /// A replica that refused the write for want of memory (a memory
+        /// node at its limit), and its limit: if the quorum is lost, the
+        /// client is told so rather than only that it was not met.
+        out_of_memory: Option<(NodeId, u64)>,
     },
     Forward {
         request: ClientRequest,
@@ -476,8 +481,13 @@ impl<S: Store> Node<S> {
                 self.end_write(now, id);
                 return;
             }
-            Kind::Write { request, tracker, .. } => {
-                let response = quorum_not_met(request, tracker);
+            Kind::Write {
+                request,
+                tracker,
+                out_of_memory,
+                ..
+            } => {
+                let response = write_failed(request, tracker, *out_of_memory);
                 self.answer_write(now, id, response);
                 self.end_write(now, id);
                 return;
@@ -518,6 +528,19 @@ fn quorum_not_met(request: &ClientRequest, tracker: &QuorumTracker) -> ClientRes
         required: tracker.required(),
         replicas: tracker.replicas().len(),
     })
+}
+
+/// Why a write's quorum was lost: a replica out of memory, if one said
+/// so, or the quorum not met.
+fn write_failed(
+    request: &ClientRequest,
+    tracker: &QuorumTracker,
+    out_of_memory: Option<(NodeId, u64)>,
+) -> ClientResponse {
+    match out_of_memory {
+        Some((node, max)) => ClientResponse::Failed(RequestError::OutOfMemory { node, max }),
+        None => quorum_not_met(request, tracker),
+    }
 }
 
 /// What a [`PeerMessage::HintedPut`] carries besides its request id.

@@ -325,7 +325,7 @@ impl<S: Store> Node<S> {
 /// The answer to a read of `merged` at `now`: its live values (expired
 /// ones read as absent) and its whole clock as the context, so a write
 /// with it replaces the expired values too.
-pub(super) fn found(merged: &Versioned, now: Time) -> ClientResponse {
+pub(in crate::proto) fn found(merged: &Versioned, now: Time) -> ClientResponse {
     ClientResponse::Found {
         values: merged
             .values_at(now.as_millis())

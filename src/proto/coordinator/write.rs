@@ -3,13 +3,13 @@
 //! replicas (or hinted to stand-ins), answers after W acknowledgements, and
 //! hints the replicas that did not acknowledge.
 
-use super::{Coordinated, Kind, quorum_not_met};
+use super::{Coordinated, Kind, write_failed};
 use crate::proto::Node;
 use crate::proto::message::{
     ClientRequest, ClientResponse, Context, PeerMessage, ReplicaError, RequestError,
 };
 use crate::proto::quorum::QuorumTracker;
-use crate::proto::store::Store;
+use crate::proto::store::{Store, StoreError};
 use crate::proto::types::{NodeId, Time};
 use crate::proto::version::{Dot, Versioned};
 use std::collections::BTreeMap;
@@ -88,8 +88,13 @@ impl<S: Store> Node<S> {
                 };
                 self.answer_write(now, id, response);
             }
-            Kind::Write { request, tracker, .. } if tracker.is_lost() && tracker.is_complete() => {
-                let response = quorum_not_met(request, tracker);
+            Kind::Write {
+                request,
+                tracker,
+                out_of_memory,
+                ..
+            } if tracker.is_lost() && tracker.is_complete() => {
+                let response = write_failed(request, tracker, *out_of_memory);
                 self.answer_write(now, id, response);
             }
             _ => {}
@@ -161,6 +166,7 @@ impl<S: Store> Node<S> {
             answered: false,
             pending,
             placement,
+            out_of_memory: None,
         }))
     }
 
@@ -222,6 +228,9 @@ impl<S: Store> Node<S> {
         }
         match self.local.put(request.key(), stored.as_ref(), &object) {
             Ok(()) => Ok(Some((object, dot))),
+            Err(StoreError::OutOfMemory { max, .. }) => {
+                Err(RequestError::OutOfMemory { node: self.id(), max })
+            }
             Err(_) => Ok(None),
         }
     }
@@ -315,14 +324,25 @@ impl<S: Store> Node<S> {
             waiting.retain(|&n| n != from);
             self.check_done(now, request);
         } else if let Some(Coordinated {
-            kind: Kind::Write { tracker, pending, .. },
+            kind:
+                Kind::Write {
+                    tracker,
+                    pending,
+                    out_of_memory,
+                    ..
+                },
             ..
         }) = self.requests.get_mut(&request)
         {
             match (pending.get_mut(&from), result) {
                 (Some(answer), result) => *answer = Some(result.is_ok()),
                 (None, Ok(())) => tracker.succeed(from),
-                (None, Err(_)) => tracker.fail(from),
+                (None, Err(error)) => {
+                    if let ReplicaError::OutOfMemory { max } = error {
+                        *out_of_memory = Some((from, max));
+                    }
+                    tracker.fail(from)
+                }
             }
             self.check_done(now, request);
         }
