@@ -43,6 +43,10 @@ struct Cli {
     /// on a later change (the watch checker must fail).
     #[arg(long)]
     debug_deaf_watches: bool,
+    /// Bug injection: reads, listings and watches serve expired values
+    /// (the expiry checker must fail).
+    #[arg(long)]
+    debug_ignore_expiry: bool,
     /// Turn read repair off: replicas must converge by anti-entropy alone.
     #[arg(long)]
     no_read_repair: bool,
@@ -74,6 +78,7 @@ fn main() {
         forced_rw: cli.r.zip(cli.w),
         skip_epoch_bump: cli.debug_skip_epoch_bump,
         deaf_watches: cli.debug_deaf_watches,
+        ignore_expiry: cli.debug_ignore_expiry,
         read_repair: !cli.no_read_repair,
     };
     if plan.nodes < 3 || plan.ops == 0 || plan.duration.is_zero() {

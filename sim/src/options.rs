@@ -166,6 +166,8 @@ pub struct Options {
     pub skip_epoch_bump: bool,
     /// Bug injection: replicas answer watches only when they start.
     pub deaf_watches: bool,
+    /// Bug injection: expired values are served.
+    pub ignore_expiry: bool,
     /// Whether reads repair stale replicas (off: convergence must come
     /// from anti-entropy alone).
     pub read_repair: bool,
@@ -192,6 +194,8 @@ pub struct Plan {
     pub skip_epoch_bump: bool,
     /// `--debug-deaf-watches`.
     pub deaf_watches: bool,
+    /// `--debug-ignore-expiry`.
+    pub ignore_expiry: bool,
     /// `--no-read-repair` clears it.
     pub read_repair: bool,
 }
@@ -206,6 +210,7 @@ impl Default for Plan {
             forced_rw: None,
             skip_epoch_bump: false,
             deaf_watches: false,
+            ignore_expiry: false,
             read_repair: true,
         }
     }
@@ -239,6 +244,7 @@ impl Options {
             forced_rw: plan.forced_rw,
             skip_epoch_bump: plan.skip_epoch_bump,
             deaf_watches: plan.deaf_watches,
+            ignore_expiry: plan.ignore_expiry,
             read_repair: plan.read_repair,
             clients: 4,
             keys: 8,
@@ -263,6 +269,9 @@ impl Options {
         }
         if self.deaf_watches {
             command.push_str(" --debug-deaf-watches");
+        }
+        if self.ignore_expiry {
+            command.push_str(" --debug-ignore-expiry");
         }
         if !self.read_repair {
             command.push_str(" --no-read-repair");

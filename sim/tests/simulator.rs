@@ -13,6 +13,7 @@ fn plan(faults: &str, seconds: u64, ops: usize) -> Plan {
         forced_rw: None,
         skip_epoch_bump: false,
         deaf_watches: false,
+        ignore_expiry: false,
         read_repair: true,
     }
 }
@@ -118,6 +119,23 @@ fn replicas_deaf_to_changes_after_a_watch_starts_are_caught() {
         let report = passing_run(seed, &correct);
         assert!(report.ops.watches_changed > 0, "{}", report.summary());
     }
+}
+
+#[test]
+fn serving_expired_values_is_caught() {
+    let buggy = Plan {
+        ignore_expiry: true,
+        ..plan("reorder,dup", 120, 400)
+    };
+    let report = shoal_sim::run(Options::new(1, &buggy));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.checker == shoal_sim::checker::expiry::NAME),
+        "reads that ignore expiry must be caught: {}",
+        report.summary()
+    );
 }
 
 #[test]

@@ -115,6 +115,10 @@ pub struct Config {
     /// when it starts, never on a later change. Never set in production.
     #[serde(skip)]
     pub debug_deaf_watches: bool,
+    /// Bug injection for the simulator: reads, listings and watches serve
+    /// values whose time to live has passed. Never set in production.
+    #[serde(skip)]
+    pub debug_ignore_expiry: bool,
 }
 
 impl Default for Config {
@@ -149,6 +153,7 @@ impl Default for Config {
             node_id: None,
             debug_skip_epoch_bump: false,
             debug_deaf_watches: false,
+            debug_ignore_expiry: false,
         }
     }
 }

@@ -270,7 +270,7 @@ impl<S: Store> Node<S> {
         }
         match result {
             Ok(state) if is_past(&state, &watching.context) => {
-                let response = super::coordinator::found(&state, now);
+                let response = super::coordinator::found(&state, self.expiry_clock(now));
                 self.end_watch(watch, response);
             }
             // A replica does not answer with a state its watch's context

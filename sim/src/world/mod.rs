@@ -323,6 +323,7 @@ impl World {
             let mut cfg = Config::default();
             cfg.debug_skip_epoch_bump = options.skip_epoch_bump;
             cfg.debug_deaf_watches = options.deaf_watches;
+            cfg.debug_ignore_expiry = options.ignore_expiry;
             cfg.read_repair = options.read_repair;
             cfg.// Odd seeds hold reads until their repairs are acknowledged.
             read_repair_blocking = options.seed % 2 == 1;

@@ -295,7 +295,9 @@ impl<S: Store> Node<S> {
     /// lost with every node heard.
     pub(super) fn check_list_done(&mut self, now: Time, id: u64) {
         let response = match self.requests.get(&id).map(|o| &o.kind) {
-            Some(Kind::List(listing)) if listing.is_met() => page(listing, now.as_millis()),
+            Some(Kind::List(listing)) if listing.is_met() => {
+                page(listing, self.expiry_clock(now).as_millis())
+            }
             Some(Kind::List(listing)) if listing.is_lost() => listing.quorum_not_met(),
             _ => return,
         };

@@ -287,6 +287,16 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// The time against which values' expiry is judged when serving them:
+    /// `now`, or the epoch (nothing expired) under `debug_ignore_expiry`.
+    pub(in crate::proto) fn expiry_clock(&self, now: Time) -> Time {
+        if self.config.debug_ignore_expiry {
+            Time::ZERO
+        } else {
+            now
+        }
+    }
+
     /// Checks limits and finds the key's replicas; nothing changes on error.
     fn admit(&self, request: &ClientRequest) -> Result<Vec<NodeId>, RequestError> {
         if !self.is_ready() {

@@ -109,7 +109,7 @@ impl<S: Store> Node<S> {
             } if tracker.is_complete() => self.read_repair(id),
             Kind::Read { answered: true, .. } => {}
             Kind::Read { tracker, merged, .. } if tracker.is_met() => {
-                let response = found(merged, now);
+                let response = found(merged, self.expiry_clock(now));
                 let requester = operation.requester;
                 if let Some(Coordinated {
                     kind:
