@@ -145,3 +145,57 @@ fn a_time_to_live_outside_the_limits_is_refused_and_stores_nothing() {
     assert!(read(&mut c, at).0.is_empty());
     written(c.request(at, put(b"x", Context::empty(), Some(Duration::from_secs(3600)))));
 }
+
+/// A key whose every value expired is collected like a tombstone: on every
+/// home replica, not before its expiry plus the grace; a key with a live
+/// value beside an expired one stays.
+#[test]
+fn a_key_whose_values_all_expired_is_collected_after_the_grace() {
+    let config = {
+        let mut cfg = Config::default();
+        cfg.hint_window = Duration::from_secs(1);
+        cfg.tombstone_grace = Duration::from_secs(2);
+        cfg
+    };
+    let mut c = Cluster::new(3, config, 5);
+    c.enable_anti_entropy();
+    let replicas = c.replicas(KEY);
+    let other: &[u8] = b"session:2";
+    written(c.request(
+        replicas[0],
+        put(b"a", Context::empty(), Some(Duration::from_secs(5))),
+    ));
+    let mixed = |value: &[u8], ttl| ClientRequest::Put {
+        key: other.to_vec(),
+        value: value.to_vec(),
+        context: Context::empty(),
+        consistency: Consistency::All,
+        timeout_ms: None,
+        sloppy_quorum: true,
+        ttl_ms: ttl,
+    };
+    let at = c.replicas(other)[0];
+    written(c.request(at, mixed(b"brief", Some(5_000))));
+    written(c.request(at, mixed(b"lasting", None)));
+    let holds = |c: &Cluster, node: NodeId, key: &[u8]| c.node(node).store().get(key).unwrap().is_some();
+    // Expired at 5 s; the grace runs from when the sweep sees it expired.
+    c.run_for(Duration::from_secs(6));
+    assert!(
+        replicas.iter().all(|&r| holds(&c, r, KEY)),
+        "not before the grace"
+    );
+    c.run_for(Duration::from_secs(30));
+    for &r in &replicas {
+        assert!(!holds(&c, r, KEY), "{r} still holds the expired key");
+    }
+    for r in c.replicas(other) {
+        assert!(holds(&c, r, other), "{r} lost a key with a live value");
+    }
+    match c.get(at, other, Consistency::All) {
+        ClientResponse::Found { values, .. } => {
+            let values: Vec<Vec<u8>> = values.into_iter().map(|v| v.value).collect();
+            assert_eq!(values, vec![b"lasting".to_vec()]);
+        }
+        response => panic!("{response:?}"),
+    }
+}

@@ -239,7 +239,7 @@ impl<S: Store> Node<S> {
     /// Removes an unowned key if its state still has digest `d`; otherwise
     /// (written since, or storage trouble) leaves it for another pass.
     fn clean_up_key(&mut self, key: &[u8], d: u64) {
-        if matches!(self.remove_if_unchanged(key, d, false), Ok(true)) {
+        if matches!(self.remove_if_unchanged(key, d, None), Ok(true)) {
             self.stats.keys_cleaned_up += 1;
         } else {
             self.cleanup.incomplete = true;

@@ -97,9 +97,9 @@ impl<S: Store> Node<S> {
                 self.on_stream_batch(now, from, stream, states, next)
             }
             // Tombstone collection.
-            PeerMessage::GcCheck { keys } => self.on_gc_check(from, keys),
-            PeerMessage::GcConfirm { keys } => self.on_gc_confirm(from, keys),
-            PeerMessage::GcRemove { keys } => self.on_gc_remove(keys),
+            PeerMessage::GcCheck { keys } => self.on_gc_check(now, from, keys),
+            PeerMessage::GcConfirm { keys } => self.on_gc_confirm(now, from, keys),
+            PeerMessage::GcRemove { keys } => self.on_gc_remove(now, keys),
             // Membership.
             PeerMessage::MemberStates {
                 states,

@@ -2,7 +2,8 @@
 //! digest index entry against its state (a damaged entry is rewritten, so
 //! anti-entropy compares what is really stored), and collects tombstones.
 //!
-//! Tombstone garbage collection: a deleted key's state is removed only once
+//! Tombstone garbage collection (a state whose values all expired counts as
+//! a tombstone from its expiry on): a deleted key's state is removed only once
 //! every home replica is confirmed to hold exactly that tombstone state,
 //! never on a timer alone.
 //!
@@ -96,7 +97,7 @@ impl<S: Store> Node<S> {
         for (key, state) in batch {
             let d = digest(&key, &state);
             self.local.verify_digest(&key, &state, d);
-            if !state.is_deleted() {
+            if !state.is_deleted_at(now.as_millis()) {
                 self.gc.seen.remove(&key);
                 continue;
             }
@@ -120,7 +121,7 @@ impl<S: Store> Node<S> {
             }
             let others: Vec<NodeId> = replicas.into_iter().filter(|&r| r != me).collect();
             if others.is_empty() {
-                let _ = self.remove_tombstone(&key, d);
+                let _ = self.remove_tombstone(now, &key, d);
                 continue;
             }
             for &other in &others {
@@ -137,9 +138,9 @@ impl<S: Store> Node<S> {
     }
 
     /// Removes `key` if its state is still the tombstone of digest
-    /// `expected`.
-    fn remove_tombstone(&mut self, key: &[u8], expected: u64) -> Result<bool, StoreError> {
-        let removed = self.remove_if_unchanged(key, expected, true)?;
+    /// `expected` (no value live at `now`).
+    fn remove_tombstone(&mut self, now: Time, key: &[u8], expected: u64) -> Result<bool, StoreError> {
+        let removed = self.remove_if_unchanged(key, expected, Some(now))?;
         if removed {
             self.stats.tombstones_removed += 1;
         }
@@ -147,18 +148,18 @@ impl<S: Store> Node<S> {
     }
 
     /// Removes `key` (and its digest) if its state still has digest
-    /// `expected` (and, with `only_deleted`, holds no live value).
+    /// `expected` (and, with `deleted_at`, holds no value live then).
     pub(super) fn remove_if_unchanged(
         &mut self,
         key: &[u8],
         expected: u64,
-        only_deleted: bool,
+        deleted_at: Option<Time>,
     ) -> Result<bool, StoreError> {
         let Some(state) = self.local.get(key)? else {
             return Ok(false);
         };
         let current = digest(key, &state);
-        if current != expected || (only_deleted && !state.is_deleted()) {
+        if current != expected || deleted_at.is_some_and(|now| !state.is_deleted_at(now.as_millis())) {
             return Ok(false); // Written since: not the state checked.
         }
         self.local.remove(key, current)?;
@@ -167,11 +168,11 @@ impl<S: Store> Node<S> {
     }
 
     /// A first replica asks which of these tombstones this node holds.
-    pub(super) fn on_gc_check(&mut self, from: NodeId, keys: Vec<KeyDigest>) {
+    pub(super) fn on_gc_check(&mut self, now: Time, from: NodeId, keys: Vec<KeyDigest>) {
         let mut confirmed: Vec<Vec<u8>> = Vec::new();
         for entry in keys {
             if matches!(self.local.get(&entry.key), Ok(Some(state))
-                    if state.is_deleted() && digest(&entry.key, &state) == entry.digest)
+                    if state.is_deleted_at(now.as_millis()) && digest(&entry.key, &state) == entry.digest)
             {
                 confirmed.push(entry.key);
             }
@@ -182,7 +183,7 @@ impl<S: Store> Node<S> {
     }
 
     /// A replica holds these tombstones; once every one does, remove them.
-    pub(super) fn on_gc_confirm(&mut self, from: NodeId, keys: Vec<Vec<u8>>) {
+    pub(super) fn on_gc_confirm(&mut self, now: Time, from: NodeId, keys: Vec<Vec<u8>>) {
         let mut removable = Vec::new();
         for key in keys {
             if let Some((d, waiting, _)) = self.gc.pending.get_mut(&key) {
@@ -196,7 +197,7 @@ impl<S: Store> Node<S> {
         let mut removals: BTreeMap<NodeId, Vec<KeyDigest>> = BTreeMap::new();
         for (key, d) in removable {
             self.gc.pending.remove(&key);
-            if !matches!(self.remove_tombstone(&key, d), Ok(true)) {
+            if !matches!(self.remove_tombstone(now, &key, d), Ok(true)) {
                 continue;
             }
             for replica in self.view.ring.preference_list(&key, replication) {
@@ -214,10 +215,10 @@ impl<S: Store> Node<S> {
     }
 
     /// Every home replica held these tombstones: remove the ones unchanged.
-    pub(super) fn on_gc_remove(&mut self, keys: Vec<KeyDigest>) {
+    pub(super) fn on_gc_remove(&mut self, now: Time, keys: Vec<KeyDigest>) {
         for entry in keys {
             // A failure leaves the tombstone; it is collected again later.
-            let _ = self.remove_tombstone(&entry.key, entry.digest);
+            let _ = self.remove_tombstone(now, &entry.key, entry.digest);
         }
     }
 }
