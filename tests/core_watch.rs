@@ -156,3 +156,25 @@ fn watches_past_max_watches_or_with_a_bad_timeout_are_refused() {
         Some(ClientResponse::Failed(RequestError::BadWatchTimeout { .. }))
     ));
 }
+
+#[test]
+fn thousands_of_idle_watches_send_nothing_until_their_timeout() {
+    let (mut c, replicas, outsider) = cluster();
+    for _ in 0..2_000 {
+        c.submit_watch(outsider, watch(Context::empty(), Duration::from_secs(60)));
+    }
+    c.run_for(Duration::from_secs(1));
+    assert_eq!(c.node(outsider).watch_counts().0, 2_000);
+    for &r in &replicas {
+        assert_eq!(c.node(r).watch_counts().1, 2_000);
+    }
+    // Idle: no message and no timer until the first deadline.
+    let delivered = c.delivered();
+    c.run_for(Duration::from_secs(50));
+    assert_eq!(c.delivered(), delivered, "idle watches sent messages");
+    assert!(c.node(outsider).poll_timeout().is_some());
+    c.run_for(Duration::from_secs(20));
+    for n in c.node_ids() {
+        assert_eq!(c.node(n).watch_counts(), (0, 0), "node {n}");
+    }
+}
