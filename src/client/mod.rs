@@ -180,9 +180,8 @@ impl ClientError {
     }
 }
 
-/// What [`Client::watch`] saw.
+/// What [`Client::watch`] saw: a watch has exactly these two outcomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Watched {
     /// The key changed past the watch's context: its state now (no values
     /// if deleted) and the context to watch on from.
