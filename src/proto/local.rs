@@ -217,7 +217,6 @@ impl<S: Store> LocalStore<S> {
         Ok(())
     }
 
-    /// Keeps the tree in step with a put of `object` over `old`.
     /// Whether to note the keys whose states change, for watches (see
     /// [`LocalStore::take_changed`]); off while no watch is held.
     pub(super) fn track_changes(&mut self, on: bool) {
@@ -233,6 +232,8 @@ impl<S: Store> LocalStore<S> {
         std::mem::take(&mut self.changed)
     }
 
+    /// Keeps the tree in step with a put of `object` over `old`, and notes
+    /// the key for watches while tracking.
     fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
         if self.tracking {
             self.changed.push(key.to_vec());

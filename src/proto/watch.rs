@@ -172,16 +172,7 @@ impl<S: Store> Node<S> {
 
     /// Checks a watch's limits; nothing changes on error.
     fn admit_watch(&self, request: &WatchRequest) -> Result<(), RequestError> {
-        if !self.is_ready() {
-            return Err(RequestError::NotReady { node: self.id() });
-        }
-        let key = &request.key;
-        if key.is_empty() || key.len() > self.config.max_key_bytes {
-            return Err(RequestError::BadKeySize {
-                size: key.len(),
-                max: self.config.max_key_bytes,
-            });
-        }
+        self.admit_key(&request.key)?;
         if let Err(reason) = request.context.version_vector().check() {
             return Err(RequestError::MalformedContext { reason });
         }

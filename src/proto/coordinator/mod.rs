@@ -297,18 +297,25 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Checks limits and finds the key's replicas; nothing changes on error.
-    fn admit(&self, request: &ClientRequest) -> Result<Vec<NodeId>, RequestError> {
+    /// The first checks of a request for `key`: this node knows the ring,
+    /// and the key's size is within the limit.
+    pub(in crate::proto) fn admit_key(&self, key: &[u8]) -> Result<(), RequestError> {
         if !self.is_ready() {
             return Err(RequestError::NotReady { node: self.id() });
         }
-        let key = request.key();
         if key.is_empty() || key.len() > self.config.max_key_bytes {
             return Err(RequestError::BadKeySize {
                 size: key.len(),
                 max: self.config.max_key_bytes,
             });
         }
+        Ok(())
+    }
+
+    /// Checks limits and finds the key's replicas; nothing changes on error.
+    fn admit(&self, request: &ClientRequest) -> Result<Vec<NodeId>, RequestError> {
+        let key = request.key();
+        self.admit_key(key)?;
         if let ClientRequest::Put { value, .. } = request
             && value.len() > self.config.max_value_bytes
         {
