@@ -92,6 +92,39 @@ fn https_and_virtual_host_buckets_work_beside_path_style() {
     });
 }
 
+/// A client sending `Expect: 100-continue` (boto3 and the aws CLI do on
+/// every PutObject) holds its body until the server says `100 Continue`.
+/// A PUT refused before its body is read must close the connection: kept
+/// open, the server would take the start of the client's next request as
+/// the unsent body and answer that request with a bare 400.
+#[test]
+fn a_put_refused_before_its_body_closes_the_connection() {
+    run(Duration::from_secs(120), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (cluster, client, _owner) = s3_cluster(Duration::from_secs(20)).await;
+        let addr = cluster.s3_addr(0).unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // Anonymous, so refused without reading the body.
+        let put = format!(
+            "PUT /shared/refused HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10\r\n\
+             Expect: 100-continue\r\n\r\n"
+        );
+        stream.write_all(put.as_bytes()).await.unwrap();
+        // Read until the server closes; a kept connection times out here.
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+            .await
+            .expect("the connection stays open after a refused 100-continue PUT")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 403"), "{answer}");
+        assert!(!answer.contains("100 continue"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        client.close().await;
+        cluster.shutdown().await.unwrap();
+    });
+}
+
 /// Blocks of the 200 MiB object.
 const BIG_BLOCKS: usize = 200;
 

@@ -15,6 +15,7 @@
 //! connection's whole life capped at an hour (clients reconnect).
 
 mod api;
+pub(super) mod expect;
 
 use super::Event;
 use super::revocation::Shared;
@@ -197,7 +198,7 @@ impl Door {
     pub(super) async fn serve<M, S, B>(self, mut shutdown: watch::Receiver<bool>, make: M)
     where
         M: Fn(Option<PeerCertificate>) -> S + Send + Sync + 'static,
-        S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+        S: hyper::service::Service<hyper::Request<expect::Body>, Response = hyper::Response<B>>
             + Send
             + 'static,
         S::Future: Send + 'static,
@@ -229,7 +230,7 @@ impl Door {
                 let _permit = permit;
                 let _ = stream.set_nodelay(true);
                 match tls {
-                    None => serve_connection(stream, make(None)).await,
+                    None => serve_connection(stream, expect::Guard(make(None))).await,
                     Some(tls) => {
                         let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                         let stream = match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
@@ -245,7 +246,7 @@ impl Door {
                             .peer_certificates()
                             .and_then(|chain| chain.first())
                             .and_then(|leaf| PeerCertificate::of_certificate(leaf));
-                        serve_connection(stream, make(certificate)).await
+                        serve_connection(stream, expect::Guard(make(certificate))).await
                     }
                 }
             });

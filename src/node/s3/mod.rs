@@ -313,7 +313,9 @@ pub(super) async fn start(
         tls,
         max_connections: parts.max_connections,
     };
-    tokio::spawn(door.serve(shutdown.clone(), move |_certificate| service.clone()));
+    tokio::spawn(door.serve(shutdown.clone(), move |_certificate| {
+        hyper_util::service::TowerToHyperService::new(service.clone())
+    }));
     tokio::spawn(sweep_loop(gateway.cluster.clone(), options.sweep_every, shutdown));
     let scheme = if options.plain { "http" } else { "https" };
     tracing::info!(url = %format!("{scheme}://{addr}/"), region = %options.region, "S3 gateway served");
