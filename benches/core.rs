@@ -1,5 +1,7 @@
 //! Micro-benchmarks of the core's hot paths: version merge, ring lookup,
-//! frame encode/decode and the DigestTree tree update on every write.
+//! frame encode/decode, the DigestTree tree update on every write, and a
+//! replica's storage write (read, merge, write) one at a time and 64 to a
+//! fjall batch.
 //!
 //! `cargo bench --bench core`; figures are in BENCH.md.
 
@@ -12,7 +14,8 @@ use shoal::proto::digest_tree::DigestTree;
 use shoal::proto::message::{PeerMessage, Placement};
 use shoal::proto::ring::{Ring, key_position};
 use shoal::proto::version::{Actor, VersionVector};
-use shoal::proto::{NodeId, Versioned};
+use shoal::proto::{NodeId, Store, Versioned};
+use shoal::storage::FjallStore;
 use std::hint::black_box;
 
 fn actor(node: u64) -> Actor {
@@ -110,5 +113,63 @@ fn digest_tree_update(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, version_merge, ring_lookup, frames, digest_tree_update);
+/// A replica's write of a 100-byte value to a store of 100,000 keys: read
+/// the stored state, merge, write the state and its digest index entry.
+/// `single` commits each write alone (as a replica does now); `read` is
+/// its read alone; `batch_64` reads 64 and commits them in one batch (per
+/// write: divide by 64).
+fn replica_write(c: &mut Criterion) {
+    const KEYS: u64 = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = FjallStore::open(dir.path()).unwrap();
+    let key = |i: u64| format!("user{:012}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % KEYS).into_bytes();
+    let value = object(1, 1, 100);
+    for i in 0..KEYS {
+        store.put(&key(i), &value).unwrap();
+    }
+    let incoming = object(2, 1, 100);
+    let mut group = c.benchmark_group("replica_write");
+    let mut i = 0u64;
+    group.bench_function("single", |b| {
+        b.iter(|| {
+            i += 1;
+            let k = key(i);
+            let mut state = store.get(&k).unwrap().unwrap_or_default();
+            state.merge_from(&incoming);
+            store.put(&k, &state).unwrap();
+        })
+    });
+    // The read alone: single minus this is the write.
+    group.bench_function("read", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(store.get(&key(i)).unwrap())
+        })
+    });
+    group.bench_function("batch_64", |b| {
+        b.iter(|| {
+            let states: Vec<(Vec<u8>, Versioned)> = (0..64)
+                .map(|_| {
+                    i += 1;
+                    let k = key(i);
+                    let mut state = store.get(&k).unwrap().unwrap_or_default();
+                    state.merge_from(&incoming);
+                    (k, state)
+                })
+                .collect();
+            let refs: Vec<(&[u8], &Versioned)> = states.iter().map(|(k, s)| (k.as_slice(), s)).collect();
+            store.put_many(&refs).unwrap();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    version_merge,
+    ring_lookup,
+    frames,
+    digest_tree_update,
+    replica_write
+);
 criterion_main!(benches);
