@@ -198,11 +198,27 @@ pub struct DigestEntry {
 /// The digest of a key's state: equal states of a key on two replicas
 /// have equal digests (the encoding is canonical: sorted maps and siblings).
 pub fn digest(key: &[u8], object: &Versioned) -> u64 {
+    digest_of_body(
+        key,
+        &rmp_serde::to_vec(object).expect("a Versioned always encodes"),
+    )
+}
+
+/// [`digest`] of a state given its encoding (a record's body).
+fn digest_of_body(key: &[u8], body: &[u8]) -> u64 {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     hasher.update(&(key.len() as u64).to_le_bytes());
     hasher.update(key);
-    hasher.update(&rmp_serde::to_vec(object).expect("a Versioned always encodes"));
+    hasher.update(body);
     hasher.digest()
+}
+
+/// [`encode_record`] and [`digest`] of one state, encoding it once (a
+/// store's write needs both).
+pub fn encode_record_with_digest(key: &[u8], object: &Versioned) -> (Vec<u8>, u64) {
+    let record = encode_record(object);
+    let digest = digest_of_body(key, &record[RECORD_HEADER..]);
+    (record, digest)
 }
 
 /// Entries of an in-memory digest index ((position, key) -> digest) with
@@ -244,8 +260,18 @@ pub fn stored_hints<'a>(
 /// Encodes a key's state for storage: format byte, crc32 (little-endian) of
 /// the body, MessagePack body.
 pub fn encode_record(object: &Versioned) -> Vec<u8> {
-    frame(rmp_serde::to_vec(object).expect("a Versioned always encodes"))
+    // Encoded in place behind the header, then the header filled in: the
+    // same bytes as `frame` of the encoding, without a second buffer.
+    let mut record = Vec::with_capacity(128);
+    record.extend_from_slice(&[RECORD_FORMAT; RECORD_HEADER]);
+    rmp_serde::encode::write(&mut record, object).expect("a Versioned always encodes");
+    let crc = crc32fast::hash(&record[RECORD_HEADER..]);
+    record[1..RECORD_HEADER].copy_from_slice(&crc.to_le_bytes());
+    record
 }
+
+/// A record's format byte and crc32 before its body.
+const RECORD_HEADER: usize = 5;
 
 fn frame(body: Vec<u8>) -> Vec<u8> {
     let mut record = Vec::with_capacity(5 + body.len());
@@ -453,19 +479,22 @@ impl Store for MemStore {
 
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
         self.writable()?;
-        let record = encode_record(object);
+        let (record, digest) = encode_record_with_digest(key, object);
         self.charge(self.stored_cost(key), data_cost(key, &record))?;
-        self.insert(key, record, digest(key, object));
+        self.insert(key, record, digest);
         Ok(())
     }
 
     /// All or nothing: past the limit, none of the states is stored.
     fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
         self.writable()?;
-        let records: Vec<Vec<u8>> = states.iter().map(|(_, object)| encode_record(object)).collect();
+        let records: Vec<(Vec<u8>, u64)> = states
+            .iter()
+            .map(|(key, object)| encode_record_with_digest(key, object))
+            .collect();
         // What each key costs now and after the batch (its last state wins).
         let mut costs: BTreeMap<&[u8], (u64, u64)> = BTreeMap::new();
-        for ((key, _), record) in states.iter().zip(&records) {
+        for ((key, _), (record, _)) in states.iter().zip(&records) {
             let old = self.stored_cost(key);
             costs.entry(key).or_insert((old, 0)).1 = data_cost(key, record);
         }
@@ -473,8 +502,8 @@ impl Store for MemStore {
             .values()
             .fold((0, 0), |(f, a), (old, new)| (f + old, a + new));
         self.charge(freed, added)?;
-        for ((key, object), record) in states.iter().zip(records) {
-            self.insert(key, record, digest(key, object));
+        for ((key, _), (record, digest)) in states.iter().zip(records) {
+            self.insert(key, record, digest);
         }
         Ok(())
     }
@@ -794,6 +823,18 @@ mod tests {
         assert_eq!((hint.key, hint.created_ms), (b"k".to_vec(), 7));
         assert_eq!(hint.object, contract::object(b"v"));
         assert!(hint.written_to.is_empty());
+    }
+
+    #[test]
+    fn a_record_encoded_in_place_and_its_digest_match_the_separate_encodings() {
+        for value in [b"".as_slice(), b"v", &[7; 300]] {
+            let object = contract::object(value);
+            let (record, d) = encode_record_with_digest(b"key", &object);
+            assert_eq!(record, frame(rmp_serde::to_vec(&object).unwrap()));
+            assert_eq!(record, encode_record(&object));
+            assert_eq!(d, digest(b"key", &object));
+            assert_eq!(decode_record(b"key", &record).unwrap(), object);
+        }
     }
 
     /// Bytes written by format 1: later builds must keep reading them.

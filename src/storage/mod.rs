@@ -10,8 +10,8 @@
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
-    DigestEntry, FORMAT_VERSION, StoredHint, decode_hint, decode_meta, decode_record, digest, encode_meta,
-    encode_record,
+    DigestEntry, FORMAT_VERSION, StoredHint, decode_hint, decode_meta, decode_record, encode_meta,
+    encode_record_with_digest,
 };
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
@@ -195,24 +195,18 @@ impl Store for FjallStore {
     /// Writes the record and its digest index entry in one atomic batch.
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
         let mut batch = self.handles()?.db.batch();
-        batch.insert(&self.handles()?.data, key, encode_record(object));
-        batch.insert(
-            &self.handles()?.digests,
-            index_key(key),
-            digest(key, object).to_le_bytes(),
-        );
+        let (record, digest) = encode_record_with_digest(key, object);
+        batch.insert(&self.handles()?.data, key, record);
+        batch.insert(&self.handles()?.digests, index_key(key), digest.to_le_bytes());
         batch.commit().map_err(engine)
     }
 
     fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
         let mut batch = self.handles()?.db.batch();
         for (key, object) in states {
-            batch.insert(&self.handles()?.data, *key, encode_record(object));
-            batch.insert(
-                &self.handles()?.digests,
-                index_key(key),
-                digest(key, object).to_le_bytes(),
-            );
+            let (record, digest) = encode_record_with_digest(key, object);
+            batch.insert(&self.handles()?.data, *key, record);
+            batch.insert(&self.handles()?.digests, index_key(key), digest.to_le_bytes());
         }
         batch.commit().map_err(engine)
     }
