@@ -128,14 +128,19 @@ fn replica_write(c: &mut Criterion) {
         store.put(&key(i), &value).unwrap();
     }
     let incoming = object(2, 1, 100);
+    // A replica's read and merge of `k`'s state.
+    let merged = |store: &FjallStore, k: &[u8]| {
+        let mut state = store.get(k).unwrap().unwrap_or_default();
+        state.merge_from(&incoming);
+        state
+    };
     let mut group = c.benchmark_group("replica_write");
     let mut i = 0u64;
     group.bench_function("single", |b| {
         b.iter(|| {
             i += 1;
             let k = key(i);
-            let mut state = store.get(&k).unwrap().unwrap_or_default();
-            state.merge_from(&incoming);
+            let state = merged(&store, &k);
             store.put(&k, &state).unwrap();
         })
     });
@@ -152,8 +157,7 @@ fn replica_write(c: &mut Criterion) {
                 .map(|_| {
                     i += 1;
                     let k = key(i);
-                    let mut state = store.get(&k).unwrap().unwrap_or_default();
-                    state.merge_from(&incoming);
+                    let state = merged(&store, &k);
                     (k, state)
                 })
                 .collect();

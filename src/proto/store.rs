@@ -174,7 +174,7 @@ pub struct StoredHint {
 
 /// Encodes a hint for storage, framed like a data record.
 pub fn encode_hint(hint: &Hint) -> Vec<u8> {
-    frame(rmp_serde::to_vec(hint).expect("a Hint always encodes"))
+    frame(hint)
 }
 
 /// Decodes a stored hint; `None` if it is damaged.
@@ -260,24 +260,21 @@ pub fn stored_hints<'a>(
 /// Encodes a key's state for storage: format byte, crc32 (little-endian) of
 /// the body, MessagePack body.
 pub fn encode_record(object: &Versioned) -> Vec<u8> {
-    // Encoded in place behind the header, then the header filled in: the
-    // same bytes as `frame` of the encoding, without a second buffer.
-    let mut record = Vec::with_capacity(128);
-    record.extend_from_slice(&[RECORD_FORMAT; RECORD_HEADER]);
-    rmp_serde::encode::write(&mut record, object).expect("a Versioned always encodes");
-    let crc = crc32fast::hash(&record[RECORD_HEADER..]);
-    record[1..RECORD_HEADER].copy_from_slice(&crc.to_le_bytes());
-    record
+    frame(object)
 }
 
 /// A record's format byte and crc32 before its body.
 const RECORD_HEADER: usize = 5;
 
-fn frame(body: Vec<u8>) -> Vec<u8> {
-    let mut record = Vec::with_capacity(5 + body.len());
-    record.push(RECORD_FORMAT);
-    record.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    record.extend_from_slice(&body);
+/// A stored record of `value`: format byte, crc32 (little-endian) of the
+/// body, MessagePack body. The body is encoded in place behind the header,
+/// which is then filled in, so the record needs no second buffer.
+fn frame<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut record = Vec::with_capacity(128);
+    record.extend_from_slice(&[RECORD_FORMAT; RECORD_HEADER]);
+    rmp_serde::encode::write(&mut record, value).expect("a stored value always encodes");
+    let crc = crc32fast::hash(&record[RECORD_HEADER..]);
+    record[1..RECORD_HEADER].copy_from_slice(&crc.to_le_bytes());
     record
 }
 
@@ -818,7 +815,7 @@ mod tests {
             object: contract::object(b"v"),
             created_ms: 7,
         };
-        let record = frame(rmp_serde::to_vec(&earlier).unwrap());
+        let record = frame(&earlier);
         let hint = decode_hint(&record).expect("an earlier hint reads");
         assert_eq!((hint.key, hint.created_ms), (b"k".to_vec(), 7));
         assert_eq!(hint.object, contract::object(b"v"));
@@ -830,7 +827,14 @@ mod tests {
         for value in [b"".as_slice(), b"v", &[7; 300]] {
             let object = contract::object(value);
             let (record, d) = encode_record_with_digest(b"key", &object);
-            assert_eq!(record, frame(rmp_serde::to_vec(&object).unwrap()));
+            let body = rmp_serde::to_vec(&object).unwrap();
+            let separate = [
+                [RECORD_FORMAT].as_slice(),
+                &crc32fast::hash(&body).to_le_bytes(),
+                &body,
+            ]
+            .concat();
+            assert_eq!(record, separate);
             assert_eq!(record, encode_record(&object));
             assert_eq!(d, digest(b"key", &object));
             assert_eq!(decode_record(b"key", &record).unwrap(), object);
