@@ -3,7 +3,8 @@
 
 use shoal::proto::ring::key_position;
 use shoal::proto::store::{
-    DigestEntry, StoredHint, decode_record, digest, encode_record, index_range, stored_hints,
+    DigestEntry, StoredHint, decode_record, decode_record_with_digest, digest, encode_record_with_digest,
+    index_range, stored_hints,
 };
 use shoal::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use std::collections::BTreeMap;
@@ -70,6 +71,14 @@ impl SimStore {
         hints
     }
 
+    /// `key`'s record as the node would read it.
+    fn record(&self, key: &[u8]) -> Option<&Vec<u8>> {
+        match self.pending.get(key) {
+            Some(pending) => pending.as_ref(),
+            None => self.durable.get(key),
+        }
+    }
+
     /// Every key and its state, as the node would read them.
     pub fn all(&self) -> BTreeMap<Vec<u8>, Versioned> {
         let mut keys: Vec<&Vec<u8>> = self.durable.keys().chain(self.pending.keys()).collect();
@@ -83,19 +92,21 @@ impl SimStore {
 
 impl Store for SimStore {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
-        let record = match self.pending.get(key) {
-            Some(pending) => pending.as_ref(),
-            None => self.durable.get(key),
-        };
-        record.map(|r| decode_record(key, r)).transpose()
+        self.record(key).map(|r| decode_record(key, r)).transpose()
     }
 
-    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        self.record(key)
+            .map(|r| decode_record_with_digest(key, r))
+            .transpose()
+    }
+
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError> {
         self.writable()?;
-        self.pending.insert(key.to_vec(), Some(encode_record(object)));
-        self.index
-            .insert((key_position(key), key.to_vec()), digest(key, object));
-        Ok(())
+        let (record, digest) = encode_record_with_digest(key, object);
+        self.pending.insert(key.to_vec(), Some(record));
+        self.index.insert((key_position(key), key.to_vec()), digest);
+        Ok(digest)
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@
 
 use super::digest_tree::{DigestTree, Summary};
 use super::ring::key_position;
-use super::store::{self, DigestEntry, NodeMeta, Store, StoreError, StoredHint};
+use super::store::{DigestEntry, NodeMeta, Store, StoreError, StoredHint};
 use super::types::{NodeId, Time};
 use super::version::Versioned;
 use super::{STORAGE_CHECK_INTERVAL, Stats};
@@ -16,9 +16,9 @@ use super::{STORAGE_CHECK_INTERVAL, Stats};
 /// with (after a crash the tree is rebuilt from the digest index).
 const DIGEST_TREE_STATE: &str = "digest-tree";
 
-/// One key's write in a batch: the key, its state before (as read) and
-/// the state to store.
-pub(super) type Write<'a> = (&'a [u8], Option<&'a Versioned>, &'a Versioned);
+/// One key's write in a batch: the key, the digest of its state before
+/// (as read; `None` if it had none) and the state to store.
+pub(super) type Write<'a> = (&'a [u8], Option<u64>, &'a Versioned);
 
 /// The store and its digest tree, kept in step, and the storage's health.
 pub(super) struct LocalStore<S: Store> {
@@ -107,7 +107,20 @@ impl<S: Store> LocalStore<S> {
     /// so read repair, anti-entropy and the next write bring it back from
     /// the other replicas.
     pub(super) fn get(&mut self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
-        match self.store.get(key) {
+        let read = self.store.get(key);
+        self.dropping_corrupt(read)
+    }
+
+    /// [`LocalStore::get`] with the state's digest, for a write that will
+    /// replace it (see [`LocalStore::put`]).
+    pub(super) fn get_with_digest(&mut self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        let read = self.store.get_with_digest(key);
+        self.dropping_corrupt(read)
+    }
+
+    /// A read's result, with a corrupt record dropped and read as absent.
+    fn dropping_corrupt<T>(&mut self, read: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
+        match read {
             Err(StoreError::Corrupt { key: damaged, .. }) => {
                 self.drop_corrupt(&damaged)?;
                 Ok(None)
@@ -148,17 +161,14 @@ impl<S: Store> LocalStore<S> {
         self.tree.summary(&self.store, first, last)
     }
 
-    /// Stores `object` as `key`'s state in place of `old`.
-    pub(super) fn put(
-        &mut self,
-        key: &[u8],
-        old: Option<&Versioned>,
-        object: &Versioned,
-    ) -> Result<(), StoreError> {
+    /// Stores `object` as `key`'s state in place of the state of digest
+    /// `old` (as [`LocalStore::get_with_digest`] read it; `None` if there
+    /// was none).
+    pub(super) fn put(&mut self, key: &[u8], old: Option<u64>, object: &Versioned) -> Result<(), StoreError> {
         self.writable()?;
         let written = self.store.put(key, object);
-        self.noting_failure(written)?;
-        self.note_put(key, old, object);
+        let new = self.noting_failure(written)?;
+        self.note_put(key, old, new, object);
         Ok(())
     }
 
@@ -167,9 +177,9 @@ impl<S: Store> LocalStore<S> {
         let states: Vec<(&[u8], &Versioned)> = writes.iter().map(|&(key, _, object)| (key, object)).collect();
         self.writable()?;
         let written = self.store.put_many(&states);
-        self.noting_failure(written)?;
-        for &(key, old, object) in writes {
-            self.note_put(key, old, object);
+        let digests = self.noting_failure(written)?;
+        for (&(key, old, object), new) in writes.iter().zip(digests) {
+            self.note_put(key, old, new, object);
         }
         Ok(())
     }
@@ -232,9 +242,10 @@ impl<S: Store> LocalStore<S> {
         std::mem::take(&mut self.changed)
     }
 
-    /// Keeps the tree in step with a put of `object` over `old`, and notes
-    /// the key for watches while tracking.
-    fn note_put(&mut self, key: &[u8], old: Option<&Versioned>, object: &Versioned) {
+    /// Keeps the tree in step with a put of `object` (of digest `new`)
+    /// over a state of digest `old`, and notes the key for watches while
+    /// tracking.
+    fn note_put(&mut self, key: &[u8], old: Option<u64>, new: u64, object: &Versioned) {
         if self.tracking {
             self.changed.push(key.to_vec());
         }
@@ -243,10 +254,8 @@ impl<S: Store> LocalStore<S> {
         if let Err(fault) = object.check() {
             panic!("a state about to be stored breaks its invariants: {fault}");
         }
-        let old_digest = old.map_or(0, |o| store::digest(key, o));
         let count = if old.is_some() { 0 } else { 1 };
-        self.tree
-            .apply(key_position(key), old_digest, store::digest(key, object), count);
+        self.tree.apply(key_position(key), old.unwrap_or(0), new, count);
     }
 
     /// Saves the tree for the next start, which then skips rebuilding it.

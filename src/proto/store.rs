@@ -86,15 +86,22 @@ pub const MAX_STORE_KEY: usize = 65_000;
 pub trait Store {
     /// The state of `key`, if stored.
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError>;
-    /// Stores `object` as the state of `key`, replacing what was there.
-    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError>;
+    /// The state of `key` and its [`digest`], if stored. A store that
+    /// keeps states encoded hashes the stored bytes rather than encoding
+    /// the state again.
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        Ok(self.get(key)?.map(|object| {
+            let d = digest(key, &object);
+            (object, d)
+        }))
+    }
+    /// Stores `object` as the state of `key`, replacing what was there;
+    /// returns the stored state's [`digest`].
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError>;
     /// Stores several states at once, as `put` would one by one (a store
-    /// may write them in one batch).
-    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
-        for (key, object) in states {
-            self.put(key, object)?;
-        }
-        Ok(())
+    /// may write them in one batch); returns their digests in order.
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<Vec<u64>, StoreError> {
+        states.iter().map(|(key, object)| self.put(key, object)).collect()
     }
     /// Forgets `key` entirely (tombstone garbage collection).
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError>;
@@ -280,7 +287,18 @@ fn frame<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// Decodes a stored record of `key`, checking its format and checksum.
 pub fn decode_record(key: &[u8], record: &[u8]) -> Result<Versioned, StoreError> {
+    decode_body(key, unframe(key, record)?)
+}
+
+/// [`decode_record`] and the [`digest`] of the state, hashed from the
+/// stored bytes (the encoding is canonical, so they are the bytes the
+/// state encodes to).
+pub fn decode_record_with_digest(key: &[u8], record: &[u8]) -> Result<(Versioned, u64), StoreError> {
     let body = unframe(key, record)?;
+    Ok((decode_body(key, body)?, digest_of_body(key, body)))
+}
+
+fn decode_body(key: &[u8], body: &[u8]) -> Result<Versioned, StoreError> {
     rmp_serde::from_slice(body).map_err(|_| StoreError::Corrupt {
         key: key.to_vec(),
         reason: "undecodable body",
@@ -474,16 +492,23 @@ impl Store for MemStore {
             .transpose()
     }
 
-    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        self.data
+            .get(key)
+            .map(|record| decode_record_with_digest(key, record))
+            .transpose()
+    }
+
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError> {
         self.writable()?;
         let (record, digest) = encode_record_with_digest(key, object);
         self.charge(self.stored_cost(key), data_cost(key, &record))?;
         self.insert(key, record, digest);
-        Ok(())
+        Ok(digest)
     }
 
     /// All or nothing: past the limit, none of the states is stored.
-    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<Vec<u64>, StoreError> {
         self.writable()?;
         let records: Vec<(Vec<u8>, u64)> = states
             .iter()
@@ -499,10 +524,12 @@ impl Store for MemStore {
             .values()
             .fold((0, 0), |(f, a), (old, new)| (f + old, a + new));
         self.charge(freed, added)?;
+        let mut digests = Vec::with_capacity(states.len());
         for ((key, _), (record, digest)) in states.iter().zip(records) {
             self.insert(key, record, digest);
+            digests.push(digest);
         }
-        Ok(())
+        Ok(digests)
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
@@ -603,6 +630,7 @@ pub(crate) mod contract {
         binary_and_longest_keys_are_kept_apart(&mut fresh());
         named_states_round_trip_apart_from_data(&mut fresh());
         the_digest_index_follows_puts_and_removes(&mut fresh());
+        writes_and_reads_give_the_states_digests(&mut fresh());
         hints_are_kept_per_replica_in_order_apart_from_data(&mut fresh());
     }
 
@@ -690,6 +718,30 @@ pub(crate) mod contract {
         assert!(s.digests(a.position, a.position, 10).unwrap().is_empty());
         assert_eq!(s.digests(0, u64::MAX, 10).unwrap().len(), 1);
         assert_eq!(s.digests(0, u64::MAX, 0).unwrap().len(), 0, "limit");
+    }
+
+    /// The local store keeps its digest tree in step from these digests,
+    /// so they must be those of the states stored.
+    fn writes_and_reads_give_the_states_digests(s: &mut impl Store) {
+        assert_eq!(s.get_with_digest(b"a").unwrap(), None);
+        let (one, two, three) = (object(b"1"), object(b"2"), object(b"3"));
+        assert_eq!(s.put(b"a", &one).unwrap(), digest(b"a", &one));
+        assert_eq!(
+            s.get_with_digest(b"a").unwrap(),
+            Some((one, digest(b"a", &object(b"1"))))
+        );
+        assert_eq!(
+            s.put_many(&[(b"a", &two), (b"b", &three)]).unwrap(),
+            vec![digest(b"a", &two), digest(b"b", &three)]
+        );
+        assert_eq!(
+            s.get_with_digest(b"a").unwrap(),
+            Some((two.clone(), digest(b"a", &two)))
+        );
+        assert_eq!(
+            s.get_with_digest(b"b").unwrap(),
+            Some((three.clone(), digest(b"b", &three)))
+        );
     }
 
     fn named_states_round_trip_apart_from_data(s: &mut impl Store) {

@@ -90,11 +90,15 @@ impl Store for MemoryStore {
         self.data.get(key)
     }
 
-    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        self.data.get_with_digest(key)
+    }
+
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError> {
         self.data.put(key, object)
     }
 
-    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<Vec<u64>, StoreError> {
         self.data.put_many(states)
     }
 

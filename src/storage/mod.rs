@@ -10,8 +10,8 @@
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
-    DigestEntry, FORMAT_VERSION, StoredHint, decode_hint, decode_meta, decode_record, encode_meta,
-    encode_record_with_digest,
+    DigestEntry, FORMAT_VERSION, StoredHint, decode_hint, decode_meta, decode_record,
+    decode_record_with_digest, encode_meta, encode_record_with_digest,
 };
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
@@ -192,23 +192,34 @@ impl Store for FjallStore {
         }
     }
 
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        match self.handles()?.data.get(key).map_err(engine)? {
+            Some(record) => decode_record_with_digest(key, &record).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Writes the record and its digest index entry in one atomic batch.
-    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError> {
         let mut batch = self.handles()?.db.batch();
         let (record, digest) = encode_record_with_digest(key, object);
         batch.insert(&self.handles()?.data, key, record);
         batch.insert(&self.handles()?.digests, index_key(key), digest.to_le_bytes());
-        batch.commit().map_err(engine)
+        batch.commit().map_err(engine)?;
+        Ok(digest)
     }
 
-    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<Vec<u64>, StoreError> {
         let mut batch = self.handles()?.db.batch();
+        let mut digests = Vec::with_capacity(states.len());
         for (key, object) in states {
             let (record, digest) = encode_record_with_digest(key, object);
             batch.insert(&self.handles()?.data, *key, record);
             batch.insert(&self.handles()?.digests, index_key(key), digest.to_le_bytes());
+            digests.push(digest);
         }
-        batch.commit().map_err(engine)
+        batch.commit().map_err(engine)?;
+        Ok(digests)
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {

@@ -46,10 +46,13 @@ impl Store for NodeStore {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
         either!(self, s => s.get(key))
     }
-    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<(), StoreError> {
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
+        either!(self, s => s.get_with_digest(key))
+    }
+    fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError> {
         either!(self, s => s.put(key, object))
     }
-    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<(), StoreError> {
+    fn put_many(&mut self, states: &[(&[u8], &Versioned)]) -> Result<Vec<u64>, StoreError> {
         either!(self, s => s.put_many(states))
     }
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {

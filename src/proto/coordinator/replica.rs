@@ -103,24 +103,21 @@ impl<S: Store> Node<S> {
     /// Merges many states into the local ones, writing the changed ones in
     /// one batch; how many keys changed. A key may come more than once.
     pub(in crate::proto) fn merge_many(&mut self, states: &[KeyState]) -> Result<usize, StoreError> {
-        // Key -> (state before, merged state, changed).
-        let mut merged: BTreeMap<&[u8], (Option<Versioned>, Versioned, bool)> = BTreeMap::new();
+        // Key -> (digest of the state before, merged state, changed).
+        let mut merged: BTreeMap<&[u8], (Option<u64>, Versioned, bool)> = BTreeMap::new();
         for KeyState { key, object } in states {
             let entry = match merged.entry(key.as_slice()) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    let stored = self.local.get(key)?;
-                    let local = stored.clone().unwrap_or_default();
-                    entry.insert((stored, local, false))
+                    let (old, local) = split_stored(self.local.get_with_digest(key)?);
+                    entry.insert((old, local, false))
                 }
             };
             entry.2 |= entry.1.merge_from(object);
         }
         merged.retain(|_, (_, _, changed)| *changed);
-        let writes: Vec<crate::proto::local::Write<'_>> = merged
-            .iter()
-            .map(|(k, (old, new, _))| (*k, old.as_ref(), new))
-            .collect();
+        let writes: Vec<crate::proto::local::Write<'_>> =
+            merged.iter().map(|(k, (old, new, _))| (*k, *old, new)).collect();
         self.local.put_many(&writes)?;
         Ok(merged.len())
     }
@@ -131,13 +128,21 @@ impl<S: Store> Node<S> {
         key: &[u8],
         object: &Versioned,
     ) -> Result<bool, StoreError> {
-        let stored = self.local.get(key)?;
-        let mut local = stored.clone().unwrap_or_default();
+        let (old, mut local) = split_stored(self.local.get_with_digest(key)?);
         let changed = local.merge_from(object);
         if changed {
-            self.local.put(key, stored.as_ref(), &local)?;
+            self.local.put(key, old, &local)?;
         }
         Ok(changed)
+    }
+}
+
+/// A stored state as read with its digest, as the digest (`None` if
+/// absent) and the state to write over it (empty if absent).
+pub(super) fn split_stored(stored: Option<(Versioned, u64)>) -> (Option<u64>, Versioned) {
+    match stored {
+        Some((state, digest)) => (Some(digest), state),
+        None => (None, Versioned::default()),
     }
 }
 

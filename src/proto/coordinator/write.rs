@@ -185,14 +185,13 @@ impl<S: Store> Node<S> {
             ClientRequest::Delete { context, .. } => (context, None),
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let stored = match self.local.get(request.key()) {
-            Ok(stored) => stored,
+        let (old, mut object) = match self.local.get_with_digest(request.key()) {
+            Ok(stored) => super::replica::split_stored(stored),
             Err(error) => {
                 self.local.note_error(&error);
                 return Ok(None);
             }
         };
-        let mut object = stored.clone().unwrap_or_default();
         let written = object.write_above(
             self.actor,
             self.last_counter,
@@ -226,7 +225,7 @@ impl<S: Store> Node<S> {
                 max: self.config.max_state_bytes,
             });
         }
-        match self.local.put(request.key(), stored.as_ref(), &object) {
+        match self.local.put(request.key(), old, &object) {
             Ok(()) => Ok(Some((object, dot))),
             Err(StoreError::OutOfMemory { max, .. }) => {
                 Err(RequestError::OutOfMemory { node: self.id(), max })
