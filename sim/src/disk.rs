@@ -3,8 +3,8 @@
 
 use shoal::proto::ring::key_position;
 use shoal::proto::store::{
-    DigestEntry, StoredHint, decode_record, decode_record_with_digest, digest, encode_record_with_digest,
-    index_range, stored_hints,
+    DigestEntry, Scanned, StoredHint, collect_scanned, decode_record, decode_record_with_digest, digest,
+    encode_record_with_digest, index_range, stored_hints,
 };
 use shoal::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use std::collections::BTreeMap;
@@ -123,6 +123,21 @@ impl Store for SimStore {
             .filter(|(k, _)| k.as_slice() >= from)
             .take(limit)
             .collect())
+    }
+
+    fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
+        let mut keys: Vec<&Vec<u8>> = self
+            .durable
+            .range(from.to_vec()..)
+            .map(|(key, _)| key)
+            .chain(self.pending.range(from.to_vec()..).map(|(key, _)| key))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let records = keys
+            .into_iter()
+            .filter_map(|key| self.record(key).map(|record| Ok((key, record))));
+        collect_scanned(records, limit, max_bytes)
     }
 
     fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError> {

@@ -24,15 +24,17 @@ use super::Node;
 use super::batches::BatchOwner;
 use super::membership::NodeStatus;
 use super::message::{KeyState, PeerMessage};
-use super::store::{Store, digest};
+use super::store::{ScannedState, Store, state_bytes};
 use super::types::{NodeId, Time};
-use super::version::Versioned;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Keys read per step of a pass (steps follow each other, and requests
 /// wait while one runs: the sweep took 1-2 ms for 256 keys).
 const STEP_KEYS: usize = 256;
+/// Most bytes of states read per step (past one key); a step pushes at
+/// most [`super::BATCH_BYTES`] of them.
+const STEP_BYTES: u64 = 4 * super::BATCH_BYTES;
 /// How often the node checks whether a pass is due.
 const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a push waits for its acknowledgements.
@@ -126,17 +128,17 @@ impl<S: Store> Node<S> {
             return;
         }
         let push = now.saturating_since(self.cleanup.ring_since) <= self.config.hint_window;
-        let batch = match self.local.scan(&cursor, STEP_KEYS) {
-            Ok(batch) => batch,
+        let scanned = match self.local.scan_with_digest(&cursor, STEP_KEYS, STEP_BYTES) {
+            Ok(scanned) => scanned,
             Err(super::store::StoreError::Corrupt { .. }) => {
                 self.cleanup.next_step = Some(now); // Dropped: go on past it.
                 return;
             }
             Err(_) => return, // Storage trouble: the next check retries.
         };
-        let scanned = batch.len();
-        let step = self.sort_unowned(batch, push);
-        let ends_pass = scanned < STEP_KEYS && !step.stopped;
+        let ends_pass = !scanned.more;
+        let step = self.sort_unowned(scanned.states, push);
+        let ends_pass = ends_pass && !step.stopped;
         self.cleanup.cursor = Some(step.resume.unwrap_or_default());
         if step.outgoing.is_empty() {
             if ends_pass {
@@ -197,20 +199,24 @@ impl<S: Store> Node<S> {
     /// Goes through a scanned batch: keys this node does not own are
     /// pushed to their owners (`push`, within the hint window of the ring
     /// change) or removed at once.
-    fn sort_unowned(&mut self, batch: Vec<(Vec<u8>, Versioned)>, push: bool) -> Step {
+    fn sort_unowned(&mut self, batch: Vec<ScannedState>, push: bool) -> Step {
         let me = self.id();
         let n = self.config.replication;
         let mut step = Step {
-            resume: batch.last().map(|(key, _)| [key.as_slice(), &[0]].concat()),
+            resume: batch.last().map(|s| [s.key.as_slice(), &[0]].concat()),
             ..Step::default()
         };
         let mut bytes = 0;
-        for (key, state) in batch {
+        for ScannedState {
+            key,
+            state,
+            digest: d,
+        } in batch
+        {
             let owners = self.view.ring.preference_list(&key, n);
             if owners.contains(&me) {
                 continue;
             }
-            let d = digest(&key, &state);
             if !push {
                 self.clean_up_key(&key, d);
                 continue;
@@ -224,7 +230,7 @@ impl<S: Store> Node<S> {
                 step.stopped = true;
                 break;
             }
-            bytes += super::topology::state_bytes(&key, &state);
+            bytes += state_bytes(&key, &state);
             for &owner in &owners {
                 step.outgoing.entry(owner).or_default().push(KeyState {
                     key: key.clone(),

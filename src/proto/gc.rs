@@ -29,7 +29,7 @@
 
 use super::Node;
 use super::message::{KeyDigest, PeerMessage};
-use super::store::{Store, StoreError, digest};
+use super::store::{ScannedState, Store, StoreError};
 use super::types::{NodeId, Time};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +39,9 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(125);
 /// Keys the sweep reads each time: 256 a second in all, in small steps,
 /// because requests wait while a step runs (256 keys at once took 1-2 ms).
 pub const SWEEP_KEYS: usize = 32;
+/// Most bytes of states a sweep step reads (past one key): a node of
+/// 1 MiB object blocks sweeps a few keys a second, not 256 MiB a second.
+pub const SWEEP_BYTES: u64 = 256 * 1024;
 /// Most tombstones waiting for confirmations at once.
 const MAX_PENDING: usize = 4096;
 /// How long confirmations are waited for.
@@ -85,17 +88,21 @@ impl<S: Store> Node<S> {
         let cursor = self.gc.cursor.clone();
         // A corrupt record is dropped (replicas repair it); the next sweep
         // goes on past it. Other storage trouble: the next sweep retries.
-        let Ok(batch) = self.local.scan(&cursor, SWEEP_KEYS) else {
+        let Ok(scanned) = self.local.scan_with_digest(&cursor, SWEEP_KEYS, SWEEP_BYTES) else {
             return;
         };
-        self.gc.cursor = match batch.last() {
-            Some((key, _)) if batch.len() == SWEEP_KEYS => [key.as_slice(), &[0]].concat(),
+        self.gc.cursor = match scanned.states.last() {
+            Some(last) if scanned.more => [last.key.as_slice(), &[0]].concat(),
             _ => Vec::new(), // The end: start over.
         };
         let me = self.id();
         let mut asks: BTreeMap<NodeId, Vec<KeyDigest>> = BTreeMap::new();
-        for (key, state) in batch {
-            let d = digest(&key, &state);
+        for ScannedState {
+            key,
+            state,
+            digest: d,
+        } in scanned.states
+        {
             self.local.verify_digest(&key, &state, d);
             if !state.is_deleted_at(now.as_millis()) {
                 self.gc.seen.remove(&key);
@@ -155,10 +162,9 @@ impl<S: Store> Node<S> {
         expected: u64,
         deleted_at: Option<Time>,
     ) -> Result<bool, StoreError> {
-        let Some(state) = self.local.get(key)? else {
+        let Some((state, current)) = self.local.get_with_digest(key)? else {
             return Ok(false);
         };
-        let current = digest(key, &state);
         if current != expected || deleted_at.is_some_and(|now| !state.is_deleted_at(now.as_millis())) {
             return Ok(false); // Written since: not the state checked.
         }
@@ -171,8 +177,8 @@ impl<S: Store> Node<S> {
     pub(super) fn on_gc_check(&mut self, now: Time, from: NodeId, keys: Vec<KeyDigest>) {
         let mut confirmed: Vec<Vec<u8>> = Vec::new();
         for entry in keys {
-            if matches!(self.local.get(&entry.key), Ok(Some(state))
-                    if state.is_deleted_at(now.as_millis()) && digest(&entry.key, &state) == entry.digest)
+            if matches!(self.local.get_with_digest(&entry.key), Ok(Some((state, d)))
+                    if state.is_deleted_at(now.as_millis()) && d == entry.digest)
             {
                 confirmed.push(entry.key);
             }

@@ -6,7 +6,7 @@
 
 use super::digest_tree::{DigestTree, Summary};
 use super::ring::key_position;
-use super::store::{DigestEntry, NodeMeta, Store, StoreError, StoredHint};
+use super::store::{DigestEntry, NodeMeta, Scanned, Store, StoreError, StoredHint};
 use super::types::{NodeId, Time};
 use super::version::Versioned;
 use super::{STORAGE_CHECK_INTERVAL, Stats};
@@ -139,6 +139,23 @@ impl<S: Store> LocalStore<S> {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
         let scanned = self.store.scan(from, limit);
+        self.dropping_corrupt_scanned(scanned)
+    }
+
+    /// As [`Store::scan_with_digest`], dropping a corrupt record met on
+    /// the way as [`LocalStore::scan`] does.
+    pub(super) fn scan_with_digest(
+        &mut self,
+        from: &[u8],
+        limit: usize,
+        max_bytes: u64,
+    ) -> Result<Scanned, StoreError> {
+        let scanned = self.store.scan_with_digest(from, limit, max_bytes);
+        self.dropping_corrupt_scanned(scanned)
+    }
+
+    /// A scan's result, with the corrupt record that failed it dropped.
+    fn dropping_corrupt_scanned<T>(&mut self, scanned: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::Corrupt { key, .. }) = &scanned {
             let _ = self.drop_corrupt(&key.clone());
         }

@@ -107,6 +107,12 @@ pub trait Store {
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError>;
     /// Up to `limit` entries with key >= `from`, in key order.
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError>;
+    /// As `scan`, each state with its [`digest`] (hashed from the stored
+    /// bytes), and stopping early once the states read reach `max_bytes`
+    /// ([`state_bytes`]): for background walks, which must not read a
+    /// store of large values (1 MiB object blocks) as fast as one of small
+    /// ones. See [`collect_scanned`].
+    fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError>;
     /// The node's metadata, if any was saved.
     fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError>;
     /// Saves the node's metadata durably before returning.
@@ -200,6 +206,70 @@ pub struct DigestEntry {
     pub key: Vec<u8>,
     /// [`digest`] of its state.
     pub digest: u64,
+}
+
+/// A key's state as [`Store::scan_with_digest`] read it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScannedState {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its state.
+    pub state: Versioned,
+    /// [`digest`] of the state.
+    pub digest: u64,
+}
+
+/// What [`Store::scan_with_digest`] read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scanned {
+    /// The states, in key order.
+    pub states: Vec<ScannedState>,
+    /// The scan stopped at its limit of keys or bytes, so more keys may
+    /// follow the last one.
+    pub more: bool,
+}
+
+/// [`Store::scan_with_digest`] over a store's `(key, record)` pairs from
+/// the scan's first key on, in key order: reads them only as far as
+/// needed.
+pub fn collect_scanned<K: AsRef<[u8]>, R: AsRef<[u8]>>(
+    records: impl Iterator<Item = Result<(K, R), StoreError>>,
+    limit: usize,
+    max_bytes: u64,
+) -> Result<Scanned, StoreError> {
+    let mut scanned = Scanned::default();
+    let mut bytes = 0;
+    if limit == 0 {
+        scanned.more = true;
+        return Ok(scanned);
+    }
+    for record in records {
+        let (key, record) = record?;
+        let key = key.as_ref();
+        let (state, digest) = decode_record_with_digest(key, record.as_ref())?;
+        bytes += state_bytes(key, &state);
+        scanned.states.push(ScannedState {
+            key: key.to_vec(),
+            state,
+            digest,
+        });
+        if scanned.states.len() >= limit || bytes >= max_bytes {
+            scanned.more = true;
+            break;
+        }
+    }
+    Ok(scanned)
+}
+
+/// A state's size on the wire, roughly: its key, values and a fixed
+/// allowance per sibling for its version.
+pub fn state_bytes(key: &[u8], object: &Versioned) -> u64 {
+    let values: usize = object
+        .siblings()
+        .iter()
+        .map(|s| s.value.as_ref().map_or(0, Vec::len) + 48)
+        .sum();
+    (key.len() + values) as u64
 }
 
 /// The digest of a key's state: equal states of a key on two replicas
@@ -541,6 +611,11 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
+        let records = self.data.range(from.to_vec()..).map(Ok);
+        collect_scanned(records, limit, max_bytes)
+    }
+
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
         self.data
             .range(from.to_vec()..)
@@ -631,6 +706,7 @@ pub(crate) mod contract {
         named_states_round_trip_apart_from_data(&mut fresh());
         the_digest_index_follows_puts_and_removes(&mut fresh());
         writes_and_reads_give_the_states_digests(&mut fresh());
+        a_scan_with_digests_stops_at_its_keys_or_bytes(&mut fresh());
         hints_are_kept_per_replica_in_order_apart_from_data(&mut fresh());
     }
 
@@ -742,6 +818,45 @@ pub(crate) mod contract {
             s.get_with_digest(b"b").unwrap(),
             Some((three.clone(), digest(b"b", &three)))
         );
+    }
+
+    fn a_scan_with_digests_stops_at_its_keys_or_bytes(s: &mut impl Store) {
+        let big = object(&[7; 1000]);
+        for key in [b"a", b"b", b"c", b"d"] {
+            s.put(key, &big).unwrap();
+        }
+        let keys =
+            |scanned: &Scanned| -> Vec<Vec<u8>> { scanned.states.iter().map(|s| s.key.clone()).collect() };
+        let all = s.scan_with_digest(b"", 10, u64::MAX).unwrap();
+        assert_eq!(
+            keys(&all),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+        );
+        assert!(!all.more, "the end of the keys");
+        assert!(
+            all.states
+                .iter()
+                .all(|x| x.state == big && x.digest == digest(&x.key, &big))
+        );
+        let two = s.scan_with_digest(b"b", 2, u64::MAX).unwrap();
+        assert_eq!(keys(&two), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert!(two.more, "stopped at the keys");
+        let size = state_bytes(b"a", &big);
+        let bytes = s.scan_with_digest(b"", 10, size + 1).unwrap();
+        assert_eq!(
+            keys(&bytes),
+            vec![b"a".to_vec(), b"b".to_vec()],
+            "up to the first past the bytes"
+        );
+        assert!(bytes.more, "stopped at the bytes");
+        assert_eq!(
+            s.scan_with_digest(b"", 10, 1).unwrap().states.len(),
+            1,
+            "one key at least"
+        );
+        let last = s.scan_with_digest(b"d", 10, size).unwrap();
+        assert_eq!(keys(&last), vec![b"d".to_vec()]);
+        assert!(last.more, "the bytes were reached: more may follow");
     }
 
     fn named_states_round_trip_apart_from_data(s: &mut impl Store) {

@@ -51,9 +51,8 @@ use super::batches::BatchOwner;
 use super::membership::NodeStatus;
 use super::message::{AdminError, AdminResponse, KeyState, PeerMessage, StreamCursor, StreamProgress};
 use super::ring::Ring;
-use super::store::{Store, StoreError};
+use super::store::{Store, StoreError, state_bytes};
 use super::types::{NodeId, Time};
-use super::version::Versioned;
 use super::{BATCH_BYTES, ClientId, Node, Output, refused};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -243,16 +242,6 @@ impl Topology {
     pub(super) fn wake_now(&mut self) {
         self.wake(Time::ZERO);
     }
-}
-
-/// A state's size on the wire, roughly.
-pub(super) fn state_bytes(key: &[u8], object: &Versioned) -> u64 {
-    let values: usize = object
-        .siblings()
-        .iter()
-        .map(|s| s.value.as_ref().map_or(0, Vec::len) + 48)
-        .sum();
-    (key.len() + values) as u64
 }
 
 /// Adds a range to a plan, merged with the previous one if adjacent and

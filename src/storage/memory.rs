@@ -8,7 +8,7 @@
 //! from the other replicas. Its identity file is what lets it keep its
 //! ranges instead of joining as a new member.
 
-use crate::proto::store::{DigestEntry, MemStore, StoredHint, decode_meta, encode_meta};
+use crate::proto::store::{DigestEntry, MemStore, Scanned, StoredHint, decode_meta, encode_meta};
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use std::fs::File;
 use std::io::Write as _;
@@ -108,6 +108,10 @@ impl Store for MemoryStore {
 
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
         self.data.scan(from, limit)
+    }
+
+    fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
+        self.data.scan_with_digest(from, limit, max_bytes)
     }
 
     fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError> {

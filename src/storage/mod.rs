@@ -10,8 +10,8 @@
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
-    DigestEntry, FORMAT_VERSION, StoredHint, decode_hint, decode_meta, decode_record,
-    decode_record_with_digest, encode_meta, encode_record_with_digest,
+    DigestEntry, FORMAT_VERSION, Scanned, StoredHint, collect_scanned, decode_hint, decode_meta,
+    decode_record, decode_record_with_digest, encode_meta, encode_record_with_digest,
 };
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
@@ -227,6 +227,15 @@ impl Store for FjallStore {
         batch.remove(&self.handles()?.data, key);
         batch.remove(&self.handles()?.digests, index_key(key));
         batch.commit().map_err(engine)
+    }
+
+    fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
+        let records = self
+            .handles()?
+            .data
+            .range(from..)
+            .map(|guard| guard.into_inner().map_err(engine));
+        collect_scanned(records, limit, max_bytes)
     }
 
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {

@@ -2,7 +2,7 @@
 //! node, in memory.
 
 use super::{FjallStore, MemoryStore};
-use crate::proto::store::{DigestEntry, StoredHint};
+use crate::proto::store::{DigestEntry, Scanned, StoredHint};
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 
 /// Where a node keeps its data.
@@ -60,6 +60,9 @@ impl Store for NodeStore {
     }
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
         either!(self, s => s.scan(from, limit))
+    }
+    fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
+        either!(self, s => s.scan_with_digest(from, limit, max_bytes))
     }
     fn load_meta(&self) -> Result<Option<NodeMeta>, StoreError> {
         either!(self, s => s.load_meta())

@@ -224,7 +224,7 @@ impl<S: Store> Node<S> {
                         complete: true,
                     });
                 }
-                let size = crate::proto::topology::state_bytes(&key, &object) as usize;
+                let size = crate::proto::store::state_bytes(&key, &object) as usize;
                 let full = live == limit || states.len() == SCAN_FACTOR * limit;
                 if full || !states.is_empty() && bytes + size > ANSWER_BUDGET {
                     return Ok(ListedStates {

@@ -218,7 +218,7 @@ impl<S: Store> Node<S> {
                 });
             }
         };
-        let size = crate::proto::topology::state_bytes(request.key(), &object) as usize;
+        let size = crate::proto::store::state_bytes(request.key(), &object) as usize;
         if size > self.config.max_state_bytes {
             return Err(RequestError::StateTooLarge {
                 size,
