@@ -9,8 +9,8 @@
 //! must be consumed exactly. Every failure is a typed [`FrameError`].
 
 use crate::proto::message::PROTOCOL_VERSION;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bytes before the body: length and checksum.
@@ -124,16 +124,26 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8], expected_crc: u32) -> Resul
             supported: PROTOCOL_VERSION,
         });
     }
-    // Reading from `&mut &[u8]` grows buffers only with bytes actually
-    // present, and leaves `rest` at the first unread byte.
-    let mut deserializer = rmp_serde::Deserializer::new(&mut rest);
+    // Decoding from the slice itself takes each binary (a value) in one
+    // copy of exactly its length, refused if the length runs past the
+    // body, so a forged length allocates nothing. (An `io::Read` over it
+    // would grow a buffer by doubling for every binary: three copies of a
+    // 1 MiB block.)
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(rest);
     deserializer.set_max_depth(MAX_DEPTH);
     let message = T::deserialize(&mut deserializer).map_err(|e| malformed(e.to_string()))?;
-    let trailing = rest.len();
-    if trailing != 0 {
-        return Err(malformed(format!("{trailing} bytes after the message")));
+    // The body must end with the message: reading one more marker must
+    // meet its end. (A unit reads just the marker: its visitor refuses an
+    // array or map before reading inside, so an end met there is not
+    // taken for the body's.)
+    match <()>::deserialize(&mut deserializer) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(message)
+        }
+        _ => Err(malformed("bytes after the message".to_string())),
     }
-    Ok(message)
 }
 
 /// Decodes the first frame in `buf`. `Ok(None)` means `buf` holds only part
@@ -400,12 +410,19 @@ mod tests {
 
     #[test]
     fn trailing_bytes_after_the_message_are_malformed() {
-        let mut body = rmp_serde::to_vec(&(PROTOCOL_VERSION, request())).unwrap();
-        body.push(0xc0);
-        assert!(matches!(
-            decode_exact::<ClientRequest>(&frame_of(&body), DEFAULT_MAX_FRAME),
-            Err(FrameError::Malformed { .. })
-        ));
+        let message = rmp_serde::to_vec(&(PROTOCOL_VERSION, request())).unwrap();
+        assert!(decode_exact::<ClientRequest>(&frame_of(&message), DEFAULT_MAX_FRAME).is_ok());
+        // A value, a reserved byte, the start of an array, of a binary.
+        for trailing in [&[0xc0][..], &[0xc1], &[0x91], &[0xdc], &[0xc4, 0x05, 1]] {
+            let body = [&message[..], trailing].concat();
+            assert!(
+                matches!(
+                    decode_exact::<ClientRequest>(&frame_of(&body), DEFAULT_MAX_FRAME),
+                    Err(FrameError::Malformed { .. })
+                ),
+                "{trailing:?} after the message"
+            );
+        }
     }
 
     proptest! {
