@@ -24,7 +24,7 @@ impl<S: Store> Node<S> {
                 key,
                 object,
                 placement,
-            } => self.on_replica_put(from, request, &key, &object, placement.as_ref()),
+            } => self.on_replica_put(from, request, &key, object, placement.as_ref()),
             PeerMessage::ReplicaGetReply { request, result } => {
                 self.on_replica_get_reply(now, from, request, result)
             }

@@ -344,6 +344,49 @@ impl Versioned {
         *self = merged;
         changed
     }
+
+    /// [`Versioned::merge_from`] taking `other`: its siblings move in
+    /// rather than being copied (a replica's write of a 1 MiB block copies
+    /// nothing), and whether the state changed is known from what was
+    /// dropped and added, without comparing values.
+    pub fn merge_owned(&mut self, other: Versioned) -> bool {
+        let Versioned {
+            clock: their_clock,
+            siblings: theirs,
+        } = other;
+        let mine = std::mem::take(&mut self.siblings);
+        let mut siblings: Vec<Sibling> = Vec::with_capacity(mine.len());
+        let mut changed = false;
+        let (mut a, mut b) = (mine.into_iter().peekable(), theirs.into_iter().peekable());
+        loop {
+            // Each sibling with whether it is ours, theirs or both.
+            let (next, ours, theirs) = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(x), Some(y)) if x.dot == y.dot => {
+                    b.next();
+                    (a.next(), true, true)
+                }
+                (Some(x), Some(y)) if x.dot < y.dot => (a.next(), true, false),
+                (Some(_), None) => (a.next(), true, false),
+                _ => (b.next(), false, true),
+            };
+            let Some(sibling) = next else { break };
+            let kept = match (ours, theirs) {
+                (true, true) => true,
+                (true, false) => !their_clock.covers(&sibling.dot),
+                _ => !self.clock.covers(&sibling.dot),
+            };
+            // A sibling of ours dropped, or one only theirs added.
+            changed |= kept != ours;
+            if kept {
+                siblings.push(sibling);
+            }
+        }
+        self.siblings = siblings;
+        let clock_before = self.clock.clone();
+        self.clock.merge(&their_clock);
+        changed || self.clock != clock_before
+    }
 }
 
 #[cfg(test)]
@@ -519,6 +562,16 @@ mod tests {
             prop_assert_eq!(r[0].merge(&r[0]), r[0].clone());
             let m = r[0].merge(&r[1]);
             prop_assert_eq!(m.merge(&r[1]), m);
+        }
+
+        #[test]
+        fn merge_owned_is_merge_from(ops in ops(), i in 0usize..4, j in 0usize..4) {
+            let mut r = history(&ops);
+            r.push(Versioned::new());
+            let (mut by_ref, mut owned) = (r[i].clone(), r[i].clone());
+            let changed = by_ref.merge_from(&r[j]);
+            prop_assert_eq!(owned.merge_owned(r[j].clone()), changed);
+            prop_assert_eq!(owned, by_ref);
         }
 
         #[test]

@@ -249,7 +249,7 @@ impl<S: Store> Node<S> {
         self.stats.read_repairs += 1;
         if node == self.id() {
             // A failed local repair is retried by the next read.
-            let _ = self.merge_local(key, merged);
+            let _ = self.merge_local(key, merged.clone());
         } else {
             let message = PeerMessage::ReplicaPut {
                 request,

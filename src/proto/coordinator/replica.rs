@@ -60,7 +60,7 @@ impl<S: Store> Node<S> {
         from: NodeId,
         request: u64,
         key: &[u8],
-        object: &Versioned,
+        object: Versioned,
         placement: Option<&Placement>,
     ) {
         self.stats.replica_ops += 1;
@@ -85,7 +85,7 @@ impl<S: Store> Node<S> {
             .check_placement(from, &key, placement.as_ref())
             .and_then(|()| {
                 if target == self.id() {
-                    return self.merge_local(&key, &object).map(|_| ()).map_err(replica_error);
+                    return self.merge_local(&key, object).map(|_| ()).map_err(replica_error);
                 }
                 if !self.knows_member(target) {
                     // A hint for a node no ring here has would wait in vain.
@@ -126,10 +126,10 @@ impl<S: Store> Node<S> {
     pub(in crate::proto) fn merge_local(
         &mut self,
         key: &[u8],
-        object: &Versioned,
+        object: Versioned,
     ) -> Result<bool, StoreError> {
         let (old, mut local) = split_stored(self.local.get_with_digest(key)?);
-        let changed = local.merge_from(object);
+        let changed = local.merge_owned(object);
         if changed {
             self.local.put(key, old, &local)?;
         }
