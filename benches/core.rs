@@ -84,7 +84,7 @@ fn frames(c: &mut Criterion) {
     let message = PeerMessage::ReplicaPut {
         request: 12345,
         key: b"user000000000042".to_vec(),
-        object: object(3, 1, 100),
+        object: object(3, 1, 100).into(),
         // As sent during a join: current and future replicas.
         placement: Some(Placement {
             current: vec![NodeId(1), NodeId(2), NodeId(3)],

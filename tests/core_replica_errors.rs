@@ -58,7 +58,7 @@ fn a_coordinator_with_a_stale_ring_is_told_both_placements() {
     let put = PeerMessage::ReplicaPut {
         request: 1,
         key: b"k".to_vec(),
-        object: state(),
+        object: state().into(),
         placement: Some(theirs.clone()),
     };
     match reply(&mut node, put) {
@@ -80,7 +80,7 @@ fn a_hint_over_the_limits_is_refused_as_such() {
     let hinted = PeerMessage::HintedPut {
         request: 1,
         key: b"k".to_vec(),
-        object: state(),
+        object: state().into(),
         target: NodeId(3),
         placement: None,
         written_to: vec![NodeId(1), NodeId(2), NodeId(3)],
@@ -98,7 +98,7 @@ fn a_replica_whose_storage_failed_says_so() {
     let put = |request| PeerMessage::ReplicaPut {
         request,
         key: b"k".to_vec(),
-        object: state(),
+        object: state().into(),
         placement: None,
     };
     assert!(matches!(
@@ -118,7 +118,7 @@ fn a_hint_for_a_node_that_is_not_a_member_is_refused_and_not_kept() {
     let hinted = |target| PeerMessage::HintedPut {
         request: 1,
         key: b"k".to_vec(),
-        object: state(),
+        object: state().into(),
         target,
         placement: None,
         written_to: vec![NodeId(1), NodeId(2)],

@@ -396,7 +396,7 @@ fn a_replica_refuses_a_write_from_a_coordinator_that_has_not_heard_of_a_join() {
     let put = |placement| PeerMessage::ReplicaPut {
         request: 1,
         key: key.clone(),
-        object: object.clone(),
+        object: object.clone().into(),
         placement: Some(placement),
     };
     c.send_as(loser, replica, put(stale));

@@ -133,13 +133,13 @@ fn keys_empty_or_over_the_limit_never_reach_the_store() {
             PeerMessage::ReplicaPut {
                 request: 1,
                 key: key.clone(),
-                object: state(b"v"),
+                object: state(b"v").into(),
                 placement: None,
             },
             PeerMessage::HintedPut {
                 request: 2,
                 key: key.clone(),
-                object: state(b"v"),
+                object: state(b"v").into(),
                 target: NodeId(3),
                 placement: None,
                 written_to: Vec::new(),
@@ -232,7 +232,7 @@ fn states_that_break_their_invariants_are_refused() {
         let message = PeerMessage::ReplicaPut {
             request: 1,
             key: b"k".to_vec(),
-            object: object.clone(),
+            object: object.clone().into(),
             placement: None,
         };
         assert_eq!(refused(&mut node, message), Invalid::State(expected));
@@ -247,7 +247,7 @@ fn states_that_break_their_invariants_are_refused() {
     let good = PeerMessage::ReplicaPut {
         request: 2,
         key: b"k".to_vec(),
-        object: raw_state(&[(1, 5)], &[2, 5]),
+        object: raw_state(&[(1, 5)], &[2, 5]).into(),
         placement: None,
     };
     node.handle_peer_message(Time::ZERO, PEER, good).unwrap();

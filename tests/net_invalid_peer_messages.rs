@@ -53,13 +53,13 @@ fn junk_from_a_peer_is_dropped_and_counted_and_the_node_keeps_serving() {
             PeerMessage::ReplicaPut {
                 request: 1,
                 key: Vec::new(),
-                object: state(),
+                object: state().into(),
                 placement: None,
             },
             PeerMessage::ReplicaPut {
                 request: 2,
                 key: vec![b'k'; 70_000],
-                object: state(),
+                object: state().into(),
                 placement: None,
             },
             PeerMessage::AeSummaries {

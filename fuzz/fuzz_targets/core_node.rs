@@ -329,7 +329,7 @@ impl Harness {
         self.sent.iter().flat_map(|(_, message)| {
             let states: Vec<&Versioned> = match message {
                 PeerMessage::ReplicaPut { object, .. } | PeerMessage::HintedPut { object, .. } => {
-                    vec![object]
+                    vec![&**object]
                 }
                 PeerMessage::ReplicaGetReply {
                     result: Ok(object), ..
@@ -509,7 +509,7 @@ impl Harness {
             } => PeerMessage::ReplicaPut {
                 request: self.id(request),
                 key: self.key(key),
-                object: self.state(state),
+                object: self.state(state).into(),
                 placement: placement(*placed),
             },
             Message::HintedPut {
@@ -521,7 +521,7 @@ impl Harness {
             } => PeerMessage::HintedPut {
                 request: self.id(request),
                 key: self.key(key),
-                object: self.state(state),
+                object: self.state(state).into(),
                 target: node_of(*target),
                 placement: None,
                 written_to: written_to.iter().map(|&n| node_of(n)).collect(),

@@ -7,6 +7,7 @@ use super::coordinator::HintedPut;
 use super::message::PeerMessage;
 use super::store::Store;
 use super::types::{NodeId, Time};
+use std::sync::Arc;
 
 impl<S: Store> Node<S> {
     /// Routes a checked peer message: the request path here, the rest to
@@ -24,7 +25,11 @@ impl<S: Store> Node<S> {
                 key,
                 object,
                 placement,
-            } => self.on_replica_put(from, request, &key, object, placement.as_ref()),
+            } => {
+                // A decoded message holds the only reference: no copy.
+                let object = Arc::unwrap_or_clone(object);
+                self.on_replica_put(from, request, &key, object, placement.as_ref())
+            }
             PeerMessage::ReplicaGetReply { request, result } => {
                 self.on_replica_get_reply(now, from, request, result)
             }
@@ -54,7 +59,7 @@ impl<S: Store> Node<S> {
             } => {
                 let put = HintedPut {
                     key,
-                    object,
+                    object: Arc::unwrap_or_clone(object),
                     target,
                     placement,
                     written_to,

@@ -14,6 +14,7 @@ use super::version::{Dot, VersionVector, Versioned};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The wire protocol this build speaks.
 ///
@@ -1021,8 +1022,9 @@ pub enum PeerMessage {
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
-        /// The coordinator's state after the write.
-        object: Versioned,
+        /// The coordinator's state after the write (shared by the
+        /// messages to every replica; encoded as the state itself).
+        object: Arc<Versioned>,
         /// The coordinator's replicas for the key (checked when present;
         /// absent for read repair, which only merges what exists).
         #[serde(default)]
@@ -1107,8 +1109,9 @@ pub enum PeerMessage {
         /// The key.
         #[serde(with = "serde_bytes")]
         key: Vec<u8>,
-        /// The coordinator's state after the write.
-        object: Versioned,
+        /// The coordinator's state after the write (shared, as in
+        /// `ReplicaPut`).
+        object: Arc<Versioned>,
         /// The replica the hint is for.
         target: NodeId,
         /// The coordinator's replicas for the key (checked when present).

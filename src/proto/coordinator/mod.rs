@@ -200,8 +200,9 @@ enum Kind {
     Write {
         request: ClientRequest,
         tracker: QuorumTracker,
-        /// The coordinator's state after the write: sent to the replicas.
-        object: Versioned,
+        /// The coordinator's state after the write: sent to the replicas
+        /// (one copy shared by their messages).
+        object: std::sync::Arc<Versioned>,
         /// The write's dot.
         dot: Dot,
         /// Fallback nodes standing in for home replicas that are down

@@ -254,7 +254,7 @@ impl<S: Store> Node<S> {
             let message = PeerMessage::ReplicaPut {
                 request,
                 key: key.to_vec(),
-                object: merged.clone(),
+                object: merged.clone().into(),
                 placement: None,
             };
             self.send(node, message);

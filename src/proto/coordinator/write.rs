@@ -160,7 +160,7 @@ impl<S: Store> Node<S> {
         Ok(Ok(Kind::Write {
             request,
             tracker,
-            object,
+            object: object.into(),
             dot,
             stand_ins,
             answered: false,
