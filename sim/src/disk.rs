@@ -79,12 +79,25 @@ impl SimStore {
         }
     }
 
-    /// Every key and its state, as the node would read them.
-    pub fn all(&self) -> BTreeMap<Vec<u8>, Versioned> {
-        let mut keys: Vec<&Vec<u8>> = self.durable.keys().chain(self.pending.keys()).collect();
+    /// Keys from `from` on that have a record or a pending change, in
+    /// order (a pending removal's key included: [`SimStore::record`]
+    /// reads it as absent).
+    fn keys_from(&self, from: &[u8]) -> Vec<&Vec<u8>> {
+        let mut keys: Vec<&Vec<u8>> = self
+            .durable
+            .range(from.to_vec()..)
+            .map(|(key, _)| key)
+            .chain(self.pending.range(from.to_vec()..).map(|(key, _)| key))
+            .collect();
         keys.sort();
         keys.dedup();
-        keys.into_iter()
+        keys
+    }
+
+    /// Every key and its state, as the node would read them.
+    pub fn all(&self) -> BTreeMap<Vec<u8>, Versioned> {
+        self.keys_from(&[])
+            .into_iter()
             .filter_map(|k| self.get(k).ok().flatten().map(|v| (k.clone(), v)))
             .collect()
     }
@@ -126,15 +139,8 @@ impl Store for SimStore {
     }
 
     fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
-        let mut keys: Vec<&Vec<u8>> = self
-            .durable
-            .range(from.to_vec()..)
-            .map(|(key, _)| key)
-            .chain(self.pending.range(from.to_vec()..).map(|(key, _)| key))
-            .collect();
-        keys.sort();
-        keys.dedup();
-        let records = keys
+        let records = self
+            .keys_from(from)
             .into_iter()
             .filter_map(|key| self.record(key).map(|record| Ok((key, record))));
         collect_scanned(records, limit, max_bytes)

@@ -136,9 +136,9 @@ impl<S: Store> Node<S> {
             }
             Err(_) => return, // Storage trouble: the next check retries.
         };
-        let ends_pass = !scanned.more;
+        let more = scanned.more;
         let step = self.sort_unowned(scanned.states, push);
-        let ends_pass = ends_pass && !step.stopped;
+        let ends_pass = !more && !step.stopped;
         self.cleanup.cursor = Some(step.resume.unwrap_or_default());
         if step.outgoing.is_empty() {
             if ends_pass {

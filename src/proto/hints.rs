@@ -584,7 +584,7 @@ impl<S: Store> Node<S> {
                     }
                 }
                 (Fate::Keep, Some(hint)) => {
-                    let Ok(changed) = self.merge_local(&hint.key, hint.object.clone()) else {
+                    let Ok(changed) = self.merge_local(&hint.key, hint.object) else {
                         // Storage trouble: keep the hint and try again later.
                         picked.next_from = stored.seq;
                         picked.waits_until = Some(now.as_millis().saturating_add(millis(CHECK_INTERVAL)));
@@ -690,7 +690,7 @@ impl<S: Store> Node<S> {
             }
             self.stats.replica_ops += 1;
             let kept = if target == self.id() {
-                self.merge_local(&hint.key, hint.object.clone()).map(|_| ())
+                self.merge_local(&hint.key, hint.object).map(|_| ())
             } else {
                 self.keep_hint(now, target, &hint).map(|_| ())
             };

@@ -86,15 +86,10 @@ pub const MAX_STORE_KEY: usize = 65_000;
 pub trait Store {
     /// The state of `key`, if stored.
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError>;
-    /// The state of `key` and its [`digest`], if stored. A store that
-    /// keeps states encoded hashes the stored bytes rather than encoding
-    /// the state again.
-    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
-        Ok(self.get(key)?.map(|object| {
-            let d = digest(key, &object);
-            (object, d)
-        }))
-    }
+    /// The state of `key` and its [`digest`], if stored, hashed from the
+    /// stored bytes rather than by encoding the state again (see
+    /// [`decode_record_with_digest`]).
+    fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError>;
     /// Stores `object` as the state of `key`, replacing what was there;
     /// returns the stored state's [`digest`].
     fn put(&mut self, key: &[u8], object: &Versioned) -> Result<u64, StoreError>;
