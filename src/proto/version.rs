@@ -227,6 +227,13 @@ impl Versioned {
         }
     }
 
+    /// Takes the value out of sibling `dot`, leaving a tombstone in its
+    /// place: for a write whose state could not be stored, to hand the
+    /// value back to its request. `None` if there is no such sibling.
+    pub fn take_value(&mut self, dot: &Dot) -> Option<Vec<u8>> {
+        self.siblings.iter_mut().find(|s| s.dot == *dot)?.value.take()
+    }
+
     /// Whether no sibling holds a value (never written, or deleted).
     pub fn is_deleted(&self) -> bool {
         self.values().next().is_none()

@@ -104,7 +104,7 @@ impl<S: Store> Node<S> {
     pub(super) fn start_write(
         &mut self,
         now: Time,
-        request: ClientRequest,
+        mut request: ClientRequest,
         mut replicas: Vec<NodeId>,
     ) -> Result<Result<Kind, ClientRequest>, RequestError> {
         let placement = self.placement(request.key(), replicas.clone());
@@ -153,7 +153,7 @@ impl<S: Store> Node<S> {
         // because the coordinator's copy repairs what they held. If this
         // node's own copy fails, the request goes back to the caller to be
         // coordinated elsewhere.
-        let Some((object, dot)) = self.apply_local_write(now, &request)? else {
+        let Some((object, dot)) = self.apply_local_write(now, &mut request)? else {
             return Ok(Err(request));
         };
         tracker.succeed(self.id());
@@ -173,24 +173,30 @@ impl<S: Store> Node<S> {
     /// Applies a client write to the local state of its key and stores
     /// it: the new state and its dot, or `None` if the state could not be
     /// read or stored (storage failed; the caller has the write
-    /// coordinated elsewhere). The error is a refused write; nothing was
-    /// stored.
+    /// coordinated elsewhere, so its value is handed back to it). The
+    /// error is a refused write; nothing was stored. The value moves from
+    /// the request into the state without a copy: the write keeps the
+    /// request only for its key and its terms.
     pub(super) fn apply_local_write(
         &mut self,
         now: Time,
-        request: &ClientRequest,
+        request: &mut ClientRequest,
     ) -> Result<Option<(Versioned, Dot)>, RequestError> {
-        let (context, value) = match request {
-            ClientRequest::Put { value, context, .. } => (context, Some(value.clone())),
-            ClientRequest::Delete { context, .. } => (context, None),
+        let value = match request {
+            ClientRequest::Put { value, .. } => Some(std::mem::take(value)),
+            ClientRequest::Delete { .. } => None,
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
         let (old, mut object) = match self.local.get_with_digest(request.key()) {
             Ok(stored) => super::replica::split_stored(stored),
             Err(error) => {
                 self.local.note_error(&error);
+                give_back(request, value);
                 return Ok(None);
             }
+        };
+        let (ClientRequest::Put { context, .. } | ClientRequest::Delete { context, .. }) = &*request else {
+            unreachable!("a get is not a write")
         };
         let written = object.write_above(
             self.actor,
@@ -230,7 +236,10 @@ impl<S: Store> Node<S> {
             Err(StoreError::OutOfMemory { max, .. }) => {
                 Err(RequestError::OutOfMemory { node: self.id(), max })
             }
-            Err(_) => Ok(None),
+            Err(_) => {
+                give_back(request, object.take_value(&dot));
+                Ok(None)
+            }
         }
     }
 
@@ -361,4 +370,12 @@ pub(super) fn written_to(tracker: &QuorumTracker, pending: &BTreeMap<NodeId, Opt
     nodes.sort();
     nodes.dedup();
     nodes
+}
+
+/// Puts a write's value back into its request (taken by
+/// `apply_local_write`), for the request to be coordinated elsewhere.
+fn give_back(request: &mut ClientRequest, taken: Option<Vec<u8>>) {
+    if let (ClientRequest::Put { value, .. }, Some(taken)) = (request, taken) {
+        *value = taken;
+    }
 }
