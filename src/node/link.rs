@@ -33,6 +33,9 @@ const WRITE_BATCH: usize = 256;
 /// object gateway's 1 MiB blocks) are not all encoded into one buffer
 /// while the stream waits for the peer.
 const WRITE_BYTES: usize = 256 << 10;
+/// Bytes reserved beyond a state's estimated size for the rest of its
+/// message (the request id, placement and clock).
+const STATE_SLACK: usize = 4096;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 enum Outgoing {
@@ -122,6 +125,13 @@ async fn run(
 /// logs a warning.
 fn encode_within(out: &mut Vec<u8>, message: &PeerMessage, max_frame: usize) {
     let start = out.len();
+    // Room for a large state first: a buffer grown while encoding it would
+    // copy everything encoded so far (a whole 1 MiB object block, as the
+    // fields after the state are written).
+    if let PeerMessage::ReplicaPut { key, object, .. } | PeerMessage::HintedPut { key, object, .. } = message
+    {
+        out.reserve(HEADER_LEN + crate::proto::store::state_bytes(key, object) as usize + STATE_SLACK);
+    }
     encode_into(out, message);
     let body = out.len() - start - HEADER_LEN;
     if body > max_frame {
