@@ -217,6 +217,24 @@ enum Event {
     Gossip { data: Bytes },
 }
 
+/// The node stopped before answering a request of an in-process door.
+struct Stopped;
+
+/// Hands `request` to the node's core from a door in this process (the
+/// HTTP API, the S3 gateway), as a client connection would, and waits for
+/// the answer.
+async fn submit(events: &mpsc::Sender<Event>, request: Request) -> Result<Response, Stopped> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    events
+        .send(Event::Request {
+            request,
+            reply: reply.into(),
+        })
+        .await
+        .map_err(|_| Stopped)?;
+    answer.await.map_err(|_| Stopped)
+}
+
 pub use http::HttpOptions;
 pub use s3::S3Options;
 

@@ -262,17 +262,9 @@ async fn call(state: &State, request: Request) -> Result<ClientResponse, ApiErro
 }
 
 async fn ask(state: &State, request: Request) -> Result<Response, ApiError> {
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let stopping = || ApiError::unavailable("the node is stopping");
-    state
-        .events
-        .send(super::Event::Request {
-            request,
-            reply: reply.into(),
-        })
+    super::super::submit(&state.events, request)
         .await
-        .map_err(|_| stopping())?;
-    answer.await.map_err(|_| stopping())
+        .map_err(|super::super::Stopped| ApiError::unavailable("the node is stopping"))
 }
 
 /// The core answered with something this request never gets.

@@ -57,16 +57,8 @@ impl Cluster {
 
     /// Hands `request` to the core; a failure as an S3 error.
     async fn call(&self, request: Request) -> S3Result<ClientResponse> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let stopping = || s3_error!(ServiceUnavailable, "the node is stopping");
-        self.events
-            .send(Event::Request {
-                request,
-                reply: reply.into(),
-            })
-            .await
-            .map_err(|_| stopping())?;
-        match answer.await.map_err(|_| stopping())? {
+        let answer = super::super::submit(&self.events, request).await;
+        match answer.map_err(|super::super::Stopped| s3_error!(ServiceUnavailable, "the node is stopping"))? {
             Response::Data(ClientResponse::Failed(error)) => Err(cluster_error(error)),
             Response::Data(response) => Ok(response),
             other => Err(unexpected(other)),
