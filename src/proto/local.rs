@@ -118,6 +118,16 @@ impl<S: Store> LocalStore<S> {
         self.dropping_corrupt(read)
     }
 
+    /// `key`'s state to write over, read with [`LocalStore::get_with_digest`]:
+    /// the stored state's digest (`None` if there is none) and the state
+    /// (empty if there is none), for [`LocalStore::put`].
+    pub(super) fn read_for_write(&mut self, key: &[u8]) -> Result<(Option<u64>, Versioned), StoreError> {
+        Ok(match self.get_with_digest(key)? {
+            Some((state, digest)) => (Some(digest), state),
+            None => (None, Versioned::default()),
+        })
+    }
+
     /// A read's result, with a corrupt record dropped and read as absent.
     fn dropping_corrupt<T>(&mut self, read: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
         match read {

@@ -109,7 +109,7 @@ impl<S: Store> Node<S> {
             let entry = match merged.entry(key.as_slice()) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => {
-                    let (old, local) = split_stored(self.local.get_with_digest(key)?);
+                    let (old, local) = self.local.read_for_write(key)?;
                     entry.insert((old, local, false))
                 }
             };
@@ -128,21 +128,12 @@ impl<S: Store> Node<S> {
         key: &[u8],
         object: Versioned,
     ) -> Result<bool, StoreError> {
-        let (old, mut local) = split_stored(self.local.get_with_digest(key)?);
+        let (old, mut local) = self.local.read_for_write(key)?;
         let changed = local.merge_owned(object);
         if changed {
             self.local.put(key, old, &local)?;
         }
         Ok(changed)
-    }
-}
-
-/// A stored state as read with its digest, as the digest (`None` if
-/// absent) and the state to write over it (empty if absent).
-pub(super) fn split_stored(stored: Option<(Versioned, u64)>) -> (Option<u64>, Versioned) {
-    match stored {
-        Some((state, digest)) => (Some(digest), state),
-        None => (None, Versioned::default()),
     }
 }
 

@@ -187,8 +187,8 @@ impl<S: Store> Node<S> {
             ClientRequest::Delete { .. } => None,
             ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
-        let (old, mut object) = match self.local.get_with_digest(request.key()) {
-            Ok(stored) => super::replica::split_stored(stored),
+        let (old, mut object) = match self.local.read_for_write(request.key()) {
+            Ok(stored) => stored,
             Err(error) => {
                 self.local.note_error(&error);
                 give_back(request, value);
