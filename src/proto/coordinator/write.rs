@@ -182,21 +182,17 @@ impl<S: Store> Node<S> {
         now: Time,
         request: &mut ClientRequest,
     ) -> Result<Option<(Versioned, Dot)>, RequestError> {
-        let value = match request {
-            ClientRequest::Put { value, .. } => Some(std::mem::take(value)),
-            ClientRequest::Delete { .. } => None,
-            ClientRequest::Get { .. } => unreachable!("a get is not a write"),
-        };
         let (old, mut object) = match self.local.read_for_write(request.key()) {
             Ok(stored) => stored,
             Err(error) => {
                 self.local.note_error(&error);
-                give_back(request, value);
                 return Ok(None);
             }
         };
-        let (ClientRequest::Put { context, .. } | ClientRequest::Delete { context, .. }) = &*request else {
-            unreachable!("a get is not a write")
+        let (value, context) = match request {
+            ClientRequest::Put { value, context, .. } => (Some(std::mem::take(value)), &*context),
+            ClientRequest::Delete { context, .. } => (None, &*context),
+            ClientRequest::Get { .. } => unreachable!("a get is not a write"),
         };
         let written = object.write_above(
             self.actor,
