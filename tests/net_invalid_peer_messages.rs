@@ -70,8 +70,11 @@ fn junk_from_a_peer_is_dropped_and_counted_and_the_node_keeps_serving() {
                 }],
             },
         ];
-        for message in &junk {
-            write_frame(&mut stream, message).await.unwrap();
+        // Two frames (batches): the first two messages together, then the
+        // third; every message of a batch is handled, junk or not.
+        let (together, alone) = junk.split_at(2);
+        for batch in [together, alone] {
+            write_frame(&mut stream, &batch).await.unwrap();
         }
         let _ = stream.finish();
 

@@ -1,6 +1,9 @@
 //! One outgoing link to a peer: a QUIC connection (re-established when it
 //! fails, with backoff), one long-lived stream carrying peer messages in
-//! order (batched into few writes), and datagrams for SWIM packets.
+//! order, and datagrams for SWIM packets. The driver hands a link every
+//! message of one turn for its peer at once; they go in one frame (a
+//! [`PeerBatch`]) unless they are large, and frames are written in few
+//! stream writes.
 //!
 //! A message larger than the peer accepts (`max_frame_bytes`, the same on
 //! every node) is not sent: the peer would close the stream, and every
@@ -13,7 +16,7 @@ use crate::net::frame::{HEADER_LEN, encode_into};
 use crate::net::revocation::RevocationList;
 use crate::net::stream::write_buffer;
 use crate::net::tls::{PeerCertificate, Role, SERVER_NAME};
-use crate::proto::message::PeerHello;
+use crate::proto::message::{PeerBatch, PeerHello};
 use crate::proto::{NodeId, PeerMessage};
 use bytes::Bytes;
 use std::net::SocketAddr;
@@ -26,7 +29,7 @@ type Revoked = watch::Receiver<Arc<RevocationList>>;
 
 /// Most messages queued for one peer; more are dropped (the core copes).
 const LINK_QUEUE: usize = 8192;
-/// Most messages taken from the queue in one go.
+/// Most batches taken from the queue in one go.
 const WRITE_BATCH: usize = 256;
 /// Encoded bytes past which they are written to the stream before more are
 /// encoded: small messages still go in few writes, while large ones (the
@@ -36,10 +39,13 @@ const WRITE_BYTES: usize = 256 << 10;
 /// Bytes reserved beyond a state's estimated size for the rest of its
 /// message (the request id, placement and clock).
 const STATE_SLACK: usize = 4096;
+/// A frame takes messages while their estimated size stays under this (a
+/// message larger alone goes in a frame of its own).
+const FRAME_BYTES: usize = 64 << 10;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 enum Outgoing {
-    Message(PeerMessage),
+    Messages(PeerBatch),
     Gossip(Bytes),
 }
 
@@ -69,8 +75,9 @@ impl Link {
         Link { queue, task }
     }
 
-    pub(super) fn send_message(&self, message: PeerMessage) {
-        let _ = self.queue.try_send(Outgoing::Message(message));
+    /// Queues `messages` for the peer, to be sent in this order.
+    pub(super) fn send_messages(&self, messages: PeerBatch) {
+        let _ = self.queue.try_send(Outgoing::Messages(messages));
     }
 
     pub(super) fn send_gossip(&self, data: Bytes) {
@@ -120,28 +127,67 @@ async fn run(
     }
 }
 
-/// Appends `message`'s frame to `out` if its body is at most `max_frame`
-/// bytes (what the peer accepts); otherwise leaves `out` as it was and
-/// logs a warning.
-fn encode_within(out: &mut Vec<u8>, message: &PeerMessage, max_frame: usize) {
+/// The bytes a message's state needs, for the large ones (a replica write
+/// carries a whole object block); 0 for the rest, which are small or
+/// bounded by their senders.
+fn estimated_bytes(message: &PeerMessage) -> usize {
+    match message {
+        PeerMessage::ReplicaPut { key, object, .. } | PeerMessage::HintedPut { key, object, .. } => {
+            crate::proto::store::state_bytes(key, object) as usize + STATE_SLACK
+        }
+        _ => 0,
+    }
+}
+
+/// Where the frame of `messages` that begins at `start` ends, and its
+/// estimated size: consecutive messages share a frame while their
+/// estimated size stays under [`FRAME_BYTES`].
+fn next_frame(messages: &[PeerMessage], start: usize) -> (usize, usize) {
+    let mut end = start + 1;
+    let mut bytes = estimated_bytes(&messages[start]);
+    while let Some(next) = messages.get(end) {
+        let more = estimated_bytes(next);
+        if bytes + more > FRAME_BYTES {
+            break;
+        }
+        bytes += more;
+        end += 1;
+    }
+    (end, bytes)
+}
+
+/// Appends one frame holding `messages` to `out` if its body is at most
+/// `max_frame` bytes (what the peer accepts). A frame over it is encoded
+/// again message by message, and a message over it alone is left out with
+/// a warning.
+fn encode_frame(out: &mut Vec<u8>, messages: &[PeerMessage], estimated: usize, max_frame: usize) {
     let start = out.len();
     // Room for a large state first: a buffer grown while encoding it would
     // copy everything encoded so far (a whole 1 MiB object block, as the
     // fields after the state are written).
-    if let PeerMessage::ReplicaPut { key, object, .. } | PeerMessage::HintedPut { key, object, .. } = message
-    {
-        out.reserve(HEADER_LEN + crate::proto::store::state_bytes(key, object) as usize + STATE_SLACK);
-    }
-    encode_into(out, message);
+    out.reserve(HEADER_LEN + estimated);
+    encode_into(out, &messages);
     let body = out.len() - start - HEADER_LEN;
-    if body > max_frame {
-        out.truncate(start);
+    if body <= max_frame {
+        return;
+    }
+    out.truncate(start);
+    if let [message] = messages {
         tracing::warn!(
             kind = message.kind(),
             bytes = body,
             max_frame_bytes = max_frame,
             "peer message larger than a peer accepts; not sent (siblings merged from several \
              replicas may outgrow max_state_bytes)"
+        );
+        return;
+    }
+    for message in messages {
+        encode_frame(
+            out,
+            std::slice::from_ref(message),
+            estimated_bytes(message),
+            max_frame,
         );
     }
 }
@@ -190,16 +236,23 @@ async fn pump(
         }
         for outgoing in batch.drain(..) {
             match outgoing {
-                Outgoing::Message(message) => encode_within(&mut buf, &message, max_frame),
+                Outgoing::Messages(messages) => {
+                    let mut start = 0;
+                    while start < messages.len() {
+                        let (end, estimated) = next_frame(&messages, start);
+                        encode_frame(&mut buf, &messages[start..end], estimated, max_frame);
+                        start = end;
+                        if buf.len() >= WRITE_BYTES {
+                            write_buffer(&mut stream, &mut buf)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
                 Outgoing::Gossip(data) => {
                     // A SWIM packet lost here is like one lost on the wire.
                     let _ = connection.send_datagram(data);
                 }
-            }
-            if buf.len() >= WRITE_BYTES {
-                write_buffer(&mut stream, &mut buf)
-                    .await
-                    .map_err(|e| e.to_string())?;
             }
         }
         if !buf.is_empty() {
@@ -225,7 +278,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_larger_than_a_peer_accepts_is_skipped_and_the_link_carries_on() {
+    async fn a_batch_goes_in_one_frame_and_a_message_larger_than_a_peer_accepts_is_skipped() {
         const MAX_FRAME: usize = 1000;
         let dir = tempfile::tempdir().unwrap();
         init_cluster_dir(dir.path()).unwrap();
@@ -253,31 +306,39 @@ mod tests {
                 object: Default::default(),
             }],
         };
-        link.send_message(ack(1));
-        link.send_message(too_big);
-        link.send_message(ack(3));
+        link.send_messages(vec![ack(1), too_big, ack(3)]);
+        link.send_messages(vec![ack(4), ack(5)]);
 
         let received = tokio::time::timeout(Duration::from_secs(10), async {
             let connection = server.accept().await.unwrap().await.unwrap();
             let mut recv = connection.accept_uni().await.unwrap();
             let hello: PeerHello = read_frame(&mut recv, MAX_FRAME).await.unwrap().unwrap();
             assert_eq!(hello.node, NodeId(7));
-            let mut batches = Vec::new();
-            for _ in 0..2 {
+            let mut frames = Vec::new();
+            for _ in 0..3 {
                 // A frame over MAX_FRAME would fail here, as it does on a node.
-                match read_frame::<PeerMessage>(&mut recv, MAX_FRAME).await {
-                    Ok(Some(PeerMessage::PushAck { batch, .. })) => batches.push(batch),
-                    other => panic!("expected an acknowledgement, got {other:?}"),
+                match read_frame::<PeerBatch>(&mut recv, MAX_FRAME).await {
+                    Ok(Some(messages)) => frames.push(
+                        messages
+                            .into_iter()
+                            .map(|message| match message {
+                                PeerMessage::PushAck { batch, .. } => batch,
+                                other => panic!("expected an acknowledgement, got {other:?}"),
+                            })
+                            .collect::<Vec<_>>(),
+                    ),
+                    other => panic!("expected a frame of acknowledgements, got {other:?}"),
                 }
             }
-            batches
+            frames
         })
         .await
-        .expect("both small messages arrive within 10 s");
+        .expect("the small messages arrive within 10 s");
         assert_eq!(
             received,
-            vec![1, 3],
-            "the one too large is skipped, the rest arrive in order"
+            vec![vec![1], vec![3], vec![4, 5]],
+            "the one too large is skipped, the rest of its batch arrives in order, each \
+             message in a frame of its own, and the next batch in one frame"
         );
         drop(link);
         client.close(0u32.into(), b"done");

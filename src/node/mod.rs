@@ -25,7 +25,7 @@ use crate::net::stream::FrameReader;
 use crate::net::tls::{
     CLOSE_PROTOCOL, Credentials, PeerCertificate, Role, TlsError, older_protocol, transport_config,
 };
-use crate::proto::message::{AdminError, Operation, PROTOCOL_VERSION, PeerHello};
+use crate::proto::message::{AdminError, Operation, PROTOCOL_VERSION, PeerBatch, PeerHello};
 use crate::proto::{
     AdminRequest, AdminResponse, ClientId, ClientResponse, Config, Node, NodeId, Output, PeerMessage,
     Request, RequestError, Response, StartError, Store, StoreError, Time,
@@ -212,9 +212,18 @@ const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Event {
-    Request { request: Request, reply: lanes::Replier },
-    Peer { from: NodeId, message: PeerMessage },
-    Gossip { data: Bytes },
+    Request {
+        request: Request,
+        reply: lanes::Replier,
+    },
+    /// Messages from a peer, in the order it sent them.
+    Peer {
+        from: NodeId,
+        messages: PeerBatch,
+    },
+    Gossip {
+        data: Bytes,
+    },
 }
 
 /// The node stopped before answering a request of an in-process door.
@@ -628,11 +637,22 @@ impl Driver {
     /// progress adds little to request latency. (Bulk messages are few at
     /// a time: each sender waits for its batch to be acknowledged.)
     fn feed(&mut self, batch: impl Iterator<Item = Event>) -> Result<(), StoreError> {
-        let (bulk, urgent): (Vec<Event>, Vec<Event>) = batch
-            .into_iter()
-            .partition(|e| matches!(e, Event::Peer { message, .. } if message.is_bulk()));
+        let mut urgent = Vec::new();
+        for event in batch {
+            match event {
+                Event::Peer { from, messages } if messages.iter().any(PeerMessage::is_bulk) => {
+                    let (bulk, messages): (PeerBatch, PeerBatch) =
+                        messages.into_iter().partition(PeerMessage::is_bulk);
+                    self.bulk.extend(bulk.into_iter().map(|message| Event::Peer {
+                        from,
+                        messages: vec![message],
+                    }));
+                    urgent.push(Event::Peer { from, messages });
+                }
+                event => urgent.push(event),
+            }
+        }
         self.feed_events(urgent)?;
-        self.bulk.extend(bulk);
         // Never let bulk work pile up: past a batch's worth, feed it now.
         while self.bulk.len() > MAX_BATCH {
             self.feed_bulk()?;
@@ -684,16 +704,18 @@ impl Driver {
                         }
                     }
                 }
-                Event::Peer { from, message } => {
-                    wrote |= message.writes();
-                    let kind = message.kind();
-                    if let Err(fault) = self.node.handle_peer_message(now, from, message)
-                        && self
-                            .invalid_logged
-                            .is_none_or(|at| now >= at + Duration::from_secs(1))
-                    {
-                        self.invalid_logged = Some(now);
-                        tracing::warn!(node = %self.node.id(), peer = %from, kind, %fault, "invalid peer message dropped");
+                Event::Peer { from, messages } => {
+                    for message in messages {
+                        wrote |= message.writes();
+                        let kind = message.kind();
+                        if let Err(fault) = self.node.handle_peer_message(now, from, message)
+                            && self
+                                .invalid_logged
+                                .is_none_or(|at| now >= at + Duration::from_secs(1))
+                        {
+                            self.invalid_logged = Some(now);
+                            tracing::warn!(node = %self.node.id(), peer = %from, kind, %fault, "invalid peer message dropped");
+                        }
                     }
                 }
                 Event::Gossip { data } => self.node.handle_gossip(now, &data),
@@ -705,11 +727,18 @@ impl Driver {
         Ok(())
     }
 
+    /// Carries out the core's outputs. The messages for each peer are
+    /// handed to its link together, so they travel in one frame.
     fn flush_outputs(&mut self) {
+        // (peer, its messages), in the order of each peer's first message.
+        let mut outgoing: Vec<(SocketAddr, PeerBatch)> = Vec::new();
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Send { to, message } => match self.node.addr_of(to) {
-                    Some(addr) => self.link(addr).send_message(message),
+                    Some(addr) => match outgoing.iter_mut().find(|(to, _)| *to == addr) {
+                        Some((_, messages)) => messages.push(message),
+                        None => outgoing.push((addr, vec![message])),
+                    },
                     None => tracing::debug!(node = %to, "no address known; message dropped"),
                 },
                 Output::Gossip { to, data } => self.link(to).send_gossip(Bytes::from(data)),
@@ -722,6 +751,9 @@ impl Driver {
                     self.reply(client, Response::Admin(response));
                 }
             }
+        }
+        for (addr, messages) in outgoing {
+            self.link(addr).send_messages(messages);
         }
     }
 
@@ -908,9 +940,9 @@ async fn serve_peer_streams(connection: quinn::Connection, events: mpsc::Sender<
                 _ => return,
             };
             loop {
-                match reader.next::<PeerMessage>().await {
-                    Ok(Some(message)) => {
-                        if events.send(Event::Peer { from, message }).await.is_err() {
+                match reader.next::<PeerBatch>().await {
+                    Ok(Some(messages)) => {
+                        if events.send(Event::Peer { from, messages }).await.is_err() {
                             return;
                         }
                     }

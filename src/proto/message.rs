@@ -22,7 +22,9 @@ use std::sync::Arc;
 /// answer repeats ([`Tagged`]); answers come back in any order.
 /// 7: watches ([`Request::Watch`], [`ClientResponse::Unchanged`], and the
 /// peer messages `WatchStart`, `WatchReply`, `WatchCancel`).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// 8: a frame on a peer's message stream holds a [`PeerBatch`], every
+/// message one turn of the sender's driver had for that peer, not one.
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// The causal context a read returns and a write passes back: everything the
 /// reader had seen. Opaque to clients; printable as hex for the CLI.
@@ -424,6 +426,13 @@ pub struct Tagged<T> {
     /// The request or the answer.
     pub body: T,
 }
+
+/// The body of every frame after the [`PeerHello`] on a peer's message
+/// stream: the messages for that peer, in the order the sender's core made
+/// them. A sender puts all it has for the peer at once in one frame (up to
+/// a size), so replies and acknowledgements travel with the requests made
+/// in the same turn, and the receiver hands them to its core together.
+pub type PeerBatch = Vec<PeerMessage>;
 
 /// The first frame on a peer's message stream: who is sending.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
