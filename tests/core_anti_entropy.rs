@@ -195,7 +195,7 @@ fn a_corrupt_record_is_not_served_and_a_read_repairs_it_from_the_replicas() {
     let damaged = damaged_node(&c, b"k7");
     // Served from the good replicas, even through the damaged node at ALL.
     match c.get(damaged, b"k7", Consistency::All) {
-        ClientResponse::Found { values, .. } => assert_eq!(values[0].value, b"v"),
+        ClientResponse::Found { values, .. } => assert_eq!(values[0].value, &b"v"[..]),
         other => panic!("{other:?}"),
     }
     c.settle();

@@ -14,7 +14,7 @@ fn cluster(size: usize) -> Cluster {
 
 fn values(response: &ClientResponse) -> Vec<Vec<u8>> {
     match response {
-        ClientResponse::Found { values, .. } => values.iter().map(|v: &Value| v.value.clone()).collect(),
+        ClientResponse::Found { values, .. } => values.iter().map(|v: &Value| v.value.to_vec()).collect(),
         other => panic!("expected a read result, got {other:?}"),
     }
 }

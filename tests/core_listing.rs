@@ -74,7 +74,7 @@ fn pages_list_every_key_once_in_byte_order_across_the_ring() {
         (100..110).map(key).collect::<Vec<_>>()
     );
     assert_eq!(next, None);
-    assert_eq!(listed[0].values[0].value, b"v");
+    assert_eq!(listed[0].values[0].value, &b"v"[..]);
     // Everything: the other key too, first in byte order.
     let (all, _) = list_all(&mut c, at, request(b"", None, MAX_LIST_LIMIT, Consistency::All));
     assert_eq!(all.len(), 251);

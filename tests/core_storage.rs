@@ -167,7 +167,7 @@ fn a_write_whose_coordinator_cannot_store_it_is_coordinated_by_another_replica()
     let ClientResponse::Found { values, .. } = found else {
         panic!("{found:?}");
     };
-    let mut values: Vec<&[u8]> = values.iter().map(|v| v.value.as_slice()).collect();
+    let mut values: Vec<&[u8]> = values.iter().map(|v| &v.value[..]).collect();
     values.sort();
     assert_eq!(
         values,

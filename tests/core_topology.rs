@@ -494,7 +494,7 @@ fn a_key_only_the_leaving_node_holds_is_not_lost() {
     c.run_for(Duration::from_secs(3));
     let response = c.get(others[0], &lonely, Consistency::All);
     match response {
-        ClientResponse::Found { values, .. } => assert_eq!(values[0].value, b"only here"),
+        ClientResponse::Found { values, .. } => assert_eq!(values[0].value, &b"only here"[..]),
         other => panic!("{other:?}"),
     }
 }
@@ -670,7 +670,7 @@ fn a_write_only_an_old_owner_took_is_handed_to_the_new_owners_before_it_is_dropp
         );
         match c.get(new, &key(i), Consistency::All) {
             ClientResponse::Found { values, .. } => assert_eq!(
-                values.first().map(|v| v.value.as_slice()),
+                values.first().map(|v| &v.value[..]),
                 Some(&b"only on old"[..]),
                 "key {i} lost"
             ),

@@ -43,7 +43,9 @@ fn listing() -> ListRequest {
 /// The values and context a read at ONE from `at` gets.
 fn read(c: &mut Cluster, at: NodeId) -> (Vec<Vec<u8>>, Context) {
     match c.get(at, KEY, Consistency::One) {
-        ClientResponse::Found { values, context } => (values.into_iter().map(|v| v.value).collect(), context),
+        ClientResponse::Found { values, context } => {
+            (values.into_iter().map(|v| v.value.to_vec()).collect(), context)
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -193,7 +195,7 @@ fn a_key_whose_values_all_expired_is_collected_after_the_grace() {
     }
     match c.get(at, other, Consistency::All) {
         ClientResponse::Found { values, .. } => {
-            let values: Vec<Vec<u8>> = values.into_iter().map(|v| v.value).collect();
+            let values: Vec<Vec<u8>> = values.into_iter().map(|v| v.value.to_vec()).collect();
             assert_eq!(values, vec![b"lasting".to_vec()]);
         }
         response => panic!("{response:?}"),

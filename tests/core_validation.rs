@@ -56,7 +56,7 @@ fn raw_state(clock: &[(u64, u64)], dots: &[u64]) -> Versioned {
                 counter,
             },
             timestamp_ms: 1,
-            value: Some(b"v".to_vec()),
+            value: Some(b"v".to_vec().into()),
             expires_ms: None,
         })
         .collect();

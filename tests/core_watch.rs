@@ -64,7 +64,7 @@ fn a_write_at_one_through_another_replica_ends_a_watch_held_by_a_node_that_is_no
             context: seen,
         }) => {
             assert_eq!(values.len(), 1);
-            assert_eq!(values[0].value, b"v1");
+            assert_eq!(values[0].value, &b"v1"[..]);
             assert_eq!(seen, context, "the context of the new state");
         }
         other => panic!("the watch saw {other:?}"),

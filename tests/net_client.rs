@@ -37,7 +37,7 @@ fn a_built_client_applies_its_default_consistency_and_clones_share_it() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(read.values[0].value, b"v");
+        assert_eq!(read.values[0].value, &b"v"[..]);
 
         cluster.stop(2).await.unwrap();
         let running = cluster.running();
@@ -62,7 +62,7 @@ fn a_built_client_applies_its_default_consistency_and_clones_share_it() {
             )
             .await
             .unwrap();
-        assert_eq!(read.values[0].value, b"v");
+        assert_eq!(read.values[0].value, &b"v"[..]);
 
         let report = client.admin().status(running[0]).await.unwrap();
         assert_eq!(report.members.iter().filter(|m| m.up).count(), 2);
@@ -86,7 +86,7 @@ fn a_put_with_a_time_to_live_expires_on_real_nodes() {
             .unwrap();
         let read = client.get("session", Consistency::All).await.unwrap();
         assert_eq!(read.values.len(), 1);
-        assert_eq!(read.values[0].value, b"token");
+        assert_eq!(read.values[0].value, &b"token"[..]);
         tokio::time::sleep(Duration::from_millis(2500)).await;
         for addr in cluster.running() {
             let read = client.get_via(addr, "session", Consistency::One).await.unwrap();

@@ -29,7 +29,7 @@ fn a_client_with_a_foreign_certificate_cannot_read_or_write() {
         // Nothing changed: the value is still the owner's.
         let read = owner.get("secret", Consistency::All).await.unwrap();
         assert_eq!(read.values.len(), 1);
-        assert_eq!(read.values[0].value, b"v");
+        assert_eq!(read.values[0].value, &b"v"[..]);
         owner.close().await;
         cluster.shutdown().await.unwrap();
     });

@@ -131,7 +131,7 @@ fn nodes_and_clients_run_from_issued_directories_without_the_ca_key() {
             .await
             .unwrap();
         let read = client.get("k", Consistency::One).await.unwrap();
-        assert_eq!(read.values[0].value, b"v");
+        assert_eq!(read.values[0].value, &b"v"[..]);
         client.close().await;
 
         // A certificate issued by another CA is still refused.
@@ -219,7 +219,7 @@ fn requests_are_served_by_the_role_in_the_clients_certificate() {
         let reader = client("readonly").await.unwrap();
         assert_eq!(
             reader.get("k", Consistency::One).await.unwrap().values[0].value,
-            b"v"
+            &b"v"[..]
         );
         let error = reader
             .put("k", "w", &Context::empty(), Consistency::One)
@@ -235,7 +235,7 @@ fn requests_are_served_by_the_role_in_the_clients_certificate() {
         // Nothing the refused requests asked for happened.
         assert_eq!(
             reader.get("k", Consistency::One).await.unwrap().values[0].value,
-            b"v"
+            &b"v"[..]
         );
 
         let admin = client("admin").await.unwrap();
@@ -346,7 +346,7 @@ fn nodes_with_issued_certificates_form_a_cluster() {
             .unwrap();
         for addr in addrs {
             let read = app.get_via(addr, "k", Consistency::One).await.unwrap();
-            assert_eq!(read.values[0].value, b"v", "replicated to {addr}");
+            assert_eq!(read.values[0].value, &b"v"[..], "replicated to {addr}");
         }
         app.close().await;
         operator.close().await;

@@ -40,7 +40,7 @@ fn keys_are_listed_in_order_by_the_client_and_the_cli() {
         let page = client.list(&first).await.unwrap();
         assert_eq!(page.keys.len(), 50);
         assert_eq!(page.keys[0].key, key(0).as_bytes());
-        assert_eq!(page.keys[0].values[0].value, b"v0");
+        assert_eq!(page.keys[0].values[0].value, &b"v0"[..]);
         assert_eq!(page.keys[7].key, key(8).as_bytes(), "the deleted key is left out");
         let second = page.next_options(&first).expect("more pages");
         let page = client.list(&second).await.unwrap();

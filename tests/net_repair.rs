@@ -187,7 +187,7 @@ fn a_key_only_one_replica_holds_reaches_all_three_by_read_repair() {
         }
 
         let read = client.get("lonely", Consistency::All).await.unwrap();
-        assert_eq!(read.values[0].value, b"only on node 0");
+        assert_eq!(read.values[0].value, &b"only on node 0"[..]);
         for i in 1..3 {
             wait_for_status(
                 &cluster,
@@ -202,7 +202,7 @@ fn a_key_only_one_replica_holds_reaches_all_three_by_read_repair() {
         // Node 0 is no longer needed: the others answer at quorum alone.
         cluster.stop(0).await.unwrap();
         let read = client.get("lonely", Consistency::Quorum).await.unwrap();
-        assert_eq!(read.values[0].value, b"only on node 0");
+        assert_eq!(read.values[0].value, &b"only on node 0"[..]);
         client.close().await;
         cluster.shutdown().await.unwrap();
     });

@@ -230,7 +230,7 @@ fn a_revoked_client_is_refused_within_seconds_on_open_and_new_connections_and_af
             .unwrap();
         assert_eq!(
             other.get("k", Consistency::All).await.unwrap().values[0].value,
-            b"v"
+            &b"v"[..]
         );
         // Only admins touch the list: an application cannot un-revoke.
         for refused in [

@@ -60,9 +60,9 @@ fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
             .await
             .unwrap();
         let read = client.get("during", Consistency::Quorum).await.unwrap();
-        assert_eq!(read.values[0].value, b"v1");
+        assert_eq!(read.values[0].value, &b"v1"[..]);
         let read = client.get("before", Consistency::Quorum).await.unwrap();
-        assert_eq!(read.values[0].value, b"v0");
+        assert_eq!(read.values[0].value, &b"v0"[..]);
 
         let error = client.get("before", Consistency::All).await.unwrap_err();
         assert!(
@@ -96,7 +96,7 @@ fn with_one_node_of_three_down_quorum_works_and_all_fails_clearly() {
             .await
             .unwrap();
         let read = client.get("before", Consistency::All).await.unwrap();
-        assert_eq!(read.values[0].value, b"v0");
+        assert_eq!(read.values[0].value, &b"v0"[..]);
         client
             .put("after", "v2", &Context::empty(), Consistency::All)
             .await
@@ -129,7 +129,7 @@ fn nodes_on_their_own_runtimes_serve_stop_and_restart() {
         // Each node, asked directly, answers from its own replica.
         for &addr in &cluster.addrs {
             let read = client.get_via(addr, "own", Consistency::One).await.unwrap();
-            assert_eq!(read.values[0].value, b"v1");
+            assert_eq!(read.values[0].value, &b"v1"[..]);
         }
         cluster.stop(2).await.unwrap();
         cluster
@@ -137,7 +137,7 @@ fn nodes_on_their_own_runtimes_serve_stop_and_restart() {
             .await
             .unwrap();
         let read = client.get("own", Consistency::Quorum).await.unwrap();
-        assert_eq!(read.values[0].value, b"v1");
+        assert_eq!(read.values[0].value, &b"v1"[..]);
         // A stopped node is not replaced by another when asked directly.
         let stopped = client.get_via(cluster.addrs[2], "own", Consistency::One).await;
         assert!(
@@ -150,7 +150,7 @@ fn nodes_on_their_own_runtimes_serve_stop_and_restart() {
             .await
             .unwrap();
         let read = client.get("own", Consistency::All).await.unwrap();
-        assert_eq!(read.values[0].value, b"v1");
+        assert_eq!(read.values[0].value, &b"v1"[..]);
         client.close().await;
         cluster.shutdown().await.unwrap();
     });

@@ -47,7 +47,7 @@ fn a_write_at_one_through_another_client_ends_a_watch_and_a_quiet_watch_times_ou
         match watching.await.unwrap().unwrap() {
             Watched::Changed(read) => {
                 assert_eq!(read.values.len(), 1);
-                assert_eq!(read.values[0].value, b"v2");
+                assert_eq!(read.values[0].value, &b"v2"[..]);
                 assert_eq!(read.context, newer);
             }
             other => panic!("{other:?}"),
@@ -99,7 +99,7 @@ fn a_watch_survives_every_node_restarting_in_turn() {
             .await
             .unwrap();
         match tokio::time::timeout(Duration::from_secs(30), watching).await {
-            Ok(Ok(Ok(Watched::Changed(read)))) => assert_eq!(read.values[0].value, b"after"),
+            Ok(Ok(Ok(Watched::Changed(read)))) => assert_eq!(read.values[0].value, &b"after"[..]),
             other => panic!("{other:?}"),
         }
         writer.close().await;

@@ -161,7 +161,7 @@ async fn workload(cluster: &mut LocalCluster, client: &Client) -> Result<()> {
     println!("3. reading every key at QUORUM with node 3 down");
     for i in 1..=KEYS {
         let read = client.get(format!("user:{i}"), Consistency::Quorum).await?;
-        if read.values.first().map(|v| v.value.as_slice()) != Some(format!("profile-{i}").as_bytes()) {
+        if read.values.first().map(|v| &v.value[..]) != Some(format!("profile-{i}").as_bytes()) {
             bail!("user:{i} read back wrong: {read:?}");
         }
     }

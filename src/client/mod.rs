@@ -54,7 +54,7 @@
 //! client.put("user:1", "ada lovelace", &read.context, Consistency::Quorum).await?;
 //! let read = client.get("user:1", Consistency::All).await?;
 //! assert_eq!(read.values.len(), 1);
-//! assert_eq!(read.values[0].value, b"ada lovelace");
+//! assert_eq!(read.values[0].value, &b"ada lovelace"[..]);
 //!
 //! client.delete("user:1", &read.context, Consistency::Quorum).await?;
 //! assert!(client.get("user:1", Consistency::Quorum).await?.values.is_empty());

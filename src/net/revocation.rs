@@ -86,7 +86,7 @@ mod tests {
 
     fn value(bytes: Vec<u8>) -> Value {
         Value {
-            value: bytes,
+            value: bytes.into(),
             timestamp_ms: 0,
         }
     }

@@ -188,7 +188,7 @@ mod tests {
 
     fn value(bytes: Vec<u8>) -> Value {
         Value {
-            value: bytes,
+            value: bytes.into(),
             timestamp_ms: 0,
         }
     }

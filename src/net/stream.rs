@@ -1,7 +1,8 @@
 //! Frames on QUIC streams.
 
-use super::frame::{FrameError, HEADER_LEN, decode, encode, parse_header, truncated};
-use bytes::{Buf, BytesMut};
+use super::frame::{FrameError, HEADER_LEN, decode, decode_body, encode, parse_header, truncated};
+use crate::proto::shared_bytes::sharing;
+use bytes::{Buf, Bytes, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -9,6 +10,10 @@ use serde::de::DeserializeOwned;
 const READ_CHUNK: usize = 256 * 1024;
 /// A reader's buffer past this size, once empty, is given back.
 const KEEP_BUFFER: usize = 1024 * 1024;
+/// Frames from this size on are taken out of the reader's buffer whole,
+/// so that their large values share them ([`sharing`]) instead of being
+/// copied out.
+const SHARE_FRAME: usize = 64 * 1024;
 
 /// Reads the frames of one stream, any number of them, each checked
 /// against `max` before its body is awaited.
@@ -36,6 +41,11 @@ impl FrameReader {
     /// between frames.
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         loop {
+            if let Some(frame) = self.large_frame()? {
+                // Its large values share the frame's memory, not copies.
+                let (_, crc) = parse_header(*frame.first_chunk().expect("a whole frame"), self.max)?;
+                return sharing(&frame, |frame| decode_body(&frame[HEADER_LEN..], crc)).map(Some);
+            }
             if let Some((message, used)) = decode::<T>(&self.buf, self.max)? {
                 self.buf.advance(used);
                 if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
@@ -55,6 +65,19 @@ impl FrameReader {
                 Err(e) => return Err(FrameError::Io { source: e.into() }),
             }
         }
+    }
+
+    /// The next frame, taken out of the buffer, if it is whole and at
+    /// least [`SHARE_FRAME`] bytes long.
+    fn large_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let (len, _) = parse_header(*header, self.max)?;
+        if len < SHARE_FRAME || self.buf.len() < HEADER_LEN + len {
+            return Ok(None);
+        }
+        Ok(Some(self.buf.split_to(HEADER_LEN + len).freeze()))
     }
 
     /// Tells the sender to stop: nothing more will be read.

@@ -119,7 +119,7 @@ mod tests {
         assert_eq!(parse("shoal.zz.00"), None);
         assert_eq!(parse("Bearer x"), None);
         let value = |r: &TokenRecord| Value {
-            value: r.encode(),
+            value: r.encode().into(),
             timestamp_ms: 0,
         };
         assert_eq!(TokenRecord::from_values(&[value(&record)]), Some(record.clone()));

@@ -687,13 +687,26 @@ pub enum AdminError {
 }
 
 /// One live value of a key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Value {
-    /// The bytes written.
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
+    /// The bytes written (shared with the state they were read from, not
+    /// copied; a large one decoded from a frame shares the frame's memory,
+    /// [`super::shared_bytes`]).
+    #[serde(deserialize_with = "super::shared_bytes::deserialize")]
+    pub value: bytes::Bytes,
     /// The coordinator's wall clock at the write, ms since the Unix epoch.
     pub timestamp_ms: u64,
+}
+
+/// The value's bytes as a list of numbers, as for a `Vec<u8>` (the
+/// simulator's traces hash this form).
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("value", &&self.value[..])
+            .field("timestamp_ms", &self.timestamp_ms)
+            .finish()
+    }
 }
 
 /// A node's answer to a client request.

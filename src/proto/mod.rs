@@ -36,6 +36,7 @@ pub mod membership;
 pub mod message;
 pub mod quorum;
 pub mod ring;
+pub mod shared_bytes;
 pub mod store;
 mod topology;
 pub mod types;

@@ -262,7 +262,7 @@ pub fn state_bytes(key: &[u8], object: &Versioned) -> u64 {
     let values: usize = object
         .siblings()
         .iter()
-        .map(|s| s.value.as_ref().map_or(0, Vec::len) + 48)
+        .map(|s| s.value.as_ref().map_or(0, bytes::Bytes::len) + 48)
         .sum();
     (key.len() + values) as u64
 }

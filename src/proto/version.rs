@@ -23,6 +23,7 @@
 //! a dot again with a counter it used before (Riak's kv679).
 
 use super::types::NodeId;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -107,16 +108,20 @@ impl VersionVector {
 }
 
 /// One value of a key (or a tombstone) and the dot of the write that made it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sibling {
     /// The write's unique name.
     pub dot: Dot,
     /// The coordinator's wall clock when it accepted the write, in
     /// milliseconds since the Unix epoch: for a client's "newest wins".
     pub timestamp_ms: u64,
-    /// The value; `None` is a tombstone left by a delete.
-    #[serde(with = "serde_bytes")]
-    pub value: Option<Vec<u8>>,
+    /// The value; `None` is a tombstone left by a delete. Shared, not
+    /// copied, by the states and answers that carry it (encoded as a
+    /// MessagePack binary, as a `Vec<u8>` under `serde_bytes` was). A
+    /// large one decoded from a frame shares the frame's memory
+    /// ([`super::shared_bytes`]).
+    #[serde(deserialize_with = "super::shared_bytes::deserialize_option")]
+    pub value: Option<Bytes>,
     /// When the value expires (a write with a time to live), in the
     /// coordinator's milliseconds since the Unix epoch: from then on it
     /// reads as absent. Set once, by the coordinator, and carried with the
@@ -125,6 +130,19 @@ pub struct Sibling {
     /// into digests) as before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_ms: Option<u64>,
+}
+
+/// The value's bytes as a list of numbers, as for a `Vec<u8>` (the
+/// simulator's traces hash this form).
+impl std::fmt::Debug for Sibling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sibling")
+            .field("dot", &self.dot)
+            .field("timestamp_ms", &self.timestamp_ms)
+            .field("value", &self.value.as_deref())
+            .field("expires_ms", &self.expires_ms)
+            .finish()
+    }
 }
 
 impl Sibling {
@@ -231,7 +249,10 @@ impl Versioned {
     /// place: for a write whose state could not be stored, to hand the
     /// value back to its request. `None` if there is no such sibling.
     pub fn take_value(&mut self, dot: &Dot) -> Option<Vec<u8>> {
-        self.siblings.iter_mut().find(|s| s.dot == *dot)?.value.take()
+        let value = self.siblings.iter_mut().find(|s| s.dot == *dot)?.value.take()?;
+        // No copy: the value was made from the request's vector and is
+        // not shared.
+        Some(Vec::from(value))
     }
 
     /// Whether no sibling holds a value (never written, or deleted).
@@ -292,7 +313,7 @@ impl Versioned {
         let sibling = Sibling {
             dot,
             timestamp_ms,
-            value,
+            value: value.map(Bytes::from),
             expires_ms: None,
         };
         let at = self.siblings.partition_point(|s| s.dot < dot);

@@ -77,7 +77,7 @@ pub fn put(key: &[u8], value: &[u8]) -> Request {
 pub async fn values(connection: &quinn::Connection, key: &[u8]) -> Vec<Vec<u8>> {
     match ask(connection, &get(key)).await {
         Ok(Response::Data(ClientResponse::Found { values, .. })) => {
-            values.into_iter().map(|v| v.value).collect()
+            values.into_iter().map(|v| v.value.to_vec()).collect()
         }
         other => panic!("{other:?}"),
     }

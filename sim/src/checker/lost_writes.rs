@@ -27,7 +27,7 @@ pub fn check(run: &RunResult) -> Vec<Violation> {
             _ => None,
         };
         match merged.siblings().iter().find(|s| s.dot == dot) {
-            Some(sibling) if sibling.value == expected => {}
+            Some(sibling) if sibling.value.as_deref() == expected.as_deref() => {}
             Some(sibling) => violations.push(Violation {
                 checker: NAME,
                 detail: format!(

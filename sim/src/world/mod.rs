@@ -598,7 +598,7 @@ impl World {
                 .collect();
             for (_, state) in &states {
                 for sibling in state.siblings() {
-                    self.register_dot(&key, sibling.dot, &sibling.value);
+                    self.register_dot(&key, sibling.dot, sibling.value.as_deref());
                 }
             }
             replicas_of.insert(key.clone(), replicas);

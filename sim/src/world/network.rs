@@ -95,7 +95,7 @@ impl World {
                 };
                 for (key, object) in states {
                     for sibling in object.siblings() {
-                        self.register_dot(key, sibling.dot, &sibling.value);
+                        self.register_dot(key, sibling.dot, sibling.value.as_deref());
                     }
                 }
                 let to = self.by_id[&to];

@@ -197,7 +197,7 @@ impl World {
         self.trace.update(format!("{response:?}").as_bytes());
         let outcome = match response {
             ClientResponse::Found { values, context } => Outcome::Read {
-                values: values.into_iter().map(|v| v.value).collect(),
+                values: values.into_iter().map(|v| v.value.to_vec()).collect(),
                 context: context.version_vector().clone(),
             },
             ClientResponse::Written { dot, .. } => Outcome::Written { dot },
@@ -206,7 +206,7 @@ impl World {
                     .into_iter()
                     .map(|k| Listed {
                         key: k.key,
-                        values: k.values.into_iter().map(|v| v.value).collect(),
+                        values: k.values.into_iter().map(|v| v.value.to_vec()).collect(),
                         context: k.context.version_vector().clone(),
                     })
                     .collect(),
@@ -241,7 +241,7 @@ impl World {
                 _ => None,
             };
             let (key, dot) = (op.key.clone(), *dot);
-            self.register_dot(&key, dot, &value);
+            self.register_dot(&key, dot, value.as_deref());
         }
         self.finish_op(op, outcome);
     }
@@ -260,20 +260,20 @@ impl World {
 
     /// Remembers the value of each dot of each key; a dot seen with two
     /// values was issued twice.
-    pub(super) fn register_dot(&mut self, key: &[u8], dot: Dot, value: &Option<Vec<u8>>) {
+    pub(super) fn register_dot(&mut self, key: &[u8], dot: Dot, value: Option<&[u8]>) {
         match self.dots.get(&dot) {
-            Some((known_key, known)) if known_key != key || known != value => {
+            Some((known_key, known)) if known_key != key || known.as_deref() != value => {
                 self.dot_conflicts.push(DotConflict {
                     key: key.to_vec(),
                     dot,
                     first_key: known_key.clone(),
                     first: known.clone(),
-                    second: value.clone(),
+                    second: value.map(<[u8]>::to_vec),
                 })
             }
             Some(_) => {}
             None => {
-                self.dots.insert(dot, (key.to_vec(), value.clone()));
+                self.dots.insert(dot, (key.to_vec(), value.map(<[u8]>::to_vec)));
             }
         }
     }

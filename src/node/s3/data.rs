@@ -275,14 +275,14 @@ async fn read_block(cluster: &Cluster, key: &[u8]) -> Result<Bytes, String> {
     if let Ok((values, _)) = one
         && let Some(value) = values.into_iter().next()
     {
-        return Ok(Bytes::from(value.value));
+        return Ok(value.value);
     }
     let (values, _) = cluster
         .get(key.to_vec(), Consistency::Quorum)
         .await
         .map_err(|e| format!("reading a block: {e}"))?;
     match values.into_iter().next() {
-        Some(value) => Ok(Bytes::from(value.value)),
+        Some(value) => Ok(value.value),
         None => Err("a block of this object is missing".to_string()),
     }
 }
