@@ -41,9 +41,8 @@ impl FrameReader {
     /// between frames.
     pub async fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         loop {
-            if let Some(frame) = self.large_frame()? {
+            if let Some((frame, crc)) = self.large_frame()? {
                 // Its large values share the frame's memory, not copies.
-                let (_, crc) = parse_header(*frame.first_chunk().expect("a whole frame"), self.max)?;
                 return sharing(&frame, |frame| decode_body(&frame[HEADER_LEN..], crc)).map(Some);
             }
             if let Some((message, used)) = decode::<T>(&self.buf, self.max)? {
@@ -67,17 +66,17 @@ impl FrameReader {
         }
     }
 
-    /// The next frame, taken out of the buffer, if it is whole and at
-    /// least [`SHARE_FRAME`] bytes long.
-    fn large_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// The next frame, taken out of the buffer, and its checksum, if it is
+    /// whole and at least [`SHARE_FRAME`] bytes long.
+    fn large_frame(&mut self) -> Result<Option<(Bytes, u32)>, FrameError> {
         let Some(header) = self.buf.first_chunk::<HEADER_LEN>() else {
             return Ok(None);
         };
-        let (len, _) = parse_header(*header, self.max)?;
+        let (len, crc) = parse_header(*header, self.max)?;
         if len < SHARE_FRAME || self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        Ok(Some(self.buf.split_to(HEADER_LEN + len).freeze()))
+        Ok(Some((self.buf.split_to(HEADER_LEN + len).freeze(), crc)))
     }
 
     /// Tells the sender to stop: nothing more will be read.
