@@ -47,9 +47,7 @@ impl FrameReader {
             }
             if let Some((message, used)) = decode::<T>(&self.buf, self.max)? {
                 self.buf.advance(used);
-                if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
-                    self.buf = BytesMut::new();
-                }
+                self.release_if_empty();
                 return Ok(Some(message));
             }
             if let Some(header) = self.buf.first_chunk::<HEADER_LEN>() {
@@ -76,7 +74,17 @@ impl FrameReader {
         if len < SHARE_FRAME || self.buf.len() < HEADER_LEN + len {
             return Ok(None);
         }
-        Ok(Some((self.buf.split_to(HEADER_LEN + len).freeze(), crc)))
+        let frame = self.buf.split_to(HEADER_LEN + len).freeze();
+        self.release_if_empty();
+        Ok(Some((frame, crc)))
+    }
+
+    /// Gives an empty buffer past [`KEEP_BUFFER`] back, so that one large
+    /// frame does not leave its stream holding that much memory.
+    fn release_if_empty(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
+            self.buf = BytesMut::new();
+        }
     }
 
     /// Tells the sender to stop: nothing more will be read.
