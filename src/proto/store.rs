@@ -363,6 +363,12 @@ pub fn decode_record_with_digest(key: &[u8], record: &[u8]) -> Result<(Versioned
     Ok((decode_body(key, body)?, digest_of_body(key, body)))
 }
 
+/// The [`digest`] of a stored record of `key`, its format and checksum
+/// checked but its body not decoded.
+pub fn record_digest(key: &[u8], record: &[u8]) -> Result<u64, StoreError> {
+    Ok(digest_of_body(key, unframe(key, record)?))
+}
+
 fn decode_body(key: &[u8], body: &[u8]) -> Result<Versioned, StoreError> {
     rmp_serde::from_slice(body).map_err(|_| StoreError::Corrupt {
         key: key.to_vec(),
