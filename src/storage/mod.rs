@@ -10,10 +10,10 @@
 //!
 //! The digest index (ring position and key -> digest, what anti-entropy
 //! compares) of a small record is not written with the record: entries
-//! gather in memory and are written sorted, [`INDEX_BATCH`] at a time. A
-//! random insert into the index's large memtable cost about 12% of a
-//! write's CPU; sorted runs of neighbours cost far less (BENCH.md, request
-//! path step 12). A marker written at a clean close says the index on disk
+//! gather in memory, [`INDEX_HELD`] of them, and are written in sorted
+//! runs of neighbours on the ring, [`INDEX_CHUNK`] at a time. A random
+//! insert into the index's large memtable cost about 12% of a write's
+//! CPU; sorted runs cost far less (BENCH.md, request path step 12). A marker written at a clean close says the index on disk
 //! is complete; a directory opened without it (after a crash or a power
 //! loss) has its index rebuilt from the records before it serves.
 
@@ -40,12 +40,17 @@ const FORMAT_FILE: &str = "SHOAL_FORMAT";
 /// Present in the meta keyspace only while the digest index on disk holds
 /// every record's entry: written at a clean close, removed at open.
 const INDEX_COMPLETE_KEY: &[u8] = b"index-complete";
-/// Index entries held in memory before they are written, sorted, in one
-/// batch (4,096 sorted entries: 76.8 -> 67.8 µs of CPU per write, see
-/// BENCH.md) ...
-const INDEX_BATCH: usize = 4096;
+/// Index entries held in memory: past this many, writes take runs of
+/// them to disk. The more are held, the closer neighbours on the ring a
+/// run's entries are (BENCH.md, request path step 12) ...
+const INDEX_HELD: usize = 4096;
 /// ... or fewer if their keys take this many bytes.
-const INDEX_BATCH_BYTES: usize = 1 << 20;
+const INDEX_HELD_BYTES: usize = 1 << 20;
+/// Entries per run: the next ones in ring order after the last run (a
+/// sweep round the ring). A run is one batch, and the node's other calls
+/// wait for it: writing all 4,096 at once stalled it for milliseconds
+/// (the p99 of gets during a hint replay rose 4-6x).
+const INDEX_CHUNK: usize = 256;
 /// Entries rebuilt in memory, then written sorted, per batch of a rebuild.
 const REBUILD_BATCH: usize = 1 << 16;
 
@@ -60,6 +65,8 @@ pub struct FjallStore {
     unindexed: BTreeMap<Vec<u8>, u64>,
     /// Bytes of the keys in `unindexed`.
     unindexed_bytes: usize,
+    /// The last index key of the last run written (see [`INDEX_CHUNK`]).
+    sweep: Vec<u8>,
     /// Whether the open found the index incomplete and rebuilt it.
     index_rebuilt: bool,
 }
@@ -130,6 +137,7 @@ impl FjallStore {
             open: Some(handles),
             unindexed: BTreeMap::new(),
             unindexed_bytes: 0,
+            sweep: Vec::new(),
             index_rebuilt: !complete,
         })
     }
@@ -160,8 +168,10 @@ impl FjallStore {
     /// those of large ones, which are few and costly to rebuild, go in the
     /// batch.
     fn write(&mut self, records: Vec<(&[u8], Vec<u8>, u64)>) -> Result<(), StoreError> {
-        if self.unindexed.len() + records.len() > INDEX_BATCH || self.unindexed_bytes > INDEX_BATCH_BYTES {
-            self.write_index()?;
+        while !self.unindexed.is_empty()
+            && (self.unindexed.len() + records.len() > INDEX_HELD || self.unindexed_bytes > INDEX_HELD_BYTES)
+        {
+            self.write_index_run()?;
         }
         let handles = self.open.as_ref().ok_or_else(closed)?;
         let mut entries = Vec::with_capacity(records.len());
@@ -203,7 +213,34 @@ impl FjallStore {
         }
     }
 
-    /// Writes the held-back index entries, in order, in one batch.
+    /// Writes the next [`INDEX_CHUNK`] held-back index entries after the
+    /// last run's, wrapping round the ring, in one batch.
+    fn write_index_run(&mut self) -> Result<(), StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let handles = self.open.as_ref().ok_or_else(closed)?;
+        let after = (Excluded(self.sweep.as_slice()), Unbounded);
+        let run: Vec<(Vec<u8>, u64)> = self
+            .unindexed
+            .range::<[u8], _>(after)
+            .chain(self.unindexed.iter())
+            .take(INDEX_CHUNK.min(self.unindexed.len()))
+            .map(|(index, digest)| (index.clone(), *digest))
+            .collect();
+        let mut batch = handles.db.batch();
+        for (index, digest) in &run {
+            batch.insert(&handles.digests, index.as_slice(), digest.to_le_bytes());
+        }
+        batch.commit().map_err(engine)?;
+        for (index, _) in &run {
+            self.forget_unindexed(index);
+        }
+        if let Some((last, _)) = run.into_iter().last() {
+            self.sweep = last;
+        }
+        Ok(())
+    }
+
+    /// Writes every held-back index entry, in order, in one batch.
     fn write_index(&mut self) -> Result<(), StoreError> {
         if self.unindexed.is_empty() {
             return Ok(());
@@ -757,7 +794,7 @@ mod tests {
         let mut store = FjallStore::open(dir.path()).unwrap();
         let mut reference = MemStore::new();
         // Past one batch, so that entries are both on disk and held back.
-        mixed_writes(&mut store, &mut reference, INDEX_BATCH as u32 + 1500);
+        mixed_writes(&mut store, &mut reference, INDEX_HELD as u32 + 1500);
         assert!(!store.unindexed.is_empty(), "some entries are still held back");
         let all = reference.digests(0, u64::MAX, usize::MAX).unwrap();
         assert_eq!(store.digests(0, u64::MAX, usize::MAX).unwrap(), all);
@@ -776,7 +813,7 @@ mod tests {
         let mut reference = MemStore::new();
         let mut store = FjallStore::open(dir.path()).unwrap();
         assert!(store.index_rebuilt(), "a new directory has no complete index");
-        mixed_writes(&mut store, &mut reference, INDEX_BATCH as u32 + 1500);
+        mixed_writes(&mut store, &mut reference, INDEX_HELD as u32 + 1500);
         store.crash();
         let store = FjallStore::open(dir.path()).unwrap();
         assert!(store.index_rebuilt());
