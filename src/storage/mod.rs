@@ -13,9 +13,10 @@
 //! gather in memory, [`INDEX_HELD`] of them, and are written in sorted
 //! runs of neighbours on the ring, [`INDEX_CHUNK`] at a time. A random
 //! insert into the index's large memtable cost about 12% of a write's
-//! CPU; sorted runs cost far less (BENCH.md, request path step 12). A marker written at a clean close says the index on disk
-//! is complete; a directory opened without it (after a crash or a power
-//! loss) has its index rebuilt from the records before it serves.
+//! CPU; sorted runs cost far less (BENCH.md, request path step 12). A
+//! marker written at a clean close says the index on disk is complete; a
+//! directory opened without it (after a crash or a power loss) has its
+//! index rebuilt from the records before it serves.
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
@@ -25,6 +26,7 @@ use crate::proto::store::{
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::path::{Path, PathBuf};
 
 pub mod memory;
@@ -123,9 +125,9 @@ impl FjallStore {
             // A new directory has nothing to say.
             if records > 0 {
                 tracing::info!(
-                path = %path.display(),
-                records,
-                ms = started.elapsed().as_millis() as u64,
+                    path = %path.display(),
+                    records,
+                    ms = started.elapsed().as_millis() as u64,
                     "digest index rebuilt (the directory was not closed cleanly)"
                 );
             }
@@ -216,7 +218,6 @@ impl FjallStore {
     /// Writes the next [`INDEX_CHUNK`] held-back index entries after the
     /// last run's, wrapping round the ring, in one batch.
     fn write_index_run(&mut self) -> Result<(), StoreError> {
-        use std::ops::Bound::{Excluded, Unbounded};
         let handles = self.open.as_ref().ok_or_else(closed)?;
         let after = (Excluded(self.sweep.as_slice()), Unbounded);
         let run: Vec<(Vec<u8>, u64)> = self
@@ -226,11 +227,7 @@ impl FjallStore {
             .take(INDEX_CHUNK.min(self.unindexed.len()))
             .map(|(index, digest)| (index.clone(), *digest))
             .collect();
-        let mut batch = handles.db.batch();
-        for (index, digest) in &run {
-            batch.insert(&handles.digests, index.as_slice(), digest.to_le_bytes());
-        }
-        batch.commit().map_err(engine)?;
+        handles.write_index(run.iter().map(|(index, digest)| (index.as_slice(), *digest)))?;
         for (index, _) in &run {
             self.forget_unindexed(index);
         }
@@ -240,28 +237,14 @@ impl FjallStore {
         Ok(())
     }
 
-    /// Writes every held-back index entry, in order, in one batch.
-    fn write_index(&mut self) -> Result<(), StoreError> {
-        if self.unindexed.is_empty() {
-            return Ok(());
-        }
-        let handles = self.open.as_ref().ok_or_else(closed)?;
-        let mut batch = handles.db.batch();
-        for (index, digest) in &self.unindexed {
-            batch.insert(&handles.digests, index.as_slice(), digest.to_le_bytes());
-        }
-        batch.commit().map_err(engine)?;
-        self.unindexed.clear();
-        self.unindexed_bytes = 0;
-        Ok(())
-    }
-
     /// Writes the index entries held back and marks the index complete.
     fn close(&mut self) -> Result<(), StoreError> {
         if self.open.is_none() {
             return Ok(());
         }
-        self.write_index()?;
+        while !self.unindexed.is_empty() {
+            self.write_index_run()?;
+        }
         let handles = self.handles()?;
         handles.meta.insert(INDEX_COMPLETE_KEY, []).map_err(engine)?;
         handles.db.persist(PersistMode::SyncAll).map_err(engine)
@@ -297,6 +280,15 @@ impl Handles {
         self.db.persist(PersistMode::SyncAll)
     }
 
+    /// Writes digest index entries (index key, digest) in one batch.
+    fn write_index<'a>(&self, entries: impl Iterator<Item = (&'a [u8], u64)>) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        for (index, digest) in entries {
+            batch.insert(&self.digests, index, digest.to_le_bytes());
+        }
+        batch.commit().map_err(engine)
+    }
+
     /// Rebuilds the digest index from the records; returns their count. A
     /// damaged record gets no entry (a read of it drops it).
     fn rebuild_index(&self) -> Result<u64, StoreError> {
@@ -305,11 +297,9 @@ impl Handles {
         let mut records = 0;
         let write = |entries: &mut Vec<(Vec<u8>, u64)>| {
             entries.sort_unstable();
-            let mut batch = self.db.batch();
-            for (index, digest) in entries.drain(..) {
-                batch.insert(&self.digests, index, digest.to_le_bytes());
-            }
-            batch.commit().map_err(engine)
+            self.write_index(entries.iter().map(|(index, digest)| (index.as_slice(), *digest)))?;
+            entries.clear();
+            Ok::<_, StoreError>(())
         };
         for guard in self.data.iter() {
             let (key, record) = guard.into_inner().map_err(engine)?;
@@ -502,17 +492,9 @@ impl Store for FjallStore {
         // Every index key of position `last` starts with its 8 bytes, so the
         // range ends before the first key of position `last + 1`.
         let end = last.checked_add(1).map(|end| end.to_be_bytes().to_vec());
-        let (stored, held) = match &end {
-            Some(end) => (
-                self.handles()?.digests.range(start.clone()..end.clone()),
-                self.unindexed.range(start..end.clone()),
-            ),
-            None => (
-                self.handles()?.digests.range(start.clone()..),
-                self.unindexed.range(start..),
-            ),
-        };
-        let mut stored = stored.map(|guard| {
+        let bounds = (Included(start), end.map_or(Unbounded, Excluded));
+        let held = self.unindexed.range(bounds.clone());
+        let mut stored = self.handles()?.digests.range(bounds).map(|guard| {
             let (index, value) = guard.into_inner().map_err(engine)?;
             let digest = u64::from_le_bytes(value.as_ref().try_into().map_err(|_| malformed_index(&index))?);
             Ok::<_, StoreError>((index, digest))
