@@ -91,13 +91,20 @@ async fn echo(duration: Duration) {
     stop.store(true, Ordering::Relaxed);
     let answered = done.load(Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
+    let mut latency = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
     for lane in lanes {
-        lane.abort();
+        // A lane stops at its next answer; one that gets none is cut off.
+        if let Ok(Ok(lane)) = tokio::time::timeout(Duration::from_secs(5), lane).await {
+            latency.add(lane).expect("same bounds");
+        }
     }
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "quinn echo: {CONCURRENCY} requests in flight on {LANES} streams, {SIZE}-byte frames, {elapsed:.1} s: \
-         {answered} answered, {:.0} round trips/s",
-        answered as f64 / elapsed
+         {answered} answered, {:.0} round trips/s; round trip p50 {:.3} ms, p99 {:.3} ms",
+        answered as f64 / elapsed,
+        ms(0.5),
+        ms(0.99)
     );
     connection.close(0u32.into(), b"done");
     endpoint.close(0u32.into(), b"done");
@@ -105,30 +112,39 @@ async fn echo(duration: Duration) {
 
 /// Keeps `share` requests in flight on one stream: one written for each
 /// answer read (answers come back in order here, so no ids are needed to
-/// match them, but each carries one as shoal's do).
+/// match them, but each carries one as shoal's do). Returns the round
+/// trips' times in microseconds.
 async fn run_lane(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
     share: usize,
     done: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) {
+) -> hdrhistogram::Histogram<u64> {
     let data = vec![7u8; SIZE];
     let payload = Bytes::new(&data);
     let mut reader = FrameReader::new(recv, 1 << 20);
+    let mut latency = hdrhistogram::Histogram::<u64>::new(3).expect("a histogram");
+    let mut sent = std::collections::VecDeque::with_capacity(share);
     let mut id = 0u64;
     for _ in 0..share {
         send.write_all(&encode(&(id, payload))).await.expect("written");
+        sent.push_back(Instant::now());
         id += 1;
     }
     while !stop.load(Ordering::Relaxed) {
         match reader.next::<(u64, ByteBuf)>().await {
             Ok(Some(_)) => {
                 done.fetch_add(1, Ordering::Relaxed);
+                if let Some(at) = sent.pop_front() {
+                    latency.saturating_record(at.elapsed().as_micros() as u64);
+                }
                 send.write_all(&encode(&(id, payload))).await.expect("written");
+                sent.push_back(Instant::now());
                 id += 1;
             }
-            _ => return,
+            _ => break,
         }
     }
+    latency
 }
