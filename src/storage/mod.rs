@@ -63,8 +63,11 @@ const INDEX_HELD_BYTES: usize = 1 << 20;
 /// Entries per run: the next ones in ring order after the last run (a
 /// sweep round the ring). A run is one batch, and the node's other calls
 /// wait for it: writing all 4,096 at once stalled it for milliseconds
-/// (the p99 of gets during a hint replay rose 4-6x).
-const INDEX_CHUNK: usize = 256;
+/// (the p99 of gets during a hint replay rose 4-6x), and runs of 256
+/// still let that p99 pass twice its level in 4 of 20 replays. Runs of 32
+/// cost no more CPU per write: consecutive runs are neighbours on the
+/// ring whatever their size (BENCH.md, request path step 12).
+const INDEX_CHUNK: usize = 32;
 /// Entries rebuilt in memory, then written sorted, per batch of a rebuild.
 const REBUILD_BATCH: usize = 1 << 16;
 
