@@ -17,23 +17,18 @@
 //! marker written at a clean close says the index on disk is complete; a
 //! directory opened without it (after a crash or a power loss) has its
 //! index rebuilt from the records before it serves.
-//!
-//! Records of [`files::FILE_RECORD_BYTES`] or more are kept in files of
-//! their own, fjall holding a pointer to each (see [`files`]).
 
 use crate::proto::ring::key_position;
 use crate::proto::store::{
-    DigestEntry, Scanned, StoredHint, collect_scanned, decode_hint, decode_meta, decode_record,
-    decode_record_with_digest, encode_meta, encode_record_with_digest, record_digest,
+    DigestEntry, FORMAT_VERSION, Scanned, StoredHint, collect_scanned, decode_hint, decode_meta,
+    decode_record, decode_record_with_digest, encode_meta, encode_record_with_digest, record_digest,
 };
 use crate::proto::{NodeId, NodeMeta, Store, StoreError, Versioned};
-use files::{FILE_RECORD_BYTES, Pointer, RecordFiles};
 use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::path::{Path, PathBuf};
 
-mod files;
 pub mod memory;
 mod node_store;
 
@@ -44,13 +39,6 @@ const META_KEY: &[u8] = b"node";
 /// The record a recovery check writes and syncs.
 const PROBE_KEY: &[u8] = b"probe";
 const FORMAT_FILE: &str = "SHOAL_FORMAT";
-/// The layout of a data directory, in its format file: 1, records in
-/// fjall; 2, large records may be in files (see [`files`]). A directory of
-/// layout 1 is taken as it is and marked 2; a build that knows only 1
-/// refuses a directory marked 2.
-const DIRECTORY_FORMAT: u32 = 2;
-/// The oldest layout this build opens.
-const OLDEST_DIRECTORY_FORMAT: u32 = 1;
 /// Present in the meta keyspace only while the digest index on disk holds
 /// every record's entry: written at a clean close, removed at open.
 const INDEX_COMPLETE_KEY: &[u8] = b"index-complete";
@@ -86,8 +74,6 @@ pub struct FjallStore {
     sweep: Vec<u8>,
     /// Whether the open found the index incomplete and rebuilt it.
     index_rebuilt: bool,
-    /// The large records' files.
-    files: RecordFiles,
 }
 
 /// The open database and its keyspaces.
@@ -131,26 +117,19 @@ impl FjallStore {
     /// Opens (or creates) the data directory at `path`. Fails if another
     /// process holds it or it was written by an incompatible format.
     pub fn open(path: &Path) -> Result<FjallStore, StoreError> {
-        let layout = check_format_marker(path)?;
+        check_format_marker(path)?;
         let handles = Handles::open(path)?;
-        // Marked only once the directory is ours (fjall holds its lock).
-        if layout != DIRECTORY_FORMAT {
-            write_format_marker(path)?;
-        }
-        let mut files = RecordFiles::open(path)?;
         let complete = handles.meta.get(INDEX_COMPLETE_KEY).map_err(engine)?.is_some();
         if complete {
             handles.meta.remove(INDEX_COMPLETE_KEY).map_err(engine)?;
         } else {
             let started = std::time::Instant::now();
-            let (records, referenced) = handles.rebuild_index()?;
-            let orphans = files.delete_unreferenced(&referenced)?;
+            let records = handles.rebuild_index()?;
             // A new directory has nothing to say.
-            if records > 0 || orphans > 0 {
+            if records > 0 {
                 tracing::info!(
                     path = %path.display(),
                     records,
-                    orphaned_files_deleted = orphans,
                     ms = started.elapsed().as_millis() as u64,
                     "digest index rebuilt (the directory was not closed cleanly)"
                 );
@@ -165,14 +144,12 @@ impl FjallStore {
             unindexed_bytes: 0,
             sweep: Vec::new(),
             index_rebuilt: !complete,
-            files,
         })
     }
 
     /// Bytes the database takes on disk.
     pub fn disk_space(&self) -> u64 {
-        let db = self.open.as_ref().map_or(0, |h| h.db.disk_space().unwrap_or(0));
-        db + self.files.bytes()
+        self.open.as_ref().map_or(0, |h| h.db.disk_space().unwrap_or(0))
     }
 
     /// Bytes held in memtables (the active ones and those sealed and
@@ -194,7 +171,7 @@ impl FjallStore {
     /// Writes `records` (key, record, digest) in one batch. Index entries
     /// of small records are held back (see the module's documentation);
     /// those of large ones, which are few and costly to rebuild, go in the
-    /// batch. Records kept in files are written to them first.
+    /// batch.
     fn write(&mut self, records: Vec<(&[u8], Vec<u8>, u64)>) -> Result<(), StoreError> {
         while !self.unindexed.is_empty()
             && (self.unindexed.len() + records.len() > INDEX_HELD || self.unindexed_bytes > INDEX_HELD_BYTES)
@@ -202,48 +179,27 @@ impl FjallStore {
             self.write_index_run()?;
         }
         let handles = self.open.as_ref().ok_or_else(closed)?;
-        let replaced = replaced_files(handles, &self.files, records.iter().map(|r| r.0))?;
-        // (key, what fjall stores, digest, whether its index entry is held back)
-        let mut stored = Vec::with_capacity(records.len());
-        let mut written = Vec::new();
-        for (key, record, digest) in records {
-            let deferred = record.len() < SEPARATED_VALUE_BYTES as usize;
-            let value = if record.len() >= FILE_RECORD_BYTES {
-                match self.files.write(&record, digest) {
-                    Ok((pointer, bytes)) => {
-                        written.push(pointer);
-                        bytes
-                    }
-                    Err(error) => {
-                        written.iter().for_each(|p| self.files.discard(p));
-                        return Err(error);
-                    }
-                }
-            } else {
-                record
-            };
-            stored.push((key, value, digest, deferred));
-        }
-        let committed = if let [(key, value, _, true)] = stored.as_slice() {
+        let mut entries = Vec::with_capacity(records.len());
+        if let [(key, record, digest)] = records.as_slice()
+            && record.len() < SEPARATED_VALUE_BYTES as usize
+        {
             // One small record: no batch needed.
-            handles.data.insert(*key, value.as_slice()).map_err(engine)
+            handles.data.insert(*key, record.as_slice()).map_err(engine)?;
+            entries.push((index_key(key), *digest, true));
         } else {
             let mut batch = handles.db.batch();
-            for (key, value, digest, deferred) in &stored {
+            for (key, record, digest) in records {
+                let deferred = record.len() < SEPARATED_VALUE_BYTES as usize;
+                let index = index_key(key);
                 if !deferred {
-                    batch.insert(&handles.digests, index_key(key), digest.to_le_bytes());
+                    batch.insert(&handles.digests, index.as_slice(), digest.to_le_bytes());
                 }
-                batch.insert(&handles.data, *key, value.as_slice());
+                batch.insert(&handles.data, key, record);
+                entries.push((index, digest, deferred));
             }
-            batch.commit().map_err(engine)
-        };
-        if let Err(error) = committed {
-            written.iter().for_each(|p| self.files.discard(p));
-            return Err(error);
+            batch.commit().map_err(engine)?;
         }
-        replaced.iter().for_each(|p| self.files.doom(p));
-        for (key, _, digest, deferred) in stored {
-            let index = index_key(key);
+        for (index, digest, deferred) in entries {
             if deferred {
                 let len = index.len();
                 if self.unindexed.insert(index, digest).is_none() {
@@ -252,18 +208,6 @@ impl FjallStore {
             } else {
                 self.forget_unindexed(&index);
             }
-        }
-        self.delete_files_when_due()
-    }
-
-    /// Past a few files of replaced records (each a block of up to a few
-    /// MiB), syncs fjall's journal, which holds the pointers that replaced
-    /// theirs, and deletes them. (The new files are synced by
-    /// [`Store::sync`], which a node syncing every write calls each turn.)
-    fn delete_files_when_due(&mut self) -> Result<(), StoreError> {
-        if self.files.deletion_due() {
-            self.handles()?.db.persist(PersistMode::SyncAll).map_err(engine)?;
-            self.files.delete_doomed();
         }
         Ok(())
     }
@@ -304,80 +248,18 @@ impl FjallStore {
         while !self.unindexed.is_empty() {
             self.write_index_run()?;
         }
-        self.handles()?
-            .meta
-            .insert(INDEX_COMPLETE_KEY, [])
-            .map_err(engine)?;
-        self.sync()
+        let handles = self.handles()?;
+        handles.meta.insert(INDEX_COMPLETE_KEY, []).map_err(engine)?;
+        handles.db.persist(PersistMode::SyncAll).map_err(engine)
     }
 
     /// Closes the store as a crash would: the index entries held back are
-    /// lost, the index is not marked complete, and the files of replaced
-    /// records are not deleted.
+    /// lost and the index is not marked complete.
     #[cfg(test)]
     fn crash(mut self) {
         self.unindexed.clear();
-        self.files.forget_doomed();
         self.open = None;
     }
-
-    /// The stored value of `key` read through its pointer if it has one.
-    fn resolve(&self, key: &[u8], stored: fjall::Slice) -> Result<Found, StoreError> {
-        Ok(match Pointer::decode(key, &stored)? {
-            Some(pointer) => Found::File(self.files.read(key, &pointer)?, pointer.digest),
-            None => Found::Inline(stored),
-        })
-    }
-
-    /// Records of `from` on in key order, read through their pointers.
-    fn records_from<'a>(
-        &'a self,
-        from: &[u8],
-    ) -> Result<impl Iterator<Item = Result<(fjall::Slice, Found), StoreError>> + 'a, StoreError> {
-        Ok(self.handles()?.data.range(from.to_vec()..).map(move |guard| {
-            let (key, stored) = guard.into_inner().map_err(engine)?;
-            let found = self.resolve(&key, stored)?;
-            Ok((key, found))
-        }))
-    }
-}
-
-/// A record as read: held in fjall, or read from its file (with the digest
-/// its pointer carries).
-enum Found {
-    Inline(fjall::Slice),
-    File(Vec<u8>, u64),
-}
-
-impl AsRef<[u8]> for Found {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Found::Inline(slice) => slice,
-            Found::File(record, _) => record,
-        }
-    }
-}
-
-/// The pointers of the records of `keys` that are kept in files: their
-/// files are to be deleted once records written in their place are durable.
-/// A damaged pointer is passed over (its file stays until a rebuild).
-fn replaced_files<'a>(
-    handles: &Handles,
-    files: &RecordFiles,
-    keys: impl Iterator<Item = &'a [u8]>,
-) -> Result<Vec<Pointer>, StoreError> {
-    let mut replaced = Vec::new();
-    if !files.present() {
-        return Ok(replaced);
-    }
-    for key in keys {
-        if let Some(stored) = handles.data.get(key).map_err(engine)?
-            && let Ok(Some(pointer)) = Pointer::decode(key, &stored)
-        {
-            replaced.push(pointer);
-        }
-    }
-    Ok(replaced)
 }
 
 impl Drop for FjallStore {
@@ -410,15 +292,12 @@ impl Handles {
         batch.commit().map_err(engine)
     }
 
-    /// Rebuilds the digest index from the records; returns their count and
-    /// the ids of the files that pointers refer to. A damaged record gets
-    /// no entry (a read of it drops it). A record kept in a file is not
-    /// read: its pointer holds its digest.
-    fn rebuild_index(&self) -> Result<(u64, BTreeSet<u64>), StoreError> {
+    /// Rebuilds the digest index from the records; returns their count. A
+    /// damaged record gets no entry (a read of it drops it).
+    fn rebuild_index(&self) -> Result<u64, StoreError> {
         self.digests.clear().map_err(engine)?;
         let mut entries = Vec::with_capacity(REBUILD_BATCH);
         let mut records = 0;
-        let mut referenced = BTreeSet::new();
         let write = |entries: &mut Vec<(Vec<u8>, u64)>| {
             entries.sort_unstable();
             self.write_index(entries.iter().map(|(index, digest)| (index.as_slice(), *digest)))?;
@@ -428,15 +307,7 @@ impl Handles {
         for guard in self.data.iter() {
             let (key, record) = guard.into_inner().map_err(engine)?;
             records += 1;
-            let digest = match Pointer::decode(&key, &record) {
-                Ok(Some(pointer)) => {
-                    referenced.insert(pointer.id);
-                    Ok(pointer.digest)
-                }
-                Ok(None) => record_digest(&key, &record),
-                Err(error) => Err(error),
-            };
-            match digest {
+            match record_digest(&key, &record) {
                 Ok(digest) => entries.push((index_key(&key), digest)),
                 Err(error) => tracing::warn!(%error, "damaged record left out of the digest index"),
             }
@@ -445,7 +316,7 @@ impl Handles {
             }
         }
         write(&mut entries)?;
-        Ok((records, referenced))
+        Ok(records)
     }
 
     fn open(path: &Path) -> Result<Handles, StoreError> {
@@ -495,8 +366,8 @@ impl Handles {
 }
 
 /// Refuses a directory written by another on-disk format before fjall
-/// touches it; returns its layout ([`DIRECTORY_FORMAT`] for a new one).
-fn check_format_marker(path: &Path) -> Result<u32, StoreError> {
+/// touches it, and marks a new directory with ours.
+fn check_format_marker(path: &Path) -> Result<(), StoreError> {
     let io = |e: std::io::Error| StoreError::Engine { source: Box::new(e) };
     std::fs::create_dir_all(path).map_err(io)?;
     if memory::holds_memory_node(path) {
@@ -515,42 +386,32 @@ fn check_format_marker(path: &Path) -> Result<u32, StoreError> {
                 key: FORMAT_FILE.as_bytes().to_vec(),
                 reason: "format marker is not a number",
             })?;
-            if !(OLDEST_DIRECTORY_FORMAT..=DIRECTORY_FORMAT).contains(&found) {
+            if found != FORMAT_VERSION {
                 return Err(StoreError::UnsupportedFormat {
                     found,
-                    supported: DIRECTORY_FORMAT,
+                    supported: FORMAT_VERSION,
                 });
             }
-            Ok(found)
+            Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_format_marker(path)?;
-            Ok(DIRECTORY_FORMAT)
+            std::fs::write(&marker, format!("{FORMAT_VERSION}\n")).map_err(io)
         }
         Err(e) => Err(io(e)),
     }
 }
 
-/// Marks a directory with this build's layout.
-fn write_format_marker(path: &Path) -> Result<(), StoreError> {
-    std::fs::write(path.join(FORMAT_FILE), format!("{DIRECTORY_FORMAT}\n"))
-        .map_err(|e| StoreError::Engine { source: Box::new(e) })
-}
-
 impl Store for FjallStore {
     fn get(&self, key: &[u8]) -> Result<Option<Versioned>, StoreError> {
         match self.handles()?.data.get(key).map_err(engine)? {
-            Some(stored) => decode_record(key, self.resolve(key, stored)?.as_ref()).map(Some),
+            Some(record) => decode_record(key, &record).map(Some),
             None => Ok(None),
         }
     }
 
     fn get_with_digest(&self, key: &[u8]) -> Result<Option<(Versioned, u64)>, StoreError> {
         match self.handles()?.data.get(key).map_err(engine)? {
-            Some(stored) => match self.resolve(key, stored)? {
-                Found::Inline(record) => decode_record_with_digest(key, &record).map(Some),
-                Found::File(record, digest) => Ok(Some((decode_record(key, &record)?, digest))),
-            },
+            Some(record) => decode_record_with_digest(key, &record).map(Some),
             None => Ok(None),
         }
     }
@@ -574,31 +435,35 @@ impl Store for FjallStore {
         Ok(digests)
     }
 
-    /// Removes the record and its index entry in one atomic batch (and its
-    /// file once that is durable).
+    /// Removes the record and its index entry in one atomic batch.
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
         let handles = self.handles()?;
-        let replaced = replaced_files(handles, &self.files, std::iter::once(key))?;
         let index = index_key(key);
         let mut batch = handles.db.batch();
         batch.remove(&handles.data, key);
         batch.remove(&handles.digests, index.as_slice());
         batch.commit().map_err(engine)?;
         self.forget_unindexed(&index);
-        replaced.iter().for_each(|p| self.files.doom(p));
-        self.delete_files_when_due()
+        Ok(())
     }
 
     fn scan_with_digest(&self, from: &[u8], limit: usize, max_bytes: u64) -> Result<Scanned, StoreError> {
-        collect_scanned(self.records_from(from)?, limit, max_bytes)
+        let records = self
+            .handles()?
+            .data
+            .range(from..)
+            .map(|guard| guard.into_inner().map_err(engine));
+        collect_scanned(records, limit, max_bytes)
     }
 
     fn scan(&self, from: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Versioned)>, StoreError> {
-        self.records_from(from)?
+        self.handles()?
+            .data
+            .range(from..)
             .take(limit)
-            .map(|record| {
-                let (key, found) = record?;
-                let object = decode_record(&key, found.as_ref())?;
+            .map(|guard| {
+                let (key, record) = guard.into_inner().map_err(engine)?;
+                let object = decode_record(&key, &record)?;
                 Ok((key.to_vec(), object))
             })
             .collect()
@@ -619,13 +484,8 @@ impl Store for FjallStore {
         self.sync()
     }
 
-    /// Syncs the record files written so far, then fjall; then deletes
-    /// the files of records replaced before.
     fn sync(&mut self) -> Result<(), StoreError> {
-        self.files.sync()?;
-        self.handles()?.db.persist(PersistMode::SyncAll).map_err(engine)?;
-        self.files.delete_doomed();
-        Ok(())
+        self.handles()?.db.persist(PersistMode::SyncAll).map_err(engine)
     }
 
     /// The index on disk merged with the entries held back (which replace
@@ -836,7 +696,7 @@ fn state_key(name: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::store::{FORMAT_VERSION, MemStore, contract, encode_record};
+    use crate::proto::store::{MemStore, contract};
     use crate::proto::{Config, Node, NodeId};
 
     #[test]
@@ -889,8 +749,6 @@ mod tests {
         for i in 0..keys {
             let value = if i % 1000 == 3 {
                 vec![i as u8; 20 << 10]
-            } else if i % 500 == 5 {
-                vec![i as u8; FILE_RECORD_BYTES]
             } else {
                 i.to_le_bytes().to_vec()
             };
@@ -941,32 +799,11 @@ mod tests {
         let mut store = FjallStore::open(dir.path()).unwrap();
         assert!(store.index_rebuilt(), "a new directory has no complete index");
         mixed_writes(&mut store, &mut reference, INDEX_HELD as u32 + 1500);
-        let held_in_files = large_records(&reference);
-        assert!(held_in_files > 5);
-        assert!(
-            record_files(dir.path()) > held_in_files,
-            "replaced files not yet deleted"
-        );
         store.crash();
-        // A file written whose pointer was never committed.
-        std::fs::write(
-            dir.path().join("records").join(format!("{:016x}", 1u64 << 40)),
-            b"x",
-        )
-        .unwrap();
         let store = FjallStore::open(dir.path()).unwrap();
         assert!(store.index_rebuilt());
         let all = reference.digests(0, u64::MAX, usize::MAX).unwrap();
         assert_eq!(store.digests(0, u64::MAX, usize::MAX).unwrap(), all);
-        assert_eq!(
-            record_files(dir.path()),
-            held_in_files,
-            "left-behind files deleted"
-        );
-        assert_eq!(
-            store.scan_with_digest(b"", usize::MAX, u64::MAX).unwrap(),
-            reference.scan_with_digest(b"", usize::MAX, u64::MAX).unwrap()
-        );
         drop(store);
         // Closed cleanly: opened without a rebuild, and the same.
         let store = FjallStore::open(dir.path()).unwrap();
@@ -975,124 +812,6 @@ mod tests {
         // The marker is taken at open: a crash now still means a rebuild.
         store.crash();
         assert!(FjallStore::open(dir.path()).unwrap().index_rebuilt());
-    }
-
-    /// Files in a data directory's `records/`.
-    fn record_files(path: &Path) -> usize {
-        std::fs::read_dir(path.join("records")).unwrap().count()
-    }
-
-    /// States in `reference` whose records are kept in files.
-    fn large_records(reference: &MemStore) -> usize {
-        let all = reference.scan(b"", usize::MAX).unwrap();
-        all.iter()
-            .filter(|(_, object)| encode_record(object).len() >= FILE_RECORD_BYTES)
-            .count()
-    }
-
-    #[test]
-    fn large_records_live_in_files_deleted_once_replaced_durably() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FjallStore::open(dir.path()).unwrap();
-        let mut reference = MemStore::new();
-        let large = |byte: u8| contract::object(&vec![byte; 100 << 10]);
-        fn both(store: &mut FjallStore, reference: &mut MemStore, op: &dyn Fn(&mut dyn Store)) {
-            op(store);
-            op(reference);
-        }
-        both(&mut store, &mut reference, &|s| {
-            let _ = s.put(b"a", &large(1)).unwrap();
-        });
-        both(&mut store, &mut reference, &|s| {
-            let _ = s.put(b"small", &contract::object(b"v")).unwrap();
-        });
-        assert_eq!(record_files(dir.path()), 1);
-        assert_eq!(store.get(b"a").unwrap(), Some(large(1)));
-        assert_eq!(
-            store.get_with_digest(b"a").unwrap(),
-            Some((large(1), crate::proto::store::digest(b"a", &large(1))))
-        );
-        // Replaced: the old file stays until the replacement is durable.
-        both(&mut store, &mut reference, &|s| {
-            let _ = s.put(b"a", &large(2)).unwrap();
-        });
-        assert_eq!(record_files(dir.path()), 2);
-        store.sync().unwrap();
-        assert_eq!(record_files(dir.path()), 1);
-        assert_eq!(store.get(b"a").unwrap(), Some(large(2)));
-        // By a small record, and a removed one.
-        both(&mut store, &mut reference, &|s| {
-            let _ = s.put(b"a", &contract::object(b"small now")).unwrap();
-        });
-        both(&mut store, &mut reference, &|s| {
-            let _ = s.put(b"b", &large(3)).unwrap();
-        });
-        both(&mut store, &mut reference, &|s| s.remove(b"b").unwrap());
-        assert!(store.get(b"b").unwrap().is_none());
-        store.sync().unwrap();
-        assert_eq!(record_files(dir.path()), 0);
-        assert_eq!(
-            store.disk_space(),
-            store.open.as_ref().unwrap().db.disk_space().unwrap()
-        );
-        // Many overwrites without a sync: files wait for deletion in bounded number.
-        for i in 0..(files::DOOMED_MAX as u8 * 2) {
-            both(&mut store, &mut reference, &|s| {
-                let _ = s.put(b"c", &large(i)).unwrap();
-            });
-            assert!(record_files(dir.path()) <= files::DOOMED_MAX + 1);
-        }
-        for (from, limit) in [(&b""[..], usize::MAX), (b"b", 1)] {
-            assert_eq!(
-                store.scan_with_digest(from, limit, u64::MAX).unwrap(),
-                reference.scan_with_digest(from, limit, u64::MAX).unwrap()
-            );
-            assert_eq!(
-                store.scan(from, limit).unwrap(),
-                reference.scan(from, limit).unwrap()
-            );
-        }
-        let all = reference.digests(0, u64::MAX, usize::MAX).unwrap();
-        assert_eq!(store.digests(0, u64::MAX, usize::MAX).unwrap(), all);
-        drop(store);
-        // A clean close deleted the replaced files.
-        assert_eq!(record_files(dir.path()), 1);
-        let store = FjallStore::open(dir.path()).unwrap();
-        assert_eq!(store.get(b"c").unwrap(), reference.get(b"c").unwrap());
-        assert!(store.disk_space() >= 100 << 10);
-    }
-
-    #[test]
-    fn a_damaged_or_missing_record_file_is_reported_not_served() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = FjallStore::open(dir.path()).unwrap();
-        let large = contract::object(&vec![7u8; 100 << 10]);
-        store.put(b"a", &large).unwrap();
-        store.put(b"b", &large).unwrap();
-        let mut paths: Vec<_> = std::fs::read_dir(dir.path().join("records"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        paths.sort();
-        // "a" was written first: its file has the lower id.
-        let mut bytes = std::fs::read(&paths[0]).unwrap();
-        bytes[1000] ^= 1;
-        std::fs::write(&paths[0], bytes).unwrap();
-        std::fs::remove_file(&paths[1]).unwrap();
-        for key in [b"a", b"b"] {
-            assert!(matches!(store.get(key), Err(StoreError::Corrupt { .. })));
-        }
-    }
-
-    #[test]
-    fn a_directory_of_the_previous_layout_is_opened_and_marked() {
-        let dir = tempfile::tempdir().unwrap();
-        drop(FjallStore::open(dir.path()).unwrap());
-        std::fs::write(dir.path().join(FORMAT_FILE), "1\n").unwrap();
-        let mut store = FjallStore::open(dir.path()).unwrap();
-        store.put(b"k", &contract::object(&[1; 100 << 10])).unwrap();
-        let marker = std::fs::read_to_string(dir.path().join(FORMAT_FILE)).unwrap();
-        assert_eq!(marker.trim(), DIRECTORY_FORMAT.to_string());
     }
 
     #[test]
