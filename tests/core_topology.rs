@@ -753,3 +753,65 @@ fn a_node_that_left_waits_for_a_majority_of_the_members_to_confirm_it() {
         assert_eq!(status_seen(&c, n), NodeStatus::Left, "{n}");
     }
 }
+
+/// A node that left and is started again on its old data directory (an
+/// operator reusing the machine) comes back empty and joins like a new
+/// node: its old copy of a key deleted meanwhile, whose tombstone every
+/// replica has since collected, does not bring the key back.
+#[test]
+fn a_node_that_left_rejoins_without_its_old_copy() {
+    let mut cfg = Config::default();
+    cfg.hint_window = Duration::from_secs(1);
+    cfg.tombstone_grace = Duration::from_secs(2);
+    let mut c = converged_with(4, 47, cfg.clone());
+    c.enable_anti_entropy();
+    write(&mut c, 0..200);
+    let leaving = c.node_ids()[3];
+    let stay = c.node_ids()[0];
+    assert_eq!(c.admin(leaving, AdminRequest::Leave), AdminResponse::Done);
+    c.run_for(Duration::from_secs(3));
+    assert!(
+        c.node(leaving).store().get(&key(7)).unwrap().is_some(),
+        "an old copy is left"
+    );
+
+    // Every key is deleted, and its tombstones are collected everywhere.
+    for i in 0..200 {
+        let context = match c.get(stay, &key(i), Consistency::All) {
+            ClientResponse::Found { context, .. } => context,
+            other => panic!("{other:?}"),
+        };
+        let deleted = c.delete(stay, &key(i), context, Consistency::All);
+        assert!(matches!(deleted, ClientResponse::Written { .. }), "{deleted:?}");
+    }
+    c.run_for(Duration::from_secs(20));
+    for n in c.node_ids().into_iter().filter(|&n| n != leaving) {
+        assert!(
+            c.node(n).store().scan(b"", 1).unwrap().is_empty(),
+            "{n} still holds a tombstone"
+        );
+    }
+
+    c.restart(leaving, cfg, 98);
+    assert!(
+        c.node(leaving).store().scan(b"", 1).unwrap().is_empty(),
+        "the old copy is dropped at start"
+    );
+    run_until_status(&mut c, leaving, NodeStatus::Normal);
+    c.run_for(Duration::from_secs(10));
+    assert!(c.node(stay).ring().contains(leaving), "it is a member again");
+    for i in 0..200 {
+        match c.get(stay, &key(i), Consistency::All) {
+            ClientResponse::Found { values, .. } => {
+                assert!(values.is_empty(), "key {i} came back: {values:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for n in c.node_ids() {
+        assert!(
+            c.node(n).store().scan(b"", 1).unwrap().is_empty(),
+            "{n} holds a key"
+        );
+    }
+}

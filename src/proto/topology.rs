@@ -283,6 +283,46 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Drops every key a node that left still holds, at its next start.
+    ///
+    /// It handed each of them off before it turned `left`, so what remains
+    /// is an old copy: joining again with it, a value deleted meanwhile
+    /// whose tombstone was collected would come back through this node
+    /// (its reads, anti-entropy and cleanup's pushes), and the disk it
+    /// takes is wasted. Runs before the node gossips; a crash part way
+    /// leaves the status `left`, so the next start goes on. A corrupt
+    /// record met on the way is dropped by the scan; any other storage
+    /// error ends it (noted as a storage failure), and the node starts with
+    /// what is left.
+    pub(super) fn drop_copy_left_behind(&mut self) -> Result<(), StoreError> {
+        let mut from = Vec::new();
+        let mut corrupt_in_a_row = 0;
+        loop {
+            let scanned = match self.local.scan_with_digest(&from, BATCH_KEYS, BATCH_BYTES) {
+                Ok(scanned) => scanned,
+                // Dropped by the scan: scan again (a record that cannot
+                // even be dropped ends it).
+                Err(StoreError::Corrupt { .. }) if corrupt_in_a_row < 64 => {
+                    corrupt_in_a_row += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            corrupt_in_a_row = 0;
+            let Some(last) = scanned.states.last() else {
+                return Ok(());
+            };
+            from.clone_from(&last.key);
+            from.push(0);
+            for state in &scanned.states {
+                if let Err(e) = self.local.remove(&state.key, state.digest) {
+                    self.local.note_error(&e);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
     /// Loads a saved join's progress (joining nodes, at start).
     pub(super) fn resume_join(&mut self) {
         let saved: Option<Plan> = self
