@@ -760,12 +760,15 @@ fn a_node_that_left_waits_for_a_majority_of_the_members_to_confirm_it() {
 /// replica has since collected, does not bring the key back.
 #[test]
 fn a_node_that_left_rejoins_without_its_old_copy() {
+    // More keys than one scan step holds (1024), so dropping the copy
+    // walks on past the first step.
+    const KEYS: usize = 1500;
     let mut cfg = Config::default();
     cfg.hint_window = Duration::from_secs(1);
     cfg.tombstone_grace = Duration::from_secs(2);
     let mut c = converged_with(4, 47, cfg.clone());
     c.enable_anti_entropy();
-    write(&mut c, 0..200);
+    write(&mut c, 0..KEYS);
     let leaving = c.node_ids()[3];
     let stay = c.node_ids()[0];
     assert_eq!(c.admin(leaving, AdminRequest::Leave), AdminResponse::Done);
@@ -776,7 +779,7 @@ fn a_node_that_left_rejoins_without_its_old_copy() {
     );
 
     // Every key is deleted, and its tombstones are collected everywhere.
-    for i in 0..200 {
+    for i in 0..KEYS {
         let context = match c.get(stay, &key(i), Consistency::All) {
             ClientResponse::Found { context, .. } => context,
             other => panic!("{other:?}"),
@@ -800,7 +803,7 @@ fn a_node_that_left_rejoins_without_its_old_copy() {
     run_until_status(&mut c, leaving, NodeStatus::Normal);
     c.run_for(Duration::from_secs(10));
     assert!(c.node(stay).ring().contains(leaving), "it is a member again");
-    for i in 0..200 {
+    for i in 0..KEYS {
         match c.get(stay, &key(i), Consistency::All) {
             ClientResponse::Found { values, .. } => {
                 assert!(values.is_empty(), "key {i} came back: {values:?}")

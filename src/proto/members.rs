@@ -72,9 +72,7 @@ impl<S: Store> Node<S> {
         let persisted = known.iter().find(|s| s.node == me.node).map(|s| s.status);
         let has_seeds = seeds.iter().any(|&s| s != addr);
         if persisted == Some(NodeStatus::Left) {
-            // On a storage error the node starts with what is left, as
-            // on a damaged disk; the failed write is noted by the store.
-            let _ = self.drop_copy_left_behind();
+            self.drop_copy_left_behind();
         }
         let status = Self::starting_status(persisted, has_seeds);
         let mut membership = Membership::new(me, status, rng, 16);

@@ -49,7 +49,7 @@
 
 use super::batches::BatchOwner;
 use super::membership::NodeStatus;
-use super::message::{AdminError, AdminResponse, KeyState, PeerMessage, StreamCursor, StreamProgress};
+use super::message::{AdminError, AdminResponse, KeyState, PeerMessage, StreamCursor, StreamProgress, after};
 use super::ring::Ring;
 use super::store::{Store, StoreError, state_bytes};
 use super::types::{NodeId, Time};
@@ -291,10 +291,10 @@ impl<S: Store> Node<S> {
     /// (its reads, anti-entropy and cleanup's pushes), and the disk it
     /// takes is wasted. Runs before the node gossips; a crash part way
     /// leaves the status `left`, so the next start goes on. A corrupt
-    /// record met on the way is dropped by the scan; any other storage
-    /// error ends it (noted as a storage failure), and the node starts with
-    /// what is left.
-    pub(super) fn drop_copy_left_behind(&mut self) -> Result<(), StoreError> {
+    /// record met on the way is dropped by the scan. A failed removal is
+    /// noted as a storage failure (the node turns read-only); on it, or on
+    /// a failed scan, the node starts with what is left.
+    pub(super) fn drop_copy_left_behind(&mut self) {
         let mut from = Vec::new();
         let mut corrupt_in_a_row = 0;
         loop {
@@ -306,19 +306,18 @@ impl<S: Store> Node<S> {
                     corrupt_in_a_row += 1;
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(_) => return,
             };
             corrupt_in_a_row = 0;
-            let Some(last) = scanned.states.last() else {
-                return Ok(());
-            };
-            from.clone_from(&last.key);
-            from.push(0);
             for state in &scanned.states {
                 if let Err(e) = self.local.remove(&state.key, state.digest) {
                     self.local.note_error(&e);
-                    return Err(e);
+                    return;
                 }
+            }
+            match scanned.states.last() {
+                Some(last) if scanned.more => from = after(&last.key),
+                _ => return,
             }
         }
     }
